@@ -1,0 +1,100 @@
+// loong data check | moving-fashion
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "loong/core/error.h"
+#include "loong/data/manifest.h"
+#include "loong/data/moving_fashion.h"
+#ifdef LOONG_WITH_FFMPEG
+#include "loong/data/dataset.h"
+#endif
+
+namespace loong::cli {
+
+void add_data_commands(CLI::App& app, Globals& g) {
+  CLI::App* data = app.add_subcommand("data", "Text-video datasets: check manifests, generate moving-fashion");
+  data->require_subcommand(1);
+
+  {
+    auto* cmd = data->add_subcommand(
+        "check", "Parse a manifest (JSONL or CSV) and decode every entry; report the bad ones (path, reason)");
+    auto path = std::make_shared<std::string>();
+    auto r = std::make_shared<video::ReadOptions>();
+    auto frames = std::make_shared<int64_t>(0);
+    auto as_json = std::make_shared<bool>(false);
+    r->fps = 6.5;
+    r->size = 128;
+    cmd->add_option("manifest", *path, "Manifest (.jsonl or .csv)")->required();
+    add_read_options(cmd, *r, false);
+    cmd->add_option("--frames", *frames, "Also require at least this many frames per video; 0 = any")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--json", *as_json, "Print a JSON report instead of text");
+    cmd->callback(command(g, [path, r, frames, as_json] {
+      data::Manifest m = data::parse_manifest(*path);
+      nlohmann::json report = {{"manifest", *path}, {"entries", m.entries.size()},
+                               {"malformed_lines", m.errors}, {"bad", nlohmann::json::array()}};
+      size_t bad_count = m.errors.size();
+#ifdef LOONG_WITH_FFMPEG
+      data::ClipOptions opts;
+      opts.read = *r;
+      opts.frames = *frames;
+      for (const auto& b : data::check_manifest(m, opts)) {
+        report["bad"].push_back({{"line", m.entries[b.index].line}, {"path", b.path}, {"reason", b.reason}});
+        ++bad_count;
+      }
+#else
+      throw Error("this build has no FFmpeg support: only manifest syntax can be checked");
+#endif
+      report["ok"] = m.entries.size() - report["bad"].size();
+      if (*as_json) {
+        std::cout << report.dump(2) << std::endl;
+      } else {
+        for (const auto& e : m.errors) std::printf("MALFORMED %s\n", e.c_str());
+        for (const auto& b : report["bad"])
+          std::printf("BAD %s:%d %s\n", path->c_str(), b["line"].get<int>(), b["reason"].get<std::string>().c_str());
+        std::printf("%zu ok, %zu bad, %zu malformed line(s)\n", report["ok"].get<size_t>(),
+                    report["bad"].size(), m.errors.size());
+      }
+      if (bad_count > 0)
+        throw Error(*path + ": " + std::to_string(bad_count) + " problem(s) found");
+    }));
+  }
+  {
+    auto* cmd = data->add_subcommand(
+        "moving-fashion",
+        "Generate a text-video dataset of tinted Fashion-MNIST items moving on coloured backgrounds "
+        "(MP4s, captions, per-frame ground truth, manifest, contact sheet)");
+    auto o = std::make_shared<data::MovingFashionOptions>();
+    auto out = std::make_shared<std::string>();
+    auto quiet = std::make_shared<bool>(false);
+    cmd->add_option("--out", *out, "Output folder")->required();
+    cmd->add_option("--videos", o->videos, "Number of videos")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--seconds", o->seconds, "Seconds per video")->check(CLI::PositiveNumber);
+    cmd->add_option("--size", o->size, "Frame size (square)")->check(CLI::Range(16, 1024));
+    cmd->add_option("--fps", o->fps, "Frames per second")->check(CLI::PositiveNumber);
+    cmd->add_option("--seed", o->seed, "Random seed; the dataset is a pure function of the options");
+    cmd->add_option("--images", o->images, "Captioned still images for stage-1 training")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--split", o->split, "Fashion-MNIST split: train, or t10k for held-out items")
+        ->check(CLI::IsMember({"train", "t10k"}));
+    cmd->add_option("--two-items", o->two_items, "Probability of two items per video/image")
+        ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--scene-changes", o->scene_changes,
+                    "Probability of a scene change in each 10 s after the first (long videos)")
+        ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--mnist-dir", o->mnist_dir, "Fashion-MNIST folder; empty = $LOONG_FASHION_MNIST or Debian's");
+    cmd->add_flag("--quiet", *quiet, "Do not print a line per video");
+    cmd->callback(command(g, [o, out, quiet] {
+#ifndef LOONG_WITH_FFMPEG
+      throw Error("this build has no FFmpeg support (configure with -DLOONG_WITH_FFMPEG=ON)");
+#else
+      data::write_moving_fashion(*o, *out, !*quiet);
+      std::printf("wrote %d videos and %d images to %s (manifest.jsonl, images.jsonl, sheet.png)\n",
+                  o->videos, o->images, out->c_str());
+#endif
+    }));
+  }
+}
+
+}  // namespace loong::cli

@@ -1,0 +1,26 @@
+// The `loong` CLI: each subsystem registers its commands on the app.
+#pragma once
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "loong/io/video.h"
+
+namespace loong::cli {
+
+struct Globals {
+  int threads = 0;  // 0 = $LOONG_THREADS or every core
+};
+
+// Wraps a command body: sets thread counts first. Errors propagate to main.
+std::function<void()> command(const Globals& g, std::function<void()> body);
+
+// --fps --size --start --end --max-frames --max-pixels
+void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range = true);
+
+void add_video_commands(CLI::App& app, Globals& g);
+void add_data_commands(CLI::App& app, Globals& g);
+void add_checkpoint_commands(CLI::App& app, Globals& g);
+
+}  // namespace loong::cli

@@ -1,0 +1,92 @@
+// loong: generate minute-long videos from text with an autoregressive LLaMA
+// over video tokens (Loong, arXiv 2410.02757). One CLI for every step.
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "loong/core/error.h"
+#include "loong/core/runtime.h"
+
+namespace loong::cli {
+
+std::function<void()> command(const Globals& g, std::function<void()> body) {
+  return [&g, body = std::move(body)] {
+    init_threads(g.threads);
+    body();
+  };
+}
+
+void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range) {
+  cmd->add_option("--fps", r.fps, "Output frame rate; 0 keeps every decoded frame")
+      ->check(CLI::Range(0.0, 1000.0));
+  cmd->add_option("--size", r.size, "Shorter side to this size, then centre crop to size x size; 0 keeps the size")
+      ->check(CLI::Range(0, 16384));
+  if (with_time_range) {
+    cmd->add_option("--start", r.start, "Start time in seconds")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--end", r.end, "End time in seconds; negative = to the end");
+  }
+  cmd->add_option("--max-frames", r.max_frames, "Refuse inputs that give more output frames")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-pixels", r.max_pixels, "Refuse frames larger than this many pixels")
+      ->check(CLI::PositiveNumber);
+}
+
+}  // namespace loong::cli
+
+namespace {
+
+std::string first_line(const std::string& s) {
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace loong::cli;
+  CLI::App app{"loong: minute-level text-to-video generation with an autoregressive language model"};
+  app.name("loong");
+  app.option_defaults()->always_capture_default();
+  app.set_version_flag("--version", loong::build_info());
+  app.require_subcommand(1);
+  Globals g;
+  app.add_option("--threads", g.threads, "CPU threads for LibTorch; 0 = $LOONG_THREADS or all cores")
+      ->check(CLI::NonNegativeNumber);
+  add_video_commands(app, g);
+  add_data_commands(app, g);
+  add_checkpoint_commands(app, g);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line: what was wrong and where to look.
+    std::string cmd = "loong";
+    const CLI::App* sub = &app;
+    while (!sub->get_subcommands().empty()) {
+      sub = sub->get_subcommands().front();
+      cmd += " " + sub->get_name();
+    }
+    std::string msg = first_line(e.what());
+    // "A subcommand is required" hides the real problem when a word was given.
+    const auto left = sub->remaining();
+    if (!sub->get_subcommands({}).empty() && !left.empty() && left.front().rfind("-", 0) != 0) {
+      msg = "unknown command '" + left.front() + "'; expected one of:";
+      for (const CLI::App* c : sub->get_subcommands({})) msg += " " + c->get_name();
+    }
+    std::fprintf(stderr, "%s: error: %s (see '%s --help')\n", cmd.c_str(), msg.c_str(), cmd.c_str());
+    return 2;
+  } catch (const loong::Error& e) {
+    std::fprintf(stderr, "loong: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "loong: internal error: %s\n", first_line(e.what()).c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,67 @@
+// moving-fashion: a real text-video world built from Fashion-MNIST items.
+//
+// Each video has one or two items (10 classes), each tinted one of 8 named
+// colours, moving in one of 8 directions at a named speed and bouncing off the
+// walls, on a named background colour. Long videos may have scene changes (the
+// background changes colour; an item leaves and a new one enters) that the
+// caption narrates with "then ...". Every frame's ground truth (class, colour,
+// position, visibility, background) is recorded for evaluation. Everything is
+// a pure function of (options, index): deterministic for a seed.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "loong/data/fashion_mnist.h"
+
+namespace loong::data {
+
+struct NamedColour {
+  const char* name;
+  uint8_t r, g, b;
+};
+extern const std::array<NamedColour, 8> kItemColours;
+extern const std::array<NamedColour, 6> kBackgrounds;
+extern const std::array<const char*, 8> kDirections;  // "left", "up and to the right", ...
+
+struct MovingFashionOptions {
+  int videos = 16;
+  double seconds = 10;       // per video
+  int size = 128;            // frames are size x size
+  double fps = 6.5;
+  uint64_t seed = 0;
+  std::string split = "train";  // Fashion-MNIST split: "train" or "t10k" (held-out items)
+  int images = 0;            // captioned stills for stage-1 training
+  double two_items = 0.35;   // probability that a clip or image has two items
+  double scene_changes = 0;  // probability of a scene change in each 10 s after the first
+  std::string mnist_dir;     // "" = default_fashion_mnist_dir()
+};
+
+// Throws loong::Error naming the option when a value is out of range.
+void validate(const MovingFashionOptions& o);
+
+struct Sample {
+  at::Tensor frames;     // uint8 [T, size, size, 3] (T = 1 for images)
+  std::string caption;
+  nlohmann::json truth;  // see docs/data.md
+};
+
+int64_t frame_count(const MovingFashionOptions& o);  // round(seconds * fps), at least 1
+
+// Renders video `index` (0-based) of the dataset described by `o`.
+Sample make_video(const FashionMnist& items, const MovingFashionOptions& o, int64_t index);
+
+// Renders still image `index` (a separate random stream from the videos).
+Sample make_image(const FashionMnist& items, const MovingFashionOptions& o, int64_t index);
+
+// Writes the dataset to `out_dir` (needs FFmpeg for MP4s, libpng for stills):
+//   videos/NNNNNN.mp4 + videos/NNNNNN.json (ground truth), images/NNNNNN.png,
+//   manifest.jsonl (videos), images.jsonl (stills), dataset.json, sheet.png.
+// Returns dataset.json's content.
+nlohmann::json write_moving_fashion(const MovingFashionOptions& o, const std::string& out_dir,
+                                    bool verbose = false);
+
+}  // namespace loong::data

@@ -1,0 +1,112 @@
+// The `loong` binary: help lists commands and defaults; bad flags and bad
+// inputs give one clear line on stderr and a non-zero exit, never a trace.
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "test_util.h"
+
+using loong::test::TempDir;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+Result run(const std::string& args) {
+  const std::string errfile = std::filesystem::temp_directory_path() / ("loong_cli_err_" + std::to_string(::getpid()));
+  const std::string cmd = std::string(LOONG_CLI_PATH) + " " + args + " 2>" + errfile;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  r.err = loong::test::read_bytes(errfile);
+  std::filesystem::remove(errfile);
+  return r;
+}
+
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+void expect_one_line_error(const Result& r, int code, const std::string& piece) {
+  EXPECT_EQ(r.code, code) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(piece), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("terminate called"), std::string::npos);
+  EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << "no LibTorch stack trace";
+}
+
+}  // namespace
+
+TEST(Cli, HelpListsCommandsAndDefaults) {
+  auto top = run("--help");
+  EXPECT_EQ(top.code, 0);
+  for (const char* c : {"video", "data", "checkpoint", "--threads", "--version"})
+    EXPECT_NE(top.out.find(c), std::string::npos) << c;
+  auto convert = run("video convert --help");
+  EXPECT_EQ(convert.code, 0);
+  for (const char* c : {"--fps", "6.5", "--size", "128", "--start", "--end", "--crf", "18"})
+    EXPECT_NE(convert.out.find(c), std::string::npos) << c;
+  auto mf = run("data moving-fashion --help");
+  for (const char* c : {"--videos", "--seconds", "--seed", "--images", "--split", "--scene-changes"})
+    EXPECT_NE(mf.out.find(c), std::string::npos) << c;
+  EXPECT_NE(run("--version").out.find("LibTorch"), std::string::npos);
+}
+
+TEST(Cli, BadFlagsGiveOneLineAndExitTwo) {
+  expect_one_line_error(run("video convert a.mp4 b.mp4 --bogus 1"), 2, "--bogus");
+  expect_one_line_error(run("video convert a.mp4"), 2, "output");
+  expect_one_line_error(run("video convert a.mp4 b.mp4 --fps abc"), 2, "--fps");
+  expect_one_line_error(run("video convert a.mp4 b.mp4 --fps -1"), 2, "--fps");
+  expect_one_line_error(run("data moving-fashion --out x --split nope"), 2, "--split");
+  expect_one_line_error(run("data moving-fashion --videos 2"), 2, "--out");
+  expect_one_line_error(run("frobnicate"), 2, "frobnicate");
+  expect_one_line_error(run(""), 2, "subcommand");
+}
+
+TEST(Cli, BadInputsNameTheFileAndExitOne) {
+  TempDir dir;
+  loong::test::write_bytes(dir / "junk.mp4", "junk");
+  expect_one_line_error(run("video info " + (dir / "junk.mp4")), 1, "junk.mp4");
+  expect_one_line_error(run("video convert " + (dir / "nope.mp4") + " " + (dir / "o.mp4")), 1, "nope.mp4: no such file");
+  EXPECT_FALSE(std::filesystem::exists(dir / "o.mp4"));
+  loong::test::write_bytes(dir / "w.safetensors", std::string(8, '\xff'));
+  expect_one_line_error(run("checkpoint info " + (dir / "w.safetensors")), 1, "w.safetensors");
+  expect_one_line_error(run("video convert " + (dir / "junk.mp4") + " " + (dir / "o.mp4") + " --start 3 --end 1"), 1, "--end");
+}
+
+TEST(Cli, VideoCommandsAndDataCheck) {
+  TempDir dir;
+  auto gen = run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 2 --seconds 2 --size 64 --seed 1");
+  ASSERT_EQ(gen.code, 0) << gen.err;
+  const std::string v = dir / "mf/videos/000000.mp4";
+  auto info = run("video info " + v);
+  ASSERT_EQ(info.code, 0) << info.err;
+  auto j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["streams"][0]["frames"], 13);
+  EXPECT_EQ(j["streams"][0]["fps"], 6.5);
+  auto conv = run("video convert " + v + " " + (dir / "small.gif") + " --fps 3 --size 32");
+  ASSERT_EQ(conv.code, 0) << conv.err;
+  EXPECT_NE(conv.out.find("32x32"), std::string::npos);
+  ASSERT_EQ(run("video sheet " + v + " " + (dir / "s.png") + " --tiles 4").code, 0);
+  EXPECT_TRUE(std::filesystem::exists(dir / "s.png"));
+
+  auto ok = run("data check " + (dir / "mf/manifest.jsonl"));
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_NE(ok.out.find("2 ok, 0 bad"), std::string::npos) << ok.out;
+  loong::test::write_bytes(dir / "mixed.jsonl",
+      "{\"video\": \"mf/videos/000000.mp4\", \"caption\": \"fine\"}\n"
+      "{\"video\": \"mf/videos/missing.mp4\", \"caption\": \"gone\"}\n"
+      "{\"video\": \"x.mp4\"}\n");
+  auto bad = run("data check " + (dir / "mixed.jsonl"));
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.out.find("mixed.jsonl:2"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("missing.mp4: no such file"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("mixed.jsonl:3: missing key 'caption'"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("1 ok, 1 bad, 1 malformed"), std::string::npos) << bad.out;
+}

@@ -1,0 +1,72 @@
+// Core utilities: atomic files, typed JSON access, thread set-up, contact sheets.
+#include "loong/core/atomic_file.h"
+#include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
+#include "loong/io/image.h"
+#include "test_util.h"
+
+using loong::test::expect_error;
+using loong::test::TempDir;
+
+TEST(AtomicFile, UncommittedWriteLeavesTheOldFileAndNoTemporary) {
+  TempDir dir;
+  const std::string p = dir / "f.txt";
+  loong::write_file_atomic(p, "good");
+  {
+    loong::AtomicFile f(p);
+    loong::test::write_bytes(f.temp_path(), "half-writ");
+    // no commit: as if the process died
+  }
+  EXPECT_EQ(loong::read_file(p), "good");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
+  loong::write_file_atomic(dir / "sub/dir/g.txt", "made parents");
+  EXPECT_EQ(loong::read_file(dir / "sub/dir/g.txt"), "made parents");
+}
+
+TEST(Json, TypedAccessNamesFileAndKey) {
+  TempDir dir;
+  const std::string p = dir / "c.json";
+  loong::write_json_file(p, {{"width", "wide"}, {"depth", 3}});
+  auto j = loong::read_json_file(p);
+  EXPECT_EQ(loong::get_int(j, "depth", p), 3);
+  expect_error([&] { loong::get_int(j, "width", p); }, {p, "key 'width'", "expected an integer", "got string"});
+  expect_error([&] { loong::get_number(j, "heads", p); }, {p, "missing key 'heads'"});
+  loong::test::write_bytes(dir / "bad.json", "{\"a\": 1,,}");
+  expect_error([&] { loong::read_json_file(dir / "bad.json"); }, {"bad.json", "invalid JSON"});
+}
+
+TEST(Runtime, ThreadsAndDevices) {
+  EXPECT_EQ(loong::init_threads(2), 2);
+  EXPECT_EQ(at::get_num_threads(), 2);
+  setenv("LOONG_THREADS", "abc", 1);
+  expect_error([] { loong::init_threads(0); }, {"LOONG_THREADS", "positive integer"});
+  setenv("LOONG_THREADS", "1", 1);
+  EXPECT_EQ(loong::init_threads(0), 1);
+  EXPECT_TRUE(loong::parse_device("cpu").is_cpu());
+  expect_error([] { loong::parse_device("tpu"); }, {"--device", "'tpu'"});
+  if (!torch::cuda::is_available()) expect_error([] { loong::parse_device("cuda"); }, {"no CUDA"});
+}
+
+TEST(ContactSheet, GridLayoutAndFrameChoice) {
+  auto clip = loong::test::indexed_clip(10, 8, 6);
+  auto sheet = loong::image::contact_sheet(clip, 4, 2);  // 4 frames, 2 columns
+  EXPECT_EQ(sheet.size(0), 2 * (8 + 2) + 2);
+  EXPECT_EQ(sheet.size(1), 2 * (6 + 2) + 2);
+  // First tile is frame 0, last tile is frame 9.
+  EXPECT_TRUE(torch::equal(sheet.narrow(0, 2, 8).narrow(1, 2, 6), clip[0]));
+  EXPECT_TRUE(torch::equal(sheet.narrow(0, 12, 8).narrow(1, 10, 6), clip[9]));
+  EXPECT_EQ(loong::image::spread_indices(10, 4), (std::vector<int64_t>{0, 3, 6, 9}));
+  EXPECT_EQ(loong::image::spread_indices(3, 8).size(), 3u);
+}
+
+#ifdef LOONG_WITH_PNG
+TEST(Png, WritesAValidFile) {
+  TempDir dir;
+  auto img = loong::test::natural_clip(1, 20, 30)[0];
+  loong::image::write_png(dir / "x.png", img);
+  std::string b = loong::test::read_bytes(dir / "x.png");
+  ASSERT_GT(b.size(), 8u);
+  EXPECT_EQ(b.substr(1, 3), "PNG");
+  expect_error([&] { loong::image::write_png(dir / "y.png", torch::zeros({4, 4, 3})); }, {"y.png", "uint8"});
+}
+#endif
