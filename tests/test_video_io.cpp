@@ -1,6 +1,7 @@
 // Video I/O: MP4 round trip, frame-rate resampling (constant and variable),
 // rotation, resize/crop, time ranges, GIF, and every bad-input case.
 #include <cstring>
+#include <random>
 
 #include "loong/io/video.h"
 #include "test_util.h"
@@ -298,4 +299,35 @@ TEST(VideoIO, PlaylistsAndNetworkAreRefused) {
   expect_error([&] { video::read(concat); }, {concat});
   // A path that looks like a URL is a file name, never a network address.
   expect_error([&] { video::read("http://127.0.0.1:9/x.mp4"); }, {"no such file"});
+}
+
+TEST(VideoIO, CorruptedBytesNeverCrash) {
+  TempDir dir;
+  const std::string good = write_clip(dir, "good.mp4", loong::test::natural_clip(12, 48, 48), 6);
+  const std::string bytes = loong::test::read_bytes(good);
+  std::mt19937 rng(1234);
+  int errors = 0, decoded = 0;
+  for (int trial = 0; trial < 40; ++trial) {
+    std::string b = bytes;
+    if (trial % 4 == 3) {
+      b.resize(rng() % b.size());  // truncated anywhere
+    } else {
+      for (int k = 0; k < 1 + trial % 7 * 5; ++k) b[rng() % b.size()] = static_cast<char>(rng());
+    }
+    const std::string p = dir / ("bad" + std::to_string(trial) + ".mp4");
+    loong::test::write_bytes(p, b);
+    try {
+      video::ReadOptions o;
+      o.fps = 6;
+      o.size = 32;
+      auto v = video::read(p, o);
+      EXPECT_EQ(v.frames.size(1), 32);
+      ++decoded;
+    } catch (const loong::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+      ++errors;
+    }
+  }
+  EXPECT_EQ(errors + decoded, 40);
+  EXPECT_GT(errors, 0);
 }

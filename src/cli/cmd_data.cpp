@@ -68,7 +68,9 @@ void add_data_commands(CLI::App& app, Globals& g) {
     auto o = std::make_shared<data::MovingFashionOptions>();
     auto out = std::make_shared<std::string>();
     auto quiet = std::make_shared<bool>(false);
-    cmd->add_option("--out", *out, "Output folder")->required();
+    auto force = std::make_shared<bool>(false);
+    cmd->add_option("--out", *out, "Output folder (new or empty)")->required();
+    cmd->add_flag("--force", *force, "Write into a non-empty folder, replacing files of the same names");
     cmd->add_option("--videos", o->videos, "Number of videos")->check(CLI::NonNegativeNumber);
     cmd->add_option("--seconds", o->seconds, "Seconds per video")->check(CLI::PositiveNumber);
     cmd->add_option("--size", o->size, "Frame size (square)")->check(CLI::Range(16, 1024));
@@ -85,11 +87,11 @@ void add_data_commands(CLI::App& app, Globals& g) {
         ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--mnist-dir", o->mnist_dir, "Fashion-MNIST folder; empty = $LOONG_FASHION_MNIST or Debian's");
     cmd->add_flag("--quiet", *quiet, "Do not print a line per video");
-    cmd->callback(command(g, [o, out, quiet] {
+    cmd->callback(command(g, [o, out, quiet, force] {
 #ifndef LOONG_WITH_FFMPEG
       throw Error("this build has no FFmpeg support (configure with -DLOONG_WITH_FFMPEG=ON)");
 #else
-      data::write_moving_fashion(*o, *out, !*quiet);
+      data::write_moving_fashion(*o, *out, !*quiet, *force);
       std::printf("wrote %d videos and %d images to %s (manifest.jsonl, images.jsonl, sheet.png)\n",
                   o->videos, o->images, out->c_str());
 #endif

@@ -61,7 +61,8 @@ Sample make_image(const FashionMnist& items, const MovingFashionOptions& o, int6
 //   videos/NNNNNN.mp4 + videos/NNNNNN.json (ground truth), images/NNNNNN.png,
 //   manifest.jsonl (videos), images.jsonl (stills), dataset.json, sheet.png.
 // Returns dataset.json's content.
+// Refuses a non-empty out_dir unless overwrite is set, so nothing is lost.
 nlohmann::json write_moving_fashion(const MovingFashionOptions& o, const std::string& out_dir,
-                                    bool verbose = false);
+                                    bool verbose = false, bool overwrite = false);
 
 }  // namespace loong::data

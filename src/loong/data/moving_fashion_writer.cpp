@@ -16,8 +16,12 @@ namespace fs = std::filesystem;
 namespace loong::data {
 
 nlohmann::json write_moving_fashion(const MovingFashionOptions& o, const std::string& out_dir,
-                                    bool verbose) {
+                                    bool verbose, bool overwrite) {
   validate(o);
+  std::error_code ec;
+  if (fs::exists(out_dir, ec) && !fs::is_directory(out_dir, ec)) fail(out_dir, "exists and is not a folder");
+  if (!overwrite && fs::is_directory(out_dir, ec) && !fs::is_empty(out_dir, ec))
+    fail(out_dir, "folder is not empty; choose a new folder or pass --force to write over it");
   const FashionMnist fm = load_fashion_mnist(o.split, o.mnist_dir);
   make_dirs(out_dir);
   char name[32];

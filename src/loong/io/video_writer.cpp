@@ -124,6 +124,30 @@ class Muxer {
   int64_t frame_ticks_ = 0;
 };
 
+// x264's AVX-512 code paths make the bitstream depend on memory contents:
+// generating the same dataset twice in one process on an AVX-512 machine gave
+// bit-identical YUV input but different MP4s, while x264 without AVX-512 (or
+// without assembly) was repeatable. Where AVX-512 is present, name the CPU
+// features x264 may use and leave it out. x264's `asm` overrides detection, so
+// the list holds only what this CPU reports.
+std::string x264_cpu_flags() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f")) return "";  // x264's own detection is fine
+  std::string flags = "asm=MMX2";
+#define LOONG_X264_FLAG(feature, name) \
+  if (__builtin_cpu_supports(feature)) flags += "," name;
+  LOONG_X264_FLAG("sse", "SSE") LOONG_X264_FLAG("sse2", "SSE2") LOONG_X264_FLAG("sse3", "SSE3")
+  LOONG_X264_FLAG("ssse3", "SSSE3") LOONG_X264_FLAG("sse4.1", "SSE4.1") LOONG_X264_FLAG("sse4.2", "SSE4.2")
+  LOONG_X264_FLAG("avx", "AVX") LOONG_X264_FLAG("fma", "FMA3") LOONG_X264_FLAG("bmi", "BMI1")
+  LOONG_X264_FLAG("bmi2", "BMI2") LOONG_X264_FLAG("avx2", "AVX2")
+#undef LOONG_X264_FLAG
+  return flags;
+#else
+  return "";
+#endif
+}
+
 // Copies an RGB tensor [H, W, 3] into an AVFrame of the same size.
 void fill_rgb_frame(AVFrame* f, const at::Tensor& rgb) {
   const int h = static_cast<int>(rgb.size(0)), w = static_cast<int>(rgb.size(1));
@@ -144,6 +168,7 @@ struct VideoWriter::Impl {
   SwsPtr sws;
   FramePtr yuv;
   std::vector<at::Tensor> gif_frames;  // GIF palettes need every frame first
+  std::vector<uint8_t> rgb_slack;      // the frame being converted, plus zeroed slack
   int64_t frames = 0;
   int64_t last_pts = -1;
   bool closed = false;
@@ -174,6 +199,8 @@ struct VideoWriter::Impl {
     AVDictionary* copts = nullptr;
     av_dict_set(&copts, "crf", std::to_string(opts.crf).c_str(), 0);
     av_dict_set(&copts, "preset", opts.preset.c_str(), 0);
+    const std::string cpu = x264_cpu_flags();
+    if (!cpu.empty() && std::string(codec->name) == "libx264") av_dict_set(&copts, "x264-params", cpu.c_str(), 0);
     AVDictionary* mopts = nullptr;
     if (ext != ".mkv") av_dict_set(&mopts, "movflags", "+faststart", 0);
     const AVRational tb = opts.variable_frame_rate ? AVRational{1, 1000} : av_inv_q(fps_q());
@@ -223,8 +250,18 @@ struct VideoWriter::Impl {
       return;
     }
     check(av_frame_make_writable(yuv.get()), path, "cannot write a frame");
-    const uint8_t* src[4] = {f.data_ptr<uint8_t>(), nullptr, nullptr, nullptr};
+    // Defensive, like the zeroed padding below: swscale's SIMD readers may read
+    // past the end of the last row, so give them zeroed slack rather than
+    // whatever follows the tensor in memory.
+    const size_t bytes = static_cast<size_t>(enc_w) * enc_h * 3;
+    if (rgb_slack.size() < bytes + 64) rgb_slack.assign(bytes + 64, 0);
+    std::memcpy(rgb_slack.data(), f.data_ptr<uint8_t>(), bytes);
+    const uint8_t* src[4] = {rgb_slack.data(), nullptr, nullptr, nullptr};
     const int stride[4] = {enc_w * 3, 0, 0, 0};
+    // Keep each plane's row padding (linesize beyond the width) zeroed, so no
+    // reader of the frame can see leftover memory.
+    for (int p = 0; p < 3; ++p)
+      std::memset(yuv->data[p], 0, static_cast<size_t>(yuv->linesize[p]) * (p == 0 ? enc_h : (enc_h + 1) / 2));
     sws_scale(sws.get(), src, stride, 0, enc_h, yuv->data, yuv->linesize);
     yuv->pts = pts;
     mux->encode(yuv.get());
