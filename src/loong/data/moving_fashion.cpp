@@ -113,6 +113,9 @@ class World {
                              .align_corners(false))
                     .view({item_px_, item_px_})
                     .clamp(0, 1);
+    // Many items (sneakers, sandals) are dark: normalise each to its own peak
+    // so its colour reads clearly on any background.
+    it.sprite = it.sprite / it.sprite.max().clamp_min(1e-3);
     return it;
   }
 
@@ -140,8 +143,8 @@ class World {
       at::Tensor a = it->sprite.narrow(0, cy0 - y0, cy1 - cy0).narrow(1, cx0 - x0, cx1 - cx0).unsqueeze(2);
       const auto& c = kItemColours[it->colour];
       at::Tensor tint = torch::tensor({float(c.r), float(c.g), float(c.b)}).view({1, 1, 3});
-      at::Tensor colour = tint * (0.45 + 0.55 * a);    // keep the item's texture
-      at::Tensor alpha = (a * 1.6).clamp(0, 1);
+      at::Tensor colour = tint * (0.55 + 0.45 * a);    // keep the item's texture
+      at::Tensor alpha = (a * 3.0).clamp(0, 1);        // solid body, soft edges
       at::Tensor region = canvas.narrow(0, cy0, cy1 - cy0).narrow(1, cx0, cx1 - cx0);
       region.copy_(region * (1 - alpha) + colour * alpha);
     }
