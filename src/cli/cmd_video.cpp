@@ -1,6 +1,7 @@
 // loong video info | convert | sheet
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include <torch/torch.h>
 
@@ -47,12 +48,30 @@ void add_video_commands(CLI::App& app, Globals& g) {
 #ifndef LOONG_WITH_FFMPEG
       throw Error("this build has no FFmpeg support (configure with -DLOONG_WITH_FFMPEG=ON)");
 #else
-      video::Video v = video::read(*in, *r);
-      w->fps = v.fps > 0 ? v.fps : 25;
-      video::write(*out, v.frames, *w);
-      std::printf("%s: %lld frames, %lldx%lld at %.4g fps\n", out->c_str(),
-                  static_cast<long long>(v.frames.size(0)), static_cast<long long>(v.frames.size(2)),
-                  static_cast<long long>(v.frames.size(1)), w->fps);
+      // Stream: frames go from the reader to the writer one at a time, so a long
+      // or large video never has to fit in memory.
+      video::validate(*r);
+      const video::Info info = video::probe(*in, *r);
+      if (info.video_stream < 0) fail(*in, "no video stream");
+      const double native = info.streams[info.video_stream].fps;
+      w->fps = r->fps > 0 ? r->fps : (native > 0 ? native : 25);
+      std::unique_ptr<video::VideoWriter> writer;
+      int64_t n = 0;
+      int width = 0, height = 0;
+      video::read_frames(*in, *r, [&](const at::Tensor& f, double) {
+        if (!writer) {
+          width = static_cast<int>(f.size(1));
+          height = static_cast<int>(f.size(0));
+          writer = std::make_unique<video::VideoWriter>(*out, width, height, *w);
+        }
+        writer->write(f);
+        ++n;
+        return true;
+      });
+      if (!writer) fail(*in, "no frames in the requested range");
+      writer->close();
+      std::printf("%s: %lld frames, %dx%d at %.4g fps\n", out->c_str(), static_cast<long long>(n), width,
+                  height, w->fps);
 #endif
     }));
   }
@@ -72,11 +91,31 @@ void add_video_commands(CLI::App& app, Globals& g) {
 #ifndef LOONG_WITH_FFMPEG
       throw Error("this build has no FFmpeg support (configure with -DLOONG_WITH_FFMPEG=ON)");
 #else
-      video::Video v = video::read(*in, *r);
-      image::write_png(*out, image::contact_sheet(v.frames, *tiles, *cols));
-      std::printf("%s: %d of %lld frames\n", out->c_str(),
-                  static_cast<int>(std::min<int64_t>(*tiles, v.frames.size(0))),
-                  static_cast<long long>(v.frames.size(0)));
+      // Keep only the frames shown: the first at or after each of `tiles`
+      // evenly spaced times over the clip's duration.
+      video::validate(*r);
+      const video::Info info = video::probe(*in, *r);
+      const double start = r->start;
+      double end = info.duration > 0 ? info.duration : 0;
+      if (r->end >= 0 && (end <= 0 || r->end < end)) end = r->end;
+      std::vector<at::Tensor> shown, all;
+      int64_t total = 0;
+      video::read_frames(*in, *r, [&](const at::Tensor& f, double t) {
+        ++total;
+        if (end <= start) {  // unknown duration: keep everything (bounded by --max-frames)
+          all.push_back(f);
+          return true;
+        }
+        const double next = start + (end - start) * static_cast<double>(shown.size()) / *tiles;
+        if (static_cast<int>(shown.size()) < *tiles && t + 1e-6 >= next) shown.push_back(f);
+        return true;
+      });
+      if (total == 0) fail(*in, "no frames in the requested range");
+      if (!all.empty()) {
+        for (int64_t i : image::spread_indices(static_cast<int64_t>(all.size()), *tiles)) shown.push_back(all[i]);
+      }
+      image::write_png(*out, image::grid(shown, *cols));
+      std::printf("%s: %zu of %lld frames\n", out->c_str(), shown.size(), static_cast<long long>(total));
 #endif
     }));
   }
