@@ -1,10 +1,14 @@
 // The `loong` binary: help lists commands and defaults; bad flags and bad
 // inputs give one clear line on stderr and a non-zero exit, never a trace.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
 
+#include "loong/io/video.h"
 #include "test_util.h"
 
 using loong::test::TempDir;
@@ -109,4 +113,40 @@ TEST(Cli, VideoCommandsAndDataCheck) {
   EXPECT_NE(bad.out.find("missing.mp4: no such file"), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("mixed.jsonl:3: missing key 'caption'"), std::string::npos) << bad.out;
   EXPECT_NE(bad.out.find("1 ok, 1 bad, 1 malformed"), std::string::npos) << bad.out;
+}
+
+TEST(Cli, InterruptedRunLeavesOnlyCompleteFiles) {
+  TempDir dir;
+  const std::string out = dir / "mf";
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(LOONG_CLI_PATH, "loong", "data", "moving-fashion", "--quiet", "--out", out.c_str(), "--videos", "400",
+          "--seconds", "20", "--size", "96", nullptr);
+    _exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  // Wait until a few videos are done, then interrupt mid-run.
+  for (int i = 0; i < 600; ++i) {
+    std::error_code ec;
+    if (std::filesystem::exists(out + "/videos/000003.json", ec)) break;
+    usleep(50 * 1000);
+  }
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << "the run was still going when interrupted";
+  int videos = 0;
+  for (const auto& e : std::filesystem::directory_iterator(out + "/videos")) {
+    const std::string name = e.path().filename().string();
+    EXPECT_NE(name[0], '.') << "temporary file left behind: " << name;
+    if (e.path().extension() == ".mp4") {
+      ++videos;
+      EXPECT_EQ(loong::video::probe(e.path().string()).streams.at(0).frames, 130) << name;
+    }
+  }
+  EXPECT_GE(videos, 4);
+  EXPECT_FALSE(std::filesystem::exists(out + "/manifest.jsonl")) << "the manifest is written only at the end";
 }

@@ -1,6 +1,7 @@
 #include "loong/core/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "loong/core/error.h"
@@ -18,6 +20,59 @@ namespace loong {
 namespace {
 
 std::atomic<unsigned> g_counter{0};
+
+// Temporary files being written right now, so that SIGINT/SIGTERM/SIGHUP can
+// remove them before the process dies (targets are never broken either way;
+// this only avoids leaving hidden temporaries behind). The handler only reads
+// lock-free atomics and calls unlink(), which is async-signal-safe.
+constexpr int kMaxLive = 64;
+struct LiveSlot {
+  std::atomic<bool> used{false};
+  char path[4096];
+};
+LiveSlot g_live[kMaxLive];
+std::mutex g_live_mutex;
+
+void remove_live_temporaries(int sig) {
+  for (auto& slot : g_live)
+    if (slot.used.load()) ::unlink(slot.path);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void install_handlers_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction old {};
+      if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;  // keep others' handlers
+      struct sigaction sa {};
+      sa.sa_handler = remove_live_temporaries;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(sig, &sa, nullptr);
+    }
+  });
+}
+
+int register_temporary(const std::string& path) {
+  install_handlers_once();
+  if (path.size() >= sizeof(LiveSlot::path)) return -1;
+  std::lock_guard<std::mutex> lock(g_live_mutex);
+  for (int i = 0; i < kMaxLive; ++i) {
+    if (!g_live[i].used.load()) {
+      std::memcpy(g_live[i].path, path.c_str(), path.size() + 1);
+      g_live[i].used.store(true);
+      return i;
+    }
+  }
+  return -1;  // more than kMaxLive at once: still atomic, just not cleaned on a signal
+}
+
+void unregister_temporary(int slot) {
+  if (slot < 0) return;
+  std::lock_guard<std::mutex> lock(g_live_mutex);
+  g_live[slot].used.store(false);
+}
 
 void fsync_path(const std::string& path, bool directory) {
   int fd = ::open(path.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
@@ -42,6 +97,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   temp_ = (p.parent_path() / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()) +
                               "-" + std::to_string(g_counter++)))
               .string();
+  slot_ = register_temporary(temp_);
 }
 
 AtomicFile::~AtomicFile() {
@@ -49,6 +105,7 @@ AtomicFile::~AtomicFile() {
     std::error_code ec;
     fs::remove(temp_, ec);
   }
+  unregister_temporary(slot_);
 }
 
 void AtomicFile::commit() {
@@ -58,6 +115,8 @@ void AtomicFile::commit() {
   if (std::rename(temp_.c_str(), path_.c_str()) != 0)
     fail(path_, std::string("cannot rename temporary file into place: ") + std::strerror(errno));
   committed_ = true;
+  unregister_temporary(slot_);
+  slot_ = -1;
   fs::path parent = fs::path(path_).parent_path();
   fsync_path(parent.empty() ? "." : parent.string(), true);
 }

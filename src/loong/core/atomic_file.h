@@ -1,6 +1,7 @@
 // Files we write (checkpoints, shards, videos, manifests) go to a temporary
 // name in the same folder and are renamed over the target only when complete,
-// so a crash never leaves a broken file where a good one was.
+// so a crash never leaves a broken file where a good one was. On SIGINT,
+// SIGTERM or SIGHUP the temporaries being written are removed as well.
 #pragma once
 #include <string>
 #include <string_view>
@@ -26,6 +27,7 @@ class AtomicFile {
   std::string path_;
   std::string temp_;
   bool committed_ = false;
+  int slot_ = -1;  // registration for removal on SIGINT/SIGTERM/SIGHUP
 };
 
 // Writes bytes to path atomically.
