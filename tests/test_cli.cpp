@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdio>
 
+#include "loong/io/safetensors.h"
 #include "loong/io/video.h"
 #include "test_util.h"
 
@@ -149,4 +150,31 @@ TEST(Cli, InterruptedRunLeavesOnlyCompleteFiles) {
   }
   EXPECT_GE(videos, 4);
   EXPECT_FALSE(std::filesystem::exists(out + "/manifest.jsonl")) << "the manifest is written only at the end";
+}
+
+TEST(Cli, CheckpointInfoListsTensorsAndConfig) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "ck");
+  loong::safetensors::save(dir / "ck/model.safetensors",
+                           {{"layers.0.attention.wq.weight", torch::zeros({4, 8}, torch::kBFloat16)},
+                            {"tok_embeddings.weight", torch::zeros({10, 4})}},
+                           {{"format", "pt"}});
+  loong::test::write_bytes(dir / "ck/config.json", "{\"dim\": 4, \"n_layers\": 1}");
+  auto r = run("checkpoint info " + (dir / "ck") + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["config"]["n_layers"], 1);
+  ASSERT_EQ(j["files"].size(), 1u);
+  const auto& f = j["files"][0];
+  EXPECT_EQ(f["parameters"], 72);
+  EXPECT_EQ(f["metadata"]["format"], "pt");
+  EXPECT_EQ(f["tensors"][0]["name"], "layers.0.attention.wq.weight");
+  EXPECT_EQ(f["tensors"][0]["dtype"], "BF16");
+  EXPECT_EQ(f["tensors"][0]["shape"], nlohmann::json({4, 8}));
+  auto text = run("checkpoint info " + (dir / "ck/model.safetensors"));
+  EXPECT_EQ(text.code, 0);
+  EXPECT_NE(text.out.find("2 tensors, 72 parameters"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("tok_embeddings.weight"), std::string::npos);
+  std::filesystem::create_directories(dir / "empty");
+  expect_one_line_error(run("checkpoint info " + (dir / "empty")), 1, "no .safetensors files");
 }

@@ -293,10 +293,10 @@ TEST(VideoIO, PlaylistsAndNetworkAreRefused) {
   const std::string good = write_clip(dir, "good.mp4", loong::test::natural_clip(3, 16, 16), 10);
   const std::string m3u8 = dir / "list.m3u8";
   loong::test::write_bytes(m3u8, "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\ngood.mp4\n#EXT-X-ENDLIST\n");
-  expect_error([&] { video::read(m3u8); }, {m3u8});
+  expect_error([&] { video::read(m3u8); }, {m3u8, "format 'hls' is refused"});
   const std::string concat = dir / "list.ffconcat";
   loong::test::write_bytes(concat, "ffconcat version 1.0\nfile 'good.mp4'\n");
-  expect_error([&] { video::read(concat); }, {concat});
+  expect_error([&] { video::read(concat); }, {concat, "format 'concat' is refused"});
   // A path that looks like a URL is a file name, never a network address.
   expect_error([&] { video::read("http://127.0.0.1:9/x.mp4"); }, {"no such file"});
 }

@@ -11,6 +11,7 @@
 //    inputs raise loong::Error naming the file.
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstring>
 #include <cmath>
 #include <filesystem>
@@ -60,6 +61,26 @@ const std::string& demuxer_whitelist() {
   return list;
 }
 
+// The name of the demuxer FFmpeg would pick for this file if it is one we
+// refuse, else "". Only used to explain a failed open.
+std::string blocked_format(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return "";
+  std::vector<unsigned char> buf(4096 + AVPROBE_PADDING_SIZE, 0);
+  const size_t n = std::fread(buf.data(), 1, 4096, f);
+  std::fclose(f);
+  AVProbeData pd{};
+  pd.filename = path.c_str();
+  pd.buf = buf.data();
+  pd.buf_size = static_cast<int>(n);
+  const AVInputFormat* fmt = av_probe_input_format(&pd, 1);
+  if (!fmt) return "";
+  const std::string name = fmt->name;
+  for (const auto& b : kBlockedDemuxers)
+    if (name == b || name.rfind(b + ",", 0) == 0) return name;
+  return "";
+}
+
 // Clockwise rotation the player applies, from the display matrix (0/90/180/270).
 int stream_rotation(const AVStream* st) {
   const uint8_t* sd = nullptr;
@@ -103,6 +124,11 @@ class Input {
     av_dict_free(&o);
     if (r < 0) {
       fmt_ = nullptr;  // freed by avformat_open_input
+      const std::string blocked = blocked_format(path);
+      if (!blocked.empty())
+        fail(path, "format " + squote(blocked) +
+                       " is refused: playlists, concat lists and stream descriptions open other files "
+                       "or the network; give the media file itself");
       if (r == AVERROR_INVALIDDATA)
         fail(path, "not a video or image file FFmpeg can read (unknown format, or corrupt/truncated)");
       fail(path, "cannot open: " + av_error(r));
