@@ -1,0 +1,42 @@
+// Video tokenizer configuration: a causal 3D CNN after MAGVIT-2 with CVQ.
+// Presets are data (JSON on disk), validated on load.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace loong::tokenizer {
+
+struct TokenizerConfig {
+  std::string name = "tiny";
+  int image_size = 64;                 // training frame size (any multiple of 8 encodes)
+  int in_channels = 3;
+  int base_channels = 32;
+  std::vector<int> channel_mult = {1, 1, 2, 2};  // one level per entry; 3 downsamples = x8 in space
+  std::vector<bool> temporal_down = {true, true, false};  // per downsample: also halve time
+  int num_res_blocks = 1;              // per level (the decoder uses one more)
+  int codebook_size = 1024;
+  int codebook_dim = 16;
+  double beta = 0.25;                  // commitment weight
+  double usage_decay = 0.99;           // CVQ running-usage decay
+
+  int spatial_factor() const;          // 2^(levels-1)
+  int temporal_factor() const;         // 2^(number of temporal downsamples)
+  int levels() const { return static_cast<int>(channel_mult.size()); }
+  int channels(int level) const { return base_channels * channel_mult.at(level); }
+
+  // 1 + f*k frames -> 1 + k latent frames; throws loong::Error otherwise.
+  int latent_frames(int frames) const;
+
+  nlohmann::json to_json() const;
+  // `where` names the source (file) in errors.
+  static TokenizerConfig from_json(const nlohmann::json& j, const std::string& where);
+  static TokenizerConfig preset(const std::string& name);  // "tiny", "paper"
+  static TokenizerConfig load(const std::string& path);
+  void validate(const std::string& where) const;
+};
+
+std::vector<std::string> preset_names();
+
+}  // namespace loong::tokenizer

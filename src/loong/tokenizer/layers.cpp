@@ -1,0 +1,77 @@
+#include "loong/tokenizer/layers.h"
+
+#include <torch/torch.h>
+
+namespace F = torch::nn::functional;
+
+namespace loong::tokenizer {
+
+CausalConv3dImpl::CausalConv3dImpl(int in, int out, std::array<int64_t, 3> k, std::array<int64_t, 3> s)
+    : kernel(k), stride(s) {
+  conv = register_module("conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, {k[0], k[1], k[2]})
+                                                       .stride({s[0], s[1], s[2]})
+                                                       .padding(0)));
+}
+
+torch::Tensor CausalConv3dImpl::forward(const torch::Tensor& x) {
+  // x: [B, C, T, H, W]. Pad order is (W left, W right, H top, H bottom, T past, T future).
+  const int64_t ph = kernel[1] / 2, pw = kernel[2] / 2;
+  return conv(F::pad(x, F::PadFuncOptions({pw, pw, ph, ph, kernel[0] - 1, 0})));
+}
+
+namespace {
+int groups_for(int channels) {
+  for (int g : {32, 16, 8, 4, 2})
+    if (channels % g == 0) return g;
+  return 1;
+}
+}  // namespace
+
+FrameGroupNormImpl::FrameGroupNormImpl(int channels) {
+  norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups_for(channels), channels)));
+}
+
+torch::Tensor FrameGroupNormImpl::forward(const torch::Tensor& x) {
+  // [B, C, T, H, W] -> [B*T, C, H, W] -> norm -> back
+  const auto B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  auto y = norm(x.transpose(1, 2).reshape({B * T, C, H, W}));
+  return y.view({B, T, C, H, W}).transpose(1, 2);
+}
+
+ResBlock3dImpl::ResBlock3dImpl(int in, int out) {
+  norm1 = register_module("norm1", FrameGroupNorm(in));
+  conv1 = register_module("conv1", CausalConv3d(in, out, K3{3, 3, 3}));
+  norm2 = register_module("norm2", FrameGroupNorm(out));
+  conv2 = register_module("conv2", CausalConv3d(out, out, K3{3, 3, 3}));
+  if (in != out) shortcut = register_module("shortcut", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 1)));
+}
+
+torch::Tensor ResBlock3dImpl::forward(const torch::Tensor& x) {
+  auto h = conv1(torch::silu(norm1(x)));
+  h = conv2(torch::silu(norm2(h)));
+  return (shortcut ? shortcut(x) : x) + h;
+}
+
+Downsample3dImpl::Downsample3dImpl(int channels, bool temporal) {
+  conv = register_module("conv", CausalConv3d(channels, channels, K3{3, 3, 3}, K3{temporal ? 2 : 1, 2, 2}));
+}
+
+torch::Tensor Downsample3dImpl::forward(const torch::Tensor& x) { return conv(x); }
+
+Upsample3dImpl::Upsample3dImpl(int channels, bool temporal) : st(temporal ? 2 : 1) {
+  conv = register_module("conv", CausalConv3d(channels, channels * static_cast<int>(st) * 4, K3{3, 3, 3}));
+}
+
+torch::Tensor Upsample3dImpl::forward(const torch::Tensor& x) {
+  // x: [B, C, T, H, W] -> conv [B, C*st*4, T, H, W] -> [B, C, T*st, 2H, 2W] -> drop st-1 first frames
+  const auto B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
+  auto y = conv(x).view({B, C, st, 2, 2, T, H, W});
+  y = y.permute({0, 1, 5, 2, 6, 3, 7, 4}).reshape({B, C, T * st, H * 2, W * 2});
+  return st > 1 ? y.narrow(2, st - 1, T * st - (st - 1)) : y;
+}
+
+NormActImpl::NormActImpl(int channels) { norm = register_module("norm", FrameGroupNorm(channels)); }
+
+torch::Tensor NormActImpl::forward(const torch::Tensor& x) { return torch::silu(norm(x)); }
+
+}  // namespace loong::tokenizer

@@ -1,0 +1,68 @@
+// Building blocks of the causal 3D CNN. Every tensor is [B, C, T, H, W].
+// Causality: time is padded on the past side only and normalisation is per
+// frame, so output frame t depends on input frames <= t (times the stride).
+#pragma once
+#include <array>
+
+#include <torch/nn.h>
+
+namespace loong::tokenizer {
+
+using K3 = std::array<int64_t, 3>;  // (time, height, width)
+
+// Conv3d with kernel_t - 1 zero frames of past padding and "same" spatial padding.
+struct CausalConv3dImpl : torch::nn::Module {
+  CausalConv3dImpl(int in, int out, std::array<int64_t, 3> kernel, std::array<int64_t, 3> stride = {1, 1, 1});
+  torch::Tensor forward(const torch::Tensor& x);  // [B, in, T, H, W] -> [B, out, T', H', W']
+  torch::nn::Conv3d conv{nullptr};
+  std::array<int64_t, 3> kernel, stride;
+};
+TORCH_MODULE(CausalConv3d);
+
+// GroupNorm over (C, H, W) of each frame separately: no statistics across time.
+struct FrameGroupNormImpl : torch::nn::Module {
+  explicit FrameGroupNormImpl(int channels);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::GroupNorm norm{nullptr};
+};
+TORCH_MODULE(FrameGroupNorm);
+
+// norm -> SiLU -> causal conv, twice, plus a (1x1x1 when widths differ) shortcut.
+struct ResBlock3dImpl : torch::nn::Module {
+  ResBlock3dImpl(int in, int out);
+  torch::Tensor forward(const torch::Tensor& x);
+  FrameGroupNorm norm1{nullptr}, norm2{nullptr};
+  CausalConv3d conv1{nullptr}, conv2{nullptr};
+  torch::nn::Conv3d shortcut{nullptr};
+};
+TORCH_MODULE(ResBlock3d);
+
+// Strided causal conv: x2 down in space, and in time when `temporal`
+// (1 + 2m frames -> 1 + m: the first frame stays on its own).
+struct Downsample3dImpl : torch::nn::Module {
+  Downsample3dImpl(int channels, bool temporal);
+  torch::Tensor forward(const torch::Tensor& x);
+  CausalConv3d conv{nullptr};
+};
+TORCH_MODULE(Downsample3d);
+
+// Causal conv to C * st * 4 channels, then depth-to-space: x2 in space, and
+// x2 in time when `temporal` (1 + m frames -> 1 + 2m: the first output frame
+// of the first group is dropped, mirroring the encoder).
+struct Upsample3dImpl : torch::nn::Module {
+  Upsample3dImpl(int channels, bool temporal);
+  torch::Tensor forward(const torch::Tensor& x);
+  CausalConv3d conv{nullptr};
+  int64_t st;
+};
+TORCH_MODULE(Upsample3d);
+
+// FrameGroupNorm -> SiLU, as a module (for Sequential).
+struct NormActImpl : torch::nn::Module {
+  explicit NormActImpl(int channels);
+  torch::Tensor forward(const torch::Tensor& x);
+  FrameGroupNorm norm{nullptr};
+};
+TORCH_MODULE(NormAct);
+
+}  // namespace loong::tokenizer

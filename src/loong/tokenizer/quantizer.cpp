@@ -1,0 +1,60 @@
+#include "loong/tokenizer/quantizer.h"
+
+#include <torch/torch.h>
+
+namespace F = torch::nn::functional;
+
+namespace loong::tokenizer {
+
+CvqQuantizerImpl::CvqQuantizerImpl(int k, int d, double b, double dec)
+    : codebook_size(k), dim(d), beta(b), decay(dec) {
+  embedding = register_module("embedding", torch::nn::Embedding(k, d));
+  {
+    torch::NoGradGuard ng;
+    embedding->weight.uniform_(-1.0 / k, 1.0 / k);
+  }
+  usage = register_buffer("usage", torch::zeros({k}));
+}
+
+torch::Tensor CvqQuantizerImpl::lookup(const torch::Tensor& z) const {
+  torch::NoGradGuard ng;
+  auto sim = F::normalize(z, F::NormalizeFuncOptions().dim(1))
+                 .matmul(F::normalize(embedding->weight, F::NormalizeFuncOptions().dim(1)).t());
+  return sim.argmax(1);
+}
+
+torch::Tensor CvqQuantizerImpl::embed(const torch::Tensor& indices) const {
+  return F::embedding(indices, embedding->weight);
+}
+
+QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
+  // z: [N, D]; similarity: [N, K]
+  torch::Tensor sim;
+  {
+    torch::NoGradGuard ng;
+    sim = F::normalize(z.detach(), F::NormalizeFuncOptions().dim(1))
+              .matmul(F::normalize(embedding->weight, F::NormalizeFuncOptions().dim(1)).t());
+  }
+  QuantizerOutput out;
+  out.indices = sim.argmax(1);
+  auto e = embedding->weight.index_select(0, out.indices);  // [N, D], carries the codebook gradient
+  out.codebook_loss = (e - z.detach()).pow(2).mean();
+  out.commitment_loss = beta * (z - e.detach()).pow(2).mean();
+  out.z_q = z + (e - z).detach();
+
+  torch::NoGradGuard ng;
+  auto counts = torch::bincount(out.indices, {}, codebook_size).to(z.scalar_type());
+  auto probs = counts / std::max<int64_t>(1, z.size(0));
+  out.perplexity = torch::exp(-(probs * (probs + 1e-10).log()).sum()).item<double>();
+  out.codes_used = (counts > 0).sum().item<int64_t>();
+  if (is_training()) {
+    usage.mul_(decay).add_(probs.to(usage.scalar_type()), 1 - decay);
+    // Anchor of code k: the batch feature most similar to it.
+    auto anchors = z.detach().index_select(0, sim.argmax(0));  // [K, D]
+    auto w = torch::exp(-(usage * codebook_size * 10) / (1 - decay) - 1e-3).unsqueeze(1);  // [K, 1]
+    embedding->weight.mul_(1 - w).add_(anchors * w);
+  }
+  return out;
+}
+
+}  // namespace loong::tokenizer
