@@ -1,5 +1,7 @@
 #include "loong/tokenizer/config.h"
 
+#include <type_traits>
+
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 
@@ -57,6 +59,27 @@ nlohmann::json TokenizerConfig::to_json() const {
           {"usage_decay", usage_decay}};
 }
 
+namespace {
+// Reads j[key] into out when present; every element must convert to T exactly.
+template <class T>
+void read_array(const nlohmann::json& j, const char* key, const std::string& where, const char* expected,
+                std::vector<T>& out) {
+  if (!j.contains(key)) return;
+  const auto& a = j[key];
+  auto bad = [&] { fail(where, "key " + squote(key) + ": expected " + expected); };
+  if (!a.is_array()) bad();
+  out.clear();
+  for (const auto& v : a) {
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) bad();
+    } else {
+      if (!v.is_number_integer()) bad();
+    }
+    out.push_back(v.get<T>());
+  }
+}
+}  // namespace
+
 TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) fail(where, "expected a JSON object with the tokenizer config");
   TokenizerConfig c;
@@ -81,24 +104,8 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
   int_key("codebook_dim", c.codebook_dim);
   if (j.contains("beta")) c.beta = get_number(j, "beta", where);
   if (j.contains("usage_decay")) c.usage_decay = get_number(j, "usage_decay", where);
-  if (j.contains("channel_mult")) {
-    const auto& a = j["channel_mult"];
-    if (!a.is_array()) fail(where, "key 'channel_mult': expected an array of positive integers");
-    c.channel_mult.clear();
-    for (const auto& v : a) {
-      if (!v.is_number_integer()) fail(where, "key 'channel_mult': expected an array of positive integers");
-      c.channel_mult.push_back(v.get<int>());
-    }
-  }
-  if (j.contains("temporal_down")) {
-    const auto& a = j["temporal_down"];
-    if (!a.is_array()) fail(where, "key 'temporal_down': expected an array of booleans");
-    c.temporal_down.clear();
-    for (const auto& v : a) {
-      if (!v.is_boolean()) fail(where, "key 'temporal_down': expected an array of booleans");
-      c.temporal_down.push_back(v.get<bool>());
-    }
-  }
+  read_array(j, "channel_mult", where, "an array of positive integers", c.channel_mult);
+  read_array(j, "temporal_down", where, "an array of booleans", c.temporal_down);
   c.validate(where);
   return c;
 }

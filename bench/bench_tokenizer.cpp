@@ -1,0 +1,73 @@
+// Video tokenizer throughput: encode and decode frames/s and peak memory for a
+// clip (default 65 frames at the preset's size), random weights, inference mode.
+// Prints one JSON object. One preset per process, so peak RSS is its own.
+//
+//   bench_tokenizer [--preset tiny|paper] [--frames 65] [--runs 3] [--device cpu]
+#include <sys/resource.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "bench_common.h"
+#include "loong/core/runtime.h"
+#include "loong/tokenizer/model.h"
+
+using loong::bench::median;
+using loong::bench::time_ms;
+
+namespace {
+double peak_rss_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string preset = "tiny", device_name = "cpu";
+  int frames = 65, runs = 3;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--preset") preset = argv[i + 1];
+    else if (a == "--frames") frames = std::atoi(argv[i + 1]);
+    else if (a == "--runs") runs = std::atoi(argv[i + 1]);
+    else if (a == "--device") device_name = argv[i + 1];
+    else { std::cerr << "unknown option " << a << "\n"; return 2; }
+  }
+  try {
+    loong::init_threads(0);
+    const auto device = loong::parse_device(device_name);
+    auto cfg = loong::tokenizer::TokenizerConfig::preset(preset);
+    torch::manual_seed(0);
+    loong::tokenizer::VideoTokenizer tok(cfg);
+    tok->eval();
+    tok->to(device);
+    torch::NoGradGuard ng;
+    const double rss_weights = peak_rss_mb();
+    auto x = torch::rand({1, 3, frames, cfg.image_size, cfg.image_size}, device) * 2 - 1;
+    auto sync = [&] {
+      if (device.is_cuda()) torch::cuda::synchronize();
+    };
+    torch::Tensor ids;
+    std::vector<double> enc, dec;
+    for (int r = 0; r < runs; ++r) {
+      enc.push_back(time_ms([&] { ids = tok->encode(x); sync(); }));
+      dec.push_back(time_ms([&] { tok->decode(ids); sync(); }));
+    }
+    const double e = median(enc), d = median(dec);
+    nlohmann::json j = {{"benchmark", "tokenizer"}, {"preset", preset}, {"device", device_name},
+                        {"threads", at::get_num_threads()}, {"parameters", tok->parameter_count()},
+                        {"frames", frames}, {"size", cfg.image_size}, {"tokens", ids.numel()}, {"runs", runs},
+                        {"encode_ms_median", e}, {"decode_ms_median", d},
+                        {"encode_frames_per_s", frames * 1000.0 / e}, {"decode_frames_per_s", frames * 1000.0 / d},
+                        {"peak_rss_mb_after_weights", rss_weights}, {"peak_rss_mb", peak_rss_mb()}};
+    std::cout << j.dump() << std::endl;
+  } catch (const std::exception& ex) {
+    std::cerr << "bench_tokenizer: " << ex.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
