@@ -51,9 +51,9 @@ void add_video_commands(CLI::App& app, Globals& g) {
       // Stream: frames go from the reader to the writer one at a time, so a long
       // or large video never has to fit in memory.
       video::validate(*r);
-      const video::Info info = video::probe(*in, *r);
-      if (info.video_stream < 0) fail(*in, "no video stream");
-      const double native = info.streams[info.video_stream].fps;
+      const video::Info info = video::probe(*in, *r, /*count_frames=*/false);  // header only
+      // Without a video stream, read_frames below says exactly what is wrong.
+      const double native = info.video_stream >= 0 ? info.streams[info.video_stream].fps : 0;
       w->fps = r->fps > 0 ? r->fps : (native > 0 ? native : 25);
       std::unique_ptr<video::VideoWriter> writer;
       int64_t n = 0;
@@ -94,7 +94,7 @@ void add_video_commands(CLI::App& app, Globals& g) {
       // Keep only the frames shown: the first at or after each of `tiles`
       // evenly spaced times over the clip's duration.
       video::validate(*r);
-      const video::Info info = video::probe(*in, *r);
+      const video::Info info = video::probe(*in, *r, /*count_frames=*/false);  // header only
       const double start = r->start;
       double end = info.duration > 0 ? info.duration : 0;
       if (r->end >= 0 && (end <= 0 || r->end < end)) end = r->end;

@@ -55,8 +55,11 @@ struct Info {
   nlohmann::json to_json() const;
 };
 
-// Opens the file (with the same hardening as read) and describes it.
-Info probe(const std::string& path, const ReadOptions& limits = {});
+// Opens the file (with the same hardening as read) and describes it. With
+// count_frames, the video stream's packets are counted for an exact frame
+// count, which reads the whole file; without it, only the header is read and
+// StreamInfo::frames stays 0.
+Info probe(const std::string& path, const ReadOptions& limits = {}, bool count_frames = true);
 
 struct Video {
   at::Tensor frames;  // uint8 [T, H, W, 3]

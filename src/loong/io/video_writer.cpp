@@ -168,7 +168,6 @@ struct VideoWriter::Impl {
   SwsPtr sws;
   FramePtr yuv;
   std::vector<at::Tensor> gif_frames;  // GIF palettes need every frame first
-  std::vector<uint8_t> rgb_slack;      // the frame being converted, plus zeroed slack
   int64_t frames = 0;
   int64_t last_pts = -1;
   bool closed = false;
@@ -250,18 +249,8 @@ struct VideoWriter::Impl {
       return;
     }
     check(av_frame_make_writable(yuv.get()), path, "cannot write a frame");
-    // Defensive, like the zeroed padding below: swscale's SIMD readers may read
-    // past the end of the last row, so give them zeroed slack rather than
-    // whatever follows the tensor in memory.
-    const size_t bytes = static_cast<size_t>(enc_w) * enc_h * 3;
-    if (rgb_slack.size() < bytes + 64) rgb_slack.assign(bytes + 64, 0);
-    std::memcpy(rgb_slack.data(), f.data_ptr<uint8_t>(), bytes);
-    const uint8_t* src[4] = {rgb_slack.data(), nullptr, nullptr, nullptr};
+    const uint8_t* src[4] = {f.data_ptr<uint8_t>(), nullptr, nullptr, nullptr};
     const int stride[4] = {enc_w * 3, 0, 0, 0};
-    // Keep each plane's row padding (linesize beyond the width) zeroed, so no
-    // reader of the frame can see leftover memory.
-    for (int p = 0; p < 3; ++p)
-      std::memset(yuv->data[p], 0, static_cast<size_t>(yuv->linesize[p]) * (p == 0 ? enc_h : (enc_h + 1) / 2));
     sws_scale(sws.get(), src, stride, 0, enc_h, yuv->data, yuv->linesize);
     yuv->pts = pts;
     mux->encode(yuv.get());

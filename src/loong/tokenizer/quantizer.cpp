@@ -16,12 +16,13 @@ CvqQuantizerImpl::CvqQuantizerImpl(int k, int d, double b, double dec)
   usage = register_buffer("usage", torch::zeros({k}));
 }
 
-torch::Tensor CvqQuantizerImpl::lookup(const torch::Tensor& z) const {
+torch::Tensor CvqQuantizerImpl::similarity(const torch::Tensor& z) const {
   torch::NoGradGuard ng;
-  auto sim = F::normalize(z, F::NormalizeFuncOptions().dim(1))
-                 .matmul(F::normalize(embedding->weight, F::NormalizeFuncOptions().dim(1)).t());
-  return sim.argmax(1);
+  return F::normalize(z.detach(), F::NormalizeFuncOptions().dim(1))
+      .matmul(F::normalize(embedding->weight, F::NormalizeFuncOptions().dim(1)).t());
 }
+
+torch::Tensor CvqQuantizerImpl::lookup(const torch::Tensor& z) const { return similarity(z).argmax(1); }
 
 torch::Tensor CvqQuantizerImpl::embed(const torch::Tensor& indices) const {
   return F::embedding(indices, embedding->weight);
@@ -29,12 +30,7 @@ torch::Tensor CvqQuantizerImpl::embed(const torch::Tensor& indices) const {
 
 QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
   // z: [N, D]; similarity: [N, K]
-  torch::Tensor sim;
-  {
-    torch::NoGradGuard ng;
-    sim = F::normalize(z.detach(), F::NormalizeFuncOptions().dim(1))
-              .matmul(F::normalize(embedding->weight, F::NormalizeFuncOptions().dim(1)).t());
-  }
+  const torch::Tensor sim = similarity(z);
   QuantizerOutput out;
   out.indices = sim.argmax(1);
   auto e = embedding->weight.index_select(0, out.indices);  // [N, D], carries the codebook gradient

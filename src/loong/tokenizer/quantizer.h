@@ -29,6 +29,9 @@ struct CvqQuantizerImpl : torch::nn::Module {
   // Codes by index: [...] -> [..., D]
   torch::Tensor embed(const torch::Tensor& indices) const;
 
+  // Cosine similarity of features to codes, no gradients: [N, D] -> [N, K]
+  torch::Tensor similarity(const torch::Tensor& z) const;
+
   torch::nn::Embedding embedding{nullptr};  // weight [K, D]
   torch::Tensor usage;                      // buffer [K]: running usage p
   int codebook_size, dim;
