@@ -51,7 +51,7 @@ void expect_one_line_error(const Result& r, int code, const std::string& piece) 
 TEST(Cli, HelpListsCommandsAndDefaults) {
   auto top = run("--help");
   EXPECT_EQ(top.code, 0);
-  for (const char* c : {"video", "data", "checkpoint", "--threads", "--version"})
+  for (const char* c : {"video", "data", "checkpoint", "tokenizer", "--threads", "--version"})
     EXPECT_NE(top.out.find(c), std::string::npos) << c;
   auto convert = run("video convert --help");
   EXPECT_EQ(convert.code, 0);
@@ -177,4 +177,74 @@ TEST(Cli, CheckpointInfoListsTensorsAndConfig) {
   EXPECT_NE(text.out.find("tok_embeddings.weight"), std::string::npos);
   std::filesystem::create_directories(dir / "empty");
   expect_one_line_error(run("checkpoint info " + (dir / "empty")), 1, "no .safetensors files");
+}
+
+TEST(Cli, TokenizerTrainEncodeDecodeReconstructEval) {
+  TempDir dir;
+  auto gen = run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 3 --seconds 2 --size 16 --images 4");
+  ASSERT_EQ(gen.code, 0) << gen.err;
+  // A micro model on 16x16 frames, two short stages.
+  loong::test::write_bytes(dir / "cfg.json", R"({"preset": "tiny",
+    "model": {"image_size": 16, "base_channels": 8, "codebook_size": 64, "codebook_dim": 8},
+    "train": {"stages": [{"frames": 1, "steps": 2, "batch_size": 2}, {"frames": 5, "steps": 2, "batch_size": 1}],
+              "sample_every": 2, "checkpoint_every": 2, "max_minutes": 0}})");
+  const std::string run_dir = dir / "run";
+  auto train = run("tokenizer train --config " + (dir / "cfg.json") + " --data " + (dir / "mf/manifest.jsonl") +
+                   " --out " + run_dir);
+  ASSERT_EQ(train.code, 0) << train.err;
+  EXPECT_NE(train.out.find("step 4/4"), std::string::npos) << train.out;
+  EXPECT_TRUE(std::filesystem::exists(run_dir + "/checkpoints/step-00000004/model.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(run_dir + "/samples/step-00000002.png"));
+  EXPECT_EQ(lines(loong::test::read_bytes(run_dir + "/log.jsonl")), 4);
+  // Resuming a finished run does nothing more but succeeds.
+  auto again = run("tokenizer train --resume --data " + (dir / "mf/manifest.jsonl") + " --out " + run_dir);
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(lines(loong::test::read_bytes(run_dir + "/log.jsonl")), 4);
+
+  const std::string v = dir / "mf/videos/000000.mp4";  // 13 frames -> chunks of 5: 5 + 5 + 1, 2 dropped
+  auto enc = run("tokenizer encode --model " + run_dir + " " + v + " -o " + (dir / "t.safetensors") + " --chunk 5");
+  ASSERT_EQ(enc.code, 0) << enc.err;
+  auto tokens = loong::safetensors::load(dir / "t.safetensors");
+  EXPECT_EQ(tokens.at("tokens").sizes(), (std::vector<int64_t>{5, 2, 2}));
+  EXPECT_EQ(tokens.at("tokens").scalar_type(), torch::kInt);
+  auto dec = run("tokenizer decode --model " + run_dir + " " + (dir / "t.safetensors") + " -o " + (dir / "d.mp4"));
+  ASSERT_EQ(dec.code, 0) << dec.err;
+  EXPECT_EQ(loong::video::probe(dir / "d.mp4").streams[0].frames, 11);
+
+  auto rec = run("tokenizer reconstruct --model " + run_dir + " " + v + " -o " + (dir / "r.mp4") + " --side-by-side");
+  ASSERT_EQ(rec.code, 0) << rec.err;
+  auto rj = nlohmann::json::parse(rec.out);
+  EXPECT_EQ(rj["frames"], 13);
+  EXPECT_GT(rj["psnr"].get<double>(), 0);
+  EXPECT_EQ(loong::video::probe(dir / "r.mp4").streams[0].width, 32);  // side by side
+
+  auto ev = run("tokenizer eval --model " + run_dir + " --data " + (dir / "mf/manifest.jsonl") + " --frames 5 --json " +
+                (dir / "e.json"));
+  ASSERT_EQ(ev.code, 0) << ev.err;
+  auto ej = nlohmann::json::parse(ev.out);
+  EXPECT_EQ(ej["clips"], 3);
+  EXPECT_EQ(ej["psnr_per_frame"].size(), 5u);
+  EXPECT_EQ(ej["tokens"], 3 * 2 * 4);
+  EXPECT_GT(ej["codebook_usage"].get<double>(), 0);
+  EXPECT_LE(ej["codebook_usage"].get<double>(), 24.0 / 64);
+  EXPECT_TRUE(std::filesystem::exists(dir / "e.json"));
+}
+
+TEST(Cli, TokenizerBadInputs) {
+  TempDir dir;
+  loong::test::write_bytes(dir / "m.jsonl", "{\"image\": \"a.png\", \"caption\": \"x\"}\n");
+  loong::test::write_bytes(dir / "bad.json", R"({"train": {"learning_rate": 0.1}})");
+  expect_one_line_error(run("tokenizer train --config " + (dir / "bad.json") + " --data " + (dir / "m.jsonl") +
+                            " --out " + (dir / "r")),
+                        1, "unknown key 'learning_rate'");
+  expect_one_line_error(run("tokenizer train --data " + (dir / "m.jsonl") + " --out " + (dir / "r")), 1, "--config");
+  expect_one_line_error(run("tokenizer train --resume --data " + (dir / "m.jsonl") + " --out " + (dir / "r")), 1,
+                        "nothing to resume");
+  expect_one_line_error(run("tokenizer encode --model " + (dir / "none") + " x.mp4 -o t.safetensors"), 1,
+                        "no such model folder");
+  expect_one_line_error(run("tokenizer encode --model " + (dir / "none") + " x.mp4"), 2, "--output");
+  expect_one_line_error(run("tokenizer config huge"), 1, "huge");
+  auto cfg = run("tokenizer config paper");
+  ASSERT_EQ(cfg.code, 0);
+  EXPECT_EQ(nlohmann::json::parse(cfg.out)["model"]["codebook_size"], 8192);
 }

@@ -22,5 +22,6 @@ void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range
 void add_video_commands(CLI::App& app, Globals& g);
 void add_data_commands(CLI::App& app, Globals& g);
 void add_checkpoint_commands(CLI::App& app, Globals& g);
+void add_tokenizer_commands(CLI::App& app, Globals& g);
 
 }  // namespace loong::cli

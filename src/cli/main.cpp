@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   add_video_commands(app, g);
   add_data_commands(app, g);
   add_checkpoint_commands(app, g);
+  add_tokenizer_commands(app, g);
 
   try {
     app.parse(argc, argv);

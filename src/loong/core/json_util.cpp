@@ -1,6 +1,7 @@
 #include "loong/core/json_util.h"
 
 #include <cmath>
+#include <sstream>
 
 #include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
@@ -58,6 +59,67 @@ long long get_int(const json& obj, const std::string& key, const std::string& wh
   const json& v = require(obj, key, where, "an integer");
   if (!v.is_number_integer()) wrong_type(v, key, where, "an integer");
   return v.get<long long>();
+}
+
+ObjectReader::ObjectReader(const json& obj, std::string where) : obj_(obj), where_(std::move(where)) {
+  if (!obj_.is_object()) fail(where_, "expected a JSON object, got " + json_type_name(obj_));
+}
+
+bool ObjectReader::take(const std::string& key) {
+  known_.push_back(key);
+  return obj_.contains(key);
+}
+
+namespace {
+template <class T>
+std::string range_text(T lo, T hi) {
+  std::ostringstream s;
+  s << "[" << lo << ", " << hi << "]";
+  return s.str();
+}
+}  // namespace
+
+void ObjectReader::number(const std::string& key, double& v, double lo, double hi) {
+  if (!take(key)) return;
+  double d = get_number(obj_, key, where_);
+  if (d < lo || d > hi) fail(where_, "key " + squote(key) + ": expected a number in " + range_text(lo, hi) + ", got " + obj_[key].dump());
+  v = d;
+}
+
+void ObjectReader::integer(const std::string& key, long long& v, long long lo, long long hi) {
+  if (!take(key)) return;
+  long long d = get_int(obj_, key, where_);
+  if (d < lo || d > hi)
+    fail(where_, "key " + squote(key) + ": expected an integer in " + range_text(lo, hi) + ", got " + std::to_string(d));
+  v = d;
+}
+
+void ObjectReader::integer(const std::string& key, int& v, int lo, int hi) {
+  long long d = v;
+  integer(key, d, lo, hi);
+  v = static_cast<int>(d);
+}
+
+void ObjectReader::string(const std::string& key, std::string& v) {
+  if (take(key)) v = get_string(obj_, key, where_);
+}
+
+void ObjectReader::boolean(const std::string& key, bool& v) {
+  if (!take(key)) return;
+  if (!obj_[key].is_boolean()) wrong_type(obj_[key], key, where_, "true or false");
+  v = obj_[key].get<bool>();
+}
+
+void ObjectReader::finish() const {
+  for (auto it = obj_.begin(); it != obj_.end(); ++it) {
+    bool ok = false;
+    for (const auto& k : known_) ok = ok || it.key() == k;
+    if (!ok) {
+      std::string list;
+      for (const auto& k : known_) list += (list.empty() ? "" : ", ") + k;
+      fail(where_, "unknown key " + squote(it.key()) + " (known keys: " + list + ")");
+    }
+  }
 }
 
 }  // namespace loong

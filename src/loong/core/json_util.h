@@ -2,6 +2,7 @@
 // and say what was expected.
 #pragma once
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,5 +23,27 @@ std::string json_type_name(const json& j);
 std::string get_string(const json& obj, const std::string& key, const std::string& where);
 double get_number(const json& obj, const std::string& key, const std::string& where);
 long long get_int(const json& obj, const std::string& key, const std::string& where);
+
+// Reads the optional keys of a config object into typed fields with range
+// checks; finish() rejects keys nobody asked for (typos are errors, not
+// silently ignored settings). Errors name `where` and the key.
+class ObjectReader {
+ public:
+  ObjectReader(const json& obj, std::string where);
+  void number(const std::string& key, double& v, double lo, double hi);
+  void integer(const std::string& key, long long& v, long long lo, long long hi);
+  void integer(const std::string& key, int& v, int lo, int hi);
+  void string(const std::string& key, std::string& v);
+  void boolean(const std::string& key, bool& v);
+  // Marks a key as known without reading it (the caller handles it).
+  bool take(const std::string& key);
+  void finish() const;
+  const std::string& where() const { return where_; }
+
+ private:
+  const json& obj_;
+  std::string where_;
+  std::vector<std::string> known_;
+};
 
 }  // namespace loong

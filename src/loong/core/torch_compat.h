@@ -9,3 +9,39 @@
 
 // LibTorch 2.0 added at::scaled_dot_product_attention and at::kFloat8 types.
 #define LOONG_HAS_SDPA LOONG_TORCH_AT_LEAST(2, 0)
+
+#include <ATen/autocast_mode.h>
+
+namespace loong {
+
+// bfloat16 autocast on CUDA for the scope of the guard (mixed-precision
+// training). The C++ autocast API was renamed in LibTorch 2.4.
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool enable) : enabled_(enable) {
+    if (!enabled_) return;
+#if LOONG_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+#endif
+  }
+  ~CudaAutocast() {
+    if (!enabled_) return;
+#if LOONG_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+  CudaAutocast(const CudaAutocast&) = delete;
+  CudaAutocast& operator=(const CudaAutocast&) = delete;
+
+ private:
+  bool enabled_;
+};
+
+}  // namespace loong

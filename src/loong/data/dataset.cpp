@@ -21,7 +21,9 @@ Clip load_clip(const Manifest& m, size_t index, const ClipOptions& opts) {
   std::vector<at::Tensor> frames;
   video::read_frames(e.path, r, [&](const at::Tensor& f, double) {
     frames.push_back(f);
-    return opts.frames <= 0 || static_cast<int64_t>(frames.size()) < opts.frames;
+    const int64_t n = static_cast<int64_t>(frames.size());
+    if (opts.frames > 0) return n < opts.frames;
+    return opts.max_frames <= 0 || n < opts.max_frames;
   });
   if (frames.empty()) fail(e.path, "no frames in the requested range");
   if (opts.frames > 0 && static_cast<int64_t>(frames.size()) < opts.frames)

@@ -16,6 +16,7 @@ namespace loong::data {
 struct ClipOptions {
   video::ReadOptions read;       // fps, size, limits; start/end come from each entry
   int64_t frames = 0;            // exact frames per clip (from the entry's start); 0 = all
+  int64_t max_frames = 0;        // when frames == 0: keep at most this many (0 = all)
   double max_bad_fraction = 0.05;  // stop once more than this share of samples failed...
   int64_t min_samples = 20;        // ...after at least this many were tried
 };

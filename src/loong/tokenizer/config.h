@@ -16,7 +16,7 @@ struct TokenizerConfig {
   std::vector<int> channel_mult = {1, 1, 2, 2};  // one level per entry; 3 downsamples = x8 in space
   std::vector<bool> temporal_down = {true, true, false};  // per downsample: also halve time
   int num_res_blocks = 1;              // per level (the decoder uses one more)
-  int codebook_size = 1024;
+  int codebook_size = 256;              // tiny: moving-fashion frames are mostly flat background
   int codebook_dim = 16;
   double beta = 0.25;                  // commitment weight
   double usage_decay = 0.99;           // CVQ running-usage decay

@@ -1,5 +1,7 @@
 #include "loong/tokenizer/layers.h"
 
+#include <cmath>
+
 #include <torch/torch.h>
 
 namespace F = torch::nn::functional;
@@ -11,6 +13,15 @@ CausalConv3dImpl::CausalConv3dImpl(int in, int out, std::array<int64_t, 3> k, st
   conv = register_module("conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, {k[0], k[1], k[2]})
                                                        .stride({s[0], s[1], s[2]})
                                                        .padding(0)));
+  // Initialise as a 2D convolution on the newest frame only ("inflation", as
+  // in MAGVIT-2), with variance-preserving weights: the default init shrinks
+  // the signal ~3x per layer (more for single images, which only reach the
+  // last temporal tap), so after a dozen convolutions the decoder would start
+  // out ignoring its input. The older taps learn from zero.
+  torch::NoGradGuard ng;
+  conv->weight.zero_();
+  conv->weight.select(2, k[0] - 1).normal_(0, 1.0 / std::sqrt(static_cast<double>(in * k[1] * k[2])));
+  conv->bias.zero_();
 }
 
 torch::Tensor CausalConv3dImpl::forward(const torch::Tensor& x) {
@@ -20,9 +31,12 @@ torch::Tensor CausalConv3dImpl::forward(const torch::Tensor& x) {
 }
 
 namespace {
+// Up to 32 groups, but at least 4 channels in each: with one channel a
+// group, GroupNorm becomes instance norm and wipes out each channel's mean,
+// which is all a flat region (a plain background) has to say.
 int groups_for(int channels) {
   for (int g : {32, 16, 8, 4, 2})
-    if (channels % g == 0) return g;
+    if (channels % g == 0 && channels / g >= 4) return g;
   return 1;
 }
 }  // namespace
@@ -59,15 +73,20 @@ Downsample3dImpl::Downsample3dImpl(int channels, bool temporal) {
 torch::Tensor Downsample3dImpl::forward(const torch::Tensor& x) { return conv(x); }
 
 Upsample3dImpl::Upsample3dImpl(int channels, bool temporal) : st(temporal ? 2 : 1) {
-  conv = register_module("conv", CausalConv3d(channels, channels * static_cast<int>(st) * 4, K3{3, 3, 3}));
+  conv = register_module("conv", CausalConv3d(channels, channels * 4, K3{3, 3, 3}));
 }
 
 torch::Tensor Upsample3dImpl::forward(const torch::Tensor& x) {
-  // x: [B, C, T, H, W] -> conv [B, C*st*4, T, H, W] -> [B, C, T*st, 2H, 2W] -> drop st-1 first frames
+  // x: [B, C, T, H, W] -> conv [B, C*4, T, H, W] -> depth-to-space [B, C, T, 2H, 2W]
   const auto B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
-  auto y = conv(x).view({B, C, st, 2, 2, T, H, W});
-  y = y.permute({0, 1, 5, 2, 6, 3, 7, 4}).reshape({B, C, T * st, H * 2, W * 2});
-  return st > 1 ? y.narrow(2, st - 1, T * st - (st - 1)) : y;
+  auto y = conv(x).view({B, C, 2, 2, T, H, W}).permute({0, 1, 4, 5, 2, 6, 3}).reshape({B, C, T, H * 2, W * 2});
+  if (st == 1) return y;
+  // In time: repeat each frame and drop the first copy (1 + m -> 1 + 2m); the
+  // causal convolutions after this layer tell the copies apart. Every output
+  // frame comes from the same weights, so what the image stage trains is what
+  // video frames use (depth-to-space in time would leave half the channels
+  // untrained until the first video stage).
+  return y.repeat_interleave(2, 2).narrow(2, 1, 2 * T - 1);
 }
 
 NormActImpl::NormActImpl(int channels) { norm = register_module("norm", FrameGroupNorm(channels)); }

@@ -46,9 +46,9 @@ struct Downsample3dImpl : torch::nn::Module {
 };
 TORCH_MODULE(Downsample3d);
 
-// Causal conv to C * st * 4 channels, then depth-to-space: x2 in space, and
-// x2 in time when `temporal` (1 + m frames -> 1 + 2m: the first output frame
-// of the first group is dropped, mirroring the encoder).
+// Causal conv to C * 4 channels, then depth-to-space: x2 in space; when
+// `temporal`, each frame is repeated and the first copy dropped (1 + m frames
+// -> 1 + 2m, mirroring the encoder).
 struct Upsample3dImpl : torch::nn::Module {
   Upsample3dImpl(int channels, bool temporal);
   torch::Tensor forward(const torch::Tensor& x);

@@ -25,7 +25,7 @@ torch::Tensor CvqQuantizerImpl::similarity(const torch::Tensor& z) const {
 torch::Tensor CvqQuantizerImpl::lookup(const torch::Tensor& z) const { return similarity(z).argmax(1); }
 
 torch::Tensor CvqQuantizerImpl::embed(const torch::Tensor& indices) const {
-  return F::embedding(indices, embedding->weight);
+  return F::normalize(F::embedding(indices, embedding->weight), F::NormalizeFuncOptions().dim(-1));
 }
 
 QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
@@ -33,10 +33,15 @@ QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
   const torch::Tensor sim = similarity(z);
   QuantizerOutput out;
   out.indices = sim.argmax(1);
-  auto e = embedding->weight.index_select(0, out.indices);  // [N, D], carries the codebook gradient
-  out.codebook_loss = (e - z.detach()).pow(2).mean();
-  out.commitment_loss = beta * (z - e.detach()).pow(2).mean();
-  out.z_q = z + (e - z).detach();
+  // Features and codes are compared, and passed on, as unit vectors: the
+  // distance is cosine, and the decoder never sees a code's length, so codes
+  // cannot win or lose by magnitude (the l2-normalised codes of ViT-VQGAN).
+  const auto norm = F::NormalizeFuncOptions().dim(1);
+  auto zn = F::normalize(z, norm);
+  auto e = F::normalize(embedding->weight.index_select(0, out.indices), norm);  // carries the codebook gradient
+  out.codebook_loss = (e - zn.detach()).pow(2).mean();
+  out.commitment_loss = beta * (zn - e.detach()).pow(2).mean();
+  out.z_q = zn + (e - zn).detach();
 
   torch::NoGradGuard ng;
   auto counts = torch::bincount(out.indices, {}, codebook_size).to(z.scalar_type());

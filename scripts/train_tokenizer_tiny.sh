@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Reproduces the recorded tiny-tokenizer run (docs/benchmarks.md): builds
+# moving-fashion data at 64x64 (train split for training, t10k split for the
+# held-out evaluation), trains the `tiny` preset on the CPU (at most 60
+# minutes: the preset's max_minutes), then evaluates on 17-frame held-out clips.
+#
+#   scripts/train_tokenizer_tiny.sh [WORK_DIR]      (default: out/tokenizer-tiny)
+# Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work="${1:-out/tokenizer-tiny}"
+loong="${LOONG:-build/bin/loong}"
+[ -x "$loong" ] || { echo "no $loong: run ./run build first" >&2; exit 1; }
+mkdir -p "$work"
+
+if [ ! -f "$work/train/all.jsonl" ]; then
+  "$loong" data moving-fashion --out "$work/train" --videos 256 --seconds 10 --size 64 --images 512 --seed 0 --quiet --force
+  cat "$work/train/manifest.jsonl" "$work/train/images.jsonl" > "$work/train/all.jsonl"
+fi
+if [ ! -f "$work/heldout/manifest.jsonl" ]; then
+  "$loong" data moving-fashion --out "$work/heldout" --split t10k --videos 64 --seconds 10 --size 64 --seed 1 --quiet --force
+fi
+
+resume=()
+[ -d "$work/run/checkpoints" ] && resume=(--resume)
+start=$(date +%s)
+"$loong" tokenizer train --config tiny --data "$work/train/all.jsonl" --out "$work/run" "${resume[@]}" | tee "$work/train.log"
+echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$work/train.log"
+
+"$loong" tokenizer eval --model "$work/run" --data "$work/heldout/manifest.jsonl" --frames 17 --json "$work/eval.json"

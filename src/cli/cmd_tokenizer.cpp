@@ -1,0 +1,293 @@
+// loong tokenizer config | train | encode | decode | reconstruct | eval
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "cli/commands.h"
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
+#include "loong/eval/metrics.h"
+#include "loong/tokenizer/checkpoint.h"
+#include "loong/tokenizer/tokens.h"
+#include "loong/tokenizer/train_config.h"
+#include "loong/tokenizer/trainer.h"
+#ifdef LOONG_WITH_FFMPEG
+#include "loong/data/clip_sampler.h"
+#include "loong/io/video.h"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace loong::cli {
+
+namespace {
+
+#ifndef LOONG_WITH_FFMPEG
+[[noreturn]] void no_ffmpeg() { throw Error("this build has no FFmpeg support (configure with -DLOONG_WITH_FFMPEG=ON)"); }
+#else
+// Reads a video for the tokenizer: frames at `fps`, shorter side to `size`, centre crop.
+video::Video read_for_model(const std::string& path, const tokenizer::VideoTokenizer& model, double fps, int size) {
+  video::ReadOptions r;
+  r.fps = fps;
+  r.size = size > 0 ? size : model->config.image_size;
+  const int f = model->config.spatial_factor();
+  if (r.size % f != 0) fail("--size", "must be a multiple of " + std::to_string(f) + ", got " + std::to_string(r.size));
+  return video::read(path, r);
+}
+
+void write_video(const std::string& path, const torch::Tensor& frames, double fps) {
+  video::WriteOptions w;
+  w.fps = fps > 0 ? fps : 6.5;
+  video::write(path, frames, w);
+}
+#endif
+
+}  // namespace
+
+void add_tokenizer_commands(CLI::App& app, Globals& g) {
+  CLI::App* tok = app.add_subcommand("tokenizer", "Train and use the video tokenizer (causal 3D CNN + CVQ)");
+  tok->require_subcommand(1);
+
+  {
+    auto* cmd = tok->add_subcommand("config", "Print a preset's full run config (model + training) as JSON");
+    auto name = std::make_shared<std::string>("tiny");
+    cmd->add_option("preset", *name, "tiny or paper, or a config file to expand");
+    cmd->callback(command(g, [name] { std::cout << tokenizer::RunConfig::load(*name).to_json().dump(2) << std::endl; }));
+  }
+  {
+    auto* cmd = tok->add_subcommand("train", "Train a tokenizer; writes logs, samples and checkpoints to --out");
+    auto config = std::make_shared<std::string>();
+    auto data = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+    auto device = std::make_shared<std::string>("cpu");
+    auto resume = std::make_shared<bool>(false);
+    auto quiet = std::make_shared<bool>(false);
+    auto max_minutes = std::make_shared<double>(-1);
+    cmd->add_option("--config", *config, "Run config: a preset (tiny, paper) or a JSON file; with --resume, "
+                                          "defaults to the checkpoint's");
+    cmd->add_option("--data", *data, "Training manifest (JSONL or CSV; videos and images)")->required();
+    cmd->add_option("--out", *out, "Run folder")->required();
+    cmd->add_flag("--resume", *resume, "Continue from the newest complete checkpoint in --out");
+    cmd->add_option("--device", *device, "cpu or cuda[:N]");
+    cmd->add_option("--max-minutes", *max_minutes, "Stop (with a checkpoint) after this long; overrides the config")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--quiet", *quiet, "Only errors and the final checkpoint path");
+    cmd->callback(command(g, [=] {
+#ifndef LOONG_WITH_FFMPEG
+      no_ffmpeg();
+#else
+      const auto dev = parse_device(*device);
+      tokenizer::RunConfig cfg;
+      if (!config->empty()) {
+        cfg = tokenizer::RunConfig::load(*config);
+      } else if (*resume) {
+        const std::string ck = tokenizer::newest_checkpoint(*out);
+        if (ck.empty()) fail(*out, "nothing to resume: no complete checkpoint in " + *out + "/checkpoints");
+        const std::string tj = (fs::path(ck) / "trainer.json").string();
+        cfg = tokenizer::RunConfig::from_json(read_json_file(tj).at("config"), tj + ": config");
+      } else {
+        fail("--config", "required (a preset: tiny, paper; or a JSON file) unless --resume is given");
+      }
+      if (*max_minutes >= 0) cfg.train.max_minutes = *max_minutes;
+      data::SamplerOptions so;
+      so.clip.read.fps = cfg.train.fps;
+      so.clip.read.size = cfg.model.image_size;
+      int max_frames = 1;
+      for (const auto& s : cfg.train.stages) max_frames = std::max(max_frames, s.frames);
+      so.clip.max_frames = 4 * max_frames;  // windows are cut from the first 4x stage length
+      so.cache_mb = cfg.train.cache_mb;
+      data::ClipSampler sampler(data::load_manifest(*data), so);
+      tokenizer::TrainerOptions to;
+      to.run_dir = *out;
+      to.device = dev;
+      to.resume = *resume;
+      const bool q = *quiet;
+      to.print = [q](const std::string& line) {
+        if (!q || line.rfind("checkpoint:", 0) == 0) std::printf("%s\n", line.c_str()), std::fflush(stdout);
+      };
+      tokenizer::TokenizerTrainer trainer(cfg, to);
+      trainer.run([&](int frames, int batch, std::mt19937_64& rng) { return sampler.sample(frames, batch, rng); });
+      if (sampler.dataset().bad() > 0)
+        std::printf("skipped %lld bad sample(s) of %lld; run `loong data check %s`\n",
+                    static_cast<long long>(sampler.dataset().bad()), static_cast<long long>(sampler.dataset().tried()),
+                    data->c_str());
+#endif
+    }));
+  }
+
+  // Options shared by the commands that load a model.
+  struct ModelArgs {
+    std::string model, device = "cpu";
+  };
+  auto add_model = [](CLI::App* cmd, ModelArgs& m) {
+    cmd->add_option("--model", m.model, "Model folder, checkpoint folder or training run folder (newest checkpoint)")
+        ->required();
+    cmd->add_option("--device", m.device, "cpu or cuda[:N]");
+  };
+  // ... and those that read a video for it.
+  struct EncodeArgs : ModelArgs {
+    std::string input;
+    double fps = 6.5;
+    int size = 0, chunk = 65;
+  };
+  auto add_encode = [add_model](CLI::App* cmd, EncodeArgs& a) {
+    add_model(cmd, a);
+    cmd->add_option("input", a.input, "Input video or image")->required();
+    cmd->add_option("--fps", a.fps, "Frame rate to sample at")->check(CLI::Range(0.1, 240.0));
+    cmd->add_option("--size", a.size, "Frame size (shorter side, centre crop); 0 = the model's")
+        ->check(CLI::Range(0, 4096));
+    cmd->add_option("--chunk", a.chunk, "Frames per independently encoded chunk (1 + 4k)")
+        ->check(CLI::Range(1, 100000));
+  };
+
+  {
+    auto* cmd = tok->add_subcommand("encode", "Video -> tokens (safetensors, int32 [T', H', W'])");
+    auto a = std::make_shared<EncodeArgs>();
+    auto out = std::make_shared<std::string>();
+    add_encode(cmd, *a);
+    cmd->add_option("-o,--output", *out, "Output .safetensors")->required();
+    cmd->callback(command(g, [=] {
+#ifndef LOONG_WITH_FFMPEG
+      no_ffmpeg();
+#else
+      auto model = tokenizer::load_model(a->model, parse_device(a->device));
+      auto v = read_for_model(a->input, model, a->fps, a->size);
+      auto enc = tokenizer::encode_video(model, v.frames, a->chunk, v.fps);
+      tokenizer::save_tokens(*out, enc);
+      std::printf("%s: %lld frames -> tokens %s in %zu chunk(s)%s\n", out->c_str(), static_cast<long long>(enc.frames),
+                  c10::str(enc.tokens.sizes()).c_str(), enc.chunks.size(),
+                  enc.dropped ? (" (" + std::to_string(enc.dropped) + " trailing frame(s) left out: chunks take 1 + 4k)")
+                                    .c_str()
+                              : "");
+#endif
+    }));
+  }
+  {
+    auto* cmd = tok->add_subcommand("decode", "Tokens -> video (.mp4 or .gif)");
+    auto m = std::make_shared<ModelArgs>();
+    auto in = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+    auto fps = std::make_shared<double>(0);
+    add_model(cmd, *m);
+    cmd->add_option("input", *in, "Token file from `loong tokenizer encode`")->required();
+    cmd->add_option("-o,--output", *out, "Output .mp4 or .gif")->required();
+    cmd->add_option("--fps", *fps, "Output frame rate; 0 = the token file's")->check(CLI::Range(0.0, 240.0));
+    cmd->callback(command(g, [=] {
+#ifndef LOONG_WITH_FFMPEG
+      no_ffmpeg();
+#else
+      auto model = tokenizer::load_model(m->model, parse_device(m->device));
+      auto enc = tokenizer::load_tokens(*in);
+      auto frames = tokenizer::decode_video(model, enc);
+      write_video(*out, frames, *fps > 0 ? *fps : enc.fps);
+      std::printf("%s: %lld frames %lldx%lld\n", out->c_str(), static_cast<long long>(frames.size(0)),
+                  static_cast<long long>(frames.size(2)), static_cast<long long>(frames.size(1)));
+#endif
+    }));
+  }
+  {
+    auto* cmd = tok->add_subcommand("reconstruct", "Video -> tokens -> video; prints PSNR and SSIM");
+    auto a = std::make_shared<EncodeArgs>();
+    auto out = std::make_shared<std::string>();
+    auto side = std::make_shared<bool>(false);
+    add_encode(cmd, *a);
+    cmd->add_option("-o,--output", *out, "Write the reconstruction (.mp4 or .gif)");
+    cmd->add_flag("--side-by-side", *side, "Write input | reconstruction side by side");
+    cmd->callback(command(g, [=] {
+#ifndef LOONG_WITH_FFMPEG
+      no_ffmpeg();
+#else
+      auto model = tokenizer::load_model(a->model, parse_device(a->device));
+      auto v = read_for_model(a->input, model, a->fps, a->size);
+      auto enc = tokenizer::encode_video(model, v.frames, a->chunk, v.fps);
+      auto rec = tokenizer::decode_video(model, enc);
+      auto ref = v.frames.narrow(0, 0, rec.size(0));
+      const double psnr = eval::mean(eval::psnr_per_frame(ref, rec)), ssim = eval::mean(eval::ssim_per_frame(ref, rec));
+      nlohmann::json j = {{"input", a->input}, {"frames", rec.size(0)}, {"psnr", psnr}, {"ssim", ssim},
+                          {"tokens", enc.tokens.numel()}};
+      if (!out->empty()) {
+        write_video(*out, *side ? torch::cat({ref, rec}, 2) : rec, v.fps);
+        j["output"] = *out;
+      }
+      std::cout << j.dump() << std::endl;
+#endif
+    }));
+  }
+  {
+    auto* cmd = tok->add_subcommand("eval", "Reconstruction quality and codebook usage on a manifest (JSON)");
+    auto m = std::make_shared<ModelArgs>();
+    auto data = std::make_shared<std::string>(), json_out = std::make_shared<std::string>();
+    auto frames = std::make_shared<int>(17);
+    auto fps = std::make_shared<double>(6.5);
+    auto max_clips = std::make_shared<int>(0);
+    add_model(cmd, *m);
+    cmd->add_option("--data", *data, "Manifest of held-out videos/images")->required();
+    cmd->add_option("--frames", *frames, "Frames per clip (1 + 4k), from each entry's start")->check(CLI::Range(1, 100000));
+    cmd->add_option("--fps", *fps, "Frame rate to sample at")->check(CLI::Range(0.1, 240.0));
+    cmd->add_option("--max-clips", *max_clips, "Evaluate at most this many entries; 0 = all")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--json", *json_out, "Also write the report to this file");
+    cmd->callback(command(g, [=] {
+#ifndef LOONG_WITH_FFMPEG
+      no_ffmpeg();
+#else
+      auto model = tokenizer::load_model(m->model, parse_device(m->device));
+      model->config.latent_frames(*frames);  // validates 1 + 4k
+      data::ClipOptions co;
+      co.read.fps = *fps;
+      co.read.size = model->config.image_size;
+      co.frames = *frames;
+      data::ClipDataset ds(data::load_manifest(*data), co);
+      const int K = model->config.codebook_size;
+      auto hist = torch::zeros({K}, torch::kLong);
+      std::vector<double> psnr_pos(*frames, 0.0), all_psnr, all_ssim;
+      int64_t clips = 0, skipped = 0;
+      const size_t n = *max_clips > 0 ? std::min<size_t>(*max_clips, ds.size()) : ds.size();
+      for (size_t i = 0; i < n; ++i) {
+        if (*frames > 1 && ds.manifest().entries[i].kind == data::MediaKind::Image) {
+          ++skipped;
+          continue;
+        }
+        auto clip = ds.get(i);
+        if (!clip) {
+          ++skipped;
+          continue;
+        }
+        auto enc = tokenizer::encode_video(model, clip->frames, *frames);
+        auto rec = tokenizer::decode_video(model, enc);
+        hist += torch::bincount(enc.tokens.flatten(), {}, K);
+        auto p = eval::psnr_per_frame(clip->frames, rec);
+        auto s = eval::ssim_per_frame(clip->frames, rec);
+        for (size_t k = 0; k < p.size(); ++k) psnr_pos[k] += p[k];
+        all_psnr.insert(all_psnr.end(), p.begin(), p.end());
+        all_ssim.insert(all_ssim.end(), s.begin(), s.end());
+        ++clips;
+      }
+      if (clips == 0) fail(*data, "no entry could be evaluated with " + std::to_string(*frames) + " frames");
+      for (auto& v : psnr_pos) v /= clips;
+      auto probs = hist.to(torch::kDouble) / hist.sum().item<int64_t>();
+      const double ppl = torch::exp(-(probs * (probs + 1e-12).log()).sum()).item<double>();
+      const int64_t used = (hist > 0).sum().item<int64_t>();
+      nlohmann::json j = {{"model", tokenizer::resolve_model_dir(m->model)},
+                          {"data", *data},
+                          {"clips", clips},
+                          {"skipped", skipped},
+                          {"frames", *frames},
+                          {"psnr", eval::mean(all_psnr)},
+                          {"ssim", eval::mean(all_ssim)},
+                          {"psnr_per_frame", psnr_pos},
+                          {"codes_used", used},
+                          {"codebook_size", K},
+                          {"codebook_usage", static_cast<double>(used) / K},
+                          {"perplexity", ppl},
+                          {"tokens", hist.sum().item<int64_t>()}};
+      if (!json_out->empty()) write_json_file(*json_out, j);
+      std::cout << j.dump(2) << std::endl;
+#endif
+    }));
+  }
+}
+
+}  // namespace loong::cli

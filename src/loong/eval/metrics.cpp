@@ -1,0 +1,56 @@
+#include "loong/eval/metrics.h"
+
+#include <cmath>
+#include <numeric>
+
+#include <torch/torch.h>
+
+#include "loong/core/error.h"
+
+namespace loong::eval {
+
+namespace {
+void check_pair(const at::Tensor& a, const at::Tensor& b) {
+  if (a.dim() != 4 || a.size(3) != 3 || a.sizes() != b.sizes())
+    fail("metrics", "expected two uint8 clips [T, H, W, 3] of the same shape, got " + c10::str(a.sizes()) + " and " +
+                        c10::str(b.sizes()));
+}
+}  // namespace
+
+std::vector<double> psnr_per_frame(const at::Tensor& a, const at::Tensor& b) {
+  check_pair(a, b);
+  auto mse = (a.to(torch::kDouble) - b.to(torch::kDouble)).pow(2).mean({1, 2, 3}).cpu();
+  std::vector<double> out;
+  for (int64_t t = 0; t < mse.size(0); ++t) {
+    const double m = mse[t].item<double>();
+    out.push_back(m <= 1e-10 ? 100.0 : 10 * std::log10(255.0 * 255.0 / m));
+  }
+  return out;
+}
+
+std::vector<double> ssim_per_frame(const at::Tensor& a, const at::Tensor& b) {
+  check_pair(a, b);
+  const int64_t win = 11;
+  if (a.size(1) < win || a.size(2) < win) fail("metrics", "SSIM needs frames of at least 11x11 pixels");
+  auto g = torch::arange(win, torch::kDouble) - (win - 1) / 2.0;
+  g = torch::exp(-g.pow(2) / (2 * 1.5 * 1.5));
+  g = g / g.sum();
+  auto w = torch::outer(g, g).view({1, 1, win, win}).repeat({3, 1, 1, 1}).to(a.device());
+  auto x = a.to(torch::kDouble).permute({0, 3, 1, 2});  // [T, 3, H, W]
+  auto y = b.to(torch::kDouble).permute({0, 3, 1, 2});
+  auto blur = [&](const torch::Tensor& v) { return torch::nn::functional::conv2d(v, w, torch::nn::functional::Conv2dFuncOptions().groups(3)); };
+  const double c1 = std::pow(0.01 * 255, 2), c2 = std::pow(0.03 * 255, 2);
+  auto mx = blur(x), my = blur(y);
+  auto sxx = blur(x * x) - mx * mx, syy = blur(y * y) - my * my, sxy = blur(x * y) - mx * my;
+  auto map = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2));
+  auto per = map.mean({1, 2, 3}).cpu();
+  std::vector<double> out;
+  for (int64_t t = 0; t < per.size(0); ++t) out.push_back(per[t].item<double>());
+  return out;
+}
+
+double mean(const std::vector<double>& v) {
+  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+}  // namespace loong::eval

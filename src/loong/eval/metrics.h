@@ -1,0 +1,18 @@
+// Image-quality metrics on uint8 frames [T, H, W, 3].
+#pragma once
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace loong::eval {
+
+// PSNR in dB of each frame (peak 255); identical frames give 100.
+std::vector<double> psnr_per_frame(const at::Tensor& a, const at::Tensor& b);
+
+// SSIM of each frame (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
+// K1 = 0.01, K2 = 0.03, valid region, averaged over the RGB channels).
+std::vector<double> ssim_per_frame(const at::Tensor& a, const at::Tensor& b);
+
+double mean(const std::vector<double>& v);
+
+}  // namespace loong::eval

@@ -1,0 +1,42 @@
+// Whole videos to tokens and back, chunk by chunk.
+//
+// The tokenizer takes 1 + 4k frames; long videos are cut into chunks of at
+// most `chunk_frames` (default 65, 10 s at 6.5 fps) and each chunk is encoded
+// on its own, exactly as long-video generation re-encodes each clip. A tail
+// that is not 1 + 4k frames long is shortened to the largest such length.
+//
+// Token files (safetensors): "tokens" int32 [T', H', W'] and "chunks" int32
+// [n] (latent frames per chunk), metadata format=loong-video-tokens, fps,
+// frames, codebook_size.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "loong/tokenizer/model.h"
+
+namespace loong::tokenizer {
+
+struct EncodedVideo {
+  torch::Tensor tokens;              // int64 [T', H', W'] on the CPU
+  std::vector<int64_t> chunks;       // latent frames per chunk
+  int64_t frames = 0;                // frames encoded (input frames minus any dropped tail)
+  int64_t dropped = 0;               // input frames left out at the end
+  double fps = 0;
+  int64_t codebook_size = 0;
+};
+
+// Frame counts of the chunks a video of `frames` frames is cut into.
+std::vector<int64_t> chunk_lengths(int64_t frames, int64_t chunk_frames, int temporal_factor);
+
+// uint8 frames [T, H, W, 3] -> tokens. Runs in no-grad, eval mode.
+EncodedVideo encode_video(VideoTokenizer& model, const torch::Tensor& frames, int64_t chunk_frames = 65,
+                          double fps = 0);
+// tokens -> uint8 frames [T, H, W, 3].
+torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& video);
+
+void save_tokens(const std::string& path, const EncodedVideo& video);
+EncodedVideo load_tokens(const std::string& path);
+
+}  // namespace loong::tokenizer

@@ -1,0 +1,211 @@
+#include "loong/tokenizer/train_config.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+
+namespace loong::tokenizer {
+
+int64_t TrainConfig::total_steps() const {
+  int64_t n = 0;
+  for (const auto& s : stages) n += s.steps;
+  return n;
+}
+
+const Stage& TrainConfig::stage_at(int64_t step) const {
+  int64_t end = 0;
+  for (const auto& s : stages) {
+    end += s.steps;
+    if (step < end) return s;
+  }
+  return stages.back();
+}
+
+double TrainConfig::lr_factor(int64_t step) const {
+  if (warmup_steps > 0 && step < warmup_steps) return static_cast<double>(step + 1) / warmup_steps;
+  const double span = std::max<int64_t>(1, total_steps() - warmup_steps);
+  const double t = std::min(1.0, std::max(0.0, (step - warmup_steps) / span));
+  return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * t));
+}
+
+nlohmann::json TrainConfig::to_json() const {
+  nlohmann::json st = nlohmann::json::array();
+  for (const auto& s : stages) st.push_back({{"frames", s.frames}, {"steps", s.steps}, {"batch_size", s.batch_size}});
+  return {{"stages", st},
+          {"seed", seed},
+          {"fps", fps},
+          {"lr", lr},
+          {"min_lr_ratio", min_lr_ratio},
+          {"weight_decay", weight_decay},
+          {"beta1", beta1},
+          {"beta2", beta2},
+          {"warmup_steps", warmup_steps},
+          {"grad_clip", grad_clip},
+          {"ema_decay", ema_decay},
+          {"l1_weight", l1_weight},
+          {"perceptual_weight", perceptual_weight},
+          {"perceptual_model", perceptual_model},
+          {"codebook_weight", codebook_weight},
+          {"gan_start", gan_start},
+          {"gan_loss", gan_loss},
+          {"gan_weight", gan_weight},
+          {"adaptive_weight_max", adaptive_weight_max},
+          {"disc_lr", disc_lr},
+          {"disc_channels", disc_channels},
+          {"disc_layers", disc_layers},
+          {"lecam_weight", lecam_weight},
+          {"lecam_decay", lecam_decay},
+          {"mixed_precision", mixed_precision},
+          {"log_every", log_every},
+          {"sample_every", sample_every},
+          {"checkpoint_every", checkpoint_every},
+          {"keep_checkpoints", keep_checkpoints},
+          {"max_minutes", max_minutes},
+          {"cache_mb", cache_mb}};
+}
+
+TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& where) {
+  TrainConfig c;
+  ObjectReader r(j, where);
+  if (r.take("stages")) {
+    const auto& a = j["stages"];
+    if (!a.is_array() || a.empty())
+      fail(where, "key 'stages': expected a non-empty array of {\"frames\", \"steps\", \"batch_size\"}");
+    c.stages.clear();
+    for (size_t i = 0; i < a.size(); ++i) {
+      Stage s;
+      ObjectReader sr(a[i], where + ": stages[" + std::to_string(i) + "]");
+      sr.integer("frames", s.frames, 1, 4097);
+      long long steps = s.steps;
+      sr.integer("steps", steps, 0, 1LL << 40);
+      s.steps = steps;
+      sr.integer("batch_size", s.batch_size, 1, 4096);
+      sr.finish();
+      c.stages.push_back(s);
+    }
+  }
+  long long seed = 0, li = 0;
+  r.integer("seed", seed, 0, (1LL << 62));
+  c.seed = static_cast<uint64_t>(seed);
+  r.number("fps", c.fps, 0.1, 240);
+  r.number("lr", c.lr, 0, 1);
+  r.number("min_lr_ratio", c.min_lr_ratio, 0, 1);
+  r.number("weight_decay", c.weight_decay, 0, 10);
+  r.number("beta1", c.beta1, 0, 0.9999999);
+  r.number("beta2", c.beta2, 0, 0.9999999);
+  auto int64_key = [&](const char* k, int64_t& v, long long lo, long long hi) {
+    li = v;
+    r.integer(k, li, lo, hi);
+    v = li;
+  };
+  int64_key("warmup_steps", c.warmup_steps, 0, 1LL << 40);
+  r.number("grad_clip", c.grad_clip, 0, 1e6);
+  r.number("ema_decay", c.ema_decay, 0, 0.999999);
+  r.number("l1_weight", c.l1_weight, 0, 1e6);
+  r.number("perceptual_weight", c.perceptual_weight, 0, 1e6);
+  r.string("perceptual_model", c.perceptual_model);
+  r.number("codebook_weight", c.codebook_weight, 0, 1e6);
+  int64_key("gan_start", c.gan_start, -1, 1LL << 40);
+  r.string("gan_loss", c.gan_loss);
+  r.number("gan_weight", c.gan_weight, 0, 1e6);
+  r.number("adaptive_weight_max", c.adaptive_weight_max, 0, 1e12);
+  r.number("disc_lr", c.disc_lr, 0, 1);
+  r.integer("disc_channels", c.disc_channels, 1, 4096);
+  r.integer("disc_layers", c.disc_layers, 1, 6);
+  r.number("lecam_weight", c.lecam_weight, 0, 1e6);
+  r.number("lecam_decay", c.lecam_decay, 0, 0.999999);
+  r.boolean("mixed_precision", c.mixed_precision);
+  int64_key("log_every", c.log_every, 1, 1LL << 40);
+  int64_key("sample_every", c.sample_every, 0, 1LL << 40);
+  int64_key("checkpoint_every", c.checkpoint_every, 0, 1LL << 40);
+  r.integer("keep_checkpoints", c.keep_checkpoints, 1, 1000000);
+  r.number("max_minutes", c.max_minutes, 0, 1e9);
+  int64_key("cache_mb", c.cache_mb, 0, 1LL << 30);
+  r.finish();
+  return c;
+}
+
+void TrainConfig::validate(const TokenizerConfig& model, const std::string& where) const {
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const int f = model.temporal_factor();
+    if ((stages[i].frames - 1) % f != 0)
+      fail(where, "stages[" + std::to_string(i) + "].frames: the tokenizer takes 1 + " + std::to_string(f) +
+                      "k frames (1, " + std::to_string(1 + f) + ", " + std::to_string(1 + 4 * f) + ", ...), got " +
+                      std::to_string(stages[i].frames));
+  }
+  if (total_steps() < 1) fail(where, "the stages add up to 0 steps");
+  if (gan_loss != "hinge" && gan_loss != "non_saturating")
+    fail(where, "key 'gan_loss': expected \"hinge\" or \"non_saturating\", got " + squote(gan_loss));
+  if (!perceptual_model.empty() && !std::filesystem::is_regular_file(perceptual_model))
+    fail(where, "key 'perceptual_model': no such file " + squote(perceptual_model) +
+                    " (a TorchScript network (x, y) -> distance; see docs/weights.md)");
+}
+
+nlohmann::json RunConfig::to_json() const { return {{"model", model.to_json()}, {"train", train.to_json()}}; }
+
+RunConfig RunConfig::from_json(const nlohmann::json& j, const std::string& where) {
+  // {"preset": "tiny", "model": {overrides}, "train": {overrides}}: each section
+  // is the preset's, with the given keys replaced.
+  ObjectReader r(j, where);
+  std::string base = "tiny";
+  r.string("preset", base);
+  bool known = false;
+  std::string names;
+  for (const auto& n : preset_names()) known = known || n == base, names += (names.empty() ? "" : ", ") + n;
+  if (!known) fail(where, "key 'preset': unknown tokenizer preset " + squote(base) + " (expected one of: " + names + ")");
+  RunConfig c = preset(base);
+  auto merged = [&](const char* key, nlohmann::json defaults) {
+    const auto& o = j[key];
+    if (!o.is_object()) fail(where, std::string("key '") + key + "': expected a JSON object, got " + json_type_name(o));
+    for (auto it = o.begin(); it != o.end(); ++it) defaults[it.key()] = it.value();
+    return defaults;
+  };
+  if (r.take("model")) c.model = TokenizerConfig::from_json(merged("model", c.model.to_json()), where + ": model");
+  if (r.take("train")) c.train = TrainConfig::from_json(merged("train", c.train.to_json()), where + ": train");
+  r.finish();
+  c.train.validate(c.model, where + ": train");
+  return c;
+}
+
+RunConfig RunConfig::preset(const std::string& name) {
+  RunConfig c;
+  c.model = TokenizerConfig::preset(name);  // throws for unknown names
+  TrainConfig& t = c.train;
+  if (name == "tiny") {
+    // Two CPU cores, under an hour: see scripts/train_tokenizer_tiny.sh and
+    // docs/benchmarks.md for the recorded run.
+    t.stages = {{1, 800, 16}, {17, 800, 2}, {65, 80, 1}};
+    t.lr = 1e-3;
+    t.warmup_steps = 100;
+    t.max_minutes = 58;
+    t.ema_decay = 0.995;
+    t.gan_start = -1;
+    t.sample_every = 250;
+    t.checkpoint_every = 500;
+  } else if (name == "paper") {
+    // SPEC.md §2: images, then 17-frame, then 65-frame clips at 128x128.
+    t.stages = {{1, 100000, 64}, {17, 100000, 16}, {65, 100000, 4}};
+    t.lr = 1e-4;
+    t.warmup_steps = 2000;
+    t.ema_decay = 0.999;
+    t.gan_start = 80000;
+    t.sample_every = 2000;
+    t.checkpoint_every = 5000;
+  }
+  return c;
+}
+
+RunConfig RunConfig::load(const std::string& preset_or_path) {
+  for (const auto& n : preset_names())
+    if (preset_or_path == n) return preset(n);
+  if (!std::filesystem::exists(preset_or_path)) {
+    std::string names;
+    for (const auto& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
+    fail(preset_or_path, "no such config file (or preset: " + names + ")");
+  }
+  return from_json(read_json_file(preset_or_path), preset_or_path);
+}
+
+}  // namespace loong::tokenizer

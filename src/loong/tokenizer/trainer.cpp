@@ -1,0 +1,448 @@
+#include "loong/tokenizer/trainer.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "loong/core/atomic_file.h"
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/core/torch_compat.h"
+#include "loong/io/image.h"
+#include "loong/io/safetensors.h"
+#include "loong/tokenizer/checkpoint.h"
+#include "loong/tokenizer/discriminator.h"
+#include "loong/tokenizer/layers.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace loong::tokenizer {
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+void set_lr(torch::optim::Optimizer& opt, double lr) {
+  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+}
+
+std::string archive_bytes(const torch::optim::Optimizer& opt) {
+  torch::serialize::OutputArchive ar;
+  opt.save(ar);
+  std::ostringstream os;
+  ar.save_to(os);
+  return os.str();
+}
+
+void load_archive(torch::optim::Optimizer& opt, const std::string& path, c10::Device device) {
+  std::istringstream is(read_file(path));
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from(is, device);
+    opt.load(ar);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    fail(path, "cannot read optimiser state: " + what.substr(0, what.find('\n')));
+  }
+}
+
+void fsync_dir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// [B, T, H, W, 3] uint8 -> [B, 3, T, H, W] float in [-1, 1] on `device`.
+torch::Tensor clips_to_input(const torch::Tensor& clips, c10::Device device) {
+  return clips.to(device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div(127.5).sub(1.0);
+}
+
+}  // namespace
+
+struct TokenizerTrainer::State {
+  RunConfig cfg;
+  TrainerOptions opts;
+  VideoTokenizer model{nullptr}, ema{nullptr};
+  PatchDiscriminator disc{nullptr};
+  std::unique_ptr<torch::optim::AdamW> opt, dopt;
+  std::optional<torch::jit::Module> perceptual;
+  LecamEma lecam;
+  int64_t step = 0;
+  int64_t saved_step = -1;
+  double elapsed_before = 0;      // seconds trained by earlier sessions
+  Clock::time_point session_start = Clock::now();
+  std::ofstream log;
+  torch::Tensor last_layer;       // the decoder's output conv weight (adaptive GAN weight)
+  std::map<int, torch::Tensor> sample_clips;  // fixed clips per stage length
+
+  void print(const std::string& s) const {
+    if (opts.print) opts.print(s);
+  }
+  double elapsed() const { return elapsed_before + seconds_since(session_start); }
+
+  torch::Tensor perceptual_loss(const torch::Tensor& rec, const torch::Tensor& x) {
+    // [B, 3, T, H, W] -> frames [B*T, 3, H, W]
+    auto flat = [](const torch::Tensor& v) {
+      return v.transpose(1, 2).reshape({v.size(0) * v.size(2), v.size(1), v.size(3), v.size(4)});
+    };
+    auto d = perceptual->forward({flat(rec), flat(x)}).toTensor();
+    return d.to(torch::kFloat).mean();
+  }
+
+  void ema_update() {
+    torch::NoGradGuard ng;
+    const double d = std::min(cfg.train.ema_decay, (1.0 + step) / (10.0 + step));
+    auto ep = ema->parameters(), mp = model->parameters();
+    for (size_t i = 0; i < ep.size(); ++i) ep[i].mul_(d).add_(mp[i], 1 - d);
+    auto eb = ema->buffers(), mb = model->buffers();
+    for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(mb[i]);
+  }
+
+  void write_samples(int frames) {
+#ifdef LOONG_WITH_PNG
+    auto it = sample_clips.find(frames);
+    if (it == sample_clips.end()) return;
+    const auto& clips = it->second;  // [N, T, H, W, 3] uint8
+    torch::Tensor rec;
+    {
+      torch::NoGradGuard ng;
+      ema->eval();
+      auto out = ema->forward(clips_to_input(clips, opts.device));
+      rec = out.reconstruction;
+      ema->train();
+    }
+    std::vector<torch::Tensor> tiles;
+    const int64_t n = clips.size(0), T = clips.size(1);
+    int cols;
+    if (T == 1) {
+      for (int64_t i = 0; i < n; ++i) tiles.push_back(clips[i][0]);
+      for (int64_t i = 0; i < n; ++i) tiles.push_back(output_to_frames(rec[i])[0]);
+      cols = static_cast<int>(n);
+    } else {
+      auto idx = image::spread_indices(T, 8);
+      cols = static_cast<int>(idx.size());
+      for (int64_t i = 0; i < n; ++i) {
+        auto r = output_to_frames(rec[i]);
+        for (auto k : idx) tiles.push_back(clips[i][k]);
+        for (auto k : idx) tiles.push_back(r[k]);
+      }
+    }
+    image::write_png((fs::path(opts.run_dir) / "samples" / (step_name(step) + ".png")).string(),
+                     image::grid(tiles, cols));
+#else
+    (void)frames;
+#endif
+  }
+};
+
+TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  s.cfg = std::move(config);
+  s.opts = std::move(opts);
+  const auto& t = s.cfg.train;
+  t.validate(s.cfg.model, "run config: train");
+  const fs::path run(s.opts.run_dir);
+
+  std::string resume_from;
+  if (s.opts.resume) {
+    resume_from = newest_checkpoint(s.opts.run_dir);
+    if (resume_from.empty())
+      fail(s.opts.run_dir, "nothing to resume: no complete checkpoint in " + (run / "checkpoints").string());
+  } else if (!list_checkpoints(s.opts.run_dir).empty()) {
+    fail(s.opts.run_dir, "already holds checkpoints; pass --resume to continue that run, or choose a new --out");
+  }
+  make_dirs((run / "checkpoints").string());
+  make_dirs((run / "samples").string());
+  // A checkpoint interrupted while being written is never used; clear it away.
+  for (const auto& e : fs::directory_iterator(run / "checkpoints"))
+    if (e.path().extension() == ".partial") fs::remove_all(e.path());
+
+  s.model = VideoTokenizer(s.cfg.model);
+  s.ema = VideoTokenizer(s.cfg.model);
+  s.model->to(s.opts.device);
+  s.ema->to(s.opts.device);
+  {
+    torch::NoGradGuard ng;
+    auto ep = named_tensors(*s.ema), mp = named_tensors(*s.model);
+    for (size_t i = 0; i < ep.size(); ++i) ep[i].second.copy_(mp[i].second);
+  }
+  s.model->train();
+  s.ema->train();
+  for (auto& p : s.ema->parameters()) p.set_requires_grad(false);
+  auto* last = s.model->decoder->ptr(s.model->decoder->size() - 1)->as<CausalConv3dImpl>();
+  s.last_layer = last->conv->weight;
+
+  s.opt = std::make_unique<torch::optim::AdamW>(
+      s.model->parameters(),
+      torch::optim::AdamWOptions(t.lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
+  if (t.gan_start >= 0) {
+    s.disc = PatchDiscriminator(s.cfg.model.in_channels, t.disc_channels, t.disc_layers);
+    s.disc->to(s.opts.device);
+    s.dopt = std::make_unique<torch::optim::AdamW>(
+        s.disc->parameters(),
+        torch::optim::AdamWOptions(t.disc_lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
+  }
+  s.lecam.decay = t.lecam_decay;
+  if (!t.perceptual_model.empty() && t.perceptual_weight > 0) {
+    try {
+      s.perceptual = torch::jit::load(t.perceptual_model, s.opts.device);
+    } catch (const c10::Error& e) {
+      std::string what = e.what_without_backtrace();
+      fail(t.perceptual_model, "cannot load the perceptual network as TorchScript: " + what.substr(0, what.find('\n')));
+    }
+    s.perceptual->eval();
+    for (auto p : s.perceptual->parameters()) p.set_requires_grad(false);
+  }
+
+  if (!resume_from.empty()) {
+    const fs::path ck(resume_from);
+    const std::string tj_path = (ck / "trainer.json").string();
+    auto tj = read_json_file(tj_path);
+    auto saved = RunConfig::from_json(tj.at("config"), tj_path + ": config");
+    if (saved.model.to_json() != s.cfg.model.to_json())
+      fail(s.opts.run_dir, "the model config differs from the checkpoint's (" + resume_from +
+                               "); a run can only be resumed with the same model");
+    s.step = get_int(tj, "step", tj_path);
+    s.elapsed_before = get_number(tj, "elapsed_s", tj_path);
+    if (tj.contains("lecam")) {
+      s.lecam.real = get_number(tj["lecam"], "real", tj_path);
+      s.lecam.fake = get_number(tj["lecam"], "fake", tj_path);
+      s.lecam.started = tj["lecam"].value("started", false);
+    }
+    const std::string ts = (ck / "trainer.safetensors").string();
+    auto tensors = safetensors::load(ts);
+    load_named_tensors(*s.model, tensors, ts, "model.");
+    std::map<std::string, torch::Tensor> ema_t = safetensors::load((ck / "model.safetensors").string());
+    load_named_tensors(*s.ema, ema_t, (ck / "model.safetensors").string());
+    load_archive(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
+    if (s.disc && fs::exists(ck / "disc_optimizer.pt")) {
+      load_named_tensors(*s.disc, tensors, ts, "disc.");
+      load_archive(*s.dopt, (ck / "disc_optimizer.pt").string(), s.opts.device);
+    }
+    s.saved_step = s.step;
+    s.print("resumed from " + resume_from + " at step " + std::to_string(s.step));
+  }
+  write_json_file((run / "run.json").string(), s.cfg.to_json());
+  s.log.open(run / "log.jsonl", std::ios::app);
+  if (!s.log) fail((run / "log.jsonl").string(), "cannot open the training log for writing");
+}
+
+TokenizerTrainer::~TokenizerTrainer() = default;
+
+int64_t TokenizerTrainer::global_step() const { return s_->step; }
+VideoTokenizer TokenizerTrainer::model() const { return s_->model; }
+VideoTokenizer TokenizerTrainer::ema_model() const { return s_->ema; }
+const RunConfig& TokenizerTrainer::config() const { return s_->cfg; }
+
+nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
+  State& s = *s_;
+  const auto& t = s.cfg.train;
+  const auto t0 = Clock::now();
+  const Stage& stage = t.stage_at(s.step);
+  auto x = clips_to_input(clips, s.opts.device);
+  const double factor = t.lr_factor(s.step);
+  set_lr(*s.opt, t.lr * factor);
+  const bool gan = s.disc && s.step >= t.gan_start;
+  const bool amp = s.opts.device.is_cuda() && t.mixed_precision;
+
+  nlohmann::json rec;
+  torch::Tensor loss, recon;
+  TokenizerOutput out;
+  double adaptive = 0;
+  {
+    CudaAutocast autocast(amp);
+    out = s.model->forward(x);
+    recon = out.reconstruction.to(torch::kFloat);
+    auto l1 = (recon - x).abs().mean();
+    auto nll = t.l1_weight * l1;
+    rec["l1"] = l1.item<double>();
+    if (s.perceptual) {
+      auto p = s.perceptual_loss(recon, x);
+      nll = nll + t.perceptual_weight * p;
+      rec["perceptual"] = p.item<double>();
+    }
+    loss = nll + t.codebook_weight * (out.codebook_loss + out.commitment_loss);
+    if (gan) {
+      for (auto& p : s.disc->parameters()) p.set_requires_grad(false);
+      auto g = generator_loss(s.disc->forward(recon).to(torch::kFloat), t.gan_loss);
+      // Adaptive weight (VQGAN): balance the GAN gradient against the
+      // reconstruction gradient at the decoder's last layer.
+      auto gn = torch::autograd::grad({nll}, {s.last_layer}, {}, true)[0].norm();
+      auto gg = torch::autograd::grad({g}, {s.last_layer}, {}, true)[0].norm();
+      adaptive = t.gan_weight * std::min(t.adaptive_weight_max, (gn / (gg + 1e-4)).item<double>());
+      loss = loss + adaptive * g;
+      rec["gan_g"] = g.item<double>();
+      for (auto& p : s.disc->parameters()) p.set_requires_grad(true);
+    }
+  }
+  s.opt->zero_grad();
+  loss.backward();
+  double grad_norm = t.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(s.model->parameters(), t.grad_clip)
+                                     : torch::nn::utils::clip_grad_norm_(s.model->parameters(), 1e30);
+  s.opt->step();
+
+  if (gan) {
+    set_lr(*s.dopt, t.disc_lr * factor);
+    torch::Tensor real, fake;
+    {
+      CudaAutocast autocast(amp);
+      real = s.disc->forward(x).to(torch::kFloat);
+      fake = s.disc->forward(recon.detach()).to(torch::kFloat);
+    }
+    auto d = discriminator_loss(real, fake, t.gan_loss);
+    auto total = d;
+    if (t.lecam_weight > 0 && s.lecam.started) {
+      auto lc = s.lecam.penalty(real, fake);
+      total = total + t.lecam_weight * lc;
+      rec["lecam"] = lc.item<double>();
+    }
+    s.dopt->zero_grad();
+    total.backward();
+    if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.disc->parameters(), t.grad_clip);
+    s.dopt->step();
+    s.lecam.update(real.mean().item<double>(), fake.mean().item<double>());
+    rec["disc"] = d.item<double>();
+    rec["adaptive_weight"] = adaptive;
+    rec["logits_real"] = s.lecam.real;
+    rec["logits_fake"] = s.lecam.fake;
+  }
+  if (t.ema_decay > 0) {
+    s.ema_update();
+  } else {
+    torch::NoGradGuard ng;
+    auto ep = named_tensors(*s.ema), mp = named_tensors(*s.model);
+    for (size_t i = 0; i < ep.size(); ++i) ep[i].second.copy_(mp[i].second);
+  }
+
+  const double mse = (recon.detach() - x).pow(2).mean().item<double>();
+  const double ms = seconds_since(t0) * 1000;
+  const int K = s.cfg.model.codebook_size;
+  const auto live = (s.model->quantizer->usage > 1.0 / (100.0 * K)).sum().item<int64_t>();
+  rec["step"] = s.step;
+  rec["frames"] = stage.frames;
+  rec["batch"] = stage.batch_size;
+  rec["lr"] = t.lr * factor;
+  rec["loss"] = loss.item<double>();
+  rec["codebook"] = out.codebook_loss.item<double>();
+  rec["commitment"] = out.commitment_loss.item<double>();
+  rec["psnr"] = 10 * std::log10(4.0 / std::max(mse, 1e-12));
+  rec["grad_norm"] = grad_norm;
+  rec["codes_used"] = out.codes_used;
+  rec["usage"] = static_cast<double>(out.codes_used) / K;
+  rec["live_codes"] = live;
+  rec["perplexity"] = out.perplexity;
+  rec["ms"] = ms;
+  rec["frames_per_s"] = clips.size(0) * clips.size(1) / std::max(1e-9, ms / 1000);
+  if (!std::isfinite(rec["loss"].get<double>()))
+    fail("training", "the loss became " + std::to_string(rec["loss"].get<double>()) + " at step " +
+                         std::to_string(s.step) + "; lower lr or enable grad_clip (the last checkpoint is intact)");
+  ++s.step;
+  return rec;
+}
+
+void TokenizerTrainer::save_checkpoint() {
+  State& s = *s_;
+  const fs::path ck = fs::path(s.opts.run_dir) / "checkpoints";
+  const fs::path final_dir = ck / step_name(s.step);
+  const fs::path tmp = ck / (step_name(s.step) + ".partial");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  save_model(tmp.string(), s.ema, {{"step", std::to_string(s.step)}});
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (auto& [n, v] : named_tensors(*s.model)) state.emplace_back("model." + n, v);
+  if (s.disc)
+    for (auto& [n, v] : named_tensors(*s.disc)) state.emplace_back("disc." + n, v);
+  safetensors::save((tmp / "trainer.safetensors").string(), state);
+  write_file_atomic((tmp / "optimizer.pt").string(), archive_bytes(*s.opt));
+  if (s.dopt) write_file_atomic((tmp / "disc_optimizer.pt").string(), archive_bytes(*s.dopt));
+  nlohmann::json tj = {{"format", "loong-tokenizer-trainer"},
+                       {"step", s.step},
+                       {"elapsed_s", s.elapsed()},
+                       {"lecam", {{"real", s.lecam.real}, {"fake", s.lecam.fake}, {"started", s.lecam.started}}},
+                       {"config", s.cfg.to_json()}};
+  write_json_file((tmp / "trainer.json").string(), tj);
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  fsync_dir(ck);
+  s.saved_step = s.step;
+  auto all = list_checkpoints(s.opts.run_dir);
+  for (size_t i = 0; i + s.cfg.train.keep_checkpoints < all.size(); ++i) fs::remove_all(all[i].second);
+}
+
+int64_t TokenizerTrainer::run(const BatchFn& next_batch) {
+  State& s = *s_;
+  const auto& t = s.cfg.train;
+  const int64_t total = t.total_steps();
+  s.session_start = Clock::now();
+  s.print("tokenizer: " + std::to_string(s.model->parameter_count()) + " parameters, " +
+          std::to_string(s.model->config.codebook_size) + " codes; " + std::to_string(total) + " steps in " +
+          std::to_string(t.stages.size()) + " stage(s); device " + s.opts.device.str() + ", " +
+          std::to_string(at::get_num_threads()) + " thread(s)");
+  const Stage* current = nullptr;
+  while (s.step < total) {
+    if (t.max_minutes > 0 && seconds_since(s.session_start) > t.max_minutes * 60) {
+      s.print("stopping at step " + std::to_string(s.step) + ": max_minutes (" + std::to_string(t.max_minutes) +
+              ") reached; --resume continues");
+      break;
+    }
+    const Stage& stage = t.stage_at(s.step);
+    if (&stage != current) {
+      current = &stage;
+      s.print("stage " + std::to_string(&stage - t.stages.data() + 1) + "/" + std::to_string(t.stages.size()) + ": " +
+              std::to_string(stage.frames) + "-frame clips, batch " + std::to_string(stage.batch_size));
+      if (!s.sample_clips.count(stage.frames)) {
+        std::mt19937_64 fixed(t.seed + 7919);
+        s.sample_clips[stage.frames] = next_batch(stage.frames, 4, fixed);
+      }
+    }
+    std::mt19937_64 rng(t.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(s.step));
+    const auto d0 = Clock::now();
+    auto clips = next_batch(stage.frames, stage.batch_size, rng);
+    const double data_ms = seconds_since(d0) * 1000;
+    auto rec = step(clips);
+    rec["data_ms"] = data_ms;
+    rec["elapsed_s"] = s.elapsed();
+    s.log << rec.dump() << "\n";
+    s.log.flush();
+    const int64_t done = s.step;  // steps completed
+    if (done % t.log_every == 0 || done == total) {
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "step %lld/%lld  loss %.4f  l1 %.4f  psnr %.2f  codes %lld/%d  ppl %.0f  %.0f ms  %.1f frames/s",
+                    static_cast<long long>(done), static_cast<long long>(total), rec["loss"].get<double>(),
+                    rec["l1"].get<double>(), rec["psnr"].get<double>(),
+                    static_cast<long long>(rec["codes_used"].get<int64_t>()), s.cfg.model.codebook_size,
+                    rec["perplexity"].get<double>(), rec["ms"].get<double>(), rec["frames_per_s"].get<double>());
+      s.print(line);
+    }
+    if (t.sample_every > 0 && done % t.sample_every == 0) s.write_samples(stage.frames);
+    if (t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done < total) save_checkpoint();
+  }
+  if (s.saved_step != s.step) {
+    save_checkpoint();
+    s.write_samples(t.stage_at(std::max<int64_t>(0, s.step - 1)).frames);
+  }
+  s.print("checkpoint: " + newest_checkpoint(s.opts.run_dir));
+  return s.step;
+}
+
+}  // namespace loong::tokenizer

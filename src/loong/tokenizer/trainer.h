@@ -1,0 +1,60 @@
+// Tokenizer training: losses (L1, optional perceptual, codebook/commitment,
+// PatchGAN with adaptive weight and LeCAM), progressive stages, AdamW with
+// warm-up + cosine, clipping, EMA, bfloat16 autocast on CUDA, JSONL logs,
+// reconstruction sheets and atomic, resumable checkpoints.
+//
+// Run folder:
+//   run.json                  the run config
+//   log.jsonl                 one JSON object per step
+//   samples/step-NNNNNNNN.png originals (odd rows) over reconstructions (even rows)
+//   checkpoints/step-NNNNNNNN/{model.safetensors, config.json,   <- a model folder (EMA weights)
+//                              trainer.safetensors, optimizer.pt, disc_optimizer.pt, trainer.json}
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include "loong/tokenizer/model.h"
+#include "loong/tokenizer/train_config.h"
+
+namespace loong::tokenizer {
+
+// Returns uint8 clips [batch, frames, H, W, 3].
+using BatchFn = std::function<torch::Tensor(int frames, int batch, std::mt19937_64& rng)>;
+
+struct TrainerOptions {
+  std::string run_dir;
+  c10::Device device = c10::Device("cpu");
+  bool resume = false;                  // continue from the newest checkpoint in run_dir
+  std::function<void(const std::string&)> print;  // console lines (null = quiet)
+};
+
+class TokenizerTrainer {
+ public:
+  TokenizerTrainer(RunConfig config, TrainerOptions opts);
+  ~TokenizerTrainer();
+
+  // Trains until the last stage ends (or max_minutes), writing a final
+  // checkpoint. Returns the number of steps done in total.
+  int64_t run(const BatchFn& next_batch);
+
+  // One optimisation step on uint8 clips [B, T, H, W, 3]; returns the log record.
+  nlohmann::json step(const torch::Tensor& clips);
+
+  void save_checkpoint();
+  int64_t global_step() const;
+  VideoTokenizer model() const;      // the trained weights
+  VideoTokenizer ema_model() const;  // the exported weights (== model() without EMA)
+  const RunConfig& config() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace loong::tokenizer
