@@ -143,6 +143,20 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--chunk", a.chunk, "Frames per independently encoded chunk (1 + 4k)")
         ->check(CLI::Range(1, 100000));
   };
+#ifdef LOONG_WITH_FFMPEG
+  // Loads the model, reads the input for it and encodes it (encode, reconstruct).
+  struct Encoded {
+    tokenizer::VideoTokenizer model;
+    video::Video video;
+    tokenizer::EncodedVideo tokens;
+  };
+  auto encode_input = [](const EncodeArgs& a) {
+    auto model = tokenizer::load_model(a.model, parse_device(a.device));
+    auto v = read_for_model(a.input, model, a.fps, a.size);
+    auto enc = tokenizer::encode_video(model, v.frames, a.chunk, v.fps);
+    return Encoded{model, v, enc};
+  };
+#endif
 
   {
     auto* cmd = tok->add_subcommand("encode", "Video -> tokens (safetensors, int32 [T', H', W'])");
@@ -154,9 +168,7 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
 #ifndef LOONG_WITH_FFMPEG
       no_ffmpeg();
 #else
-      auto model = tokenizer::load_model(a->model, parse_device(a->device));
-      auto v = read_for_model(a->input, model, a->fps, a->size);
-      auto enc = tokenizer::encode_video(model, v.frames, a->chunk, v.fps);
+      auto [model, v, enc] = encode_input(*a);
       tokenizer::save_tokens(*out, enc);
       std::printf("%s: %lld frames -> tokens %s in %zu chunk(s)%s\n", out->c_str(), static_cast<long long>(enc.frames),
                   c10::str(enc.tokens.sizes()).c_str(), enc.chunks.size(),
@@ -200,9 +212,7 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
 #ifndef LOONG_WITH_FFMPEG
       no_ffmpeg();
 #else
-      auto model = tokenizer::load_model(a->model, parse_device(a->device));
-      auto v = read_for_model(a->input, model, a->fps, a->size);
-      auto enc = tokenizer::encode_video(model, v.frames, a->chunk, v.fps);
+      auto [model, v, enc] = encode_input(*a);
       auto rec = tokenizer::decode_video(model, enc);
       auto ref = v.frames.narrow(0, 0, rec.size(0));
       const double psnr = eval::mean(eval::psnr_per_frame(ref, rec)), ssim = eval::mean(eval::ssim_per_frame(ref, rec));

@@ -76,6 +76,13 @@ torch::Tensor clips_to_input(const torch::Tensor& clips, c10::Device device) {
   return clips.to(device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div(127.5).sub(1.0);
 }
 
+// Same architecture: copies every parameter and buffer of src into dst.
+void copy_weights(torch::nn::Module& dst, const torch::nn::Module& src) {
+  torch::NoGradGuard ng;
+  auto d = named_tensors(dst), s = named_tensors(src);
+  for (size_t i = 0; i < d.size(); ++i) d[i].second.copy_(s[i].second);
+}
+
 }  // namespace
 
 struct TokenizerTrainer::State {
@@ -180,11 +187,7 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   s.ema = VideoTokenizer(s.cfg.model);
   s.model->to(s.opts.device);
   s.ema->to(s.opts.device);
-  {
-    torch::NoGradGuard ng;
-    auto ep = named_tensors(*s.ema), mp = named_tensors(*s.model);
-    for (size_t i = 0; i < ep.size(); ++i) ep[i].second.copy_(mp[i].second);
-  }
+  copy_weights(*s.ema, *s.model);
   s.model->train();
   s.ema->train();
   for (auto& p : s.ema->parameters()) p.set_requires_grad(false);
@@ -328,9 +331,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   if (t.ema_decay > 0) {
     s.ema_update();
   } else {
-    torch::NoGradGuard ng;
-    auto ep = named_tensors(*s.ema), mp = named_tensors(*s.model);
-    for (size_t i = 0; i < ep.size(); ++i) ep[i].second.copy_(mp[i].second);
+    copy_weights(*s.ema, *s.model);
   }
 
   const double mse = (recon.detach() - x).pow(2).mean().item<double>();
