@@ -248,3 +248,46 @@ TEST(Cli, TokenizerBadInputs) {
   ASSERT_EQ(cfg.code, 0);
   EXPECT_EQ(nlohmann::json::parse(cfg.out)["model"]["codebook_size"], 8192);
 }
+
+#ifdef LOONG_WITH_SENTENCEPIECE
+TEST(Cli, TextTrainEncodeDecode) {
+  TempDir dir;
+  auto gen = run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 40 --seconds 1 --size 16 --images 40");
+  ASSERT_EQ(gen.code, 0) << gen.err;
+  const std::string manifest = dir / "mf/manifest.jsonl";
+  auto train = run("text train --data " + manifest + " --vocab 48 --out " + (dir / "text"));
+  ASSERT_EQ(train.code, 0) << train.err;
+  EXPECT_NE(train.out.find("48-piece unigram tokenizer on 40 captions"), std::string::npos) << train.out;
+  auto enc = run("text encode --text " + (dir / "text") + " a red bag moves left");
+  ASSERT_EQ(enc.code, 0) << enc.err;
+  auto dec = run("text decode --text " + (dir / "text") + " " + enc.out);
+  ASSERT_EQ(dec.code, 0) << dec.err;
+  EXPECT_EQ(dec.out, "a red bag moves left\n");
+  expect_one_line_error(run("text train --data " + manifest + " --vocab 48 --out " + (dir / "text")), 1,
+                        "pass --force");
+  expect_one_line_error(run("text train --data " + (dir / "none.jsonl") + " --out " + (dir / "t2")), 1,
+                        "none.jsonl");
+  expect_one_line_error(run("text train --data " + manifest + " --vocab 4 --out " + (dir / "t2")), 2, "--vocab");
+  expect_one_line_error(run("text encode --text " + (dir / "mf") + " hello"), 1, "no text tokenizer here");
+
+  // Token shards: a micro video tokenizer (two steps), two parts of one manifest.
+  loong::test::write_bytes(dir / "cfg.json", R"({"preset": "tiny",
+    "model": {"image_size": 16, "base_channels": 8, "codebook_size": 64, "codebook_dim": 8},
+    "train": {"stages": [{"frames": 1, "steps": 2, "batch_size": 2}], "max_minutes": 0}})");
+  ASSERT_EQ(run("tokenizer train --config " + (dir / "cfg.json") + " --data " + manifest + " --out " + (dir / "tok")).code, 0);
+  const std::string common = " --data " + manifest + " --tokenizer " + (dir / "tok") + " --text " + (dir / "text") +
+                             " --out " + (dir / "shards");
+  auto p0 = run("tokenize" + common + " --chunk 5 --shard 0/2");
+  ASSERT_EQ(p0.code, 0) << p0.err;
+  // 20 one-second videos in part 0 of 2: 7 frames -> chunks of 5 and 1 frames -> 2 + 1 latent
+  // frames of 2x2 tokens each.
+  EXPECT_NE(p0.out.find("40 samples from 20 entries"), std::string::npos) << p0.out;
+  EXPECT_NE(p0.out.find("240 video tokens"), std::string::npos) << p0.out;
+  ASSERT_EQ(run("tokenize" + common + " --chunk 5 --shard 1/2").code, 0);
+  EXPECT_TRUE(std::filesystem::exists(dir / "shards/part-00000-of-00002.loongshard"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "shards/part-00001-of-00002.loongshard"));
+  expect_one_line_error(run("tokenize" + common + " --shard 1/2"), 1, "pass --force");
+  expect_one_line_error(run("tokenize" + common + " --shard 2/2"), 1, "--shard");
+  expect_one_line_error(run("tokenize" + common + " --chunk 6 --force"), 1, "--chunk");
+}
+#endif

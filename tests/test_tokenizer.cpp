@@ -48,26 +48,54 @@ TEST(Tokenizer, LatentShapes) {
 }
 
 TEST(Tokenizer, EncoderIsStrictlyCausal) {
-  torch::manual_seed(1);
-  torch::NoGradGuard ng;
-  VideoTokenizer tok(micro());
-  tok->eval();
-  auto video = torch::rand({1, 3, 17, 32, 32}) * 2 - 1;
-  auto full = tok->encode_latents(video);  // 5 latent frames
-  auto full_ids = tok->encode(video);
-  for (int k : {0, 1, 2, 3}) {
-    const int frames = 1 + 4 * k;
-    auto prefix = tok->encode_latents(video.narrow(2, 0, frames));
-    ASSERT_EQ(prefix.size(2), k + 1);
-    EXPECT_TRUE(torch::allclose(prefix, full.narrow(2, 0, k + 1), 1e-5, 1e-6)) << "prefix of " << frames << " frames";
-    EXPECT_TRUE(torch::equal(tok->encode(video.narrow(2, 0, frames)), full_ids.narrow(1, 0, k + 1)));
+  for (const char* norm : {"none", "group"}) {
+    SCOPED_TRACE(std::string("norm ") + norm);
+    torch::manual_seed(1);
+    torch::NoGradGuard ng;
+    auto cfg = micro();
+    cfg.norm = norm;
+    VideoTokenizer tok(cfg);
+    tok->eval();
+    auto video = torch::rand({1, 3, 17, 32, 32}) * 2 - 1;
+    auto full = tok->encode_latents(video);  // 5 latent frames
+    auto full_ids = tok->encode(video);
+    for (int k : {0, 1, 2, 3}) {
+      const int frames = 1 + 4 * k;
+      auto prefix = tok->encode_latents(video.narrow(2, 0, frames));
+      ASSERT_EQ(prefix.size(2), k + 1);
+      EXPECT_TRUE(torch::allclose(prefix, full.narrow(2, 0, k + 1), 1e-5, 1e-6)) << "prefix of " << frames << " frames";
+      EXPECT_TRUE(torch::equal(tok->encode(video.narrow(2, 0, frames)), full_ids.narrow(1, 0, k + 1)));
+    }
+    // Changing a later frame never changes earlier latents.
+    auto changed = video.clone();
+    changed.narrow(2, 9, 8).uniform_(-1, 1);
+    auto other = tok->encode_latents(changed);
+    EXPECT_TRUE(torch::allclose(other.narrow(2, 0, 3), full.narrow(2, 0, 3), 1e-5, 1e-6));
+    EXPECT_FALSE(torch::allclose(other.narrow(2, 3, 2), full.narrow(2, 3, 2)));
   }
-  // Changing a later frame never changes earlier latents.
-  auto changed = video.clone();
-  changed.narrow(2, 9, 8).uniform_(-1, 1);
-  auto other = tok->encode_latents(changed);
-  EXPECT_TRUE(torch::allclose(other.narrow(2, 0, 3), full.narrow(2, 0, 3), 1e-5, 1e-6));
-  EXPECT_FALSE(torch::allclose(other.narrow(2, 3, 2), full.narrow(2, 3, 2)));
+}
+
+TEST(Tokenizer, SingleFrameConvolutionMatchesConv3d) {
+  // A one-frame input takes a 2D fast path; it must agree with the padded
+  // conv3d, in values and in the gradient of the newest temporal tap.
+  torch::manual_seed(9);
+  for (K3 stride : {K3{1, 1, 1}, K3{2, 2, 2}}) {
+    CausalConv3d conv(4, 6, K3{3, 3, 3}, stride);
+    {
+      torch::NoGradGuard ng;
+      conv->conv->weight.normal_();  // older taps nonzero too
+      conv->conv->bias.normal_();
+    }
+    auto x = torch::randn({2, 4, 1, 8, 8});
+    auto fast = conv(x);
+    auto padded = torch::nn::functional::pad(x, torch::nn::functional::PadFuncOptions({1, 1, 1, 1, 2, 0}));
+    auto ref = torch::conv3d(padded, conv->conv->weight, conv->conv->bias, {stride[0], stride[1], stride[2]});
+    ASSERT_EQ(fast.sizes(), ref.sizes());
+    EXPECT_TRUE(torch::allclose(fast, ref, 1e-4, 1e-5));
+    auto g_fast = torch::autograd::grad({fast.sum()}, {conv->conv->weight})[0];
+    auto g_ref = torch::autograd::grad({ref.sum()}, {conv->conv->weight})[0];
+    EXPECT_TRUE(torch::allclose(g_fast, g_ref, 1e-4, 1e-4));
+  }
 }
 
 TEST(Tokenizer, StraightThroughGradientsReachTheEncoder) {
@@ -167,6 +195,10 @@ TEST(Tokenizer, ConfigsAndPresets) {
                {"key 'temporal_down'", "one entry per downsample (1)"});
   expect_error([] { TokenizerConfig::from_json({{"image_size", 60}}, "c.json"); }, {"key 'image_size'", "multiple of 8"});
   expect_error([] { TokenizerConfig::from_json({{"depth", 3}}, "c.json"); }, {"c.json", "unknown key 'depth'"});
+  EXPECT_EQ(paper.norm, "group");
+  EXPECT_EQ(TokenizerConfig::preset("tiny").norm, "none");
+  expect_error([] { TokenizerConfig::from_json({{"norm", "batch"}}, "c.json"); },
+               {"c.json", "key 'norm'", "\"group\" or \"none\"", "got 'batch'"});
   loong::test::write_bytes(dir / "bad.json", "{\"preset\": \"tiny\",}");
   expect_error([&] { TokenizerConfig::load(dir / "bad.json"); }, {"bad.json", "invalid JSON"});
 }

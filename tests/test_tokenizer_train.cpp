@@ -118,6 +118,7 @@ TEST(TrainConfig, ScheduleAndStages) {
   TrainConfig t;
   t.stages = {{1, 100, 8}, {17, 200, 2}, {65, 100, 1}};
   t.warmup_steps = 10;
+  t.stage_warmup_steps = 0;
   t.min_lr_ratio = 0.1;
   EXPECT_EQ(t.total_steps(), 400);
   EXPECT_EQ(t.stage_at(0).frames, 1);
@@ -129,6 +130,22 @@ TEST(TrainConfig, ScheduleAndStages) {
   EXPECT_NEAR(t.lr_factor(10), 1.0, 1e-12);  // cosine starts at the peak
   EXPECT_NEAR(t.lr_factor(400), 0.1, 1e-12); // ... and ends at min_lr_ratio
   for (int64_t s = 10; s < 400; ++s) EXPECT_LE(t.lr_factor(s + 1), t.lr_factor(s) + 1e-12);
+  // With a ramp at each later stage: the stage's first step is small, the
+  // ramp ends back on the cosine, and the first stage is unchanged.
+  auto ramped = t;
+  ramped.stage_warmup_steps = 20;
+  for (int64_t s : {0, 9, 50, 99, 120, 150, 299, 320, 399}) EXPECT_NEAR(ramped.lr_factor(s), t.lr_factor(s), 1e-12) << s;
+  EXPECT_NEAR(ramped.lr_factor(100), t.lr_factor(100) / 20, 1e-12);
+  EXPECT_NEAR(ramped.lr_factor(109), t.lr_factor(109) * 10 / 20, 1e-12);
+  EXPECT_NEAR(ramped.lr_factor(300), t.lr_factor(300) / 20, 1e-12);
+  // A stage's lr_scale multiplies its part of the schedule.
+  auto scaled = t;
+  scaled.stages[1].lr_scale = 0.25;
+  EXPECT_NEAR(scaled.lr_factor(99), t.lr_factor(99), 1e-12);
+  EXPECT_NEAR(scaled.lr_factor(150), t.lr_factor(150) * 0.25, 1e-12);
+  EXPECT_NEAR(scaled.lr_factor(300), t.lr_factor(300), 1e-12);
+  auto back = TrainConfig::from_json(scaled.to_json(), "t.json");
+  EXPECT_EQ(back.stages[1].lr_scale, 0.25);
 }
 
 TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {

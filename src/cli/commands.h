@@ -23,5 +23,7 @@ void add_video_commands(CLI::App& app, Globals& g);
 void add_data_commands(CLI::App& app, Globals& g);
 void add_checkpoint_commands(CLI::App& app, Globals& g);
 void add_tokenizer_commands(CLI::App& app, Globals& g);
+void add_text_commands(CLI::App& app, Globals& g);
+void add_tokenize_command(CLI::App& app, Globals& g);
 
 }  // namespace loong::cli

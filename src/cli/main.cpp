@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
   add_data_commands(app, g);
   add_checkpoint_commands(app, g);
   add_tokenizer_commands(app, g);
+  add_text_commands(app, g);
+  add_tokenize_command(app, g);
 
   try {
     app.parse(argc, argv);

@@ -1,6 +1,9 @@
 // The one place where LibTorch version differences are handled. Code must build
 // against Debian's LibTorch 1.13 (CPU) and LibTorch 2.x (CUDA).
 #pragma once
+#include <cmath>
+#include <limits>
+
 #include <torch/version.h>
 
 #define LOONG_TORCH_AT_LEAST(major, minor) \
@@ -10,9 +13,33 @@
 // LibTorch 2.0 added at::scaled_dot_product_attention and at::kFloat8 types.
 #define LOONG_HAS_SDPA LOONG_TORCH_AT_LEAST(2, 0)
 
+#include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 
 namespace loong {
+
+// Softmax attention: q [B, H, L, D], k and v [B, H, S, D] -> [B, H, L, D].
+// With `causal`, query i (the last L of S positions) sees keys j <= i + S - L,
+// i.e. the mask is aligned to the bottom right, as a KV cache needs. LibTorch
+// 2.x has a fused kernel (flash / memory-efficient on CUDA); 1.13 computes it
+// directly.
+inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal) {
+  const int64_t L = q.size(2), S = k.size(2);
+  const bool masked = causal && L > 1;
+#if LOONG_HAS_SDPA
+  if (!masked) return at::scaled_dot_product_attention(q, k, v);
+  if (L == S) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+  auto allowed = at::ones({L, S}, q.options().dtype(at::kBool)).tril(S - L);
+  return at::scaled_dot_product_attention(q, k, v, allowed);
+#else
+  auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  if (masked) {
+    auto blocked = at::ones({L, S}, q.options().dtype(at::kBool)).triu(S - L + 1);
+    scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
+  }
+  return at::matmul(at::softmax(scores, -1), v);
+#endif
+}
 
 // bfloat16 autocast on CUDA for the scope of the guard (mixed-precision
 // training). The C++ autocast API was renamed in LibTorch 2.4.

@@ -36,6 +36,7 @@ TokenizerConfig TokenizerConfig::preset(const std::string& name) {
     c.base_channels = 128;
     c.channel_mult = {1, 2, 2, 4};
     c.num_res_blocks = 2;
+    c.norm = "group";
     c.codebook_size = 8192;
     c.codebook_dim = 64;
     return c;
@@ -52,6 +53,7 @@ nlohmann::json TokenizerConfig::to_json() const {
           {"base_channels", base_channels},
           {"channel_mult", channel_mult},
           {"temporal_down", temporal_down},
+          {"norm", norm},
           {"num_res_blocks", num_res_blocks},
           {"codebook_size", codebook_size},
           {"codebook_dim", codebook_dim},
@@ -85,7 +87,7 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
   TokenizerConfig c;
   if (j.contains("preset")) c = preset(get_string(j, "preset", where));
   static const char* known[] = {"preset", "name", "image_size", "in_channels", "base_channels", "channel_mult",
-                                "temporal_down", "num_res_blocks", "codebook_size", "codebook_dim", "beta",
+                                "temporal_down", "norm", "num_res_blocks", "codebook_size", "codebook_dim", "beta",
                                 "usage_decay"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool ok = false;
@@ -96,6 +98,7 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
     if (j.contains(k)) v = static_cast<int>(get_int(j, k, where));
   };
   if (j.contains("name")) c.name = get_string(j, "name", where);
+  if (j.contains("norm")) c.norm = get_string(j, "norm", where);
   int_key("image_size", c.image_size);
   int_key("in_channels", c.in_channels);
   int_key("base_channels", c.base_channels);
@@ -133,6 +136,8 @@ void TokenizerConfig::validate(const std::string& where) const {
   if (image_size < spatial_factor() || image_size % spatial_factor() != 0)
     fail(where, "key 'image_size': expected a multiple of " + std::to_string(spatial_factor()) + ", got " +
                     std::to_string(image_size));
+  if (norm != "group" && norm != "none")
+    fail(where, "key 'norm': expected \"group\" or \"none\", got " + squote(norm));
   if (!(beta >= 0 && beta <= 10)) fail(where, "key 'beta': expected a number in [0, 10]");
   if (!(usage_decay > 0 && usage_decay < 1)) fail(where, "key 'usage_decay': expected a number in (0, 1)");
 }

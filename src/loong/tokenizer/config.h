@@ -15,6 +15,7 @@ struct TokenizerConfig {
   int base_channels = 32;
   std::vector<int> channel_mult = {1, 1, 2, 2};  // one level per entry; 3 downsamples = x8 in space
   std::vector<bool> temporal_down = {true, true, false};  // per downsample: also halve time
+  std::string norm = "none";           // per-frame norm: "group" or "none" (layers.h)
   int num_res_blocks = 1;              // per level (the decoder uses one more)
   int codebook_size = 256;              // tiny: moving-fashion frames are mostly flat background
   int codebook_dim = 16;

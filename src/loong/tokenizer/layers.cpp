@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/error.h"
+
 namespace F = torch::nn::functional;
 
 namespace loong::tokenizer {
@@ -27,6 +29,14 @@ CausalConv3dImpl::CausalConv3dImpl(int in, int out, std::array<int64_t, 3> k, st
 torch::Tensor CausalConv3dImpl::forward(const torch::Tensor& x) {
   // x: [B, C, T, H, W]. Pad order is (W left, W right, H top, H bottom, T past, T future).
   const int64_t ph = kernel[1] / 2, pw = kernel[2] / 2;
+  if (x.size(2) == 1) {
+    // A single frame only meets the newest temporal tap (the others see the
+    // zero padding), so a 2D convolution with that tap gives the same output
+    // and gradients about 3x faster than conv3d (image stage, first frames).
+    auto y = torch::conv2d(x.squeeze(2), conv->weight.select(2, kernel[0] - 1), conv->bias, {stride[1], stride[2]},
+                           {ph, pw});
+    return y.unsqueeze(2);
+  }
   return conv(F::pad(x, F::PadFuncOptions({pw, pw, ph, ph, kernel[0] - 1, 0})));
 }
 
@@ -41,21 +51,36 @@ int groups_for(int channels) {
 }
 }  // namespace
 
-FrameGroupNormImpl::FrameGroupNormImpl(int channels) {
-  norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups_for(channels), channels)));
+NormKind parse_norm(const std::string& name) {
+  if (name == "group") return NormKind::Group;
+  if (name == "none") return NormKind::None;
+  fail("tokenizer config", "key 'norm': expected \"group\" or \"none\", got " + squote(name));
 }
 
-torch::Tensor FrameGroupNormImpl::forward(const torch::Tensor& x) {
-  // [B, C, T, H, W] -> [B*T, C, H, W] -> norm -> back
+FrameNormImpl::FrameNormImpl(int channels, NormKind k) : kind(k), groups(groups_for(channels)) {
+  if (kind == NormKind::None) return;
+  weight = register_parameter("weight", torch::ones({channels}));
+  bias = register_parameter("bias", torch::zeros({channels}));
+}
+
+torch::Tensor FrameNormImpl::forward(const torch::Tensor& x) {
   const auto B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
-  auto y = norm(x.transpose(1, 2).reshape({B * T, C, H, W}));
-  return y.view({B, T, C, H, W}).transpose(1, 2);
+  switch (kind) {
+    case NormKind::None:
+      return x;
+    case NormKind::Group: {
+      // [B, C, T, H, W] -> [B*T, C, H, W] -> norm -> back
+      auto y = torch::group_norm(x.transpose(1, 2).reshape({B * T, C, H, W}), groups, weight, bias, 1e-5);
+      return y.view({B, T, C, H, W}).transpose(1, 2);
+    }
+  }
+  return x;
 }
 
-ResBlock3dImpl::ResBlock3dImpl(int in, int out) {
-  norm1 = register_module("norm1", FrameGroupNorm(in));
+ResBlock3dImpl::ResBlock3dImpl(int in, int out, NormKind norm) {
+  norm1 = register_module("norm1", FrameNorm(in, norm));
   conv1 = register_module("conv1", CausalConv3d(in, out, K3{3, 3, 3}));
-  norm2 = register_module("norm2", FrameGroupNorm(out));
+  norm2 = register_module("norm2", FrameNorm(out, norm));
   conv2 = register_module("conv2", CausalConv3d(out, out, K3{3, 3, 3}));
   if (in != out) shortcut = register_module("shortcut", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 1)));
 }
@@ -89,7 +114,7 @@ torch::Tensor Upsample3dImpl::forward(const torch::Tensor& x) {
   return y.repeat_interleave(2, 2).narrow(2, 1, 2 * T - 1);
 }
 
-NormActImpl::NormActImpl(int channels) { norm = register_module("norm", FrameGroupNorm(channels)); }
+NormActImpl::NormActImpl(int channels, NormKind kind) { norm = register_module("norm", FrameNorm(channels, kind)); }
 
 torch::Tensor NormActImpl::forward(const torch::Tensor& x) { return torch::silu(norm(x)); }
 

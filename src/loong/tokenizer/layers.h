@@ -3,6 +3,7 @@
 // frame, so output frame t depends on input frames <= t (times the stride).
 #pragma once
 #include <array>
+#include <string>
 
 #include <torch/nn.h>
 
@@ -19,19 +20,30 @@ struct CausalConv3dImpl : torch::nn::Module {
 };
 TORCH_MODULE(CausalConv3d);
 
-// GroupNorm over (C, H, W) of each frame separately: no statistics across time.
-struct FrameGroupNormImpl : torch::nn::Module {
-  explicit FrameGroupNormImpl(int channels);
+// Normalisation that never mixes frames (so the network stays causal):
+//   Group: GroupNorm over (C/G, H, W) of each frame (MAGVIT-2's norm, per
+//          frame), with a learned per-channel scale and shift;
+//   None:  identity. The tiny preset uses it: per-frame GroupNorm takes each
+//          frame's mean out, which is most of what a flat background says,
+//          and the small network learned ~3 dB slower with it
+//          (docs/benchmarks.md).
+enum class NormKind { Group, None };
+NormKind parse_norm(const std::string& name);  // "group" or "none" (TokenizerConfig::validate checks)
+
+struct FrameNormImpl : torch::nn::Module {
+  FrameNormImpl(int channels, NormKind kind);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::GroupNorm norm{nullptr};
+  NormKind kind;
+  int groups = 1;
+  torch::Tensor weight, bias;
 };
-TORCH_MODULE(FrameGroupNorm);
+TORCH_MODULE(FrameNorm);
 
 // norm -> SiLU -> causal conv, twice, plus a (1x1x1 when widths differ) shortcut.
 struct ResBlock3dImpl : torch::nn::Module {
-  ResBlock3dImpl(int in, int out);
+  ResBlock3dImpl(int in, int out, NormKind norm);
   torch::Tensor forward(const torch::Tensor& x);
-  FrameGroupNorm norm1{nullptr}, norm2{nullptr};
+  FrameNorm norm1{nullptr}, norm2{nullptr};
   CausalConv3d conv1{nullptr}, conv2{nullptr};
   torch::nn::Conv3d shortcut{nullptr};
 };
@@ -57,11 +69,11 @@ struct Upsample3dImpl : torch::nn::Module {
 };
 TORCH_MODULE(Upsample3d);
 
-// FrameGroupNorm -> SiLU, as a module (for Sequential).
+// FrameNorm -> SiLU, as a module (for Sequential).
 struct NormActImpl : torch::nn::Module {
-  explicit NormActImpl(int channels);
+  NormActImpl(int channels, NormKind norm);
   torch::Tensor forward(const torch::Tensor& x);
-  FrameGroupNorm norm{nullptr};
+  FrameNorm norm{nullptr};
 };
 TORCH_MODULE(NormAct);
 

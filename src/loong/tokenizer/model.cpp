@@ -10,19 +10,20 @@ namespace loong::tokenizer {
 VideoTokenizerImpl::VideoTokenizerImpl(TokenizerConfig c) : config(std::move(c)) {
   config.validate("tokenizer config");
   const int L = config.levels();
+  const NormKind norm = parse_norm(config.norm);
   torch::nn::Sequential enc;
   enc->push_back(CausalConv3d(config.in_channels, config.channels(0), K3{3, 3, 3}));
   int ch = config.channels(0);
   for (int i = 0; i < L; ++i) {
     for (int b = 0; b < config.num_res_blocks; ++b) {
-      enc->push_back(ResBlock3d(ch, config.channels(i)));
+      enc->push_back(ResBlock3d(ch, config.channels(i), norm));
       ch = config.channels(i);
     }
     if (i < L - 1) enc->push_back(Downsample3d(ch, config.temporal_down[i]));
   }
-  enc->push_back(ResBlock3d(ch, ch));
-  enc->push_back(ResBlock3d(ch, ch));
-  enc->push_back(NormAct(ch));
+  enc->push_back(ResBlock3d(ch, ch, norm));
+  enc->push_back(ResBlock3d(ch, ch, norm));
+  enc->push_back(NormAct(ch, norm));
   enc->push_back(CausalConv3d(ch, config.codebook_dim, K3{1, 1, 1}));
   encoder = register_module("encoder", enc);
 
@@ -32,16 +33,16 @@ VideoTokenizerImpl::VideoTokenizerImpl(TokenizerConfig c) : config(std::move(c))
   torch::nn::Sequential dec;
   ch = config.channels(L - 1);
   dec->push_back(CausalConv3d(config.codebook_dim, ch, K3{3, 3, 3}));
-  dec->push_back(ResBlock3d(ch, ch));
-  dec->push_back(ResBlock3d(ch, ch));
+  dec->push_back(ResBlock3d(ch, ch, norm));
+  dec->push_back(ResBlock3d(ch, ch, norm));
   for (int i = L - 1; i >= 0; --i) {
     for (int b = 0; b < config.num_res_blocks + 1; ++b) {
-      dec->push_back(ResBlock3d(ch, config.channels(i)));
+      dec->push_back(ResBlock3d(ch, config.channels(i), norm));
       ch = config.channels(i);
     }
     if (i > 0) dec->push_back(Upsample3d(ch, config.temporal_down[i - 1]));
   }
-  dec->push_back(NormAct(ch));
+  dec->push_back(NormAct(ch, norm));
   dec->push_back(CausalConv3d(ch, config.in_channels, K3{3, 3, 3}));
   decoder = register_module("decoder", dec);
 }

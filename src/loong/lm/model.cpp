@@ -1,0 +1,165 @@
+#include "loong/lm/model.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "loong/core/error.h"
+#include "loong/core/torch_compat.h"
+
+namespace loong::lm {
+
+RMSNormImpl::RMSNormImpl(int dim, double e) : eps(e) { weight = register_parameter("weight", torch::ones({dim})); }
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  // Statistics in float32 even under bf16 autocast, as LLaMA does.
+  auto xf = x.to(torch::kFloat);
+  auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return y.to(x.scalar_type()) * weight;
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_tables(int head_dim, int64_t start, int64_t length, double theta,
+                                                    torch::Device device) {
+  auto opts = torch::TensorOptions().dtype(torch::kDouble).device(device);
+  auto i = torch::arange(0, head_dim / 2, opts);
+  auto freq = torch::pow(theta, -2.0 * i / head_dim);                  // [hd/2]
+  auto pos = torch::arange(start, start + length, opts);                // [T]
+  auto angle = torch::outer(pos, freq);                                 // [T, hd/2]
+  return {angle.cos().to(torch::kFloat), angle.sin().to(torch::kFloat)};
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  // x [B, T, H, hd] -> pairs [B, T, H, hd/2, 2]
+  auto shape = x.sizes().vec();
+  auto p = x.to(torch::kFloat).reshape({shape[0], shape[1], shape[2], shape[3] / 2, 2});
+  auto a = p.select(-1, 0), b = p.select(-1, 1);
+  auto c = cos.view({1, shape[1], 1, shape[3] / 2}), s = sin.view({1, shape[1], 1, shape[3] / 2});
+  auto out = torch::stack({a * c - b * s, a * s + b * c}, -1);
+  return out.reshape(shape).to(x.scalar_type());
+}
+
+KvCache::KvCache(const LmConfig& c, int64_t batch, int64_t cap, torch::Device device, torch::Dtype dtype)
+    : capacity(cap) {
+  auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  for (int l = 0; l < c.n_layers; ++l) {
+    k.push_back(torch::zeros({batch, c.n_kv_heads, cap, c.head_dim()}, opts));
+    v.push_back(torch::zeros({batch, c.n_kv_heads, cap, c.head_dim()}, opts));
+  }
+}
+
+namespace {
+torch::nn::Linear linear(int in, int out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); }
+
+// [B, Hkv, S, hd] -> [B, Hkv * rep, S, hd], each kv head shared by `rep` query heads.
+torch::Tensor repeat_kv(const torch::Tensor& x, int rep) {
+  if (rep == 1) return x;
+  const auto B = x.size(0), H = x.size(1), S = x.size(2), D = x.size(3);
+  return x.unsqueeze(2).expand({B, H, rep, S, D}).reshape({B, H * rep, S, D});
+}
+}  // namespace
+
+AttentionImpl::AttentionImpl(const LmConfig& c)
+    : n_heads(c.n_heads), n_kv_heads(c.n_kv_heads), head_dim(c.head_dim()) {
+  wq = register_module("wq", linear(c.dim, n_heads * head_dim));
+  wk = register_module("wk", linear(c.dim, n_kv_heads * head_dim));
+  wv = register_module("wv", linear(c.dim, n_kv_heads * head_dim));
+  wo = register_module("wo", linear(n_heads * head_dim, c.dim));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                     KvCache* cache, int layer, int64_t start) {
+  const auto B = x.size(0), T = x.size(1);
+  auto q = apply_rope(wq(x).view({B, T, n_heads, head_dim}), cos, sin).transpose(1, 2);
+  auto k = apply_rope(wk(x).view({B, T, n_kv_heads, head_dim}), cos, sin).transpose(1, 2);
+  auto v = wv(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
+  if (cache) {
+    cache->k[layer].narrow(2, start, T).copy_(k);
+    cache->v[layer].narrow(2, start, T).copy_(v);
+    k = cache->k[layer].narrow(2, 0, start + T);
+    v = cache->v[layer].narrow(2, 0, start + T);
+  }
+  const int rep = n_heads / n_kv_heads;
+  auto y = attention(q, repeat_kv(k, rep), repeat_kv(v, rep), true);  // [B, H, T, hd]
+  return wo(y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
+}
+
+FeedForwardImpl::FeedForwardImpl(int dim, int hidden) {
+  w1 = register_module("w1", linear(dim, hidden));
+  w2 = register_module("w2", linear(hidden, dim));
+  w3 = register_module("w3", linear(dim, hidden));
+}
+
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return w2(torch::silu(w1(x)) * w3(x)); }
+
+TransformerBlockImpl::TransformerBlockImpl(const LmConfig& c) {
+  attention = register_module("attention", Attention(c));
+  feed_forward = register_module("feed_forward", FeedForward(c.dim, c.ffn_dim));
+  attention_norm = register_module("attention_norm", RMSNorm(c.dim, c.norm_eps));
+  ffn_norm = register_module("ffn_norm", RMSNorm(c.dim, c.norm_eps));
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                            KvCache* cache, int layer, int64_t start) {
+  auto h = x + attention(attention_norm(x), cos, sin, cache, layer, start);
+  return h + feed_forward(ffn_norm(h));
+}
+
+LlamaImpl::LlamaImpl(LmConfig c) : config(std::move(c)) {
+  config.validate("model config");
+  tok_embeddings = register_module("tok_embeddings", torch::nn::Embedding(config.vocab_size(), config.dim));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int l = 0; l < config.n_layers; ++l) layers->push_back(TransformerBlock(config));
+  norm = register_module("norm", RMSNorm(config.dim, config.norm_eps));
+  output = register_module("output", linear(config.dim, config.vocab_size()));
+
+  // GPT-2 style init: N(0, 0.02), with the projections that write into the
+  // residual stream (wo, w2) scaled by 1/sqrt(2 * layers) so its variance
+  // does not grow with depth.
+  torch::NoGradGuard ng;
+  const double resid = 0.02 / std::sqrt(2.0 * config.n_layers);
+  for (auto& p : named_parameters()) {
+    const auto& name = p.key();
+    if (p.value().dim() < 2) continue;  // RMSNorm weights stay 1
+    const bool residual_out = name.find("attention.wo.") != std::string::npos ||
+                              name.find("feed_forward.w2.") != std::string::npos;
+    p.value().normal_(0, residual_out ? resid : 0.02);
+  }
+}
+
+torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, KvCache* cache, int64_t start) {
+  if (tokens.dim() != 2) fail("model input", "expected token ids [B, T], got " + c10::str(tokens.sizes()));
+  const int64_t T = tokens.size(1);
+  if (T == 0) fail("model input", "empty sequence");
+  if (start < 0 || start + T > config.max_seq_len)
+    fail("model input", "positions [" + std::to_string(start) + ", " + std::to_string(start + T) +
+                            ") exceed max_seq_len " + std::to_string(config.max_seq_len));
+  if (cache) {
+    if (start != cache->length)
+      fail("model input", "the cache holds " + std::to_string(cache->length) + " positions but the tokens start at " +
+                              std::to_string(start));
+    if (start + T > cache->capacity)
+      fail("model input", "the cache holds at most " + std::to_string(cache->capacity) + " positions");
+  }
+  const auto lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+  if (lo < 0 || hi >= config.vocab_size())
+    fail("model input", "token ids must be in [0, " + std::to_string(config.vocab_size()) + "), got [" +
+                            std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  auto [cos, sin] = rope_tables(config.head_dim(), start, T, config.rope_theta, tokens.device());
+  auto h = tok_embeddings(tokens.to(torch::kLong));
+  for (size_t l = 0; l < layers->size(); ++l)
+    h = layers[l]->as<TransformerBlock>()->forward(h, cos, sin, cache, static_cast<int>(l), start);
+  if (cache) cache->length = start + T;
+  return norm(h);
+}
+
+torch::Tensor LlamaImpl::forward(const torch::Tensor& tokens, KvCache* cache, int64_t start) {
+  return output(hidden(tokens, cache, start));
+}
+
+int64_t LlamaImpl::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+}  // namespace loong::lm

@@ -1,0 +1,93 @@
+// The LLaMA decoder (SPEC.md §3, §6): token embedding, pre-norm blocks of
+// RMSNorm -> causal self-attention with rotary positions (optionally
+// grouped-query) and RMSNorm -> SwiGLU MLP, a final RMSNorm and an untied
+// output head. Parameter names follow Meta's PyTorch LLaMA state_dict
+// (tok_embeddings.weight, layers.N.attention.wq.weight, layers.N.feed_forward.w1.weight,
+// layers.N.attention_norm.weight, norm.weight, output.weight), and rotary
+// embeddings pair neighbouring channels as Meta's code does, so weights move
+// between this project and Python through safetensors unchanged.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include <torch/nn.h>
+
+#include "loong/lm/config.h"
+
+namespace loong::lm {
+
+struct RMSNormImpl : torch::nn::Module {
+  RMSNormImpl(int dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Rotary tables for positions [start, start + length): cos and sin, each
+// [length, head_dim / 2], frequency i = theta^(-2i / head_dim).
+std::pair<torch::Tensor, torch::Tensor> rope_tables(int head_dim, int64_t start, int64_t length, double theta,
+                                                    torch::Device device = torch::kCPU);
+// x [B, T, H, head_dim]: rotates each channel pair (2i, 2i+1) by angle pos * freq_i.
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+// Keys and values of earlier positions, for generation one token at a time.
+// Preallocated per layer: [B, n_kv_heads, capacity, head_dim].
+struct KvCache {
+  KvCache(const LmConfig& c, int64_t batch, int64_t capacity, torch::Device device,
+          torch::Dtype dtype = torch::kFloat);
+  std::vector<torch::Tensor> k, v;
+  int64_t length = 0;    // positions filled
+  int64_t capacity = 0;
+};
+
+struct AttentionImpl : torch::nn::Module {
+  explicit AttentionImpl(const LmConfig& c);
+  // x [B, T, dim] at positions [start, start + T); with a cache, keys and
+  // values of positions < start come from it and this call's are appended.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        KvCache* cache, int layer, int64_t start);
+  torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
+  int n_heads, n_kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+struct FeedForwardImpl : torch::nn::Module {  // SwiGLU: w2(silu(w1 x) * w3 x)
+  FeedForwardImpl(int dim, int hidden);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Linear w1{nullptr}, w2{nullptr}, w3{nullptr};
+};
+TORCH_MODULE(FeedForward);
+
+struct TransformerBlockImpl : torch::nn::Module {
+  explicit TransformerBlockImpl(const LmConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        KvCache* cache, int layer, int64_t start);
+  Attention attention{nullptr};
+  FeedForward feed_forward{nullptr};
+  RMSNorm attention_norm{nullptr}, ffn_norm{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+struct LlamaImpl : torch::nn::Module {
+  explicit LlamaImpl(LmConfig config);  // validates; random init (std 0.02, residual outputs scaled)
+
+  // tokens [B, T] (int64) at positions [start, start + T) -> final hidden
+  // states [B, T, dim] (after the last RMSNorm). Throws for ids outside the
+  // vocabulary or positions past max_seq_len.
+  torch::Tensor hidden(const torch::Tensor& tokens, KvCache* cache = nullptr, int64_t start = 0);
+  // -> logits [B, T, vocab]
+  torch::Tensor forward(const torch::Tensor& tokens, KvCache* cache = nullptr, int64_t start = 0);
+  torch::Tensor logits(const torch::Tensor& hidden) { return output(hidden); }
+
+  int64_t parameter_count() const;
+
+  LmConfig config;
+  torch::nn::Embedding tok_embeddings{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+  torch::nn::Linear output{nullptr};
+};
+TORCH_MODULE(Llama);
+
+}  // namespace loong::lm

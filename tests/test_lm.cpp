@@ -1,0 +1,249 @@
+// The LLaMA language model: vocabulary layout, presets and their sizes, the
+// causal mask, rotary embeddings against their formula, the KV cache,
+// grouped-query attention, parameter names, and that it can learn.
+#include <cmath>
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "loong/lm/config.h"
+#include "loong/lm/model.h"
+#include "loong/lm/shards.h"
+#include "loong/lm/vocab.h"
+#include "test_util.h"
+
+using namespace loong::lm;
+using loong::test::expect_error;
+
+namespace {
+LmConfig micro() {
+  LmConfig c;
+  c.name = "micro";
+  c.dim = 32;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 4;
+  c.ffn_dim = 64;
+  c.max_seq_len = 64;
+  c.text_vocab = 20;
+  c.video_vocab = 30;
+  return c;
+}
+}  // namespace
+
+TEST(Lm, VocabularyLayout) {
+  Vocab paper(32000, 8192);
+  EXPECT_EQ(paper.size(), 40202);
+  Vocab v(5, 7);
+  EXPECT_EQ(v.size(), 22);
+  EXPECT_EQ(v.pad(), 12);
+  EXPECT_EQ(v.sot(), 13);
+  EXPECT_EQ(v.eot(), 14);
+  EXPECT_EQ(v.sov(), 15);
+  EXPECT_EQ(v.eov(), 16);
+  EXPECT_EQ(v.video_id(0), 5);
+  EXPECT_EQ(v.code_of(11), 6);
+  auto s = v.sequence({1, 4}, {0, 6, 2});
+  EXPECT_EQ(s, (std::vector<int32_t>{13, 1, 4, 14, 15, 5, 11, 7, 16}));
+  EXPECT_EQ(Vocab::prefix_length(2), 5);  // s[5] is the first video token
+  EXPECT_TRUE(v.is_video(s[5]));
+  EXPECT_EQ(v.sequence({}, {3}, false), (std::vector<int32_t>{13, 14, 15, 8}));
+  EXPECT_EQ(v.describe(3), "text:3");
+  EXPECT_EQ(v.describe(8), "video:3");
+  EXPECT_EQ(v.describe(15), "<sov>");
+  EXPECT_EQ(v.describe(21), "<reserved4>");
+  expect_error([&] { v.sequence({5}, {}); }, {"text tokens", "piece id 5", "[0, 5)"});
+  expect_error([&] { v.sequence({}, {7}); }, {"code 7", "[0, 7)"});
+  expect_error([&] { v.code_of(14); }, {"id 14 (<eot>) is not a video code"});
+  expect_error([] { Vocab(0, 5); }, {"vocabulary", "positive"});
+}
+
+TEST(Lm, PresetSizesMatchTheirNames) {
+  for (auto [name, target] : std::vector<std::pair<std::string, double>>{{"700M", 0.7e9}, {"3B", 3e9}, {"7B", 7e9}}) {
+    auto c = LmConfig::preset(name);
+    EXPECT_EQ(c.vocab_size(), 40202) << name;
+    EXPECT_EQ(c.head_dim(), 128) << name;
+    EXPECT_NEAR(c.parameter_count(), target, target * 0.10) << name << ": " << c.parameter_count();
+  }
+  EXPECT_EQ(LmConfig::preset("7B").ffn_dim, 11008);  // LLaMA-7B's
+  EXPECT_EQ(llama_ffn_dim(4096), 11008);
+  // The count from the config is the count of the built model.
+  for (auto c : {LmConfig::preset("tiny"), micro()}) {
+    c.n_kv_heads = c.n_heads / 2;
+    Llama m(c);
+    EXPECT_EQ(m->parameter_count(), c.parameter_count()) << c.name;
+  }
+}
+
+TEST(Lm, ConfigErrors) {
+  auto round = LmConfig::from_json(LmConfig::preset("3B").to_json(), "x");
+  EXPECT_EQ(round.to_json(), LmConfig::preset("3B").to_json());
+  auto c = LmConfig::from_json({{"preset", "tiny"}, {"n_layers", 2}}, "m.json");
+  EXPECT_EQ(c.n_layers, 2);
+  EXPECT_EQ(c.dim, LmConfig::preset("tiny").dim);
+  expect_error([] { LmConfig::preset("13B"); }, {"unknown model preset '13B'", "tiny, 700M, 3B, 7B"});
+  expect_error([] { LmConfig::from_json({{"dim", 30}, {"n_heads", 4}}, "m.json"); },
+               {"m.json", "key 'dim'", "multiple of n_heads"});
+  expect_error([] { LmConfig::from_json({{"n_heads", 4}, {"n_kv_heads", 3}}, "m.json"); },
+               {"m.json", "key 'n_kv_heads'", "does not divide"});
+  expect_error([] { LmConfig::from_json({{"layers", 4}}, "m.json"); }, {"m.json", "unknown key 'layers'"});
+  expect_error([] { LmConfig::from_json({{"dim", "wide"}}, "m.json"); }, {"m.json", "key 'dim'"});
+}
+
+TEST(Lm, ForwardShapesAndParameterNames) {
+  torch::manual_seed(0);
+  torch::NoGradGuard ng;
+  auto c = LmConfig::preset("tiny");
+  Llama m(c);
+  auto logits = m->forward(torch::randint(0, c.vocab_size(), {2, 11}));
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 11, c.vocab_size()}));
+  auto names = m->named_parameters();
+  for (const char* n : {"tok_embeddings.weight", "layers.0.attention.wq.weight", "layers.0.attention.wk.weight",
+                        "layers.0.attention.wv.weight", "layers.0.attention.wo.weight",
+                        "layers.0.feed_forward.w1.weight", "layers.0.feed_forward.w2.weight",
+                        "layers.0.feed_forward.w3.weight", "layers.0.attention_norm.weight",
+                        "layers.0.ffn_norm.weight", "norm.weight", "output.weight"})
+    EXPECT_NE(names.find(n), nullptr) << n;
+  EXPECT_EQ(names["layers.0.attention.wq.weight"].sizes(), (std::vector<int64_t>{c.dim, c.dim}));
+  EXPECT_EQ(names["output.weight"].sizes(), (std::vector<int64_t>{c.vocab_size(), c.dim}));
+  expect_error([&] { m->forward(torch::full({1, 3}, c.vocab_size(), torch::kLong)); }, {"token ids must be in"});
+  expect_error([&] { m->forward(torch::zeros({1, c.max_seq_len + 1}, torch::kLong)); }, {"exceed max_seq_len"});
+}
+
+TEST(Lm, AttentionIsCausal) {
+  torch::manual_seed(1);
+  torch::NoGradGuard ng;
+  auto c = micro();
+  Llama m(c);
+  auto tokens = torch::randint(0, c.vocab_size(), {1, 16});
+  auto base = m->forward(tokens);
+  auto changed = tokens.clone();
+  changed[0][9] = (changed[0][9].item<int64_t>() + 1) % c.vocab_size();
+  auto other = m->forward(changed);
+  EXPECT_TRUE(torch::allclose(other.narrow(1, 0, 9), base.narrow(1, 0, 9), 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(other.narrow(1, 9, 7), base.narrow(1, 9, 7), 1e-3, 1e-4));
+}
+
+TEST(Lm, RotaryEmbeddingMatchesItsFormula) {
+  const int hd = 8;
+  const double theta = 10000;
+  auto x = torch::randn({1, 5, 2, hd});
+  auto [cos, sin] = rope_tables(hd, 3, 5, theta);
+  auto y = apply_rope(x, cos, sin);
+  auto xa = x.accessor<float, 4>();
+  auto ya = y.accessor<float, 4>();
+  for (int t = 0; t < 5; ++t)
+    for (int h = 0; h < 2; ++h)
+      for (int i = 0; i < hd / 2; ++i) {
+        const double angle = (3 + t) * std::pow(theta, -2.0 * i / hd);
+        const double a = xa[0][t][h][2 * i], b = xa[0][t][h][2 * i + 1];
+        EXPECT_NEAR(ya[0][t][h][2 * i], a * std::cos(angle) - b * std::sin(angle), 1e-5);
+        EXPECT_NEAR(ya[0][t][h][2 * i + 1], a * std::sin(angle) + b * std::cos(angle), 1e-5);
+      }
+  // A rotation: norms are kept, and position 0 is the identity.
+  EXPECT_TRUE(torch::allclose(y.norm(2, -1), x.norm(2, -1), 1e-5, 1e-5));
+  auto [c0, s0] = rope_tables(hd, 0, 1, theta);
+  auto x0 = x.narrow(1, 0, 1);
+  EXPECT_TRUE(torch::allclose(apply_rope(x0, c0, s0), x0));
+}
+
+TEST(Lm, KvCacheGivesTheSameLogitsAsOneForward) {
+  for (int kv_heads : {4, 2, 1}) {
+    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads));
+    torch::manual_seed(2);
+    torch::NoGradGuard ng;
+    auto c = micro();
+    c.n_kv_heads = kv_heads;
+    Llama m(c);
+    auto tokens = torch::randint(0, c.vocab_size(), {2, 12});
+    auto full = m->forward(tokens);
+    KvCache cache(c, 2, 12, torch::kCPU);
+    auto prefix = m->forward(tokens.narrow(1, 0, 5), &cache, 0);  // prefill
+    EXPECT_TRUE(torch::allclose(prefix, full.narrow(1, 0, 5), 1e-4, 1e-5));
+    auto chunk = m->forward(tokens.narrow(1, 5, 3), &cache, 5);  // several at once after a prefix
+    EXPECT_TRUE(torch::allclose(chunk, full.narrow(1, 5, 3), 1e-4, 1e-5));
+    for (int t = 8; t < 12; ++t) {  // one at a time
+      auto step = m->forward(tokens.narrow(1, t, 1), &cache, t);
+      EXPECT_TRUE(torch::allclose(step, full.narrow(1, t, 1), 1e-4, 1e-5)) << "position " << t;
+    }
+    EXPECT_EQ(cache.length, 12);
+    expect_error([&] { m->forward(tokens.narrow(1, 0, 1), &cache, 12); }, {"the cache holds at most 12"});
+    expect_error([&] { m->forward(tokens.narrow(1, 0, 1), &cache, 3); }, {"cache holds 12 positions", "start at 3"});
+  }
+}
+
+TEST(Lm, OverfitsOneSequence) {
+  torch::manual_seed(3);
+  auto c = micro();
+  Llama m(c);
+  auto tokens = torch::randint(0, c.vocab_size(), {1, 24});
+  torch::optim::Adam opt(m->parameters(), torch::optim::AdamOptions(3e-3));
+  double first = 0, last = 0;
+  for (int step = 0; step < 150; ++step) {
+    auto logits = m->forward(tokens.narrow(1, 0, 23));
+    auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, c.vocab_size()}),
+                                                     tokens.narrow(1, 1, 23).reshape({-1}));
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    if (step == 0) first = loss.item<double>();
+    last = loss.item<double>();
+  }
+  EXPECT_GT(first, 3.0);  // ~ln(60) at the start
+  EXPECT_LT(last, 0.05);
+}
+
+TEST(Lm, ShardsRoundTripAndRejectDamage) {
+  loong::test::TempDir dir;
+  const std::string path = dir / "a.loongshard";
+  std::vector<ShardSample> samples(3);
+  samples[0] = {SampleKind::Image, {1, 2, 3}, {5, 6, 7, 8}, 1, 2, 2, "a red bag"};
+  samples[1] = {SampleKind::Video, {}, std::vector<int32_t>(3 * 2 * 2, 9), 3, 2, 2, "x"};  // empty text
+  samples[2] = {SampleKind::Video, {4}, {0, 1, 2, 3, 4, 5}, 1, 2, 3, "une robe bleue \xc3\xa9t\xc3\xa9"};
+  {
+    ShardWriter w(path, 10, 16);
+    for (const auto& s : samples) w.add(s);
+    EXPECT_FALSE(std::filesystem::exists(path));  // nothing at the final name before finish()
+    w.finish();
+  }
+  ShardReader r(path);
+  ASSERT_EQ(r.size(), 3);
+  EXPECT_EQ(r.text_vocab(), 10);
+  EXPECT_EQ(r.video_vocab(), 16);
+  for (int i = 0; i < 3; ++i) {
+    auto v = r.at(i);
+    EXPECT_EQ(v.kind, samples[i].kind);
+    EXPECT_EQ(std::vector<int32_t>(v.text, v.text + v.text_len), samples[i].text);
+    EXPECT_EQ(std::vector<int32_t>(v.video, v.video + v.frames * v.tokens_per_frame()), samples[i].video);
+    EXPECT_EQ(v.frames, samples[i].frames);
+    EXPECT_EQ(v.width, samples[i].width);
+    EXPECT_EQ(v.caption(), samples[i].caption);
+  }
+  expect_error([&] { r.at(3); }, {"sample 3 out of range"});
+  EXPECT_EQ(list_shards(dir.path().string()), std::vector<std::string>{path});
+
+  // Bad samples are refused when written.
+  {
+    ShardWriter w(dir / "b.loongshard", 10, 16);
+    expect_error([&] { w.add({SampleKind::Video, {10}, {0}, 1, 1, 1, ""}); }, {"b.loongshard", "text id 10"});
+    expect_error([&] { w.add({SampleKind::Video, {}, {16}, 1, 1, 1, ""}); }, {"video code 16", "[0, 16)"});
+    expect_error([&] { w.add({SampleKind::Video, {}, {1, 2}, 1, 1, 1, ""}); }, {"2 codes do not fill a 1x1x1 grid"});
+  }  // not finished: no file
+  EXPECT_FALSE(std::filesystem::exists(dir / "b.loongshard"));
+
+  // Damage: a flipped byte, a truncated file, another file type.
+  const std::string good = loong::test::read_bytes(path);
+  auto flipped = good;
+  flipped[30] ^= 1;
+  loong::test::write_bytes(dir / "flip.loongshard", flipped);
+  expect_error([&] { ShardReader x(dir / "flip.loongshard"); }, {"flip.loongshard", "checksum mismatch"});
+  loong::test::write_bytes(dir / "cut.loongshard", good.substr(0, good.size() - 9));
+  expect_error([&] { ShardReader x(dir / "cut.loongshard"); }, {"cut.loongshard", "truncated"});
+  loong::test::write_bytes(dir / "tiny.loongshard", good.substr(0, 20));
+  expect_error([&] { ShardReader x(dir / "tiny.loongshard"); }, {"tiny.loongshard", "truncated"});
+  loong::test::write_bytes(dir / "png.loongshard", "\x89PNG\r\n\x1a\n" + good.substr(8));
+  expect_error([&] { ShardReader x(dir / "png.loongshard"); }, {"wrong magic"});
+  expect_error([&] { ShardReader x(dir / "missing.loongshard"); }, {"missing.loongshard", "no such file"});
+  loong::test::TempDir empty;
+  expect_error([&] { list_shards(empty.path().string()); }, {"no .loongshard files"});
+}
