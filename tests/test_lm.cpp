@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "loong/lm/batch.h"
 #include "loong/lm/config.h"
 #include "loong/lm/model.h"
 #include "loong/lm/shards.h"
@@ -246,4 +247,90 @@ TEST(Lm, ShardsRoundTripAndRejectDamage) {
   expect_error([&] { ShardReader x(dir / "missing.loongshard"); }, {"missing.loongshard", "no such file"});
   loong::test::TempDir empty;
   expect_error([&] { list_shards(empty.path().string()); }, {"no .loongshard files"});
+}
+
+namespace {
+// A view of a sample held in vectors (what a shard record looks like).
+SampleView view(const std::vector<int32_t>& text, const std::vector<int32_t>& video, int frames, int h, int w) {
+  SampleView v{};
+  v.kind = frames == 1 ? SampleKind::Image : SampleKind::Video;
+  v.text = text.data();
+  v.text_len = static_cast<int64_t>(text.size());
+  v.video = video.data();
+  v.frames = frames;
+  v.height = h;
+  v.width = w;
+  v.caption_data = "";
+  v.caption_len = 0;
+  return v;
+}
+}  // namespace
+
+TEST(Lm, BatchLayoutWeightsAndRanges) {
+  Vocab vocab(5, 4);  // text [0,5), video ids [5,9), <pad> 9, <sot> 10, <eot> 11, <sov> 12, <eov> 13
+  // 7 latent frames of 1x1 tokens, codes 0..3 cycling; text of 2 pieces.
+  std::vector<int32_t> text = {1, 2}, video = {0, 1, 2, 3, 0, 1, 2};
+  std::vector<int32_t> short_text = {4};
+  std::vector<int32_t> video2 = {3, 3, 3, 3, 3, 3, 3};
+  std::mt19937_64 rng(0);
+  BatchOptions o;
+  o.latent_frames = 6;  // uses the first 6 of 7
+  o.caption_dropout = 0;
+  o.lambda = 1.0;
+  auto b = make_batch({view(text, video, 7, 1, 1), view(short_text, video2, 7, 1, 1)}, vocab, o, rng);
+  // Sequence 0: <sot> 1 2 <eot> <sov> v0..v5 <eov> = 12 ids -> 11 inputs/targets.
+  ASSERT_EQ(b.input.sizes(), (std::vector<int64_t>{2, 11}));
+  std::vector<int64_t> in0(b.input[0].data_ptr<int64_t>(), b.input[0].data_ptr<int64_t>() + 11);
+  std::vector<int64_t> tg0(b.target[0].data_ptr<int64_t>(), b.target[0].data_ptr<int64_t>() + 11);
+  EXPECT_EQ(in0, (std::vector<int64_t>{10, 1, 2, 11, 12, 5, 6, 7, 8, 5, 6}));
+  EXPECT_EQ(tg0, (std::vector<int64_t>{1, 2, 11, 12, 5, 6, 7, 8, 5, 6, 13}));
+  // Only video targets carry weight: latent frames 0-4 weigh 1 + lambda, frame 5 weighs 1.
+  std::vector<float> w0(b.weight[0].data_ptr<float>(), b.weight[0].data_ptr<float>() + 11);
+  EXPECT_EQ(w0, (std::vector<float>{0, 0, 0, 0, 2, 2, 2, 2, 2, 1, 0}));
+  std::vector<int64_t> r0(b.range[0].data_ptr<int64_t>(), b.range[0].data_ptr<int64_t>() + 11);
+  EXPECT_EQ(r0, (std::vector<int64_t>{-1, -1, -1, -1, 0, 1, 1, 1, 1, 2, -1}));
+  // Sequence 1 is one text piece shorter: padded at the end, no weight there.
+  EXPECT_EQ(b.input[1][10].item<int64_t>(), vocab.pad());
+  EXPECT_EQ(b.weight[1][10].item<float>(), 0.f);
+  EXPECT_EQ(b.target[1][3].item<int64_t>(), vocab.video_id(3));
+  EXPECT_EQ(b.video_tokens, 12);
+
+  // Eq. 2 arithmetic: uniform logits give CE = ln(V) per token, so the loss is
+  // ln(V) * sum(weights) / video tokens = ln(V) * (5*2 + 1) * 2 / 12.
+  auto logits = torch::zeros({2, 11, vocab.size()});
+  auto parts = video_loss(logits, b);
+  const double lnV = std::log(static_cast<double>(vocab.size()));
+  EXPECT_NEAR(parts.loss.item<double>(), lnV * 22 / 12, 1e-5);
+  for (int r = 0; r < kRanges; ++r) EXPECT_NEAR(parts.range_loss[r], lnV, 1e-5) << range_name(r);
+  EXPECT_EQ(parts.range_tokens[0], 2);
+  EXPECT_EQ(parts.range_tokens[1], 8);
+  EXPECT_EQ(parts.range_tokens[2], 2);
+  // With lambda = 0 the loss is the plain mean over video tokens.
+  o.lambda = 0;
+  auto plain = make_batch({view(text, video, 7, 1, 1)}, vocab, o, rng);
+  EXPECT_NEAR(video_loss(torch::zeros({1, 11, vocab.size()}), plain).loss.item<double>(), lnV, 1e-5);
+
+  // Caption dropout empties the text; a sample with too few latent frames is an error.
+  o.caption_dropout = 1.0;
+  auto dropped = make_batch({view(text, video, 7, 1, 1)}, vocab, o, rng);
+  EXPECT_EQ(dropped.input[0][1].item<int64_t>(), vocab.eot());
+  o.latent_frames = 8;
+  expect_error([&] { make_batch({view(text, video, 7, 1, 1)}, vocab, o, rng); },
+               {"7 latent frames", "stage needs 8"});
+  EXPECT_EQ(range_of_latent_frame(0), 0);
+  EXPECT_EQ(range_of_latent_frame(4), 1);
+  EXPECT_EQ(range_of_latent_frame(5), 2);
+  EXPECT_EQ(range_of_latent_frame(16), 2);
+}
+
+TEST(Lm, CaptionDropoutRate) {
+  Vocab vocab(5, 4);
+  std::vector<int32_t> text = {1, 2}, video = {0};
+  std::mt19937_64 rng(7);
+  BatchOptions o;
+  o.caption_dropout = 0.1;
+  int empty = 0;
+  for (int i = 0; i < 2000; ++i)
+    empty += make_batch({view(text, video, 1, 1, 1)}, vocab, o, rng).input[0][1].item<int64_t>() == vocab.eot();
+  EXPECT_NEAR(empty / 2000.0, 0.1, 0.025);
 }
