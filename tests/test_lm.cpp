@@ -334,3 +334,27 @@ TEST(Lm, CaptionDropoutRate) {
     empty += make_batch({view(text, video, 1, 1, 1)}, vocab, o, rng).input[0][1].item<int64_t>() == vocab.eot();
   EXPECT_NEAR(empty / 2000.0, 0.1, 0.025);
 }
+
+TEST(Lm, ShardSetSpansFilesAndChecksVocabularies) {
+  loong::test::TempDir dir;
+  auto write = [&](const std::string& name, int text_vocab, std::vector<ShardSample> samples) {
+    ShardWriter w(dir / name, text_vocab, 16);
+    for (const auto& s : samples) w.add(s);
+    w.finish();
+  };
+  const ShardSample image{SampleKind::Image, {1}, {3}, 1, 1, 1, "still"};
+  const ShardSample clip5{SampleKind::Video, {2}, std::vector<int32_t>(5, 4), 5, 1, 1, "clip"};
+  const ShardSample clip2{SampleKind::Video, {2}, std::vector<int32_t>(2, 5), 2, 1, 1, "tail"};
+  write("part-0.loongshard", 10, {image, clip5});
+  write("part-1.loongshard", 10, {clip2, clip5, image});
+  ShardSet set(dir.path().string());
+  ASSERT_EQ(set.size(), 5);
+  EXPECT_EQ(set.at(2).caption(), "tail");  // second file's first sample
+  EXPECT_EQ(set.with_frames(1), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(set.with_frames(5), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(set.images(), (std::vector<int64_t>{0, 4}));
+  set.check_vocab(10, 16, "m.json");
+  expect_error([&] { set.check_vocab(12, 16, "m.json"); }, {"m.json", "text_vocab 12", "10 text pieces"});
+  write("part-2.loongshard", 11, {image});
+  expect_error([&] { ShardSet bad(dir.path().string()); }, {"part-2.loongshard", "differ from"});
+}

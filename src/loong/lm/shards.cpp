@@ -243,4 +243,49 @@ std::vector<std::string> list_shards(const std::string& path) {
   return out;
 }
 
+ShardSet::ShardSet(const std::string& path) : path_(path) {
+  for (const auto& f : list_shards(path)) {
+    readers_.emplace_back(f);
+    const auto& r = readers_.back();
+    if (readers_.size() == 1) {
+      text_vocab_ = r.text_vocab();
+      video_vocab_ = r.video_vocab();
+    } else if (r.text_vocab() != text_vocab_ || r.video_vocab() != video_vocab_) {
+      fail(f, "vocabulary sizes " + std::to_string(r.text_vocab()) + " text + " + std::to_string(r.video_vocab()) +
+                  " video differ from " + readers_.front().path() + "'s " + std::to_string(text_vocab_) + " + " +
+                  std::to_string(video_vocab_) + " (shards made with other tokenizers?)");
+    }
+    const int k = static_cast<int>(readers_.size()) - 1;
+    for (int64_t i = 0; i < r.size(); ++i) where_.emplace_back(k, i);
+  }
+  if (where_.empty()) fail(path, "the shards hold no samples");
+}
+
+SampleView ShardSet::at(int64_t i) const {
+  if (i < 0 || i >= size()) fail(path_, "sample " + std::to_string(i) + " out of range (" + std::to_string(size()) + ")");
+  return readers_[where_[i].first].at(where_[i].second);
+}
+
+std::vector<int64_t> ShardSet::with_frames(int latent_frames) const {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < size(); ++i)
+    if (at(i).frames >= latent_frames) out.push_back(i);
+  return out;
+}
+
+std::vector<int64_t> ShardSet::images() const {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < size(); ++i)
+    if (at(i).kind == SampleKind::Image) out.push_back(i);
+  return out;
+}
+
+void ShardSet::check_vocab(int text_vocab, int video_vocab, const std::string& model_where) const {
+  if (text_vocab != text_vocab_ || video_vocab != video_vocab_)
+    fail(model_where, "the model's vocabulary (text_vocab " + std::to_string(text_vocab) + ", video_vocab " +
+                          std::to_string(video_vocab) + ") does not match the shards in " + path_ + " (" +
+                          std::to_string(text_vocab_) + " text pieces, " + std::to_string(video_vocab_) +
+                          " video codes): set them from the tokenizers the shards were made with");
+}
+
 }  // namespace loong::lm

@@ -77,4 +77,28 @@ class ShardReader {
 // Every *.loongshard file in a folder (sorted), or the one file given.
 std::vector<std::string> list_shards(const std::string& path);
 
+// All shards of a dataset as one indexable set. Every shard must have the
+// same vocabulary sizes (they come from the same tokenizers).
+class ShardSet {
+ public:
+  explicit ShardSet(const std::string& path);  // a folder of shards or one shard
+  int64_t size() const { return static_cast<int64_t>(where_.size()); }
+  SampleView at(int64_t i) const;
+  int text_vocab() const { return text_vocab_; }
+  int video_vocab() const { return video_vocab_; }
+  // Samples with at least `latent_frames` latent frames (any sample's first
+  // latent frame is an image: the tokenizer encodes frame 0 on its own).
+  std::vector<int64_t> with_frames(int latent_frames) const;
+  // Samples stored as images.
+  std::vector<int64_t> images() const;
+  // Throws, naming the shards and the model config, when the sizes differ.
+  void check_vocab(int text_vocab, int video_vocab, const std::string& model_where) const;
+
+ private:
+  std::string path_;
+  std::vector<ShardReader> readers_;
+  std::vector<std::pair<int, int64_t>> where_;  // (reader, index)
+  int text_vocab_ = 0, video_vocab_ = 0;
+};
+
 }  // namespace loong::lm
