@@ -1,8 +1,6 @@
 // loong text train|encode|decode: the SentencePiece text tokenizer.
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "loong/core/error.h"

@@ -85,21 +85,21 @@ void add_tokenize_command(CLI::App& app, Globals& g) {
       const auto ids = text.encode(clip->caption);
       const bool image = ds.manifest().entries[i].kind == data::MediaKind::Image;
       auto enc = tokenizer::encode_video(model, clip->frames, a->chunk, a->fps);
-      auto all = enc.tokens.to(torch::kInt).contiguous();  // [T', H', W']
-      int64_t t = 0;
+      auto all = enc.tokens.to(torch::kInt).contiguous();  // [T', H', W']: chunks follow each other
+      const int64_t per_frame = all.size(1) * all.size(2);
+      const int32_t* codes = all.data_ptr<int32_t>();
       for (int64_t len : enc.chunks) {
-        auto piece = all.narrow(0, t, len).contiguous();
-        t += len;
         lm::ShardSample s;
         s.kind = image ? lm::SampleKind::Image : lm::SampleKind::Video;
         s.text = ids;
-        s.video.assign(piece.data_ptr<int32_t>(), piece.data_ptr<int32_t>() + piece.numel());
+        s.video.assign(codes, codes + len * per_frame);
         s.frames = static_cast<int>(len);
         s.height = static_cast<int>(all.size(1));
         s.width = static_cast<int>(all.size(2));
         s.caption = clip->caption;
         w.add(s);
-        tokens += piece.numel();
+        codes += len * per_frame;
+        tokens += len * per_frame;
       }
     }
     if (w.size() == 0) fail(a->data, "no entry of part " + a->shard + " could be encoded");

@@ -1,6 +1,7 @@
 #include "loong/lm/model.h"
 
 #include <cmath>
+#include <tuple>
 
 #include <torch/torch.h>
 
@@ -144,7 +145,10 @@ torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, KvCache* cache, int
   if (lo < 0 || hi >= config.vocab_size())
     fail("model input", "token ids must be in [0, " + std::to_string(config.vocab_size()) + "), got [" +
                             std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  auto [cos, sin] = rope_tables(config.head_dim(), start, T, config.rope_theta, tokens.device());
+  if (!rope_cos_.defined() || rope_cos_.device() != tokens.device())
+    std::tie(rope_cos_, rope_sin_) = rope_tables(config.head_dim(), 0, config.max_seq_len, config.rope_theta,
+                                                 tokens.device());
+  auto cos = rope_cos_.narrow(0, start, T), sin = rope_sin_.narrow(0, start, T);
   auto h = tok_embeddings(tokens.to(torch::kLong));
   for (size_t l = 0; l < layers->size(); ++l)
     h = layers[l]->as<TransformerBlock>()->forward(h, cos, sin, cache, static_cast<int>(l), start);

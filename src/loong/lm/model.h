@@ -87,6 +87,11 @@ struct LlamaImpl : torch::nn::Module {
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
   torch::nn::Linear output{nullptr};
+
+ private:
+  // Rotary tables for positions [0, max_seq_len), built once per device (not
+  // parameters: Meta's state_dict has none), so a decode step only slices them.
+  torch::Tensor rope_cos_, rope_sin_;
 };
 TORCH_MODULE(Llama);
 

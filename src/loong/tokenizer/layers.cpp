@@ -4,8 +4,6 @@
 
 #include <torch/torch.h>
 
-#include "loong/core/error.h"
-
 namespace F = torch::nn::functional;
 
 namespace loong::tokenizer {
@@ -51,11 +49,7 @@ int groups_for(int channels) {
 }
 }  // namespace
 
-NormKind parse_norm(const std::string& name) {
-  if (name == "group") return NormKind::Group;
-  if (name == "none") return NormKind::None;
-  fail("tokenizer config", "key 'norm': expected \"group\" or \"none\", got " + squote(name));
-}
+NormKind parse_norm(const std::string& name) { return name == "group" ? NormKind::Group : NormKind::None; }
 
 FrameNormImpl::FrameNormImpl(int channels, NormKind k) : kind(k), groups(groups_for(channels)) {
   if (kind == NormKind::None) return;
@@ -64,17 +58,11 @@ FrameNormImpl::FrameNormImpl(int channels, NormKind k) : kind(k), groups(groups_
 }
 
 torch::Tensor FrameNormImpl::forward(const torch::Tensor& x) {
+  if (kind == NormKind::None) return x;
+  // GroupNorm per frame: [B, C, T, H, W] -> [B*T, C, H, W] -> norm -> back
   const auto B = x.size(0), C = x.size(1), T = x.size(2), H = x.size(3), W = x.size(4);
-  switch (kind) {
-    case NormKind::None:
-      return x;
-    case NormKind::Group: {
-      // [B, C, T, H, W] -> [B*T, C, H, W] -> norm -> back
-      auto y = torch::group_norm(x.transpose(1, 2).reshape({B * T, C, H, W}), groups, weight, bias, 1e-5);
-      return y.view({B, T, C, H, W}).transpose(1, 2);
-    }
-  }
-  return x;
+  auto y = torch::group_norm(x.transpose(1, 2).reshape({B * T, C, H, W}), groups, weight, bias, 1e-5);
+  return y.view({B, T, C, H, W}).transpose(1, 2);
 }
 
 ResBlock3dImpl::ResBlock3dImpl(int in, int out, NormKind norm) {

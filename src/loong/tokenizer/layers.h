@@ -28,7 +28,7 @@ TORCH_MODULE(CausalConv3d);
 //          and the small network learned ~3 dB slower with it
 //          (docs/benchmarks.md).
 enum class NormKind { Group, None };
-NormKind parse_norm(const std::string& name);  // "group" or "none" (TokenizerConfig::validate checks)
+NormKind parse_norm(const std::string& name);  // "group" -> Group, else None (TokenizerConfig::validate checks the name)
 
 struct FrameNormImpl : torch::nn::Module {
   FrameNormImpl(int channels, NormKind kind);

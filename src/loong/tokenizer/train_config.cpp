@@ -27,12 +27,16 @@ double TrainConfig::lr_factor(int64_t step) const {
   if (warmup_steps > 0 && step < warmup_steps) return static_cast<double>(step + 1) / warmup_steps;
   const double span = std::max<int64_t>(1, total_steps() - warmup_steps);
   const double t = std::min(1.0, std::max(0.0, (step - warmup_steps) / span));
-  double f = (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * t))) * stage_at(step).lr_scale;
-  // Ramp again at the start of every later stage.
-  int64_t start = stages.empty() ? 0 : stages.front().steps;
-  for (size_t i = 1; i < stages.size() && start <= step; start += stages[i++].steps)
-    if (step < start + stage_warmup_steps && stage_warmup_steps > 0)
+  double f = min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * t));
+  // The step's stage scales it, and every later stage ramps up again.
+  int64_t start = 0;
+  for (size_t i = 0; i < stages.size(); start += stages[i++].steps) {
+    if (step >= start + stages[i].steps && i + 1 < stages.size()) continue;
+    f *= stages[i].lr_scale;
+    if (i > 0 && stage_warmup_steps > 0 && step - start < stage_warmup_steps)
       f *= static_cast<double>(step - start + 1) / stage_warmup_steps;
+    break;
+  }
   return f;
 }
 
