@@ -10,6 +10,8 @@
 
 #include "loong/io/safetensors.h"
 #include "loong/io/video.h"
+#include "lm_test_data.h"
+#include "loong/train/checkpoints.h"
 #include "test_util.h"
 
 using loong::test::TempDir;
@@ -291,3 +293,47 @@ TEST(Cli, TextTrainEncodeDecode) {
   expect_one_line_error(run("tokenize" + common + " --chunk 6 --force"), 1, "--chunk");
 }
 #endif
+
+// loong train: a run killed (as by kill -9) while writing a checkpoint keeps
+// the previous one, and --resume finishes the run from it.
+TEST(Cli, TrainSurvivesKillDuringCheckpointAndResumes) {
+  TempDir dir;
+  loong::test::write_shards(dir / "shards", 8, 8);
+  loong::test::write_bytes(dir / "train.json", R"({
+    "model": {"dim": 32, "n_layers": 2, "n_heads": 4, "ffn_dim": 64, "max_seq_len": 64},
+    "data": "shards",
+    "stages": [{"frames": 1, "steps": 3, "batch_size": 4, "lr": 3e-3},
+               {"frames": 17, "steps": 3, "batch_size": 2, "image_fraction": 0.5, "lambda": 1}],
+    "checkpoint_every": 2, "plot_every": 0})");
+  const std::string run_dir = dir / "run";
+  ::setenv("LOONG_TEST_KILL_IN_CHECKPOINT", "4", 1);
+  auto killed = run("train --config " + (dir / "train.json") + " --out " + run_dir);
+  ::unsetenv("LOONG_TEST_KILL_IN_CHECKPOINT");
+  EXPECT_NE(killed.code, 0);
+  EXPECT_NE(killed.out.find("step 4/6"), std::string::npos) << killed.out;
+  EXPECT_TRUE(std::filesystem::exists(run_dir + "/checkpoints/step-00000004.partial"));
+  EXPECT_EQ(loong::train::newest_checkpoint(run_dir), run_dir + "/checkpoints/step-00000002");
+
+  auto resumed = run("train --resume " + run_dir);
+  ASSERT_EQ(resumed.code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("resumed from " + run_dir + "/checkpoints/step-00000002 at step 2"), std::string::npos)
+      << resumed.out;
+  EXPECT_NE(resumed.out.find("step 6/6"), std::string::npos) << resumed.out;
+  EXPECT_FALSE(std::filesystem::exists(run_dir + "/checkpoints/step-00000004.partial"));
+  EXPECT_EQ(loong::train::newest_checkpoint(run_dir), run_dir + "/checkpoints/step-00000006");
+  // The log holds each step once: the steps after the kept checkpoint were trained again.
+  EXPECT_EQ(lines(loong::test::read_bytes(run_dir + "/log.jsonl")), 6);
+
+  // Bad input: one line naming what is wrong.
+  expect_one_line_error(run("train --out " + (dir / "x")), 1, "--config");
+  expect_one_line_error(run("train --config " + (dir / "none.json") + " --out " + (dir / "x")), 1, "none.json");
+  expect_one_line_error(run("train --resume " + (dir / "shards")), 1, "no run.json");
+  expect_one_line_error(run("train --config tiny --out " + (dir / "x")), 1, "'data'");
+  loong::test::write_bytes(dir / "typo.json", R"({"data": "shards", "stages": [{"frames": 1, "setps": 3}]})");
+  expect_one_line_error(run("train --config " + (dir / "typo.json") + " --out " + (dir / "x")), 1, "setps");
+  loong::test::write_bytes(dir / "broken.json", R"({"data": )");
+  expect_one_line_error(run("train --config " + (dir / "broken.json") + " --out " + (dir / "x")), 1, "broken.json");
+  auto shown = run("train --config " + (dir / "train.json") + " --show-config");
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  EXPECT_NE(shown.out.find(dir / "shards"), std::string::npos) << "relative paths resolve against the config's folder";
+}

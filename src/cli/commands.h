@@ -25,5 +25,6 @@ void add_checkpoint_commands(CLI::App& app, Globals& g);
 void add_tokenizer_commands(CLI::App& app, Globals& g);
 void add_text_commands(CLI::App& app, Globals& g);
 void add_tokenize_command(CLI::App& app, Globals& g);
+void add_train_command(CLI::App& app, Globals& g);
 
 }  // namespace loong::cli

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   add_tokenizer_commands(app, g);
   add_text_commands(app, g);
   add_tokenize_command(app, g);
+  add_train_command(app, g);
 
   try {
     app.parse(argc, argv);

@@ -100,6 +100,12 @@ void ObjectReader::integer(const std::string& key, int& v, int lo, int hi) {
   v = static_cast<int>(d);
 }
 
+void ObjectReader::integer(const std::string& key, int64_t& v, int64_t lo, int64_t hi) {
+  long long d = v;
+  integer(key, d, static_cast<long long>(lo), static_cast<long long>(hi));
+  v = static_cast<int64_t>(d);
+}
+
 void ObjectReader::string(const std::string& key, std::string& v) {
   if (take(key)) v = get_string(obj_, key, where_);
 }

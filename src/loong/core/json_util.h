@@ -1,6 +1,7 @@
 // Typed access to JSON documents with errors that name the file, line and key
 // and say what was expected.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ class ObjectReader {
   void number(const std::string& key, double& v, double lo, double hi);
   void integer(const std::string& key, long long& v, long long lo, long long hi);
   void integer(const std::string& key, int& v, int lo, int hi);
+  void integer(const std::string& key, int64_t& v, int64_t lo, int64_t hi);  // counts of steps
   void string(const std::string& key, std::string& v);
   void boolean(const std::string& key, bool& v);
   // Marks a key as known without reading it (the caller handles it).

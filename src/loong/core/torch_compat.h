@@ -32,7 +32,8 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
   auto allowed = at::ones({L, S}, q.options().dtype(at::kBool)).tril(S - L);
   return at::scaled_dot_product_attention(q, k, v, allowed);
 #else
-  auto scores = at::matmul(q, k.transpose(-2, -1)).mul_(1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  // Scaling q ([L, D]) costs less than scaling the scores ([L, S]).
+  auto scores = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))), k.transpose(-2, -1));
   if (masked) {
     auto blocked = at::ones({L, S}, q.options().dtype(at::kBool)).triu(S - L + 1);
     scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());

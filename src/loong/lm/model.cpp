@@ -70,9 +70,17 @@ AttentionImpl::AttentionImpl(const LmConfig& c)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                                      KvCache* cache, int layer, int64_t start) {
   const auto B = x.size(0), T = x.size(1);
-  auto q = apply_rope(wq(x).view({B, T, n_heads, head_dim}), cos, sin).transpose(1, 2);
-  auto k = apply_rope(wk(x).view({B, T, n_kv_heads, head_dim}), cos, sin).transpose(1, 2);
-  auto v = wv(x).view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
+  torch::Tensor q, k, v;
+  if (cache) {  // decoding: a few positions, where concatenating the weights would cost more than it saves
+    q = wq(x), k = wk(x), v = wv(x);
+  } else {      // whole sequences (training): one matrix product for q, k and v instead of three
+    auto qkv = torch::nn::functional::linear(x, torch::cat({wq->weight, wk->weight, wv->weight}));
+    auto parts = qkv.split_with_sizes({n_heads * head_dim, n_kv_heads * head_dim, n_kv_heads * head_dim}, -1);
+    q = parts[0], k = parts[1], v = parts[2];
+  }
+  q = apply_rope(q.view({B, T, n_heads, head_dim}), cos, sin).transpose(1, 2);
+  k = apply_rope(k.view({B, T, n_kv_heads, head_dim}), cos, sin).transpose(1, 2);
+  v = v.view({B, T, n_kv_heads, head_dim}).transpose(1, 2);
   if (cache) {
     cache->k[layer].narrow(2, start, T).copy_(k);
     cache->v[layer].narrow(2, start, T).copy_(v);
@@ -90,7 +98,12 @@ FeedForwardImpl::FeedForwardImpl(int dim, int hidden) {
   w3 = register_module("w3", linear(dim, hidden));
 }
 
-torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) { return w2(torch::silu(w1(x)) * w3(x)); }
+torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+  if (x.size(-2) == 1) return w2(torch::silu(w1(x)) * w3(x));  // one position (decoding)
+  // One matrix product for both gates (the weights stay separate, as Meta names them).
+  auto h = torch::nn::functional::linear(x, torch::cat({w1->weight, w3->weight})).chunk(2, -1);
+  return w2(torch::silu(h[0]) * h[1]);
+}
 
 TransformerBlockImpl::TransformerBlockImpl(const LmConfig& c) {
   attention = register_module("attention", Attention(c));

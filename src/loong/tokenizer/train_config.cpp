@@ -90,16 +90,14 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
       Stage s;
       ObjectReader sr(a[i], where + ": stages[" + std::to_string(i) + "]");
       sr.integer("frames", s.frames, 1, 4097);
-      long long steps = s.steps;
-      sr.integer("steps", steps, 0, 1LL << 40);
-      s.steps = steps;
+      sr.integer("steps", s.steps, 0, int64_t(1) << 40);
       sr.integer("batch_size", s.batch_size, 1, 4096);
       sr.number("lr_scale", s.lr_scale, 0, 100);
       sr.finish();
       c.stages.push_back(s);
     }
   }
-  long long seed = 0, li = 0;
+  long long seed = 0;
   r.integer("seed", seed, 0, (1LL << 62));
   c.seed = static_cast<uint64_t>(seed);
   r.number("fps", c.fps, 0.1, 240);
@@ -108,20 +106,15 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
   r.number("weight_decay", c.weight_decay, 0, 10);
   r.number("beta1", c.beta1, 0, 0.9999999);
   r.number("beta2", c.beta2, 0, 0.9999999);
-  auto int64_key = [&](const char* k, int64_t& v, long long lo, long long hi) {
-    li = v;
-    r.integer(k, li, lo, hi);
-    v = li;
-  };
-  int64_key("warmup_steps", c.warmup_steps, 0, 1LL << 40);
-  int64_key("stage_warmup_steps", c.stage_warmup_steps, 0, 1LL << 40);
+  r.integer("warmup_steps", c.warmup_steps, int64_t(0), int64_t(1) << 40);
+  r.integer("stage_warmup_steps", c.stage_warmup_steps, int64_t(0), int64_t(1) << 40);
   r.number("grad_clip", c.grad_clip, 0, 1e6);
   r.number("ema_decay", c.ema_decay, 0, 0.999999);
   r.number("l1_weight", c.l1_weight, 0, 1e6);
   r.number("perceptual_weight", c.perceptual_weight, 0, 1e6);
   r.string("perceptual_model", c.perceptual_model);
   r.number("codebook_weight", c.codebook_weight, 0, 1e6);
-  int64_key("gan_start", c.gan_start, -1, 1LL << 40);
+  r.integer("gan_start", c.gan_start, int64_t(-1), int64_t(1) << 40);
   r.string("gan_loss", c.gan_loss);
   r.number("gan_weight", c.gan_weight, 0, 1e6);
   r.number("adaptive_weight_max", c.adaptive_weight_max, 0, 1e12);
@@ -131,12 +124,12 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
   r.number("lecam_weight", c.lecam_weight, 0, 1e6);
   r.number("lecam_decay", c.lecam_decay, 0, 0.999999);
   r.boolean("mixed_precision", c.mixed_precision);
-  int64_key("log_every", c.log_every, 1, 1LL << 40);
-  int64_key("sample_every", c.sample_every, 0, 1LL << 40);
-  int64_key("checkpoint_every", c.checkpoint_every, 0, 1LL << 40);
+  r.integer("log_every", c.log_every, int64_t(1), int64_t(1) << 40);
+  r.integer("sample_every", c.sample_every, int64_t(0), int64_t(1) << 40);
+  r.integer("checkpoint_every", c.checkpoint_every, int64_t(0), int64_t(1) << 40);
   r.integer("keep_checkpoints", c.keep_checkpoints, 1, 1000000);
   r.number("max_minutes", c.max_minutes, 0, 1e9);
-  int64_key("cache_mb", c.cache_mb, 0, 1LL << 30);
+  r.integer("cache_mb", c.cache_mb, int64_t(0), int64_t(1) << 30);
   r.finish();
   return c;
 }

@@ -1,8 +1,5 @@
 #include "loong/tokenizer/trainer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -29,47 +26,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace loong::tokenizer {
 
+using train::load_optimizer;
+using train::optimizer_bytes;
+using train::set_lr;
+using train::step_name;
+
 namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string step_name(int64_t step) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
-  return buf;
-}
-
-void set_lr(torch::optim::Optimizer& opt, double lr) {
-  for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-}
-
-std::string archive_bytes(const torch::optim::Optimizer& opt) {
-  torch::serialize::OutputArchive ar;
-  opt.save(ar);
-  std::ostringstream os;
-  ar.save_to(os);
-  return os.str();
-}
-
-void load_archive(torch::optim::Optimizer& opt, const std::string& path, c10::Device device) {
-  std::istringstream is(read_file(path));
-  try {
-    torch::serialize::InputArchive ar;
-    ar.load_from(is, device);
-    opt.load(ar);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    fail(path, "cannot read optimiser state: " + what.substr(0, what.find('\n')));
-  }
-}
-
-void fsync_dir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 // [B, T, H, W, 3] uint8 -> [B, 3, T, H, W] float in [-1, 1] on `device`.
 torch::Tensor clips_to_input(const torch::Tensor& clips, c10::Device device) {
@@ -177,11 +141,8 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   } else if (!list_checkpoints(s.opts.run_dir).empty()) {
     fail(s.opts.run_dir, "already holds checkpoints; pass --resume to continue that run, or choose a new --out");
   }
-  make_dirs((run / "checkpoints").string());
+  train::prepare_checkpoint_dir(s.opts.run_dir);
   make_dirs((run / "samples").string());
-  // A checkpoint interrupted while being written is never used; clear it away.
-  for (const auto& e : fs::directory_iterator(run / "checkpoints"))
-    if (e.path().extension() == ".partial") fs::remove_all(e.path());
 
   s.model = VideoTokenizer(s.cfg.model);
   s.ema = VideoTokenizer(s.cfg.model);
@@ -236,10 +197,10 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
     load_named_tensors(*s.model, tensors, ts, "model.");
     std::map<std::string, torch::Tensor> ema_t = safetensors::load((ck / "model.safetensors").string());
     load_named_tensors(*s.ema, ema_t, (ck / "model.safetensors").string());
-    load_archive(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
+    load_optimizer(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
     if (s.disc && fs::exists(ck / "disc_optimizer.pt")) {
       load_named_tensors(*s.disc, tensors, ts, "disc.");
-      load_archive(*s.dopt, (ck / "disc_optimizer.pt").string(), s.opts.device);
+      load_optimizer(*s.dopt, (ck / "disc_optimizer.pt").string(), s.opts.device);
     }
     s.saved_step = s.step;
     s.print("resumed from " + resume_from + " at step " + std::to_string(s.step));
@@ -362,31 +323,24 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
 
 void TokenizerTrainer::save_checkpoint() {
   State& s = *s_;
-  const fs::path ck = fs::path(s.opts.run_dir) / "checkpoints";
-  const fs::path final_dir = ck / step_name(s.step);
-  const fs::path tmp = ck / (step_name(s.step) + ".partial");
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  save_model(tmp.string(), s.ema, {{"step", std::to_string(s.step)}});
-  std::vector<std::pair<std::string, torch::Tensor>> state;
-  for (auto& [n, v] : named_tensors(*s.model)) state.emplace_back("model." + n, v);
-  if (s.disc)
-    for (auto& [n, v] : named_tensors(*s.disc)) state.emplace_back("disc." + n, v);
-  safetensors::save((tmp / "trainer.safetensors").string(), state);
-  write_file_atomic((tmp / "optimizer.pt").string(), archive_bytes(*s.opt));
-  if (s.dopt) write_file_atomic((tmp / "disc_optimizer.pt").string(), archive_bytes(*s.dopt));
-  nlohmann::json tj = {{"format", "loong-tokenizer-trainer"},
-                       {"step", s.step},
-                       {"elapsed_s", s.elapsed()},
-                       {"lecam", {{"real", s.lecam.real}, {"fake", s.lecam.fake}, {"started", s.lecam.started}}},
-                       {"config", s.cfg.to_json()}};
-  write_json_file((tmp / "trainer.json").string(), tj);
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
-  fsync_dir(ck);
+  train::write_checkpoint(s.opts.run_dir, s.step, s.cfg.train.keep_checkpoints, [&](const std::string& dir) {
+    const fs::path tmp(dir);
+    save_model(dir, s.ema, {{"step", std::to_string(s.step)}});
+    std::vector<std::pair<std::string, torch::Tensor>> state;
+    for (auto& [n, v] : named_tensors(*s.model)) state.emplace_back("model." + n, v);
+    if (s.disc)
+      for (auto& [n, v] : named_tensors(*s.disc)) state.emplace_back("disc." + n, v);
+    safetensors::save((tmp / "trainer.safetensors").string(), state);
+    write_file_atomic((tmp / "optimizer.pt").string(), optimizer_bytes(*s.opt));
+    if (s.dopt) write_file_atomic((tmp / "disc_optimizer.pt").string(), optimizer_bytes(*s.dopt));
+    nlohmann::json tj = {{"format", "loong-tokenizer-trainer"},
+                         {"step", s.step},
+                         {"elapsed_s", s.elapsed()},
+                         {"lecam", {{"real", s.lecam.real}, {"fake", s.lecam.fake}, {"started", s.lecam.started}}},
+                         {"config", s.cfg.to_json()}};
+    write_json_file((tmp / "trainer.json").string(), tj);
+  });
   s.saved_step = s.step;
-  auto all = list_checkpoints(s.opts.run_dir);
-  for (size_t i = 0; i + s.cfg.train.keep_checkpoints < all.size(); ++i) fs::remove_all(all[i].second);
 }
 
 int64_t TokenizerTrainer::run(const BatchFn& next_batch) {

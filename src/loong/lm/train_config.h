@@ -1,0 +1,74 @@
+// Language-model training configuration (`loong train --config TRAIN.json`):
+// the model, the data, and the progressive stages of SPEC.md §4. One JSON
+// document, every key optional over a preset ("tiny" or "paper"):
+//
+//   {"preset": "tiny",
+//    "model": {"preset": "tiny", ...LmConfig keys},
+//    "data": "shards/",                   (relative paths: to the config file's folder)
+//    "text_tokenizer": "text/", "video_tokenizer": "tokenizer-run/",   (optional, checked)
+//    "stages": [{"name": "images", "frames": 1, "steps": 1000, "batch_size": 16, "lr": 1e-3, ...}, ...],
+//    "weight_decay": 0.1, "grad_clip": 1.0, "caption_dropout": 0.1, ...}
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loong/lm/config.h"
+
+namespace loong::lm {
+
+struct LmStage {
+  std::string name;
+  int frames = 1;               // video frames per clip: 1 (images), 17, 65, ... (1 + 4k)
+  double image_fraction = 0;    // share of micro-batches that are images (1 when frames == 1)
+  int64_t steps = 1000;         // optimiser steps
+  int batch_size = 8;           // sequences per micro-batch
+  int grad_accum = 1;           // micro-batches per step
+  double lr = 1e-4;             // peak; linear warm-up, then cosine to lr * min_lr_ratio at the stage end
+  int64_t warmup_steps = 100;
+  double min_lr_ratio = 0.1;
+  double lambda = 0;            // Eq. 2: tokens of the first `weighted_frames` frames weigh 1 + lambda
+};
+
+struct LmTrainConfig {
+  LmConfig model;
+  // The model's vocabulary sizes come from the shards unless the model
+  // section names them (then a difference is an error).
+  bool text_vocab_given = false, video_vocab_given = false;
+  std::string data;             // a folder of shards or one shard
+  std::string text_tokenizer, video_tokenizer;  // optional; recorded for generation and checked
+  std::vector<LmStage> stages;
+  uint64_t seed = 0;
+  int temporal_factor = 4;      // video frames per latent frame (the tokenizer's)
+  int weighted_frames = 17;     // Eq. 2's first K frames (17 = latent frames 0-4)
+  double caption_dropout = 0.1;
+  double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95;
+  double grad_clip = 1.0;       // global norm; 0 = off
+  bool mixed_precision = true;  // bfloat16 autocast on CUDA (ignored on CPU)
+  int64_t log_every = 1;        // console lines; the JSONL log gets every step
+  int64_t plot_every = 100;     // loss_curves.png
+  int64_t checkpoint_every = 500;
+  int keep_checkpoints = 3;
+  int max_bad_steps = 5;        // this many non-finite steps in a row stop the run
+  double max_minutes = 0;       // stop (with a checkpoint) after this long; 0 = no limit
+
+  int64_t total_steps() const;
+  int stage_index(int64_t step) const;         // the stage a 0-based global step belongs to
+  int64_t stage_start(int stage) const;        // its first global step
+  double lr_at(int64_t step) const;            // warm-up then cosine, within the step's stage
+  int latent_frames(int frames) const { return (frames - 1) / temporal_factor + 1; }
+
+  nlohmann::json to_json() const;
+  // `base_dir` resolves relative paths (the config file's folder).
+  static LmTrainConfig from_json(const nlohmann::json& j, const std::string& where, const std::string& base_dir = "");
+  static LmTrainConfig preset(const std::string& name);  // "tiny", "paper"
+  // A preset name or a JSON file.
+  static LmTrainConfig load(const std::string& preset_or_path);
+  void validate(const std::string& where) const;
+};
+
+std::vector<std::string> lm_train_preset_names();
+
+}  // namespace loong::lm

@@ -1,0 +1,521 @@
+#include "loong/lm/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "loong/core/atomic_file.h"
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/core/torch_compat.h"
+#include "loong/io/image.h"
+#include "loong/io/safetensors.h"
+#include "loong/lm/batch.h"
+#include "loong/lm/shards.h"
+#include "loong/lm/vocab.h"
+#include "loong/tokenizer/config.h"
+#include "loong/train/checkpoints.h"
+#include "loong/train/plot.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace loong::lm {
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// The step's batches come from this generator alone, so the step is the data position.
+std::mt19937_64 step_rng(uint64_t seed, int64_t step) {
+  return std::mt19937_64(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(step) + 1);
+}
+
+struct Point {  // one step of the loss history (for the plot)
+  int64_t step;
+  double ce, range[kRanges];
+};
+
+double json_or_nan(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : kNaN;
+}
+
+}  // namespace
+
+void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& meta) {
+  make_dirs(dir);
+  auto md = meta;
+  md["format"] = "loong-lm";
+  safetensors::save((fs::path(dir) / "model.safetensors").string(), train::named_tensors(*model), md);
+  write_json_file((fs::path(dir) / "config.json").string(), model->config.to_json());
+}
+
+Llama load_lm(const std::string& dir_in, c10::Device device) {
+  const std::string dir = train::resolve_model_dir(dir_in);
+  const std::string cfg_path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(cfg_path)) fail(dir, "missing config.json next to model.safetensors");
+  Llama model(LmConfig::load(cfg_path));
+  const std::string weights = (fs::path(dir) / "model.safetensors").string();
+  std::map<std::string, std::string> meta;
+  auto tensors = safetensors::load(weights, &meta);
+  auto f = meta.find("format");
+  if (f != meta.end() && f->second != "loong-lm")
+    fail(weights, "this is a " + squote(f->second) + " file, not a language model");
+  train::load_named_tensors(*model, tensors, weights);
+  model->to(device);
+  model->eval();
+  return model;
+}
+
+struct LmTrainer::State {
+  LmTrainConfig cfg;
+  LmTrainerOptions opts;
+  std::unique_ptr<ShardSet> shards;
+  std::unique_ptr<Vocab> vocab;
+  Llama model{nullptr};
+  std::unique_ptr<torch::optim::AdamW> opt;
+  std::vector<int64_t> image_pool;
+  std::map<int, std::vector<int64_t>> clip_pools;  // latent frames -> samples
+  int64_t tokens_per_frame = 0;
+  int64_t step = 0, saved_step = -1, skipped = 0;
+  int bad_in_row = 0;
+  double elapsed_before = 0;
+  Clock::time_point session_start = Clock::now();
+  std::ofstream log;
+  std::vector<Point> history;
+  std::map<int, double> stage_ms;  // recent ms per step of each stage (for the ETA)
+
+  void print(const std::string& s) const {
+    if (opts.print) opts.print(s);
+  }
+  double elapsed() const { return elapsed_before + seconds_since(session_start); }
+
+  // Rough tokens per step of a stage, for scaling the ETA of stages not yet run.
+  double stage_tokens(int i) const {
+    const auto& st = cfg.stages[i];
+    const double f = st.frames == 1 ? 1.0 : st.image_fraction;
+    return st.batch_size * st.grad_accum * ((1 - f) * cfg.latent_frames(st.frames) + f) * tokens_per_frame;
+  }
+
+  double eta_seconds() const {
+    const int cur = cfg.stage_index(std::max<int64_t>(0, step - 1));
+    auto it = stage_ms.find(cur);
+    if (it == stage_ms.end()) return kNaN;
+    double total = 0;
+    for (int i = cur; i < static_cast<int>(cfg.stages.size()); ++i) {
+      const int64_t start = cfg.stage_start(i), end = start + cfg.stages[i].steps;
+      const int64_t left = end - std::max(start, step);
+      if (left <= 0) continue;
+      auto known = stage_ms.find(i);
+      const double ms = known != stage_ms.end() ? known->second : it->second * stage_tokens(i) / stage_tokens(cur);
+      total += left * ms / 1000;
+    }
+    return total;
+  }
+
+  void write_plot() const {
+#ifdef LOONG_WITH_PNG
+    if (history.empty()) return;
+    const double alpha = std::min(1.0, 2.0 / (history.size() / 100.0 + 1));
+    static const std::array<uint8_t, 3> colors[kRanges] = {{214, 39, 40}, {44, 160, 44}, {31, 119, 180}};
+    static const char* labels[kRanges] = {"frame 1", "frames 2-17", "frames 18-65"};
+    std::vector<train::Series> series;
+    for (int r = 0; r < kRanges; ++r) {
+      train::Series s{labels[r], colors[r], {}, {}};
+      std::vector<double> raw;
+      for (const auto& p : history) s.x.push_back(static_cast<double>(p.step)), raw.push_back(p.range[r]);
+      s.y = train::ema_smooth(raw, alpha);
+      series.push_back(std::move(s));
+    }
+    image::write_png((fs::path(opts.run_dir) / "loss_curves.png").string(),
+                     train::line_plot(series, "step", "video token loss (cross-entropy)"));
+#endif
+  }
+
+  // The log of an earlier session, cut back to the steps before `step` (the
+  // ones after the checkpoint are trained again), rewritten atomically.
+  void load_history() {
+    const fs::path path = fs::path(opts.run_dir) / "log.jsonl";
+    if (!fs::exists(path)) return;
+    std::istringstream in(read_file(path.string()));
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) continue;  // a torn last line
+      const int64_t st = j["step"].get<int64_t>();
+      if (st >= step) continue;
+      history.push_back({st, json_or_nan(j, "ce"), {json_or_nan(j, "loss_frame_1"), json_or_nan(j, "loss_frames_2_17"),
+                                                    json_or_nan(j, "loss_frames_18_65")}});
+      kept += line + "\n";
+    }
+    write_file_atomic(path.string(), kept);
+  }
+};
+
+LmTrainConfig LmTrainer::run_config(const std::string& run_dir) {
+  const std::string path = (fs::path(run_dir) / "run.json").string();
+  if (!fs::exists(path)) fail(run_dir, "not a training run folder: no run.json (start one with --config)");
+  return LmTrainConfig::from_json(read_json_file(path), path);
+}
+
+LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make_unique<State>()) {
+  State& s = *s_;
+  s.cfg = std::move(config);
+  s.opts = std::move(opts);
+  auto& cfg = s.cfg;
+  cfg.validate("training config");
+  const fs::path run(s.opts.run_dir);
+
+  std::string resume_from;
+  if (s.opts.resume) {
+    resume_from = train::newest_checkpoint(s.opts.run_dir);
+    if (resume_from.empty())
+      fail(s.opts.run_dir, "nothing to resume: no complete checkpoint in " + (run / "checkpoints").string());
+  } else if (!train::list_checkpoints(s.opts.run_dir).empty()) {
+    fail(s.opts.run_dir, "already holds checkpoints; pass --resume to continue that run, or choose a new --out");
+  }
+
+  // Data, and the vocabulary every part must agree on.
+  if (cfg.data.empty()) fail("training config", "key 'data': missing (a folder of token shards from `loong tokenize`)");
+  s.shards = std::make_unique<ShardSet>(cfg.data);
+  if (!cfg.text_vocab_given) cfg.model.text_vocab = s.shards->text_vocab();
+  if (!cfg.video_vocab_given) cfg.model.video_vocab = s.shards->video_vocab();
+  cfg.text_vocab_given = cfg.video_vocab_given = true;
+  s.shards->check_vocab(cfg.model.text_vocab, cfg.model.video_vocab, "the training config's model");
+  if (!cfg.text_tokenizer.empty()) {
+    const std::string tj = (fs::path(cfg.text_tokenizer) / "text.json").string();
+    if (!fs::exists(tj)) fail(cfg.text_tokenizer, "not a text tokenizer folder: no text.json (see `loong text train`)");
+    const auto n = get_int(read_json_file(tj), "vocab_size", tj);
+    if (n != s.shards->text_vocab())
+      fail(tj, "the text tokenizer has " + std::to_string(n) + " pieces but the shards in " + cfg.data + " were made with " +
+                   std::to_string(s.shards->text_vocab()) + " (tokenize again with this tokenizer, or name the one used)");
+  }
+  if (!cfg.video_tokenizer.empty()) {
+    const std::string tc = (fs::path(train::resolve_model_dir(cfg.video_tokenizer)) / "config.json").string();
+    const auto t = tokenizer::TokenizerConfig::load(tc);
+    if (t.codebook_size != s.shards->video_vocab())
+      fail(tc, "the video tokenizer has " + std::to_string(t.codebook_size) + " codes but the shards in " + cfg.data +
+                   " were made with " + std::to_string(s.shards->video_vocab()) +
+                   " (tokenize again with this tokenizer, or name the one used)");
+    if (t.temporal_factor() != cfg.temporal_factor)
+      fail(tc, "the video tokenizer compresses time " + std::to_string(t.temporal_factor()) +
+                   "x; the training config's temporal_factor is " + std::to_string(cfg.temporal_factor));
+  }
+  s.vocab = std::make_unique<Vocab>(cfg.model.text_vocab, cfg.model.video_vocab);
+
+  // Sample pools per stage. Images are the image samples, or, where the data
+  // has none, the first frame of every clip (the tokenizer encodes it alone).
+  if (s.shards->size() == 0) fail(cfg.data, "the shards hold no samples");
+  s.image_pool = s.shards->images();
+  if (s.image_pool.empty()) s.image_pool = s.shards->with_frames(1);
+  s.tokens_per_frame = s.shards->at(0).tokens_per_frame();
+  int longest = 0;
+  int64_t longest_text = 0;
+  for (int64_t i = 0; i < s.shards->size(); ++i) {
+    const auto v = s.shards->at(i);
+    longest = std::max(longest, v.frames);
+    longest_text = std::max(longest_text, v.text_len);
+    if (v.tokens_per_frame() != s.tokens_per_frame)
+      fail(cfg.data, "samples have latent frames of " + std::to_string(s.tokens_per_frame) + " and " +
+                         std::to_string(v.tokens_per_frame()) + " tokens: one model trains on one resolution");
+  }
+  for (size_t i = 0; i < cfg.stages.size(); ++i) {
+    const auto& st = cfg.stages[i];
+    const int lat = cfg.latent_frames(st.frames);
+    const std::string sw = "training config: stages[" + std::to_string(i) + "] (" + st.name + ")";
+    if (st.frames > 1 && !s.clip_pools.count(lat)) {
+      std::vector<int64_t> pool;
+      for (auto k : s.shards->with_frames(lat))
+        if (s.shards->at(k).kind == SampleKind::Video) pool.push_back(k);
+      if (pool.empty())
+        fail(sw, "needs " + std::to_string(st.frames) + "-frame clips (" + std::to_string(lat) +
+                     " latent frames), but the longest sample in " + cfg.data + " has " + std::to_string(longest) +
+                     " latent frames (tokenize with --chunk " + std::to_string(st.frames) + " or longer)");
+      s.clip_pools[lat] = std::move(pool);
+    }
+    const int64_t need = Vocab::prefix_length(longest_text) + lat * s.tokens_per_frame + 1;
+    if (need > cfg.model.max_seq_len)
+      fail(sw, "its sequences reach " + std::to_string(need) + " tokens (" + std::to_string(lat) + " latent frames of " +
+                   std::to_string(s.tokens_per_frame) + " + text), more than the model's max_seq_len " +
+                   std::to_string(cfg.model.max_seq_len));
+  }
+
+  train::prepare_checkpoint_dir(s.opts.run_dir);
+  torch::manual_seed(cfg.seed);
+  s.model = Llama(cfg.model);
+  s.model->to(s.opts.device);
+  s.model->train();
+  // No weight decay on the RMSNorm gains (1-D), as in LLaMA.
+  std::vector<torch::Tensor> decay, no_decay;
+  for (auto& p : s.model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  auto o = torch::optim::AdamWOptions(cfg.stages[0].lr).betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay);
+  auto o0 = o;
+  o0.weight_decay(0);
+  s.opt = std::make_unique<torch::optim::AdamW>(
+      std::vector<torch::optim::OptimizerParamGroup>{
+          torch::optim::OptimizerParamGroup(decay, std::make_unique<torch::optim::AdamWOptions>(o)),
+          torch::optim::OptimizerParamGroup(no_decay, std::make_unique<torch::optim::AdamWOptions>(o0))},
+      o);
+
+  if (!resume_from.empty()) {
+    const fs::path ck(resume_from);
+    const std::string tj_path = (ck / "trainer.json").string();
+    auto tj = read_json_file(tj_path);
+    if (!tj.contains("config")) fail(tj_path, "key 'config': missing");
+    auto saved = LmTrainConfig::from_json(tj["config"], tj_path + ": config");
+    if (saved.model.to_json() != cfg.model.to_json())
+      fail(s.opts.run_dir, "the model config differs from the checkpoint's (" + resume_from +
+                               "); a run can only be resumed with the same model");
+    s.step = get_int(tj, "step", tj_path);
+    s.elapsed_before = get_number(tj, "elapsed_s", tj_path);
+    s.skipped = get_int(tj, "skipped_steps", tj_path);
+    s.bad_in_row = static_cast<int>(get_int(tj, "bad_in_row", tj_path));
+    const std::string weights = (ck / "model.safetensors").string();
+    train::load_named_tensors(*s.model, safetensors::load(weights), weights);
+    train::load_optimizer(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
+    const std::string ts = (ck / "trainer.safetensors").string();
+    auto state = safetensors::load(ts);
+    auto rng = state.find("rng.cpu");
+    if (rng == state.end()) fail(ts, "missing tensor 'rng.cpu' (the random generator's state)");
+    at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the process's generator
+    gen.set_state(rng->second);
+    const int64_t samples = tj.value("data_samples", int64_t(-1));
+    if (samples != s.shards->size())
+      s.print("warning: the checkpoint was trained on " + std::to_string(samples) + " samples, " + cfg.data + " holds " +
+              std::to_string(s.shards->size()) + "; the batches after step " + std::to_string(s.step) +
+              " differ from the original run's");
+    s.saved_step = s.step;
+    s.load_history();
+    s.print("resumed from " + resume_from + " at step " + std::to_string(s.step));
+  }
+  write_json_file((run / "run.json").string(), cfg.to_json());
+  s.log.open(run / "log.jsonl", std::ios::app);
+  if (!s.log) fail((run / "log.jsonl").string(), "cannot open the training log for writing");
+}
+
+LmTrainer::~LmTrainer() = default;
+int64_t LmTrainer::global_step() const { return s_->step; }
+int64_t LmTrainer::skipped_steps() const { return s_->skipped; }
+Llama LmTrainer::model() const { return s_->model; }
+const LmTrainConfig& LmTrainer::config() const { return s_->cfg; }
+
+nlohmann::json LmTrainer::step() {
+  State& s = *s_;
+  const auto& cfg = s.cfg;
+  const auto t0 = Clock::now();
+  const int si = cfg.stage_index(s.step);
+  const LmStage& st = cfg.stages[si];
+  const double lr = cfg.lr_at(s.step);
+  train::set_lr(*s.opt, lr);
+
+  // Micro-batches: each one all images or all clips, drawn from the stage's mix.
+  auto rng = step_rng(cfg.seed, s.step);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<Batch> micro;
+  int image_batches = 0;
+  for (int m = 0; m < st.grad_accum; ++m) {
+    const bool image = st.frames == 1 || u(rng) < st.image_fraction;
+    const auto& pool = image ? s.image_pool : s.clip_pools.at(cfg.latent_frames(st.frames));
+    std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
+    std::vector<SampleView> samples;
+    for (int b = 0; b < st.batch_size; ++b) samples.push_back(s.shards->at(pool[pick(rng)]));
+    BatchOptions bo;
+    bo.latent_frames = image ? 1 : cfg.latent_frames(st.frames);
+    bo.caption_dropout = cfg.caption_dropout;
+    bo.lambda = st.lambda;
+    bo.weighted_frames = cfg.latent_frames(cfg.weighted_frames);
+    micro.push_back(make_batch(samples, *s.vocab, bo, rng));
+    image_batches += image;
+  }
+  int64_t video_tokens = 0, tokens = 0;
+  for (const auto& b : micro) {
+    video_tokens += b.video_tokens;
+    tokens += b.input.ne(s.vocab->pad()).sum().item<int64_t>();
+  }
+  const double data_ms = seconds_since(t0) * 1000;
+
+  // Eq. 2 over the whole step: sum of weighted CE / video tokens of all micro-batches.
+  const bool amp = s.opts.device.is_cuda() && cfg.mixed_precision;
+  s.opt->zero_grad();
+  double loss = 0, range_sum[kRanges] = {0, 0, 0};
+  int64_t range_n[kRanges] = {0, 0, 0};
+  for (const auto& b : micro) {
+    LossParts parts;
+    {
+      CudaAutocast autocast(amp);
+      auto logits = s.model->forward(b.input.to(s.opts.device));
+      parts = video_loss(logits, b);
+    }
+    auto scaled = parts.loss * (static_cast<double>(b.video_tokens) / std::max<int64_t>(1, video_tokens));
+    scaled.backward();
+    loss += scaled.item<double>();
+    for (int r = 0; r < kRanges; ++r)
+      if (parts.range_tokens[r] > 0) range_sum[r] += parts.range_loss[r] * parts.range_tokens[r], range_n[r] += parts.range_tokens[r];
+  }
+  const double grad_norm =
+      torch::nn::utils::clip_grad_norm_(s.model->parameters(), cfg.grad_clip > 0 ? cfg.grad_clip : 1e30);
+  const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
+  if (finite) {
+    s.opt->step();
+    s.bad_in_row = 0;
+  } else {
+    ++s.skipped;
+    ++s.bad_in_row;
+  }
+
+  nlohmann::json rec;
+  const double ms = seconds_since(t0) * 1000;
+  int64_t all_n = 0;
+  double all_sum = 0;
+  rec["step"] = s.step;
+  rec["stage"] = si + 1;
+  rec["frames"] = st.frames;
+  rec["lr"] = lr;
+  rec["loss"] = loss;
+  for (int r = 0; r < kRanges; ++r) {
+    rec[std::string("loss_") + range_name(r)] = range_n[r] ? range_sum[r] / range_n[r] : kNaN;
+    all_sum += range_sum[r], all_n += range_n[r];
+  }
+  rec["ce"] = all_n ? all_sum / all_n : kNaN;  // unweighted: comparable across lambda
+  rec["grad_norm"] = grad_norm;
+  rec["tokens"] = tokens;
+  rec["video_tokens"] = video_tokens;
+  rec["image_batches"] = image_batches;
+  rec["micro_batches"] = st.grad_accum;
+  rec["tokens_per_s"] = tokens / std::max(1e-9, ms / 1000);
+  rec["ms"] = ms;
+  rec["data_ms"] = data_ms;
+  if (!finite) rec["skipped"] = true;
+  ++s.step;
+  if (!finite && s.bad_in_row >= cfg.max_bad_steps) {
+    const std::string last = train::newest_checkpoint(s.opts.run_dir);
+    fail("training", std::to_string(s.bad_in_row) + " steps in a row (up to step " + std::to_string(s.step - 1) +
+                         ") had a non-finite loss or gradient; stopped. " +
+                         (last.empty() ? std::string("No checkpoint was written yet")
+                                       : "The last good checkpoint is " + last) +
+                         "; lower the stage's lr or set grad_clip, then --resume");
+  }
+  return rec;
+}
+
+void LmTrainer::save_checkpoint() {
+  State& s = *s_;
+  train::write_checkpoint(s.opts.run_dir, s.step, s.cfg.keep_checkpoints, [&](const std::string& dir) {
+    save_lm(dir, s.model, {{"step", std::to_string(s.step)}});
+    write_file_atomic((fs::path(dir) / "optimizer.pt").string(), train::optimizer_bytes(*s.opt));
+    safetensors::save((fs::path(dir) / "trainer.safetensors").string(),
+                      {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}});
+    nlohmann::json tj = {{"format", "loong-lm-trainer"},
+                         {"step", s.step},
+                         {"stage", s.cfg.stage_index(std::max<int64_t>(0, s.step - 1)) + 1},
+                         {"elapsed_s", s.elapsed()},
+                         {"skipped_steps", s.skipped},
+                         {"bad_in_row", s.bad_in_row},
+                         {"data_samples", s.shards->size()},
+                         {"data_position", "batches are drawn from a generator seeded with (seed, step)"},
+                         {"config", s.cfg.to_json()}};
+    write_json_file((fs::path(dir) / "trainer.json").string(), tj);
+  });
+  s.saved_step = s.step;
+}
+
+int64_t LmTrainer::run() {
+  State& s = *s_;
+  const auto& cfg = s.cfg;
+  const int64_t total = cfg.total_steps();
+  s.session_start = Clock::now();
+  {
+    const auto& m = cfg.model;
+    char head[512];
+    std::snprintf(head, sizeof head,
+                  "lm: %.2fM parameters (dim %d, %d layers, %d heads), vocabulary %d (text %d + video %d + %d); "
+                  "%lld steps in %zu stage(s); device %s, %d thread(s)",
+                  m.parameter_count() / 1e6, m.dim, m.n_layers, m.n_heads, m.vocab_size(), m.text_vocab, m.video_vocab,
+                  kSpecialTokens, static_cast<long long>(total), cfg.stages.size(), s.opts.device.str().c_str(),
+                  at::get_num_threads());
+    s.print(head);
+    s.print("data: " + cfg.data + ": " + std::to_string(s.shards->size()) + " samples, " +
+            std::to_string(s.shards->images().size()) + " images, " + std::to_string(s.tokens_per_frame) +
+            " tokens per latent frame");
+  }
+  int current = -1;
+  const int64_t end = s.opts.stop_at >= 0 ? std::min(total, s.opts.stop_at) : total;
+  while (s.step < end) {
+    if (cfg.max_minutes > 0 && seconds_since(s.session_start) > cfg.max_minutes * 60) {
+      s.print("stopping at step " + std::to_string(s.step) + ": max_minutes (" + std::to_string(cfg.max_minutes) +
+              ") reached; --resume continues");
+      break;
+    }
+    const int si = cfg.stage_index(s.step);
+    if (si != current) {
+      current = si;
+      const auto& st = cfg.stages[si];
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "stage %d/%zu (%s): %d frames, %lld steps, batch %d x %d, images %.0f%%, lr %.1e, lambda %g", si + 1,
+                    cfg.stages.size(), st.name.c_str(), st.frames, static_cast<long long>(st.steps), st.batch_size,
+                    st.grad_accum, 100 * (st.frames == 1 ? 1.0 : st.image_fraction), st.lr, st.lambda);
+      s.print(line);
+    }
+    auto rec = step();
+    rec["elapsed_s"] = s.elapsed();
+    s.log << rec.dump() << "\n";
+    s.log.flush();
+    const int64_t done = s.step;
+    s.history.push_back({rec["step"].get<int64_t>(), json_or_nan(rec, "ce"),
+                         {json_or_nan(rec, "loss_frame_1"), json_or_nan(rec, "loss_frames_2_17"),
+                          json_or_nan(rec, "loss_frames_18_65")}});
+    auto& avg = s.stage_ms[si];
+    avg = avg == 0 ? rec["ms"].get<double>() : 0.9 * avg + 0.1 * rec["ms"].get<double>();
+    const std::string eta = train::format_duration(s.eta_seconds());
+    if (done % cfg.log_every == 0 || done == total) {
+      auto r3 = [&](const char* k) {
+        const double v = json_or_nan(rec, k);
+        char b[16];
+        if (std::isfinite(v)) std::snprintf(b, sizeof b, "%.3f", v);
+        else std::snprintf(b, sizeof b, "-");
+        return std::string(b);
+      };
+      char line[384];
+      std::snprintf(line, sizeof line,
+                    "step %lld/%lld s%d  loss %.4f ce %s | f1 %s f2-17 %s f18-65 %s | gnorm %.3f lr %.2e | %.0f tok/s "
+                    "%.0f ms | ETA %s%s",
+                    static_cast<long long>(done), static_cast<long long>(total), si + 1, rec["loss"].get<double>(),
+                    r3("ce").c_str(), r3("loss_frame_1").c_str(), r3("loss_frames_2_17").c_str(),
+                    r3("loss_frames_18_65").c_str(), rec["grad_norm"].get<double>(), rec["lr"].get<double>(),
+                    rec["tokens_per_s"].get<double>(), rec["ms"].get<double>(), eta.c_str(),
+                    rec.contains("skipped") ? "  [skipped: non-finite]" : "");
+      s.print(line);
+    }
+    if (s.opts.status) {
+      const int width = 30;
+      const int filled = static_cast<int>(width * done / total);
+      char bar[160];
+      std::snprintf(bar, sizeof bar, "[%s%s] %3d%%  step %lld/%lld  stage %d/%zu  ETA %s",
+                    std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                    static_cast<int>(100 * done / total), static_cast<long long>(done), static_cast<long long>(total),
+                    si + 1, cfg.stages.size(), eta.c_str());
+      s.opts.status(bar);
+    }
+    if (cfg.plot_every > 0 && done % cfg.plot_every == 0) s.write_plot();
+    if (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done < end) save_checkpoint();
+  }
+  if (s.step < total && s.step == end) s.print("stopping at step " + std::to_string(s.step) + " (--stop-at); --resume continues");
+  if (s.saved_step != s.step) save_checkpoint();
+  s.write_plot();
+  if (s.skipped > 0) s.print("skipped " + std::to_string(s.skipped) + " step(s) with a non-finite loss or gradient");
+  s.print("checkpoint: " + train::newest_checkpoint(s.opts.run_dir));
+  return s.step;
+}
+
+}  // namespace loong::lm

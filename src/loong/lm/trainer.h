@@ -1,0 +1,74 @@
+// Progressive short-to-long training of the language model (SPEC.md §4):
+// stages of images, then images + 17-frame clips, then images + 65-frame
+// clips, each with its own AdamW schedule (linear warm-up, cosine decay to
+// the stage end) and Eq. 2's weight λ on the first frames' tokens.
+//
+// Run folder:
+//   run.json            the resolved training config (model vocabulary included)
+//   log.jsonl           one JSON object per step (loss, per-range losses, grad norm, lr, tokens/s, ms)
+//   loss_curves.png     smoothed per-range losses (the paper's Fig. 3), redrawn every plot_every steps
+//   checkpoints/step-NNNNNNNN/{model.safetensors, config.json, optimizer.pt, trainer.safetensors, trainer.json}
+//
+// Batches are a function of (seed, step) alone, so a checkpoint's step is its
+// data position, and resuming is exact: on the CPU, N steps + resume + N
+// steps give the same weights bit for bit as 2N steps in one go.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include "loong/lm/model.h"
+#include "loong/lm/train_config.h"
+
+namespace loong::lm {
+
+struct LmTrainerOptions {
+  std::string run_dir;
+  c10::Device device = c10::Device("cpu");
+  bool resume = false;                              // continue from the newest checkpoint in run_dir
+  int64_t stop_at = -1;                             // end this session (with a checkpoint) at this step; -1 = the end
+  std::function<void(const std::string&)> print;    // console lines (null = quiet)
+  std::function<void(const std::string&)> status;   // the progress bar, redrawn in place (null = none)
+};
+
+class LmTrainer {
+ public:
+  // Opens the shards and checks them against the model and tokenizers;
+  // with opts.resume, loads the newest checkpoint of run_dir.
+  LmTrainer(LmTrainConfig config, LmTrainerOptions opts);
+  ~LmTrainer();
+
+  // The config a run folder was started with (its run.json).
+  static LmTrainConfig run_config(const std::string& run_dir);
+
+  // Trains until the last stage ends (or max_minutes), then checkpoints.
+  // Returns the number of steps done in total.
+  int64_t run();
+
+  // One optimiser step at the current global step; returns its log record.
+  // A non-finite loss or gradient skips the update ("skipped": true); after
+  // max_bad_steps in a row it throws loong::Error.
+  nlohmann::json step();
+
+  void save_checkpoint();
+  int64_t global_step() const;
+  int64_t skipped_steps() const;
+  Llama model() const;
+  const LmTrainConfig& config() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+// A trained model folder (model.safetensors + config.json), a checkpoint
+// folder or a run folder (its newest checkpoint).
+Llama load_lm(const std::string& dir, c10::Device device = c10::Device("cpu"));
+void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace loong::lm

@@ -1,0 +1,65 @@
+// What every trainer shares: module tensors by name, optimiser state as
+// bytes, and run folders whose checkpoints are written whole or not at all.
+//
+//   RUN/checkpoints/step-NNNNNNNN/       a complete checkpoint (model.safetensors inside)
+//   RUN/checkpoints/step-NNNNNNNN.partial one being written: never read, removed on the next start
+// A checkpoint is filled under its ".partial" name and renamed when complete,
+// so a crash (even kill -9) during the write leaves the previous one intact.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <c10/core/Device.h>
+#include <torch/nn/module.h>
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace loong::train {
+
+// Parameters then buffers, by their dotted names.
+std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const torch::nn::Module& m);
+
+// Copies tensors into the module's parameters and buffers by name. Every
+// name must be present with the same shape, and no extra names (with
+// `prefix` stripped) may remain; errors name `where` and the tensor.
+void load_named_tensors(torch::nn::Module& m, const std::map<std::string, torch::Tensor>& tensors,
+                        const std::string& where, const std::string& prefix = "");
+
+// "step-00001234"
+std::string step_name(int64_t step);
+
+// Sets the learning rate of every AdamW parameter group.
+void set_lr(torch::optim::Optimizer& opt, double lr);
+
+// Optimiser state (moments, step counts) as LibTorch archive bytes, and back.
+std::string optimizer_bytes(const torch::optim::Optimizer& opt);
+void load_optimizer(torch::optim::Optimizer& opt, const std::string& path, c10::Device device);
+
+// Complete checkpoint folders of a run, oldest first, with their steps.
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir);
+// Newest complete checkpoint folder of a run ("" when there is none).
+std::string newest_checkpoint(const std::string& run_dir);
+
+// The model folder `dir` refers to: itself when it holds model.safetensors,
+// else a run folder's newest checkpoint. Throws loong::Error otherwise.
+std::string resolve_model_dir(const std::string& dir);
+
+// Creates RUN/checkpoints and removes checkpoints left half-written by a crash.
+void prepare_checkpoint_dir(const std::string& run_dir);
+
+// Writes RUN/checkpoints/step-N: `fill` writes the files into the folder it
+// is given (a ".partial" one), which is then renamed into place; all but
+// the newest `keep` checkpoints are removed afterwards.
+void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
+                      const std::function<void(const std::string& dir)>& fill);
+
+// "1h02m", "4m05s", "12s"
+std::string format_duration(double seconds);
+
+}  // namespace loong::train
