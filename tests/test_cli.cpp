@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdio>
 
+#include "loong/core/json_util.h"
 #include "loong/io/safetensors.h"
 #include "loong/io/video.h"
 #include "lm_test_data.h"
@@ -336,4 +337,71 @@ TEST(Cli, TrainSurvivesKillDuringCheckpointAndResumes) {
   auto shown = run("train --config " + (dir / "train.json") + " --show-config");
   ASSERT_EQ(shown.code, 0) << shown.err;
   EXPECT_NE(shown.out.find(dir / "shards"), std::string::npos) << "relative paths resolve against the config's folder";
+}
+
+TEST(Cli, GenerateFromARandomBundle) {
+  TempDir dir;
+  const std::string model = dir / "model";
+  auto init = run("model init --out " + model);
+  ASSERT_EQ(init.code, 0) << init.err;
+  auto info = run("model info " + model);
+  ASSERT_EQ(info.code, 0) << info.err;
+  EXPECT_NE(info.out.find("\"tokens_per_clip\": 1088"), std::string::npos) << info.out;
+
+  // 12 s at 6.5 fps: a 65-frame clip, then 13 more frames from a second clip.
+  const std::string out = dir / "a.mp4";
+  auto gen = run("generate --model " + model + " --prompt 'a red shirt moving left' --seconds 12 --out " + out +
+                 " --sheet " + (dir / "a.png") + " --report " + (dir / "a.json") + " --upscale 2 --seed 3");
+  ASSERT_EQ(gen.code, 0) << gen.err;
+  EXPECT_NE(gen.out.find("clip 2/2"), std::string::npos) << gen.out;
+  EXPECT_NE(gen.out.find("prefill"), std::string::npos) << "a timing summary: " << gen.out;
+  auto probe = loong::video::probe(out);
+  EXPECT_EQ(probe.streams.at(0).frames, 78);
+  EXPECT_EQ(probe.streams.at(0).width, 128);
+  EXPECT_TRUE(std::filesystem::exists(dir / "a.png"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "a.partial.mp4"));
+  auto report = loong::read_json_file(dir / "a.json");
+  EXPECT_EQ(report["frames"], 78);
+  EXPECT_GT(report["timings_s"]["decode"].get<double>(), 0);
+  // The same seed gives the same video.
+  auto again = run("generate --model " + model + " --prompt 'a red shirt moving left' --seconds 12 --out " +
+                   (dir / "b.mp4") + " --upscale 2 --seed 3 --quiet");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(loong::test::read_bytes(out), loong::test::read_bytes(dir / "b.mp4"));
+
+  // A story over time, without re-encoding, continuing a real video.
+  loong::test::write_bytes(dir / "story.txt", "0: a red shirt\n9: a blue bag\n");
+  loong::video::write(dir / "init.mp4", loong::test::natural_clip(12, 64, 64));
+  auto story = run("generate --model " + model + " --prompts " + (dir / "story.txt") + " --seconds 4 --out " +
+                   (dir / "c.mkv") + " --no-reencode --init-video " + (dir / "init.mp4") + " --quiet");
+  ASSERT_EQ(story.code, 0) << story.err;
+  EXPECT_EQ(loong::video::probe(dir / "c.mkv").streams.at(0).frames, 26);
+
+  // Stopped after the second of four clips: the partial file plays and holds
+  // exactly the finished clips; nothing is at the output path.
+  ::setenv("LOONG_TEST_KILL_AFTER_CLIP", "2", 1);
+  auto killed = run("generate --model " + model + " --prompt 'a red shirt' --seconds 30 --out " + (dir / "k.mp4"));
+  ::unsetenv("LOONG_TEST_KILL_AFTER_CLIP");
+  EXPECT_NE(killed.code, 0);
+  EXPECT_FALSE(std::filesystem::exists(dir / "k.mp4"));
+  EXPECT_EQ(loong::video::read(dir / "k.partial.mp4").frames.size(0), 65 + 60);
+}
+
+TEST(Cli, GenerateBadFlags) {
+  TempDir dir;
+  const std::string m = " --model " + (dir / "none") + " --out " + (dir / "o.mp4");
+  expect_one_line_error(run("generate" + m + " --prompt x --seconds -1"), 1, "--seconds");
+  expect_one_line_error(run("generate" + m + " --prompt x --seconds 0"), 1, "--seconds");
+  expect_one_line_error(run("generate" + m + " --prompt x --top-k 0"), 1, "--top-k");
+  expect_one_line_error(run("generate" + m + " --prompt ''"), 1, "--prompt");
+  expect_one_line_error(run("generate" + m + " --prompt '  '"), 1, "--prompt");
+  expect_one_line_error(run("generate" + m), 1, "--prompt");
+  expect_one_line_error(run("generate" + m + " --prompt x --upscale-method nearest"), 1, "nearest");
+  expect_one_line_error(run("generate" + m + " --prompt x --cfg -2"), 1, "--cfg");
+  expect_one_line_error(run("generate" + m + " --prompt x"), 1, "no such model folder");
+  expect_one_line_error(run("generate --model " + (dir / "none") + " --prompt x"), 2, "--out");
+  expect_one_line_error(run("generate" + m + " --prompts " + (dir / "nofile.txt")), 1, "nofile.txt");
+  expect_one_line_error(run("model pack --tokenizer " + (dir / "t") + " --text " + (dir / "x") + " --lm " +
+                            (dir / "l") + " --out " + (dir / "b")),
+                        1, (dir / "t") + ": no such model folder");
 }

@@ -241,6 +241,45 @@ TEST(VideoIO, WriterIsAtomic) {
   expect_error([&] { w.write(torch::zeros({8, 8, 3}, torch::kUInt8)); }, {"y.mp4", "expected a frame [16, 16, 3]"});
 }
 
+TEST(VideoIO, StreamingWriterIsPlayableAfterEachFlush) {
+  TempDir dir;
+  const std::string p = write_clip(dir, "s.mp4", loong::test::natural_clip(3, 32, 32), 4);
+  const std::string before = loong::test::read_bytes(p);
+  const std::string partial = video::streaming_path(p);
+  EXPECT_EQ(partial, dir / "s.partial.mp4");
+  auto clip = loong::test::natural_clip(12, 32, 32, 4);
+  {
+    video::WriteOptions o;
+    o.streaming = true;
+    video::VideoWriter w(p, 32, 32, o);
+    w.write(clip.narrow(0, 0, 5));
+    w.flush();
+    // Read while the writer is still open: the first 5 frames are there.
+    auto v = video::read(partial);
+    ASSERT_EQ(v.frames.size(0), 5);
+    EXPECT_GT(loong::test::psnr(v.frames, clip.narrow(0, 0, 5)), 30);
+    w.write(clip.narrow(0, 5, 7));
+    w.flush();
+    EXPECT_EQ(video::read(partial).frames.size(0), 12);
+    // Destroyed without close(), as if stopped: the old file is untouched and
+    // the partial one still plays.
+  }
+  EXPECT_EQ(loong::test::read_bytes(p), before);
+  EXPECT_EQ(video::read(partial).frames.size(0), 12);
+  {
+    video::WriteOptions o;
+    o.streaming = true;
+    video::VideoWriter w(p, 32, 32, o);
+    w.write(clip);
+    w.close();
+  }
+  EXPECT_FALSE(std::filesystem::exists(partial));
+  EXPECT_EQ(video::read(p).frames.size(0), 12);
+  video::WriteOptions o;
+  o.streaming = true;
+  expect_error([&] { video::VideoWriter w(dir / "x.gif", 16, 16, o); }, {"x.gif", "cannot be streamed"});
+}
+
 TEST(VideoIO, BadInputsGiveClearErrors) {
   TempDir dir;
   const std::string good = write_clip(dir, "good.mp4", loong::test::natural_clip(20, 64, 64), 10);

@@ -1,12 +1,11 @@
 // loong train: progressive training of the language model on token shards.
-#include <unistd.h>
-
 #include <cstdio>
 #include <iostream>
 
 #include <torch/torch.h>
 
 #include "cli/commands.h"
+#include "cli/status_line.h"
 #include "loong/core/error.h"
 #include "loong/core/runtime.h"
 #include "loong/lm/trainer.h"
@@ -60,25 +59,15 @@ void add_train_command(CLI::App& app, Globals& g) {
     o.resume = !a->resume.empty();
     o.stop_at = a->stop_at;
     // A progress bar on the terminal's last line, redrawn under the step lines.
-    auto bar = std::make_shared<std::string>();
-    const bool tty = !a->quiet && ::isatty(STDERR_FILENO);
-    const bool q = a->quiet;
-    o.print = [q, tty, bar](const std::string& line) {
-      if (q && line.rfind("checkpoint:", 0) != 0) return;
-      if (tty && !bar->empty()) std::fprintf(stderr, "\r\033[K"), std::fflush(stderr);
-      std::printf("%s\n", line.c_str());
-      std::fflush(stdout);
-      if (tty && !bar->empty()) std::fprintf(stderr, "%s", bar->c_str()), std::fflush(stderr);
+    auto out = std::make_shared<StatusLine>(a->quiet);
+    o.print = [out](const std::string& line) {
+      if (out->quiet() && line.rfind("checkpoint:", 0) != 0) return;
+      out->print(line);
     };
-    if (tty)
-      o.status = [bar](const std::string& s) {
-        *bar = s;
-        std::fprintf(stderr, "\r\033[K%s", s.c_str());
-        std::fflush(stderr);
-      };
+    if (out->tty()) o.status = [out](const std::string& s) { out->status(s); };
     lm::LmTrainer trainer(cfg, o);
     trainer.run();
-    if (tty) std::fprintf(stderr, "\r\033[K"), std::fflush(stderr);
+    out->clear();
   }));
 }
 

@@ -26,5 +26,7 @@ void add_tokenizer_commands(CLI::App& app, Globals& g);
 void add_text_commands(CLI::App& app, Globals& g);
 void add_tokenize_command(CLI::App& app, Globals& g);
 void add_train_command(CLI::App& app, Globals& g);
+void add_model_commands(CLI::App& app, Globals& g);
+void add_generate_command(CLI::App& app, Globals& g);
 
 }  // namespace loong::cli

@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
   add_text_commands(app, g);
   add_tokenize_command(app, g);
   add_train_command(app, g);
+  add_model_commands(app, g);
+  add_generate_command(app, g);
 
   try {
     app.parse(argc, argv);

@@ -108,17 +108,21 @@ AtomicFile::~AtomicFile() {
   unregister_temporary(slot_);
 }
 
+void commit_file(const std::string& from, const std::string& to) {
+  fsync_path(from, false);
+  if (std::rename(from.c_str(), to.c_str()) != 0)
+    fail(to, std::string("cannot rename temporary file into place: ") + std::strerror(errno));
+  fs::path parent = fs::path(to).parent_path();
+  fsync_path(parent.empty() ? "." : parent.string(), true);
+}
+
 void AtomicFile::commit() {
   if (committed_) return;
   if (!fs::exists(temp_)) fail(path_, "nothing was written");
-  fsync_path(temp_, false);
-  if (std::rename(temp_.c_str(), path_.c_str()) != 0)
-    fail(path_, std::string("cannot rename temporary file into place: ") + std::strerror(errno));
+  commit_file(temp_, path_);
   committed_ = true;
   unregister_temporary(slot_);
   slot_ = -1;
-  fs::path parent = fs::path(path_).parent_path();
-  fsync_path(parent.empty() ? "." : parent.string(), true);
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {

@@ -30,6 +30,9 @@ class AtomicFile {
   int slot_ = -1;  // registration for removal on SIGINT/SIGTERM/SIGHUP
 };
 
+// fsync `from`, rename it over `to`, fsync the folder.
+void commit_file(const std::string& from, const std::string& to);
+
 // Writes bytes to path atomically.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 

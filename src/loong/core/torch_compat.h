@@ -20,24 +20,32 @@ namespace loong {
 
 // Softmax attention: q [B, H, L, D], k and v [B, H, S, D] -> [B, H, L, D].
 // With `causal`, query i (the last L of S positions) sees keys j <= i + S - L,
-// i.e. the mask is aligned to the bottom right, as a KV cache needs. LibTorch
-// 2.x has a fused kernel (flash / memory-efficient on CUDA); 1.13 computes it
-// directly.
-inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal) {
+// i.e. the mask is aligned to the bottom right, as a KV cache needs.
+// `key_valid` (bool [B, S], optional) hides padding keys (left-padded prompts
+// in a batch); a query still sees its own position, so a padding query's row
+// is never empty. LibTorch 2.x has a fused kernel (flash / memory-efficient on
+// CUDA); 1.13 computes it directly.
+inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
+                            const at::Tensor& key_valid = {}) {
   const int64_t L = q.size(2), S = k.size(2);
   const bool masked = causal && L > 1;
+  at::Tensor allowed;  // bool, broadcastable to [B, H, L, S]; undefined = everything
+  if (key_valid.defined()) {
+    auto self = at::zeros({L, S}, q.options().dtype(at::kBool));
+    self.diagonal(S - L).fill_(true);
+    allowed = key_valid.view({key_valid.size(0), 1, 1, S}) | self;
+    if (masked) allowed = allowed & at::ones({L, S}, q.options().dtype(at::kBool)).tril(S - L);
+  } else if (masked) {
+    allowed = at::ones({L, S}, q.options().dtype(at::kBool)).tril(S - L);
+  }
 #if LOONG_HAS_SDPA
-  if (!masked) return at::scaled_dot_product_attention(q, k, v);
-  if (L == S) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
-  auto allowed = at::ones({L, S}, q.options().dtype(at::kBool)).tril(S - L);
+  if (!allowed.defined()) return at::scaled_dot_product_attention(q, k, v);
+  if (!key_valid.defined() && L == S) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
   return at::scaled_dot_product_attention(q, k, v, allowed);
 #else
   // Scaling q ([L, D]) costs less than scaling the scores ([L, S]).
   auto scores = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))), k.transpose(-2, -1));
-  if (masked) {
-    auto blocked = at::ones({L, S}, q.options().dtype(at::kBool)).triu(S - L + 1);
-    scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
-  }
+  if (allowed.defined()) scores.masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   return at::matmul(at::softmax(scores, -1), v);
 #endif
 }

@@ -85,7 +85,14 @@ struct WriteOptions {
   std::string preset = "fast";      // x264 preset
   int rotation = 0;                 // display-matrix rotation to record (clockwise degrees)
   bool variable_frame_rate = false; // use write_at() timestamps instead of frame index / fps
+  // MP4/MOV/MKV only: write a fragmented file under streaming_path(PATH)
+  // ("OUT.partial.mp4") that is playable up to the last flush(), even if the
+  // process is killed; close() renames it to PATH. No encoder look-ahead.
+  bool streaming = false;
 };
+
+// Where a streaming writer puts its file until close(): "a/b.partial.mp4" for "a/b.mp4".
+std::string streaming_path(const std::string& path);
 
 // Writes H.264 MP4 (yuv420p, plays in browsers) or GIF (by the path's
 // extension: .mp4/.mov/.mkv or .gif). The file appears only when close()
@@ -101,6 +108,9 @@ class VideoWriter {
   void write(const at::Tensor& frames);
   // One frame at an explicit time in seconds (requires variable_frame_rate).
   void write_at(const at::Tensor& frame, double seconds);
+  // Streaming writers: everything written so far reaches the file as a
+  // complete fragment (no-op otherwise).
+  void flush();
   // Flushes the encoder, finishes the container and renames it into place.
   void close();
   int64_t frames_written() const;

@@ -109,6 +109,13 @@ class Muxer {
     }
   }
 
+  // Ends the current fragment (fragmented MP4, Matroska) and pushes the bytes to the file.
+  void flush() {
+    check(av_interleaved_write_frame(oc_, nullptr), path_, "write failed (disk full?)");
+    check(av_write_frame(oc_, nullptr), path_, "write failed (disk full?)");
+    avio_flush(oc_->pb);
+  }
+
   void finish() {
     encode(nullptr);
     check(av_write_trailer(oc_), path_, "cannot finish the container");
@@ -179,6 +186,7 @@ struct VideoWriter::Impl {
     gif = ext == ".gif";
     if (!gif && ext != ".mp4" && ext != ".mov" && ext != ".mkv")
       fail(p, "unsupported output extension " + squote(ext) + " (expected .mp4, .mov, .mkv or .gif)");
+    if (gif && o.streaming) fail(p, "GIFs cannot be streamed (a palette needs every frame): use .mp4");
     if (w <= 0 || h <= 0 || w > 16384 || h > 16384)
       fail(p, "frame size " + std::to_string(w) + "x" + std::to_string(h) + " is out of range");
     if (!(o.fps > 0) || o.fps > 1000) fail(p, "fps must be in (0, 1000], got " + std::to_string(o.fps));
@@ -190,6 +198,7 @@ struct VideoWriter::Impl {
   }
 
   AVRational fps_q() const { return av_d2q(opts.fps, 100000); }
+  std::string out_path() const { return opts.streaming ? streaming_path(path) : file.temp_path(); }
 
   void open_h264(const std::string& ext) {
     const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
@@ -200,12 +209,16 @@ struct VideoWriter::Impl {
     av_dict_set(&copts, "preset", opts.preset.c_str(), 0);
     const std::string cpu = x264_cpu_flags();
     if (!cpu.empty() && std::string(codec->name) == "libx264") av_dict_set(&copts, "x264-params", cpu.c_str(), 0);
+    // Streaming: every frame's packet leaves the encoder at once, so a flush
+    // really puts everything written so far into the file.
+    if (opts.streaming) av_dict_set(&copts, "tune", "zerolatency", 0);
     AVDictionary* mopts = nullptr;
-    if (ext != ".mkv") av_dict_set(&mopts, "movflags", "+faststart", 0);
+    if (ext != ".mkv")
+      av_dict_set(&mopts, "movflags", opts.streaming ? "+frag_keyframe+empty_moov+default_base_moof" : "+faststart", 0);
     const AVRational tb = opts.variable_frame_rate ? AVRational{1, 1000} : av_inv_q(fps_q());
     const char* format = ext == ".mkv" ? "matroska" : (ext == ".mov" ? "mov" : "mp4");
     try {
-      mux = std::make_unique<Muxer>(path, "file:" + file.temp_path(), format, codec, enc_w, enc_h,
+      mux = std::make_unique<Muxer>(path, "file:" + out_path(), format, codec, enc_w, enc_h,
                                     AV_PIX_FMT_YUV420P, tb, fps_q(), &copts, &mopts, opts.rotation);
     } catch (...) {
       av_dict_free(&copts);
@@ -322,7 +335,8 @@ struct VideoWriter::Impl {
     if (gif) finish_gif();
     else mux->finish();
     mux.reset();
-    file.commit();
+    if (opts.streaming) commit_file(streaming_path(path), path);
+    else file.commit();
     closed = true;
   }
 };
@@ -350,6 +364,15 @@ void VideoWriter::write_at(const at::Tensor& frame, double seconds) {
 }
 
 void VideoWriter::close() { impl_->close(); }
+
+void VideoWriter::flush() {
+  if (impl_->opts.streaming && !impl_->closed && impl_->mux) impl_->mux->flush();
+}
+
+std::string streaming_path(const std::string& path) {
+  fs::path p(path);
+  return (p.parent_path() / (p.stem().string() + ".partial" + p.extension().string())).string();
+}
 
 int64_t VideoWriter::frames_written() const { return impl_->frames; }
 

@@ -88,7 +88,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     v = cache->v[layer].narrow(2, 0, start + T);
   }
   const int rep = n_heads / n_kv_heads;
-  auto y = attention(q, repeat_kv(k, rep), repeat_kv(v, rep), true);  // [B, H, T, hd]
+  torch::Tensor key_valid;
+  if (cache && cache->valid.defined()) key_valid = cache->valid.narrow(1, 0, start + T);
+  auto y = attention(q, repeat_kv(k, rep), repeat_kv(v, rep), true, key_valid);  // [B, H, T, hd]
   return wo(y.transpose(1, 2).reshape({B, T, n_heads * head_dim}));
 }
 
@@ -153,6 +155,11 @@ torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, KvCache* cache, int
                               std::to_string(start));
     if (start + T > cache->capacity)
       fail("model input", "the cache holds at most " + std::to_string(cache->capacity) + " positions");
+    if (cache->valid.defined() && (cache->valid.dim() != 2 || cache->valid.size(0) != tokens.size(0) ||
+                                   cache->valid.size(1) != cache->capacity ||
+                                   cache->valid.scalar_type() != torch::kBool))
+      fail("model input", "the cache's padding mask must be bool [batch, capacity], got " +
+                              c10::str(cache->valid.sizes()));
   }
   const auto lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
   if (lo < 0 || hi >= config.vocab_size())

@@ -37,6 +37,11 @@ struct KvCache {
   KvCache(const LmConfig& c, int64_t batch, int64_t capacity, torch::Device device,
           torch::Dtype dtype = torch::kFloat);
   std::vector<torch::Tensor> k, v;
+  // Optional bool [B, capacity]: false marks padding positions (left-padded
+  // prompts of different lengths in one batch), which no query attends to.
+  // Rotary positions are relative, so a prompt padded by P on the left gives
+  // the same outputs as the same prompt unpadded.
+  torch::Tensor valid;
   int64_t length = 0;    // positions filled
   int64_t capacity = 0;
 };

@@ -52,27 +52,13 @@ double json_or_nan(const nlohmann::json& j, const char* key) {
 }  // namespace
 
 void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& meta) {
-  make_dirs(dir);
-  auto md = meta;
-  md["format"] = "loong-lm";
-  safetensors::save((fs::path(dir) / "model.safetensors").string(), train::named_tensors(*model), md);
-  write_json_file((fs::path(dir) / "config.json").string(), model->config.to_json());
+  train::save_model_folder(dir, *model, "loong-lm", model->config.to_json(), meta);
 }
 
 Llama load_lm(const std::string& dir_in, c10::Device device) {
-  const std::string dir = train::resolve_model_dir(dir_in);
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  if (!fs::exists(cfg_path)) fail(dir, "missing config.json next to model.safetensors");
-  Llama model(LmConfig::load(cfg_path));
-  const std::string weights = (fs::path(dir) / "model.safetensors").string();
-  std::map<std::string, std::string> meta;
-  auto tensors = safetensors::load(weights, &meta);
-  auto f = meta.find("format");
-  if (f != meta.end() && f->second != "loong-lm")
-    fail(weights, "this is a " + squote(f->second) + " file, not a language model");
-  train::load_named_tensors(*model, tensors, weights);
-  model->to(device);
-  model->eval();
+  const std::string dir = train::model_folder(dir_in);
+  Llama model(LmConfig::load((fs::path(dir) / "config.json").string()));
+  train::load_model_folder(dir, *model, "loong-lm", "a language model", device);
   return model;
 }
 

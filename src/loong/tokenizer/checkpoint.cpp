@@ -15,27 +15,13 @@ namespace fs = std::filesystem;
 namespace loong::tokenizer {
 
 void save_model(const std::string& dir, const VideoTokenizer& model, const std::map<std::string, std::string>& meta) {
-  fs::create_directories(dir);
-  auto md = meta;
-  md["format"] = "loong-video-tokenizer";
-  safetensors::save((fs::path(dir) / "model.safetensors").string(), named_tensors(*model), md);
-  write_json_file((fs::path(dir) / "config.json").string(), model->config.to_json());
+  train::save_model_folder(dir, *model, "loong-video-tokenizer", model->config.to_json(), meta);
 }
 
 VideoTokenizer load_model(const std::string& dir_in, c10::Device device) {
-  const std::string dir = resolve_model_dir(dir_in);
-  const std::string cfg_path = (fs::path(dir) / "config.json").string();
-  if (!fs::exists(cfg_path)) fail(dir, "missing config.json next to model.safetensors");
-  VideoTokenizer model(TokenizerConfig::load(cfg_path));
-  const std::string weights = (fs::path(dir) / "model.safetensors").string();
-  std::map<std::string, std::string> meta;
-  auto tensors = safetensors::load(weights, &meta);
-  auto f = meta.find("format");
-  if (f != meta.end() && f->second != "loong-video-tokenizer")
-    fail(weights, "this is a " + squote(f->second) + " file, not a video tokenizer");
-  load_named_tensors(*model, tensors, weights);
-  model->to(device);
-  model->eval();
+  const std::string dir = train::model_folder(dir_in);
+  VideoTokenizer model(TokenizerConfig::load((fs::path(dir) / "config.json").string()));
+  train::load_model_folder(dir, *model, "loong-video-tokenizer", "a video tokenizer", device);
   return model;
 }
 

@@ -16,6 +16,8 @@
 
 #include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/io/safetensors.h"
 
 namespace fs = std::filesystem;
 
@@ -118,6 +120,34 @@ void prepare_checkpoint_dir(const std::string& run_dir) {
   make_dirs(ck.string());
   for (const auto& e : fs::directory_iterator(ck))
     if (e.path().extension() == ".partial") fs::remove_all(e.path());
+}
+
+void save_model_folder(const std::string& dir, const torch::nn::Module& m, const std::string& format,
+                       const nlohmann::json& config, const std::map<std::string, std::string>& metadata) {
+  make_dirs(dir);
+  auto md = metadata;
+  md["format"] = format;
+  safetensors::save((fs::path(dir) / "model.safetensors").string(), named_tensors(m), md);
+  write_json_file((fs::path(dir) / "config.json").string(), config);
+}
+
+std::string model_folder(const std::string& dir_in) {
+  const std::string dir = resolve_model_dir(dir_in);
+  if (!fs::exists(fs::path(dir) / "config.json")) fail(dir, "missing config.json next to model.safetensors");
+  return dir;
+}
+
+void load_model_folder(const std::string& dir, torch::nn::Module& m, const std::string& format,
+                       const std::string& what, c10::Device device) {
+  const std::string weights = (fs::path(dir) / "model.safetensors").string();
+  std::map<std::string, std::string> meta;
+  auto tensors = safetensors::load(weights, &meta);
+  auto f = meta.find("format");
+  if (f != meta.end() && f->second != format)
+    fail(weights, "this is a " + squote(f->second) + " file, not " + what);
+  load_named_tensors(m, tensors, weights);
+  m.to(device);
+  m.eval();
 }
 
 namespace {

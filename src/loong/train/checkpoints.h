@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
 namespace torch::optim {
@@ -49,6 +50,19 @@ std::string newest_checkpoint(const std::string& run_dir);
 // The model folder `dir` refers to: itself when it holds model.safetensors,
 // else a run folder's newest checkpoint. Throws loong::Error otherwise.
 std::string resolve_model_dir(const std::string& dir);
+
+// A model folder holds config.json (the module's config) and
+// model.safetensors (its tensors, metadata "format" naming the kind).
+void save_model_folder(const std::string& dir, const torch::nn::Module& m, const std::string& format,
+                       const nlohmann::json& config, const std::map<std::string, std::string>& metadata = {});
+// Resolves `dir` (resolve_model_dir) and returns the folder; throws when
+// config.json is missing.
+std::string model_folder(const std::string& dir);
+// Fills `m` from model_dir/model.safetensors (a folder from model_folder):
+// a file of another format is refused with `what` ("a language model") in
+// the message. Moves the module to `device` and sets eval mode.
+void load_model_folder(const std::string& model_dir, torch::nn::Module& m, const std::string& format,
+                       const std::string& what, c10::Device device);
 
 // Creates RUN/checkpoints and removes checkpoints left half-written by a crash.
 void prepare_checkpoint_dir(const std::string& run_dir);

@@ -1,0 +1,122 @@
+#include "loong/gen/bundle.h"
+
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "loong/core/atomic_file.h"
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/lm/trainer.h"
+#include "loong/tokenizer/checkpoint.h"
+
+namespace fs = std::filesystem;
+
+namespace loong::gen {
+
+namespace {
+constexpr const char* kFormat = "loong-model";
+constexpr int kVersion = 1;
+}  // namespace
+
+json BundleInfo::to_json() const {
+  json j = {{"format", kFormat}, {"version", kVersion}, {"name", name},
+            {"fps", fps},        {"clip_frames", clip_frames}, {"overlap_frames", overlap}};
+  if (!extra.is_null()) j["made_by"] = extra;
+  return j;
+}
+
+BundleInfo BundleInfo::from_json(const json& j, const std::string& where) {
+  if (!j.is_object()) fail(where, "expected a JSON object");
+  if (!j.contains("format") || j["format"] != kFormat)
+    fail(where, "key 'format': expected \"" + std::string(kFormat) + "\" (is this a model bundle folder?)");
+  const auto version = get_int(j, "version", where);
+  if (version != kVersion)
+    fail(where, "key 'version': this build reads version " + std::to_string(kVersion) + ", got " +
+                    std::to_string(version));
+  BundleInfo b;
+  ObjectReader r(j, where);
+  r.take("format");
+  r.take("version");
+  r.string("name", b.name);
+  r.number("fps", b.fps, 0.1, 1000);
+  r.integer("clip_frames", b.clip_frames, 1, 100000);
+  r.integer("overlap_frames", b.overlap, 1, 100000);
+  if (j.contains("made_by")) b.extra = j["made_by"];
+  r.take("made_by");
+  r.finish();
+  return b;
+}
+
+void check_bundle(const std::string& where, const BundleInfo& info, const tokenizer::TokenizerConfig& tok,
+                  const lm::LmConfig& lm, int text_vocab) {
+  if (lm.video_vocab != tok.codebook_size)
+    fail(where, "the language model has " + std::to_string(lm.video_vocab) + " video codes but the tokenizer's codebook has " +
+                    std::to_string(tok.codebook_size));
+  if (text_vocab >= 0 && lm.text_vocab != text_vocab)
+    fail(where, "the language model has " + std::to_string(lm.text_vocab) +
+                    " text ids but the text tokenizer has " + std::to_string(text_vocab) + " pieces");
+  const int f = tok.temporal_factor(), s = tok.spatial_factor();
+  if (info.clip_frames < 1 || (info.clip_frames - 1) % f != 0)
+    fail(where, "clip_frames must be 1 + " + std::to_string(f) + "k, got " + std::to_string(info.clip_frames));
+  if (info.overlap < 1 || (info.overlap - 1) % f != 0 || info.overlap >= info.clip_frames)
+    fail(where, "overlap_frames must be 1 + " + std::to_string(f) + "k and below clip_frames, got " +
+                    std::to_string(info.overlap));
+  const int64_t per_frame = static_cast<int64_t>(tok.image_size / s) * (tok.image_size / s);
+  const int64_t clip_tokens = ((info.clip_frames - 1) / f + 1) * per_frame;
+  if (clip_tokens + 4 > lm.max_seq_len)
+    fail(where, "a clip of " + std::to_string(info.clip_frames) + " frames is " + std::to_string(clip_tokens) +
+                    " tokens, more than the language model's max_seq_len " + std::to_string(lm.max_seq_len));
+}
+
+Bundle load_bundle(const std::string& dir, c10::Device device) {
+  if (!fs::is_directory(dir)) fail(dir, "no such model folder (expected a bundle from `loong model init` or `loong model pack`)");
+  const std::string info_path = (fs::path(dir) / "loong.json").string();
+  if (!fs::exists(info_path))
+    fail(dir, "not a model bundle: no loong.json (make one with `loong model init` or `loong model pack`)");
+  Bundle b;
+  b.dir = dir;
+  b.info = BundleInfo::from_json(read_json_file(info_path), info_path);
+  const auto part = [&](const char* name) {
+    const auto p = fs::path(dir) / name;
+    if (!fs::is_directory(p)) fail(p.string(), "missing part of the model bundle");
+    return p.string();
+  };
+  b.tokenizer = tokenizer::load_model(part("tokenizer"), device);
+  b.lm = lm::load_lm(part("lm"), device);
+  b.text_dir = part("text");
+  const std::string text_json = (fs::path(b.text_dir) / "text.json").string();
+  const int text_vocab = static_cast<int>(get_int(read_json_file(text_json), "vocab_size", text_json));
+  check_bundle(info_path, b.info, b.tokenizer->config, b.lm->config, text_vocab);
+  return b;
+}
+
+void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
+                  const std::string& text_dir, const lm::Llama& lm, bool overwrite) {
+  for (const char* f : {"text.model", "text.json"})
+    if (!fs::exists(fs::path(text_dir) / f)) fail(text_dir, std::string("not a text tokenizer folder: no ") + f);
+  const std::string text_json = (fs::path(text_dir) / "text.json").string();
+  const int text_vocab = static_cast<int>(get_int(read_json_file(text_json), "vocab_size", text_json));
+  check_bundle(out, info, tokenizer->config, lm->config, text_vocab);
+  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)) && !overwrite)
+    fail(out, "exists and is not empty (use --force to replace it)");
+
+  const std::string partial = out + ".partial";
+  std::error_code ec;
+  fs::remove_all(partial, ec);
+  make_dirs(partial);
+  tokenizer::save_model((fs::path(partial) / "tokenizer").string(), tokenizer);
+  lm::save_lm((fs::path(partial) / "lm").string(), lm);
+  make_dirs((fs::path(partial) / "text").string());
+  for (const char* f : {"text.model", "text.json"})
+    write_file_atomic((fs::path(partial) / "text" / f).string(), read_file((fs::path(text_dir) / f).string()));
+  write_json_file((fs::path(partial) / "loong.json").string(), info.to_json());
+  // Swap the finished folder in: the old one (if any) goes only after the new one is whole.
+  const std::string old = out + ".old";
+  fs::remove_all(old, ec);
+  if (fs::exists(out)) fs::rename(out, old);
+  fs::rename(partial, out);
+  fs::remove_all(old, ec);
+}
+
+}  // namespace loong::gen

@@ -1,0 +1,56 @@
+// A model bundle: everything `loong generate` needs, in one folder.
+//
+//   DIR/loong.json      format "loong-model", version, fps, clip frames, overlap
+//   DIR/tokenizer/      the video tokenizer (model.safetensors + config.json)
+//   DIR/text/           the SentencePiece text tokenizer (text.model + text.json)
+//   DIR/lm/             the language model (model.safetensors + config.json)
+// A bundle is written under DIR.partial and renamed when complete.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
+
+#include "loong/lm/model.h"
+#include "loong/lm/vocab.h"
+#include "loong/tokenizer/model.h"
+
+namespace loong::gen {
+
+struct BundleInfo {
+  std::string name = "tiny";
+  double fps = 6.5;            // frame rate of the training videos (and of the output)
+  int64_t clip_frames = 65;    // frames per generated clip (the last training stage's)
+  int64_t overlap = 5;         // default frames re-encoded between clips
+  nlohmann::json extra;        // free-form provenance (how it was made)
+
+  nlohmann::json to_json() const;
+  static BundleInfo from_json(const nlohmann::json& j, const std::string& where);
+};
+
+struct Bundle {
+  std::string dir;
+  BundleInfo info;
+  tokenizer::VideoTokenizer tokenizer{nullptr};
+  lm::Llama lm{nullptr};
+  std::string text_dir;  // load with text::TextTokenizer::load
+
+  lm::Vocab vocab() const { return lm::Vocab(lm->config.text_vocab, lm->config.video_vocab); }
+};
+
+// Loads and cross-checks a bundle: vocabulary sizes of the parts agree, the
+// clip fits the model's positions. Errors name the file.
+Bundle load_bundle(const std::string& dir, c10::Device device = c10::Device("cpu"));
+
+// Writes a bundle from its parts; `text_dir` (a text tokenizer folder) is
+// copied. Refuses an existing non-empty `out` unless `overwrite`.
+void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
+                  const std::string& text_dir, const lm::Llama& lm, bool overwrite = false);
+
+// Checks that the parts fit together (also done by load_bundle); `text_vocab`
+// is the text tokenizer's size, or < 0 to skip that check.
+void check_bundle(const std::string& where, const BundleInfo& info, const tokenizer::TokenizerConfig& tok,
+                  const lm::LmConfig& lm, int text_vocab);
+
+}  // namespace loong::gen

@@ -1,0 +1,114 @@
+#include "loong/gen/clip.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <torch/torch.h>
+
+#include "loong/core/error.h"
+
+namespace loong::gen {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+ClipSampler::ClipSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions options)
+    : model_(std::move(model)), vocab_(vocab), options_(options), gen_(make_generator(options.seed)) {
+  validate(options_);
+  if (model_->config.text_vocab != vocab_.text_size() || model_->config.video_vocab != vocab_.video_size())
+    fail("language model", "its vocabulary (" + std::to_string(model_->config.text_vocab) + " text + " +
+                               std::to_string(model_->config.video_vocab) + " video) does not match the tokenizers' (" +
+                               std::to_string(vocab_.text_size()) + " + " + std::to_string(vocab_.video_size()) + ")");
+  model_->eval();
+}
+
+int64_t ClipSampler::positions_needed(const std::vector<ClipPrompt>& prompts, int64_t n) const {
+  size_t longest = 0;
+  for (const auto& p : prompts) longest = std::max(longest, p.text.size() + p.prefix.size());
+  return lm::Vocab::prefix_length(static_cast<int64_t>(longest)) + n;
+}
+
+at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t n,
+                                 const std::function<void(int64_t)>& on_step) {
+  if (prompts.empty()) fail("generation", "no prompts");
+  if (n < 1) fail("generation", "nothing to generate (n = " + std::to_string(n) + ")");
+  for (const auto& p : prompts)
+    if (p.prefix.size() != prompts[0].prefix.size())
+      fail("generation", "every prompt of a batch needs the same number of video prefix tokens");
+  const int64_t needed = positions_needed(prompts, n);
+  const int64_t max_len = model_->config.max_seq_len;
+  if (needed > max_len)
+    fail("prompt", "too long: the text, " + std::to_string(prompts[0].prefix.size()) + " prefix codes and " +
+                       std::to_string(n) + " new codes need " + std::to_string(needed) +
+                       " positions but the model's max_seq_len is " + std::to_string(max_len) + "; shorten the prompt");
+
+  c10::InferenceMode guard;
+  const auto device = model_->output->weight.device();
+  const bool guided = options_.guided();
+  const int64_t B = static_cast<int64_t>(prompts.size()), R = guided ? 2 * B : B;
+
+  // Rows: the conditional prompts, then (with guidance) the same prompts without text.
+  std::vector<std::vector<int32_t>> rows;
+  for (const auto& p : prompts) rows.push_back(vocab_.sequence(p.text, p.prefix, false));
+  if (guided)
+    for (const auto& p : prompts) rows.push_back(vocab_.sequence({}, p.prefix, false));
+  int64_t P = 0;
+  for (const auto& r : rows) P = std::max<int64_t>(P, static_cast<int64_t>(r.size()));
+  auto tokens = torch::full({R, P}, vocab_.pad(), torch::kLong);
+  auto valid = torch::zeros({R, P + n}, torch::kBool);
+  for (int64_t i = 0; i < R; ++i) {
+    const auto& r = rows[static_cast<size_t>(i)];
+    const int64_t pad = P - static_cast<int64_t>(r.size());
+    auto acc = tokens.accessor<int64_t, 2>();
+    for (size_t j = 0; j < r.size(); ++j) acc[i][pad + static_cast<int64_t>(j)] = r[j];
+    valid[i].narrow(0, pad, P + n - pad).fill_(true);
+  }
+
+  // The cache is allocated for the largest batch seen and reused after that.
+  if (!cache_ || cache_->k[0].size(0) != R || cache_->capacity < P + n)
+    cache_ = std::make_unique<lm::KvCache>(model_->config, R, std::max<int64_t>(P + n, needed), device,
+                                           model_->output->weight.scalar_type());
+  cache_->length = 0;
+  cache_->valid = torch::zeros({R, cache_->capacity}, torch::TensorOptions().dtype(torch::kBool).device(device));
+  cache_->valid.narrow(1, 0, P + n).copy_(valid);
+
+  // Only the video rows of the output head are needed: every other id is
+  // masked anyway, so they are never computed.
+  const int64_t T = vocab_.text_size(), V = vocab_.video_size();
+  auto head = model_->output->weight.narrow(0, T, V);
+  auto video_logits = [&](const torch::Tensor& h) {  // h [R, dim] -> [R, V]
+    return torch::nn::functional::linear(h, head);
+  };
+  auto next_codes = [&](const torch::Tensor& logits) {
+    auto l = guided ? cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), options_.cfg_scale) : logits;
+    return sample_codes(l, options_, gen_);
+  };
+
+  auto out = torch::empty({B, n}, torch::kLong);
+  auto t0 = std::chrono::steady_clock::now();
+  auto h = model_->hidden(tokens.to(device), cache_.get(), 0);
+  auto codes = next_codes(video_logits(h.select(1, P - 1)));
+  timings_.prefill_s += seconds_since(t0);
+  timings_.prefill_tokens += R * P;
+  out.select(1, 0).copy_(codes);
+  if (on_step) on_step(0);
+
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 1; i < n; ++i) {
+    auto ids = codes + T;
+    if (guided) ids = torch::cat({ids, ids});
+    h = model_->hidden(ids.view({R, 1}).to(device), cache_.get(), P + i - 1);
+    codes = next_codes(video_logits(h.select(1, 0)));
+    out.select(1, i).copy_(codes);
+    if (on_step) on_step(i);
+  }
+  timings_.decode_s += seconds_since(t0);
+  timings_.decoded_tokens += R * (n - 1);
+  timings_.sampled += n;
+  return out;
+}
+
+}  // namespace loong::gen

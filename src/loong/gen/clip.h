@@ -1,0 +1,59 @@
+// Generating the video tokens of one clip with the language model (SPEC.md §5):
+// prefill the prompts, then decode token by token with a preallocated KV
+// cache. Prompts of one batch may differ in text length: they are padded on
+// the left and the padding is masked, which rotary positions make exact.
+// With guidance, the conditional and the unconditional (empty-text) prompt of
+// every item run as one batch of 2B.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <ATen/core/Generator.h>
+#include <c10/core/Device.h>
+
+#include "loong/gen/sampling.h"
+#include "loong/lm/model.h"
+#include "loong/lm/vocab.h"
+
+namespace loong::gen {
+
+struct ClipPrompt {
+  std::vector<int32_t> text;    // text piece ids (empty = unconditional)
+  std::vector<int32_t> prefix;  // video codes already given, raster order (same count for every item)
+};
+
+struct ClipTimings {
+  double prefill_s = 0, decode_s = 0;
+  int64_t prefill_tokens = 0, decoded_tokens = 0;  // positions run through the model (all rows)
+  int64_t sampled = 0;                             // codes sampled (per item)
+};
+
+class ClipSampler {
+ public:
+  // The model is put in eval mode. Sampling options are validated.
+  ClipSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions options);
+
+  // Samples `n` codes after each prompt's prefix: int64 [B, n] on the CPU.
+  // `on_step(i)` runs after code i (0-based) of every item is sampled.
+  at::Tensor generate(const std::vector<ClipPrompt>& prompts, int64_t n,
+                      const std::function<void(int64_t)>& on_step = {});
+
+  // Positions a batch needs: the longest padded prompt plus n.
+  int64_t positions_needed(const std::vector<ClipPrompt>& prompts, int64_t n) const;
+
+  const ClipTimings& timings() const { return timings_; }
+  const SamplingOptions& options() const { return options_; }
+  const lm::Vocab& vocab() const { return vocab_; }
+
+ private:
+  lm::Llama model_;
+  lm::Vocab vocab_;
+  SamplingOptions options_;
+  at::Generator gen_;
+  std::unique_ptr<lm::KvCache> cache_;  // reused while the batch fits
+  ClipTimings timings_;
+};
+
+}  // namespace loong::gen

@@ -1,0 +1,226 @@
+#include "loong/gen/long_video.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "loong/core/atomic_file.h"
+#include "loong/core/error.h"
+
+namespace loong::gen {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+bool is_1fk(int64_t frames, int f) { return frames >= 1 && (frames - 1) % f == 0; }
+int64_t round_up_1fk(int64_t frames, int f) { return 1 + f * ((std::max<int64_t>(frames, 1) - 1 + f - 1) / f); }
+
+std::string trim(const std::string& s) {
+  const auto a = s.find_first_not_of(" \t\r");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r") - a + 1);
+}
+
+}  // namespace
+
+void validate(const LongVideoOptions& o, int f) {
+  if (!std::isfinite(o.seconds) || o.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(o.seconds));
+  if (o.seconds > 24 * 3600) fail("--seconds", "at most a day (86400), got " + std::to_string(o.seconds));
+  if (!(o.fps > 0)) fail("fps", "must be > 0");
+  if (!is_1fk(o.clip_frames, f))
+    fail("clip frames", "must be 1 + " + std::to_string(f) + "k, got " + std::to_string(o.clip_frames));
+  if (!is_1fk(o.overlap, f))
+    fail("--overlap-frames", "must be 1 + " + std::to_string(f) + "k (1, " + std::to_string(1 + f) + ", " +
+                                 std::to_string(1 + 2 * f) + ", ...) so it encodes to whole latent frames, got " +
+                                 std::to_string(o.overlap));
+  if (o.overlap >= o.clip_frames)
+    fail("--overlap-frames", "must be smaller than a clip (" + std::to_string(o.clip_frames) + " frames), got " +
+                                 std::to_string(o.overlap));
+}
+
+std::vector<ClipPlan> plan_clips(int64_t total, int64_t clip_frames, int64_t overlap, int f, bool first_prefix) {
+  if (total < 1) fail("plan", "a video needs at least one frame");
+  if (!is_1fk(clip_frames, f) || !is_1fk(overlap, f) || overlap >= clip_frames)
+    fail("plan", "clip frames " + std::to_string(clip_frames) + " and overlap " + std::to_string(overlap) +
+                     " must both be 1 + " + std::to_string(f) + "k with the overlap smaller");
+  std::vector<ClipPlan> plans;
+  int64_t produced = 0;
+  while (produced < total) {
+    ClipPlan p;
+    const bool prefixed = !plans.empty() || first_prefix;
+    p.prefix_frames = prefixed ? overlap : 0;
+    p.prefix_latents = prefixed ? (overlap - 1) / f + 1 : 0;
+    p.emit = std::min(total - produced, clip_frames - p.prefix_frames);
+    p.frames = round_up_1fk(p.prefix_frames + p.emit, f);
+    p.latents = (p.frames - 1) / f + 1;
+    p.start = produced;
+    produced += p.emit;
+    plans.push_back(p);
+  }
+  return plans;
+}
+
+PromptSchedule PromptSchedule::single(const std::string& text) {
+  PromptSchedule s;
+  s.entries.push_back({-1, text});
+  return s;
+}
+
+PromptSchedule PromptSchedule::parse(const std::string& content, const std::string& where) {
+  PromptSchedule s;
+  std::istringstream in(content);
+  std::string line;
+  int lineno = 0, timed = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    const std::string t = trim(line);
+    if (t.empty() || t[0] == '#') continue;
+    const std::string at = where + ":" + std::to_string(lineno);
+    Entry e;
+    e.text = t;
+    // "SECONDS: prompt" when the line starts with a number followed by ':'.
+    const auto colon = t.find(':');
+    if (colon != std::string::npos && colon > 0 && t.find_first_not_of("0123456789.", 0) == colon) {
+      try {
+        size_t used = 0;
+        e.start = std::stod(t.substr(0, colon), &used);
+        if (used != colon) throw std::invalid_argument("");
+      } catch (const std::exception&) {
+        fail(at, "expected 'SECONDS: prompt', got " + squote(t.substr(0, colon)) + " as the time");
+      }
+      e.text = trim(t.substr(colon + 1));
+      ++timed;
+      if (!s.entries.empty() && e.start <= s.entries.back().start)
+        fail(at, "times must increase (" + std::to_string(e.start) + " after " + std::to_string(s.entries.back().start) +
+                     ")");
+      if (s.entries.empty() && e.start != 0) fail(at, "the first timed prompt must start at 0, got " + std::to_string(e.start));
+    }
+    if (e.text.empty()) fail(at, "empty prompt");
+    s.entries.push_back(e);
+    if (timed != 0 && timed != static_cast<int>(s.entries.size()))
+      fail(at, "mix of timed ('SECONDS: prompt') and untimed lines; use one form for the whole file");
+  }
+  if (s.entries.empty()) fail(where, "no prompts (one per line; '#' starts a comment)");
+  return s;
+}
+
+PromptSchedule PromptSchedule::load(const std::string& path) { return parse(read_file(path), path); }
+
+size_t PromptSchedule::index(int64_t clip, double seconds) const {
+  if (entries.empty()) fail("prompts", "no prompts");
+  if (entries[0].start < 0) return static_cast<size_t>(std::min<int64_t>(clip, static_cast<int64_t>(entries.size()) - 1));
+  size_t k = 0;
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (entries[i].start <= seconds + 1e-9) k = i;
+  return k;
+}
+
+at::Tensor video_to_frames(const at::Tensor& video) {
+  return video.detach().to(torch::kCPU, torch::kFloat).add(1.0).mul(127.5).round().clamp(0, 255)
+      .to(torch::kUInt8).permute({0, 2, 3, 4, 1}).contiguous();
+}
+
+LongVideoGenerator::LongVideoGenerator(tokenizer::VideoTokenizer tokenizer, lm::Llama model, lm::Vocab vocab,
+                                       SamplingOptions sampling)
+    : tokenizer_(std::move(tokenizer)), sampler_(std::move(model), vocab, sampling) {
+  if (tokenizer_->config.codebook_size != vocab.video_size())
+    fail("video tokenizer", "its codebook has " + std::to_string(tokenizer_->config.codebook_size) +
+                                " codes but the language model's vocabulary has " + std::to_string(vocab.video_size()));
+  tokenizer_->eval();
+}
+
+GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, const LongVideoCallbacks& cb) {
+  const auto& tc = tokenizer_->config;
+  const int f = tc.temporal_factor(), sf = tc.spatial_factor();
+  validate(o, f);
+  if (B < 1) fail("generation", "batch must be >= 1");
+  if (!cb.text) fail("generation", "no prompt source");
+  const auto device = tokenizer_->quantizer->embedding->weight.device();
+  const int64_t S = tc.image_size, h = S / sf;
+  const int64_t total = std::max<int64_t>(1, std::llround(o.seconds * o.fps));
+  const bool init = o.init_frames.defined();
+  if (init) {
+    const auto& v = o.init_frames;
+    if (v.dim() != 4 || v.size(1) != S || v.size(2) != S || v.size(3) != 3 || v.scalar_type() != torch::kUInt8)
+      fail("--init-video", "expected uint8 frames [T, " + std::to_string(S) + ", " + std::to_string(S) +
+                               ", 3] (the model's frame size), got " + c10::str(v.sizes()));
+    if (v.size(0) < o.overlap)
+      fail("--init-video", "has " + std::to_string(v.size(0)) + " frames; at least " + std::to_string(o.overlap) +
+                               " (--overlap-frames) are needed");
+  }
+  const auto plans = plan_clips(total, o.clip_frames, o.overlap, f, init);
+  int64_t codes_total = 0;
+  for (const auto& p : plans) codes_total += (p.latents - p.prefix_latents) * h * h;
+
+  GenerationTimings t;
+  const auto run_start = Clock::now();
+  const auto before = sampler_.timings();
+  c10::InferenceMode guard;
+  // The last `overlap` frames of the output so far ([B, n, S, S, 3]) and the
+  // previous clip's codes ([B, L, h, h]).
+  at::Tensor tail, prev_codes;
+  if (init) tail = o.init_frames.narrow(0, o.init_frames.size(0) - o.overlap, o.overlap).unsqueeze(0).expand({B, -1, -1, -1, -1});
+  int64_t done = 0;
+  for (size_t c = 0; c < plans.size(); ++c) {
+    const auto& p = plans[c];
+    ClipEvent ev;
+    ev.clip = static_cast<int64_t>(c);
+    ev.clips = static_cast<int64_t>(plans.size());
+    ev.plan = &p;
+    at::Tensor prefix = torch::empty({B, 0, h, h}, torch::kLong);
+    if (p.prefix_latents > 0) {
+      if (o.reencode || !prev_codes.defined()) {
+        auto t0 = Clock::now();
+        ev.condition_frames = tail.narrow(1, tail.size(1) - p.prefix_frames, p.prefix_frames).contiguous();
+        // [B, n, S, S, 3] uint8 -> [B, 3, n, S, S] in [-1, 1]
+        auto x = ev.condition_frames.permute({0, 4, 1, 2, 3}).to(device, torch::kFloat).div(127.5).sub(1.0);
+        prefix = tokenizer_->encode(x).to(torch::kCPU, torch::kLong);
+        t.encode_s += since(t0);
+      } else {
+        prefix = prev_codes.narrow(1, prev_codes.size(1) - p.prefix_latents, p.prefix_latents).contiguous();
+      }
+    }
+    ev.prefix = prefix;
+    if (cb.clip_started) cb.clip_started(ev);
+
+    std::vector<ClipPrompt> prompts(static_cast<size_t>(B));
+    const double clip_time = static_cast<double>(p.start) / o.fps;
+    auto flat = prefix.reshape({B, -1}).to(torch::kInt);
+    for (int64_t b = 0; b < B; ++b) {
+      prompts[static_cast<size_t>(b)].text = cb.text(b, ev.clip, clip_time);
+      auto row = flat[b].contiguous();
+      prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
+    }
+    const int64_t n = (p.latents - p.prefix_latents) * h * h;
+    auto codes = sampler_.generate(prompts, n, [&](int64_t i) {
+      if (cb.progress) cb.progress(done + i + 1, codes_total);
+    });
+    done += n;
+
+    auto all = torch::cat({prefix.reshape({B, -1}), codes}, 1).view({B, p.latents, h, h});
+    auto t0 = Clock::now();
+    auto frames = video_to_frames(tokenizer_->decode(all.to(device)));  // [B, frames, S, S, 3]
+    t.pixels_s += since(t0);
+    auto fresh = frames.narrow(1, p.prefix_frames, p.emit).contiguous();
+    t0 = Clock::now();
+    if (cb.frames) cb.frames(fresh, ev.clip);
+    t.output_s += since(t0);
+    tail = tail.defined() ? torch::cat({tail, fresh}, 1) : fresh;
+    if (tail.size(1) > o.overlap) tail = tail.narrow(1, tail.size(1) - o.overlap, o.overlap).contiguous();
+    prev_codes = all;
+  }
+  const auto& after = sampler_.timings();
+  t.prefill_s = after.prefill_s - before.prefill_s;
+  t.decode_s = after.decode_s - before.decode_s;
+  t.codes = codes_total;
+  t.total_s = since(run_start);
+  return t;
+}
+
+}  // namespace loong::gen

@@ -1,0 +1,110 @@
+// Minute-level videos (SPEC.md §5, paper Fig. 4): generate a first clip, then
+// repeatedly decode to pixels, re-encode the last n frames with the tokenizer
+// as the start of a fresh clip, condition on text + those tokens, generate the
+// rest of the clip, decode, drop the overlap and append.
+//
+// Only the last n frames and the current clip's tokens are kept: finished
+// frames go to a callback (the CLI streams them to disk), so memory does not
+// grow with the video's length.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "loong/gen/clip.h"
+#include "loong/tokenizer/model.h"
+
+namespace loong::gen {
+
+// One clip of the plan. Frame counts are 1 + f*k (f = the tokenizer's
+// temporal factor) so that they map to whole latent frames.
+struct ClipPlan {
+  int64_t frames = 0;          // frames the clip decodes to
+  int64_t latents = 0;         // its latent frames
+  int64_t prefix_frames = 0;   // frames given as the condition (0 for a first clip from text only)
+  int64_t prefix_latents = 0;  // their latent frames
+  int64_t start = 0;           // index in the output of the clip's first new frame
+  int64_t emit = 0;            // new frames appended to the output (a last clip may not use them all)
+};
+
+// Splits `total` output frames into clips of at most `clip_frames` frames,
+// each after the first conditioned on `overlap` frames (with `first_prefix`
+// the first one is too: continuing a given video). Throws loong::Error for
+// counts that are not 1 + f*k or an overlap that leaves no room.
+std::vector<ClipPlan> plan_clips(int64_t total, int64_t clip_frames, int64_t overlap, int temporal_factor,
+                                 bool first_prefix = false);
+
+// Prompts over time: either one per clip in order (the last one repeats), or
+// each from a start time (seconds) on.
+struct PromptSchedule {
+  struct Entry {
+    double start = -1;  // < 0: untimed (one per clip)
+    std::string text;
+  };
+  std::vector<Entry> entries;
+
+  static PromptSchedule single(const std::string& text);
+  // A text file: one prompt per line, or "SECONDS: prompt" lines (not mixed);
+  // blank lines and lines starting with '#' are skipped. Errors name the line.
+  static PromptSchedule load(const std::string& path);
+  static PromptSchedule parse(const std::string& content, const std::string& where);
+  // The entry of clip `clip`, whose first new frame is at `seconds`.
+  size_t index(int64_t clip, double seconds) const;
+  const std::string& at(int64_t clip, double seconds) const { return entries.at(index(clip, seconds)).text; }
+};
+
+struct LongVideoOptions {
+  double seconds = 10;       // output length; round(seconds * fps) frames (at least 1)
+  double fps = 6.5;          // the model's frame rate
+  int64_t clip_frames = 65;  // frames per generated clip (the model's training length)
+  int64_t overlap = 5;       // frames re-encoded as the next clip's condition
+  bool reencode = true;      // false: condition on the previous clip's own tokens (Fig. 6 ablation)
+  at::Tensor init_frames;    // optional uint8 [T, H, W, 3]: continue this video
+};
+
+struct GenerationTimings {
+  double prefill_s = 0, decode_s = 0, encode_s = 0, pixels_s = 0, output_s = 0, total_s = 0;
+  int64_t codes = 0;  // codes sampled per video
+};
+
+// What happened at the start of a clip, for progress and tests.
+struct ClipEvent {
+  int64_t clip = 0, clips = 0;
+  const ClipPlan* plan = nullptr;
+  at::Tensor condition_frames;  // uint8 [B, n, H, W, 3] re-encoded for this clip (undefined if none)
+  at::Tensor prefix;            // int64 [B, prefix_latents, h, w] codes the clip starts from
+};
+
+struct LongVideoCallbacks {
+  // Text ids of item `item` for clip `clip`, whose first new frame is at `seconds`.
+  std::function<std::vector<int32_t>(int64_t item, int64_t clip, double seconds)> text;
+  // New frames of every item after each clip: uint8 [B, t, H, W, 3] on the CPU.
+  std::function<void(const at::Tensor& frames, int64_t clip)> frames;
+  std::function<void(const ClipEvent&)> clip_started;
+  // After each sampled code: codes done and to do (per video) over the whole run.
+  std::function<void(int64_t done, int64_t total)> progress;
+};
+
+class LongVideoGenerator {
+ public:
+  LongVideoGenerator(tokenizer::VideoTokenizer tokenizer, lm::Llama model, lm::Vocab vocab, SamplingOptions sampling);
+
+  // Generates `batch` videos in lock step (their prompts may differ).
+  GenerationTimings run(const LongVideoOptions& o, int64_t batch, const LongVideoCallbacks& cb);
+
+ private:
+  tokenizer::VideoTokenizer tokenizer_;
+  ClipSampler sampler_;
+};
+
+// Throws loong::Error naming the option for bad values (seconds <= 0, an
+// overlap that is not 1 + f*k or leaves no new frames, ...).
+void validate(const LongVideoOptions& o, int temporal_factor);
+
+// float video [B, 3, T, H, W] in [-1, 1] -> uint8 [B, T, H, W, 3] on the CPU.
+at::Tensor video_to_frames(const at::Tensor& video);
+
+}  // namespace loong::gen

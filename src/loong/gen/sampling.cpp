@@ -1,0 +1,48 @@
+#include "loong/gen/sampling.h"
+
+#include <cmath>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "loong/core/error.h"
+
+namespace loong::gen {
+
+void validate(const SamplingOptions& o) {
+  if (!std::isfinite(o.cfg_scale) || o.cfg_scale < 0)
+    fail("--cfg", "guidance scale must be a finite number >= 0 (1 switches guidance off), got " +
+                      std::to_string(o.cfg_scale));
+  if (!std::isfinite(o.temperature) || o.temperature <= 0)
+    fail("--temperature", "must be > 0, got " + std::to_string(o.temperature));
+  if (o.top_k < 1) fail("--top-k", "must be >= 1 (1 is greedy), got " + std::to_string(o.top_k));
+  if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p", "must be in (0, 1], got " + std::to_string(o.top_p));
+}
+
+at::Tensor cfg_combine(const at::Tensor& cond, const at::Tensor& uncond, double scale) {
+  return uncond + scale * (cond - uncond);
+}
+
+at::Generator make_generator(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+at::Tensor sample_codes(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
+  if (logits.dim() != 2) fail("sampling", "expected logits [B, V], got " + c10::str(logits.sizes()));
+  const int64_t V = logits.size(1);
+  if (o.top_k == 1) return logits.argmax(-1).to(torch::kCPU, torch::kLong);
+  const int64_t k = std::min<int64_t>(o.top_k, V);
+  // The top k on the logits' device, then a small [B, k] problem on the CPU.
+  auto [vals, idx] = logits.to(torch::kFloat).topk(k, -1, true, true);
+  vals = vals.to(torch::kCPU) / o.temperature;
+  idx = idx.to(torch::kCPU);
+  auto probs = torch::softmax(vals, -1);
+  if (o.top_p < 1) {
+    // Keep the smallest prefix of the sorted candidates whose mass reaches
+    // top_p (always at least the most likely one).
+    auto before = probs.cumsum(-1) - probs;
+    probs = probs.masked_fill(before >= o.top_p, 0);
+  }
+  auto pick = torch::multinomial(probs, 1, false, gen);  // [B, 1] positions in the top k
+  return idx.gather(-1, pick).squeeze(-1);
+}
+
+}  // namespace loong::gen

@@ -1,0 +1,385 @@
+// Generation (SPEC.md §5): cached decoding, guidance, sampling, the clip plan
+// of minute-level videos, re-encoding, prompt schedules, upscaling, bundles.
+#include <set>
+
+#include "loong/core/json_util.h"
+#include "loong/gen/bundle.h"
+#include "loong/gen/clip.h"
+#include "loong/gen/long_video.h"
+#include "loong/gen/sampling.h"
+#include "loong/gen/upscale.h"
+#include "loong/lm/model.h"
+#include "loong/tokenizer/model.h"
+#include "test_util.h"
+
+using namespace loong;
+using namespace loong::gen;
+using loong::test::expect_error;
+using loong::test::TempDir;
+
+namespace {
+
+lm::LmConfig micro_lm(int video_vocab = 64) {
+  lm::LmConfig c;
+  c.name = "micro";
+  c.dim = 32;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;  // grouped-query attention, so the cache path covers it
+  c.ffn_dim = 64;
+  c.max_seq_len = 160;
+  c.text_vocab = 20;
+  c.video_vocab = video_vocab;
+  return c;
+}
+
+tokenizer::TokenizerConfig micro_tokenizer() {
+  tokenizer::TokenizerConfig c;
+  c.name = "micro";
+  c.image_size = 16;  // 2 x 2 codes per latent frame
+  c.base_channels = 8;
+  c.channel_mult = {1, 1, 2, 2};
+  c.codebook_size = 64;
+  c.codebook_dim = 8;
+  return c;
+}
+
+LongVideoOptions micro_options(double seconds) {
+  LongVideoOptions o;
+  o.seconds = seconds;
+  o.fps = 6.5;
+  o.clip_frames = 17;
+  o.overlap = 5;
+  return o;
+}
+
+}  // namespace
+
+TEST(Gen, CachedDecodingMatchesFullForward) {
+  torch::manual_seed(0);
+  c10::InferenceMode guard;
+  lm::Llama model(micro_lm());
+  model->eval();
+  auto tokens = torch::randint(0, model->config.vocab_size(), {2, 14}, torch::kLong);
+  auto full = model->forward(tokens);  // [2, 14, V]
+
+  // Prefill 6 positions, then one token at a time.
+  lm::KvCache cache(model->config, 2, 20, torch::kCPU);
+  std::vector<torch::Tensor> parts{model->forward(tokens.narrow(1, 0, 6), &cache, 0)};
+  for (int64_t t = 6; t < 14; ++t) parts.push_back(model->forward(tokens.narrow(1, t, 1), &cache, t));
+  EXPECT_LT((torch::cat(parts, 1) - full).abs().max().item<double>(), 1e-4);
+
+  // Row 1 padded by 3 on the left and masked: the same logits as unpadded.
+  const int64_t pad = 3;
+  auto padded = torch::cat({torch::full({2, pad}, model->config.vocab_size() - 10, torch::kLong), tokens}, 1);
+  lm::KvCache pc(model->config, 2, 20, torch::kCPU);
+  pc.valid = torch::ones({2, 20}, torch::kBool);
+  pc.valid.narrow(1, 0, pad).fill_(false);
+  auto a = model->forward(padded.narrow(1, 0, pad + 8), &pc, 0).narrow(1, pad, 8);
+  auto b = model->forward(padded.narrow(1, pad + 8, 1), &pc, pad + 8);
+  EXPECT_LT((a - full.narrow(1, 0, 8)).abs().max().item<double>(), 1e-4);
+  EXPECT_LT((b - full.narrow(1, 8, 1)).abs().max().item<double>(), 1e-4);
+  // Without the mask the padding changes the result: the test can fail.
+  lm::KvCache nc(model->config, 2, 20, torch::kCPU);
+  auto c = model->forward(padded.narrow(1, 0, pad + 8), &nc, 0).narrow(1, pad, 8);
+  EXPECT_GT((c - full.narrow(1, 0, 8)).abs().max().item<double>(), 1e-3);
+}
+
+TEST(Gen, GuidanceArithmetic) {
+  auto cond = torch::tensor({{1.0f, 4.0f, -2.0f}}), uncond = torch::tensor({{0.5f, 1.0f, 2.0f}});
+  EXPECT_TRUE(torch::allclose(cfg_combine(cond, uncond, 1.0), cond));
+  EXPECT_TRUE(torch::allclose(cfg_combine(cond, uncond, 0.0), uncond));
+  EXPECT_TRUE(torch::allclose(cfg_combine(cond, uncond, 7.5), torch::tensor({{4.25f, 23.5f, -28.0f}})));
+}
+
+TEST(Gen, TopKAndTopPStayInsideTheirSets) {
+  torch::manual_seed(1);
+  auto logits = torch::randn({4, 50});
+  auto top = std::get<1>(logits.topk(5, -1));
+  SamplingOptions o;
+  o.top_k = 5;
+  auto gen = make_generator(3);
+  std::set<int64_t> seen;
+  for (int i = 0; i < 300; ++i) {
+    auto codes = sample_codes(logits, o, gen);
+    for (int64_t b = 0; b < 4; ++b) {
+      const int64_t c = codes[b].item<int64_t>();
+      EXPECT_TRUE((top[b] == c).any().item<bool>()) << "code " << c << " is outside the top 5 of row " << b;
+      if (b == 0) seen.insert(c);
+    }
+  }
+  EXPECT_GT(seen.size(), 1u) << "top-k 5 should draw more than one code";
+  // top-p: one dominant logit holding > p of the mass is always chosen.
+  auto peaked = torch::zeros({1, 50});
+  peaked[0][7] = 10;
+  o.top_k = 50;
+  o.top_p = 0.9;
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(sample_codes(peaked, o, gen).item<int64_t>(), 7);
+  // Greedy is the argmax, whatever the generator.
+  o.top_k = 1;
+  EXPECT_TRUE(torch::equal(sample_codes(logits, o, gen), logits.argmax(-1)));
+}
+
+TEST(Gen, SamplingOptionErrorsNameTheFlag) {
+  SamplingOptions o;
+  o.top_k = 0;
+  expect_error([&] { validate(o); }, {"--top-k", ">= 1"});
+  o = {};
+  o.temperature = 0;
+  expect_error([&] { validate(o); }, {"--temperature"});
+  o = {};
+  o.top_p = 1.5;
+  expect_error([&] { validate(o); }, {"--top-p"});
+  o = {};
+  o.cfg_scale = -1;
+  expect_error([&] { validate(o); }, {"--cfg"});
+}
+
+TEST(Gen, OnlyVideoCodesAreSampledAndGreedyIsDeterministic) {
+  torch::manual_seed(2);
+  lm::Llama model(micro_lm(16));
+  lm::Vocab vocab(20, 16);
+  {
+    // Make every text and special id overwhelmingly likely: the full
+    // vocabulary would never give a video id, the sampler must.
+    torch::NoGradGuard ng;
+    auto w = model->output->weight;
+    w.narrow(0, vocab.text_size(), 16).zero_();
+    w.narrow(0, 0, vocab.text_size()).mul_(1000);
+    w.narrow(0, vocab.pad(), lm::kSpecialTokens).mul_(1000);
+  }
+  SamplingOptions o;
+  o.top_k = 1000;  // the whole vocabulary
+  o.cfg_scale = 3;
+  ClipSampler s(model, vocab, o);
+  std::vector<ClipPrompt> prompts = {{{1, 2, 3}, {}}, {{4}, {}}};
+  auto codes = s.generate(prompts, 30);
+  ASSERT_EQ(codes.sizes(), (std::vector<int64_t>{2, 30}));
+  EXPECT_GE(codes.min().item<int64_t>(), 0);
+  EXPECT_LT(codes.max().item<int64_t>(), 16);
+
+  torch::manual_seed(3);
+  lm::Llama m2(micro_lm());
+  lm::Vocab v2(20, 64);
+  SamplingOptions greedy;
+  greedy.top_k = 1;
+  greedy.seed = 1;
+  auto g1 = ClipSampler(m2, v2, greedy).generate(prompts, 25);
+  greedy.seed = 99;
+  auto g2 = ClipSampler(m2, v2, greedy).generate(prompts, 25);
+  EXPECT_TRUE(torch::equal(g1, g2));
+  SamplingOptions sampled;
+  sampled.seed = 5;
+  auto s1 = ClipSampler(m2, v2, sampled).generate(prompts, 25);
+  auto s2 = ClipSampler(m2, v2, sampled).generate(prompts, 25);
+  EXPECT_TRUE(torch::equal(s1, s2)) << "the same seed gives the same codes";
+  sampled.seed = 6;
+  EXPECT_FALSE(torch::equal(s1, ClipSampler(m2, v2, sampled).generate(prompts, 25)));
+}
+
+TEST(Gen, BatchedPromptsMatchOneAtATime) {
+  // Prompts of different lengths in one (left-padded) batch give the same
+  // greedy codes as each prompt alone.
+  torch::manual_seed(4);
+  lm::Llama model(micro_lm());
+  lm::Vocab vocab(20, 64);
+  SamplingOptions o;
+  o.top_k = 1;
+  ClipSampler s(model, vocab, o);
+  std::vector<ClipPrompt> prompts = {{{1, 2, 3, 4, 5, 6}, {7, 8}}, {{9}, {10, 11}}};
+  auto both = s.generate(prompts, 12);
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_TRUE(torch::equal(both[static_cast<int64_t>(i)], s.generate({prompts[i]}, 12)[0])) << "prompt " << i;
+  expect_error([&] { s.generate({{{1}, {}}, {{1}, {3}}}, 4); }, {"same number of video prefix tokens"});
+  expect_error([&] { s.generate(prompts, 200); }, {"prompt", "max_seq_len", "160"});
+}
+
+TEST(Gen, ClipPlanCoversTheRequestedFrames) {
+  for (int64_t total : {1, 7, 65, 66, 125, 126, 390, 391}) {
+    auto plans = plan_clips(total, 65, 5, 4);
+    int64_t sum = 0;
+    for (size_t i = 0; i < plans.size(); ++i) {
+      const auto& p = plans[i];
+      EXPECT_EQ(p.start, sum);
+      EXPECT_EQ((p.frames - 1) % 4, 0);
+      EXPECT_LE(p.frames, 65);
+      EXPECT_EQ(p.latents, (p.frames - 1) / 4 + 1);
+      EXPECT_EQ(p.prefix_frames, i == 0 ? 0 : 5);
+      EXPECT_EQ(p.prefix_latents, i == 0 ? 0 : 2);
+      EXPECT_GE(p.frames, p.prefix_frames + p.emit);
+      EXPECT_LT(p.frames, p.prefix_frames + p.emit + 4) << "no more latent frames than needed";
+      sum += p.emit;
+    }
+    EXPECT_EQ(sum, total);
+  }
+  EXPECT_EQ(plan_clips(390, 65, 5, 4).size(), 7u);  // 65 + 6 x 60 >= 390
+  EXPECT_EQ(plan_clips(30, 65, 5, 4, true)[0].prefix_frames, 5);
+  expect_error([] { plan_clips(10, 65, 4, 4); }, {"1 + 4k"});
+  LongVideoOptions o;
+  o.overlap = 6;
+  expect_error([&] { validate(o, 4); }, {"--overlap-frames", "1 + 4k"});
+  o.overlap = 65;
+  expect_error([&] { validate(o, 4); }, {"--overlap-frames", "smaller"});
+  o = {};
+  o.seconds = -1;
+  expect_error([&] { validate(o, 4); }, {"--seconds", "> 0"});
+}
+
+TEST(Gen, LongVideoHasExactlyTheRequestedFrames) {
+  torch::manual_seed(5);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  lm::Llama model(micro_lm());
+  SamplingOptions s;
+  s.seed = 1;
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s);
+  for (double seconds : {0.1, 2.0, 2.6, 7.7}) {
+    auto o = micro_options(seconds);
+    int64_t frames = 0, calls = 0, last_done = 0, last_total = 0;
+    LongVideoCallbacks cb;
+    cb.text = [](int64_t, int64_t, double) { return std::vector<int32_t>{1, 2}; };
+    cb.frames = [&](const at::Tensor& f, int64_t) {
+      ASSERT_EQ(f.dim(), 5);
+      EXPECT_EQ(f.size(0), 2);
+      EXPECT_EQ(f.size(2), 16);
+      EXPECT_EQ(f.scalar_type(), torch::kUInt8);
+      frames += f.size(1);
+      ++calls;
+    };
+    cb.progress = [&](int64_t d, int64_t t) { last_done = d, last_total = t; };
+    auto t = g.run(o, 2, cb);
+    EXPECT_EQ(frames, std::llround(seconds * 6.5)) << seconds << " s";
+    EXPECT_EQ(calls, static_cast<int64_t>(plan_clips(frames, 17, 5, 4).size()));
+    EXPECT_EQ(last_done, last_total);
+    EXPECT_EQ(t.codes, last_total);
+  }
+}
+
+TEST(Gen, EachClipStartsFromExactlyNReencodedFrames) {
+  torch::manual_seed(6);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  tok->eval();
+  lm::Llama model(micro_lm());
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), SamplingOptions{});
+  for (bool reencode : {true, false}) {
+    auto o = micro_options(6);  // 39 frames: 17 + 12 + 10 new frames
+    o.reencode = reencode;
+    std::vector<at::Tensor> output;
+    int checked = 0;
+    LongVideoCallbacks cb;
+    cb.text = [](int64_t item, int64_t, double) { return std::vector<int32_t>{static_cast<int32_t>(item + 1)}; };
+    cb.frames = [&](const at::Tensor& f, int64_t) { output.push_back(f); };
+    cb.clip_started = [&](const ClipEvent& ev) {
+      if (ev.clip == 0) {
+        EXPECT_FALSE(ev.condition_frames.defined());
+        EXPECT_EQ(ev.prefix.size(1), 0);
+        return;
+      }
+      EXPECT_EQ(ev.prefix.sizes(), (std::vector<int64_t>{2, 2, 2, 2}));  // 5 frames -> 2 latent frames
+      if (!reencode) {
+        EXPECT_FALSE(ev.condition_frames.defined());
+        return;
+      }
+      auto so_far = torch::cat(output, 1);
+      ASSERT_EQ(ev.condition_frames.size(1), 5);
+      EXPECT_TRUE(torch::equal(ev.condition_frames, so_far.narrow(1, so_far.size(1) - 5, 5)));
+      c10::InferenceMode guard;
+      auto x = ev.condition_frames.permute({0, 4, 1, 2, 3}).to(torch::kFloat).div(127.5).sub(1.0);
+      EXPECT_TRUE(torch::equal(ev.prefix, tok->encode(x)));
+      ++checked;
+    };
+    g.run(o, 2, cb);
+    EXPECT_EQ(checked, reencode ? 2 : 0);
+  }
+}
+
+TEST(Gen, InitVideoIsContinued) {
+  torch::manual_seed(7);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  lm::Llama model(micro_lm());
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), SamplingOptions{});
+  auto o = micro_options(2);
+  o.init_frames = loong::test::natural_clip(9, 16, 16);
+  at::Tensor first_condition;
+  int64_t frames = 0;
+  LongVideoCallbacks cb;
+  cb.text = [](int64_t, int64_t, double) { return std::vector<int32_t>{1}; };
+  cb.frames = [&](const at::Tensor& f, int64_t) { frames += f.size(1); };
+  cb.clip_started = [&](const ClipEvent& ev) {
+    if (ev.clip == 0) first_condition = ev.condition_frames;
+  };
+  g.run(o, 1, cb);
+  EXPECT_EQ(frames, 13);
+  ASSERT_TRUE(first_condition.defined());
+  EXPECT_TRUE(torch::equal(first_condition[0], o.init_frames.narrow(0, 4, 5)));
+  o.init_frames = loong::test::natural_clip(3, 16, 16);
+  expect_error([&] { g.run(o, 1, cb); }, {"--init-video", "3 frames", "at least 5"});
+  o.init_frames = loong::test::natural_clip(9, 32, 32);
+  expect_error([&] { g.run(o, 1, cb); }, {"--init-video", "16"});
+}
+
+TEST(Gen, PromptSchedules) {
+  auto s = PromptSchedule::parse("# story\na red shirt\n\na blue bag\n", "p.txt");
+  ASSERT_EQ(s.entries.size(), 2u);
+  EXPECT_EQ(s.at(0, 0), "a red shirt");
+  EXPECT_EQ(s.at(1, 9.2), "a blue bag");
+  EXPECT_EQ(s.at(5, 50), "a blue bag");  // the last one repeats
+  auto t = PromptSchedule::parse("0: a red shirt\n20: a blue bag\n40.5: a sneaker\n", "t.txt");
+  EXPECT_EQ(t.at(0, 0), "a red shirt");
+  EXPECT_EQ(t.at(2, 19.9), "a red shirt");
+  EXPECT_EQ(t.at(3, 20), "a blue bag");
+  EXPECT_EQ(t.at(9, 41), "a sneaker");
+  EXPECT_EQ(PromptSchedule::parse("a shirt: red\n", "x").entries[0].text, "a shirt: red");  // not a time
+  expect_error([] { PromptSchedule::parse("0: a\nb\n", "m.txt"); }, {"m.txt:2", "mix"});
+  expect_error([] { PromptSchedule::parse("0: a\n20: b\n10: c\n", "m.txt"); }, {"m.txt:3", "increase"});
+  expect_error([] { PromptSchedule::parse("5: a\n", "m.txt"); }, {"m.txt:1", "start at 0"});
+  expect_error([] { PromptSchedule::parse("0:\n", "m.txt"); }, {"m.txt:1", "empty prompt"});
+  expect_error([] { PromptSchedule::parse("# nothing\n\n", "m.txt"); }, {"m.txt", "no prompts"});
+}
+
+TEST(Gen, Upscaling) {
+  auto m = lanczos_matrix(8, 32);
+  EXPECT_TRUE(torch::allclose(m.sum(1), torch::ones({32}), 1e-5, 1e-5));
+  auto flat = torch::full({2, 8, 8, 3}, 77, torch::kUInt8);
+  for (const char* method : {"bicubic", "lanczos"}) {
+    auto up = resampling_upscaler(4, method)(flat);
+    EXPECT_EQ(up.sizes(), (std::vector<int64_t>{2, 32, 32, 3}));
+    EXPECT_TRUE(torch::equal(up, torch::full({2, 32, 32, 3}, 77, torch::kUInt8))) << method;
+    // Upscaling then averaging back down returns a smooth image closely.
+    auto clip = loong::test::natural_clip(1, 16, 16);
+    auto back = resampling_upscaler(2, method)(clip).to(torch::kFloat).view({1, 16, 2, 16, 2, 3}).mean({2, 4});
+    EXPECT_LT((back - clip.to(torch::kFloat)).abs().mean().item<double>(), 3.0) << method;
+  }
+  EXPECT_TRUE(torch::equal(resampling_upscaler(1, "lanczos")(flat), flat));
+  expect_error([] { resampling_upscaler(0, "bicubic"); }, {"--upscale"});
+  expect_error([] { resampling_upscaler(2, "nearest"); }, {"--upscale-method", "nearest"});
+}
+
+TEST(Gen, BundleRoundTripAndMismatches) {
+  TempDir dir;
+  torch::manual_seed(8);
+  const std::string text = dir / "text";
+  std::filesystem::create_directories(text);
+  loong::test::write_bytes(text + "/text.model", "not read by this test");
+  write_json_file(text + "/text.json", {{"vocab_size", 20}});
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  lm::Llama model(micro_lm());
+  BundleInfo info;
+  info.clip_frames = 17;
+  write_bundle(dir / "b", info, tok, text, model);
+  auto b = load_bundle(dir / "b");
+  EXPECT_EQ(b.info.clip_frames, 17);
+  EXPECT_EQ(b.vocab().video_size(), 64);
+  EXPECT_TRUE(torch::equal(b.lm->output->weight, model->output->weight));
+  EXPECT_TRUE(torch::equal(b.tokenizer->quantizer->embedding->weight, tok->quantizer->embedding->weight));
+  expect_error([&] { write_bundle(dir / "b", info, tok, text, model); }, {"exists", "--force"});
+  write_bundle(dir / "b", info, tok, text, model, true);
+  EXPECT_FALSE(std::filesystem::exists(dir / "b.partial"));
+
+  lm::Llama wrong(micro_lm(32));
+  expect_error([&] { write_bundle(dir / "c", info, tok, text, wrong); }, {"32 video codes", "64"});
+  info.clip_frames = 65 * 4 + 1;  // 66 latent frames x 4 codes > 160 positions
+  expect_error([&] { write_bundle(dir / "c", info, tok, text, model); }, {"max_seq_len"});
+  expect_error([&] { load_bundle(dir / "nothing"); }, {"nothing", "no such model folder"});
+  std::filesystem::remove(dir / "b/loong.json");
+  expect_error([&] { load_bundle(dir / "b"); }, {"loong.json"});
+}
