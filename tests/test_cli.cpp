@@ -405,3 +405,25 @@ TEST(Cli, GenerateBadFlags) {
                             (dir / "l") + " --out " + (dir / "b")),
                         1, (dir / "t") + ": no such model folder");
 }
+
+TEST(Cli, SrTrainThenGenerateWithIt) {
+  TempDir dir;
+  for (int i = 0; i < 2; ++i)
+    loong::video::write(dir / ("v" + std::to_string(i) + ".mp4"), loong::test::natural_clip(12, 64, 64, i));
+  loong::test::write_bytes(dir / "m.jsonl", "{\"video\": \"v0.mp4\", \"caption\": \"a\"}\n"
+                                            "{\"video\": \"v1.mp4\", \"caption\": \"b\"}\n");
+  auto sr = run("sr train --data " + (dir / "m.jsonl") + " --out " + (dir / "sr") +
+                " --size 32 --scale 2 --fps 6.5 --frames 20 --steps 20 --batch 4 --crop 16");
+  ASSERT_EQ(sr.code, 0) << sr.err;
+  EXPECT_NE(sr.out.find("held-out PSNR"), std::string::npos) << sr.out;
+  ASSERT_EQ(run("model init --out " + (dir / "model")).code, 0);
+  auto gen = run("generate --model " + (dir / "model") + " --prompt 'a bag' --seconds 1 --sr-model " + (dir / "sr") +
+                 " --out " + (dir / "o.mp4") + " --quiet");
+  ASSERT_EQ(gen.code, 0) << gen.err;
+  EXPECT_EQ(loong::video::probe(dir / "o.mp4").streams.at(0).width, 128);
+  expect_one_line_error(run("generate --model " + (dir / "model") + " --prompt x --sr-model " + (dir / "sr") +
+                            " --upscale 4 --out " + (dir / "p.mp4")),
+                        1, "does not match");
+  expect_one_line_error(run("sr train --data " + (dir / "m.jsonl") + " --out " + (dir / "s2") + " --size 8 --crop 16"), 1,
+                        "--crop");
+}

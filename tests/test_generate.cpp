@@ -2,11 +2,14 @@
 // of minute-level videos, re-encoding, prompt schedules, upscaling, bundles.
 #include <set>
 
+#include <torch/script.h>
+
 #include "loong/core/json_util.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/clip.h"
 #include "loong/gen/long_video.h"
 #include "loong/gen/sampling.h"
+#include "loong/gen/sr.h"
 #include "loong/gen/upscale.h"
 #include "loong/lm/model.h"
 #include "loong/tokenizer/model.h"
@@ -382,4 +385,64 @@ TEST(Gen, BundleRoundTripAndMismatches) {
   expect_error([&] { load_bundle(dir / "nothing"); }, {"nothing", "no such model folder"});
   std::filesystem::remove(dir / "b/loong.json");
   expect_error([&] { load_bundle(dir / "b"); }, {"loong.json"});
+}
+
+TEST(Gen, LearnedSuperResolutionBeatsBicubicAndRoundTrips) {
+  TempDir dir;
+  torch::manual_seed(9);
+  auto frames = torch::cat({loong::test::natural_clip(10, 64, 64, 1), loong::test::natural_clip(4, 64, 64, 2)});
+  SrConfig c;
+  c.scale = 2;
+  c.channels = 16;
+  c.layers = 2;
+  SrNet net(c);
+  SrTrainOptions o;
+  o.steps = 150;
+  o.batch = 8;
+  o.crop = 16;
+  int calls = 0;
+  o.on_step = [&](int, double loss) {
+    ++calls;
+    EXPECT_TRUE(std::isfinite(loss));
+  };
+  auto r = train_sr(net, frames, 4, o);
+  EXPECT_EQ(calls, 150);
+  EXPECT_GT(r.psnr_sr, r.psnr_bicubic + 0.3) << "sr " << r.psnr_sr << " bicubic " << r.psnr_bicubic;
+
+  save_sr(dir / "sr", net);
+  int factor = 0;
+  auto up = load_upscaler(dir / "sr", torch::kCPU, &factor);
+  EXPECT_EQ(factor, 2);
+  auto small = frames.narrow(0, 0, 2).narrow(1, 0, 32).narrow(2, 0, 32).contiguous();
+  torch::NoGradGuard ng;
+  EXPECT_TRUE(torch::equal(up(small), unit_to_frames(net->forward(frames_to_unit(small)))));
+  expect_error([&] { train_sr(net, frames.narrow(1, 0, 63), 2, o); }, {"multiple of the scale"});
+}
+
+TEST(Gen, TorchScriptUpscalers) {
+  TempDir dir;
+  {
+    torch::jit::Module m("Nearest3");
+    m.define(R"(
+def forward(self, x):
+    return torch.repeat_interleave(torch.repeat_interleave(x, 3, 2), 3, 3)
+)");
+    m.save(dir / "up3.pt");
+    torch::jit::Module bad("Bad");
+    bad.define(R"(
+def forward(self, x):
+    return x[:, 0:1]
+)");
+    bad.save(dir / "bad.pt");
+  }
+  int factor = 0;
+  auto up = load_upscaler(dir / "up3.pt", torch::kCPU, &factor);
+  EXPECT_EQ(factor, 3);
+  auto f = loong::test::natural_clip(2, 8, 8);
+  auto expected = f.repeat_interleave(3, 1).repeat_interleave(3, 2);
+  EXPECT_TRUE(torch::equal(up(f), expected));
+  expect_error([&] { load_upscaler(dir / "bad.pt", torch::kCPU, &factor); }, {"bad.pt", "expected forward to map"});
+  loong::test::write_bytes(dir / "junk.pt", "not a zip");
+  expect_error([&] { load_upscaler(dir / "junk.pt", torch::kCPU, &factor); }, {"junk.pt", "not a TorchScript model"});
+  expect_error([&] { load_upscaler(dir / "none.pt", torch::kCPU, &factor); }, {"none.pt", "no such file"});
 }

@@ -14,6 +14,7 @@
 #include "loong/core/runtime.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/long_video.h"
+#include "loong/gen/sr.h"
 #include "loong/gen/upscale.h"
 #include "loong/io/image.h"
 #include "loong/io/video.h"
@@ -35,7 +36,7 @@ std::string fixed(double v, int digits = 1) {
 void add_generate_command(CLI::App& app, Globals& g) {
   struct Args {
     std::string model, prompt, prompts, out, init_video, sheet, report, device = "cpu";
-    std::string upscale_method = "bicubic";
+    std::string upscale_method = "bicubic", sr_model;
     double seconds = 10;
     int upscale = 1;
     int64_t overlap = 0;
@@ -62,23 +63,33 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_option("--init-video", a->init_video, "Continue this video: its last frames start the first clip");
   cmd->add_option("--upscale", a->upscale, "Upscale the frames by this factor");
   cmd->add_option("--upscale-method", a->upscale_method, "bicubic or lanczos");
+  cmd->add_option("--sr-model", a->sr_model,
+                  "Upscale with a learned network instead: a folder from `loong sr train` or a TorchScript file");
   cmd->add_option("--sheet", a->sheet, "Also write a contact sheet PNG of frames spread over the video");
   cmd->add_option("--report", a->report, "Also write the settings and timings as JSON");
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_flag("--quiet", a->quiet, "Only errors and the output path");
-  cmd->callback(command(g, [a] {
+  cmd->callback(command(g, [a, cmd] {
+    const bool cmd_upscale_given = cmd->count("--upscale") > 0;
     // Everything the user typed is checked before the model is loaded.
     if (a->prompt.empty() == a->prompts.empty())
       fail("--prompt", a->prompts.empty() ? "required: what the video shows (or --prompts FILE)"
                                           : "give --prompt or --prompts, not both");
     gen::validate(a->s);
-    const auto upscaler = gen::resampling_upscaler(a->upscale, a->upscale_method);
+    auto upscaler = gen::resampling_upscaler(a->upscale, a->upscale_method);
     if (!std::isfinite(a->seconds) || a->seconds <= 0)
       fail("--seconds", "must be > 0, got " + std::to_string(a->seconds));
     const auto schedule = a->prompts.empty() ? gen::PromptSchedule::single(a->prompt) : gen::PromptSchedule::load(a->prompts);
     for (const auto& e : schedule.entries)
       if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail("--prompt", "is empty");
     const auto device = parse_device(a->device);
+    if (!a->sr_model.empty()) {
+      int factor = 0;
+      upscaler = gen::load_upscaler(a->sr_model, device, &factor);
+      if (cmd_upscale_given && a->upscale != factor)
+        fail("--upscale", std::to_string(a->upscale) + " does not match --sr-model's factor " + std::to_string(factor));
+      a->upscale = factor;
+    }
 
     auto bundle = gen::load_bundle(a->model, device);
     const auto text = text::TextTokenizer::load(bundle.text_dir);

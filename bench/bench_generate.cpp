@@ -1,0 +1,191 @@
+// Generation speed and memory with the tiny preset (random weights: speed
+// does not depend on what the weights learned).
+//
+//  1. Decode throughput, batch of two (conditional + unconditional for
+//     guidance): loong's sampler with its preallocated KV cache against a
+//     naive loop that runs the whole sequence through the model for every new
+//     token (the same masked model, no cache). Interleaved, medians.
+//  2. The wall time of a 60-second video (7 clips, re-encoding between them)
+//     with loong, and the language-model time of both loops for the same
+//     clips (the first --naive-clips of them, default all; with all, the
+//     naive wall time = its LM time + the same tokenizer time).
+//  3. Memory over the 60-second run: resident and peak RSS after each clip.
+//     Frames go to a callback and are dropped, as the CLI streams them.
+//
+//   bench_generate [--seconds 60] [--codes 272] [--reps 3] [--threads 0] [--naive-clips 7]
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "bench_common.h"
+#include "loong/core/runtime.h"
+#include "loong/gen/clip.h"
+#include "loong/gen/long_video.h"
+
+using namespace loong;
+using nlohmann::json;
+
+namespace {
+
+double rss_mb() {
+  std::ifstream f("/proc/self/statm");
+  long pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * static_cast<double>(::sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+// The naive loop: every step runs the whole sequence so far (prompt + codes)
+// through the model, with the same left padding and mask as loong's sampler,
+// and keeps nothing between steps.
+torch::Tensor naive_generate(lm::Llama& model, const lm::Vocab& vocab, const std::vector<gen::ClipPrompt>& prompts,
+                             int64_t n, const gen::SamplingOptions& o, at::Generator& rng) {
+  c10::InferenceMode guard;
+  const int64_t B = static_cast<int64_t>(prompts.size()), R = 2 * B;
+  std::vector<std::vector<int32_t>> rows;
+  for (const auto& p : prompts) rows.push_back(vocab.sequence(p.text, p.prefix, false));
+  for (const auto& p : prompts) rows.push_back(vocab.sequence({}, p.prefix, false));
+  int64_t P = 0;
+  for (const auto& r : rows) P = std::max<int64_t>(P, static_cast<int64_t>(r.size()));
+  auto seq = torch::full({R, P + n}, vocab.pad(), torch::kLong);
+  auto valid = torch::zeros({R, P + n}, torch::kBool);
+  for (int64_t i = 0; i < R; ++i) {
+    const auto& r = rows[static_cast<size_t>(i)];
+    const int64_t pad = P - static_cast<int64_t>(r.size());
+    for (size_t j = 0; j < r.size(); ++j) seq[i][pad + static_cast<int64_t>(j)] = r[j];
+    valid[i].narrow(0, pad, P + n - pad).fill_(true);
+  }
+  const int64_t T = vocab.text_size(), V = vocab.video_size();
+  auto out = torch::empty({B, n}, torch::kLong);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t len = P + i;
+    lm::KvCache scratch(model->config, R, len, torch::kCPU);  // holds this step only
+    scratch.valid = valid.narrow(1, 0, len).contiguous();
+    auto h = model->hidden(seq.narrow(1, 0, len), &scratch, 0).select(1, len - 1);
+    auto logits = model->logits(h).narrow(1, T, V);
+    auto codes = gen::sample_codes(gen::cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), o.cfg_scale), o, rng);
+    out.select(1, i).copy_(codes);
+    if (i + 1 < n) {
+      seq.select(1, len).narrow(0, 0, B).copy_(codes + T);
+      seq.select(1, len).narrow(0, B, B).copy_(codes + T);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double seconds = 60;
+  int64_t codes = 272;  // 4 latent frames of 8 x 8
+  int reps = 3, threads = 0, naive_clips = 7;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--codes")) codes = std::atoll(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--naive-clips")) naive_clips = std::atoi(argv[i + 1]);
+  }
+  init_threads(threads);
+  torch::manual_seed(0);
+  auto tc = tokenizer::TokenizerConfig::preset("tiny");
+  auto lc = lm::LmConfig::preset("tiny");
+  lc.text_vocab = 128;
+  lc.video_vocab = tc.codebook_size;
+  tokenizer::VideoTokenizer tok(tc);
+  lm::Llama model(lc);
+  model->eval();
+  lm::Vocab vocab(lc.text_vocab, lc.video_vocab);
+  const std::vector<int32_t> text = {5, 17, 33, 2, 90, 41, 7, 64, 12, 3};  // a 10-piece caption
+  gen::SamplingOptions so;  // cfg 7.5, top-k 50
+  json result = {{"bench", "generate"}, {"threads", at::get_num_threads()}, {"lm_parameters", model->parameter_count()}};
+
+  // 3 (first, so that nothing else has raised the peak): the 60-second video.
+  gen::LongVideoOptions o;
+  o.seconds = seconds;
+  std::vector<double> rss, peak;
+  std::vector<gen::ClipPlan> plans;
+  int64_t frames = 0;
+  gen::LongVideoCallbacks cb;
+  cb.text = [&](int64_t, int64_t, double) { return text; };
+  cb.clip_started = [&](const gen::ClipEvent& ev) { plans.push_back(*ev.plan); };
+  cb.frames = [&](const at::Tensor& f, int64_t) {
+    frames += f.size(1);
+    rss.push_back(rss_mb());
+    peak.push_back(peak_rss_mb());
+  };
+  gen::LongVideoGenerator g(tok, model, vocab, so);
+  const auto t = g.run(o, 1, cb);
+  result["video"] = {{"seconds", seconds},
+                     {"frames", frames},
+                     {"clips", plans.size()},
+                     {"codes", t.codes},
+                     {"wall_s", t.total_s},
+                     {"prefill_s", t.prefill_s},
+                     {"decode_s", t.decode_s},
+                     {"tokenizer_encode_s", t.encode_s},
+                     {"tokenizer_decode_s", t.pixels_s},
+                     {"codes_per_s", t.codes / (t.prefill_s + t.decode_s)},
+                     {"rss_mb_after_clip", rss},
+                     {"peak_rss_mb_after_clip", peak},
+                     {"peak_growth_after_clip2_mb", peak.size() > 1 ? peak.back() - peak[1] : 0.0}};
+
+  // 1: decode throughput, cached against naive, the same prompt and count.
+  std::vector<double> cached_ms, naive_ms;
+  bool same = true;
+  for (int r = 0; r < reps; ++r) {
+    gen::SamplingOptions greedy = so;
+    greedy.top_k = r == 0 ? 1 : so.top_k;  // the first round also checks that both give the same codes
+    gen::ClipSampler s(model, vocab, greedy);
+    torch::Tensor a, b;
+    cached_ms.push_back(bench::time_ms([&] { a = s.generate({{text, {}}}, codes); }));
+    auto rng = gen::make_generator(greedy.seed);
+    naive_ms.push_back(bench::time_ms([&] { b = naive_generate(model, vocab, {{text, {}}}, codes, greedy, rng); }));
+    if (r == 0) same = torch::equal(a, b);
+  }
+  const double cached = codes / (bench::median(cached_ms) / 1000), naive = codes / (bench::median(naive_ms) / 1000);
+  result["decode"] = {{"codes", codes},
+                      {"batch_rows", 2},
+                      {"cached_codes_per_s", cached},
+                      {"naive_codes_per_s", naive},
+                      {"ratio", cached / naive},
+                      {"greedy_codes_identical", same}};
+
+  // 2: the language-model time of both loops for the 60-second video's clips
+  // (the first --naive-clips of them: the naive loop needs minutes per clip).
+  double naive_lm_s = 0, loong_lm_s = 0;
+  int measured = 0;
+  for (const auto& p : plans) {
+    if (measured >= naive_clips) break;
+    const int64_t hw = 64, n = (p.latents - p.prefix_latents) * hw;
+    std::vector<int32_t> prefix(static_cast<size_t>(p.prefix_latents * hw), 0);
+    gen::ClipSampler s(model, vocab, so);
+    loong_lm_s += bench::time_ms([&] { s.generate({{text, prefix}}, n); }) / 1000;
+    auto rng = gen::make_generator(1);
+    naive_lm_s += bench::time_ms([&] { naive_generate(model, vocab, {{text, prefix}}, n, so, rng); }) / 1000;
+    ++measured;
+  }
+  result["clips"] = {{"measured", measured},
+                     {"loong_lm_s", loong_lm_s},
+                     {"naive_lm_s", naive_lm_s},
+                     {"ratio", measured ? naive_lm_s / loong_lm_s : 0.0}};
+  if (measured == static_cast<int>(plans.size())) {
+    const double naive_wall = naive_lm_s + t.encode_s + t.pixels_s;
+    result["video"]["naive_wall_s"] = naive_wall;
+    result["video"]["wall_ratio_naive_over_loong"] = naive_wall / t.total_s;
+  }
+  std::printf("%s\n", result.dump().c_str());
+  return 0;
+}
