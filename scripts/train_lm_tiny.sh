@@ -10,22 +10,20 @@
 # VIDEO_TOKENIZER: a trained tokenizer (scripts/train_tokenizer_tiny.sh makes one).
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 tok="${1:?usage: $0 VIDEO_TOKENIZER [WORK_DIR]}"
-work="${2:-out/lm-tiny}"
-loong="${LOONG:-build/bin/loong}"
-[ -x "$loong" ] || { echo "no $loong: run ./run build first" >&2; exit 1; }
+work="${2:-}"
+tok="$(realpath "$tok")"
+case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
+source "$(dirname "$0")/common.sh"
+work="${work:-out/lm-tiny}"
 mkdir -p "$work"
 
-if [ ! -f "$work/train/all.jsonl" ]; then
-  "$loong" data moving-fashion --out "$work/train" --videos 1024 --seconds 10 --size 64 --images 1024 --seed 5 --quiet --force
-  cat "$work/train/manifest.jsonl" "$work/train/images.jsonl" > "$work/train/all.jsonl"
-fi
+train_data "$work/train" 1024 1024 5
 [ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
 [ -d "$work/shards" ] || "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards"
 
 cat > "$work/train.json" <<JSON
-{"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$(realpath "$tok")", "log_every": 10}
+{"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$tok", "log_every": 10}
 JSON
 # Stages 1-2 (700 steps), then stage 3 twice from the same checkpoint.
 start=$(date +%s)

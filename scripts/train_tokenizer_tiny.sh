@@ -7,16 +7,13 @@
 #   scripts/train_tokenizer_tiny.sh [WORK_DIR]      (default: out/tokenizer-tiny)
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-work="${1:-out/tokenizer-tiny}"
-loong="${LOONG:-build/bin/loong}"
-[ -x "$loong" ] || { echo "no $loong: run ./run build first" >&2; exit 1; }
+work="${1:-}"
+case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
+source "$(dirname "$0")/common.sh"
+work="${work:-out/tokenizer-tiny}"
 mkdir -p "$work"
 
-if [ ! -f "$work/train/all.jsonl" ]; then
-  "$loong" data moving-fashion --out "$work/train" --videos 256 --seconds 10 --size 64 --images 512 --seed 0 --quiet --force
-  cat "$work/train/manifest.jsonl" "$work/train/images.jsonl" > "$work/train/all.jsonl"
-fi
+train_data "$work/train" 256 512 0
 if [ ! -f "$work/heldout/manifest.jsonl" ]; then
   "$loong" data moving-fashion --out "$work/heldout" --split t10k --videos 64 --seconds 10 --size 64 --seed 1 --quiet --force
 fi

@@ -294,6 +294,8 @@ TEST(Lm, BatchLayoutWeightsAndRanges) {
   EXPECT_EQ(b.weight[1][10].item<float>(), 0.f);
   EXPECT_EQ(b.target[1][3].item<int64_t>(), vocab.video_id(3));
   EXPECT_EQ(b.video_tokens, 12);
+  EXPECT_EQ(b.tokens, b.input.ne(vocab.pad()).sum().item<int64_t>());
+  EXPECT_EQ(b.tokens, 21);
 
   // Eq. 2 arithmetic: uniform logits give CE = ln(V) per token, so the loss is
   // ln(V) * sum(weights) / video tokens = ln(V) * (5*2 + 1) * 2 / 12.

@@ -116,6 +116,21 @@ void ObjectReader::boolean(const std::string& key, bool& v) {
   v = obj_[key].get<bool>();
 }
 
+bool ObjectReader::objects(const std::string& key, const std::string& expected,
+                           const std::function<void(ObjectReader&)>& each) {
+  if (!take(key)) return false;
+  const auto& a = obj_[key];
+  if (!a.is_array() || a.empty()) fail(where_, "key '" + key + "': expected a non-empty array of " + expected);
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string w = where_ + ": " + key + "[" + std::to_string(i) + "]";
+    if (!a[i].is_object()) fail(w, "expected a JSON object, got " + json_type_name(a[i]));
+    ObjectReader r(a[i], w);
+    each(r);
+    r.finish();
+  }
+  return true;
+}
+
 void ObjectReader::finish() const {
   for (auto it = obj_.begin(); it != obj_.end(); ++it) {
     bool ok = false;

@@ -2,6 +2,7 @@
 // and say what was expected.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ class ObjectReader {
   void integer(const std::string& key, int64_t& v, int64_t lo, int64_t hi);  // counts of steps
   void string(const std::string& key, std::string& v);
   void boolean(const std::string& key, bool& v);
+  // An optional non-empty array of objects (`expected` describes one): calls
+  // each(reader) for every element with a reader named "<where>: key[i]",
+  // then its finish(). Returns whether the key was present.
+  bool objects(const std::string& key, const std::string& expected, const std::function<void(ObjectReader&)>& each);
   // Marks a key as known without reading it (the caller handles it).
   bool take(const std::string& key);
   void finish() const;

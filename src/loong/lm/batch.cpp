@@ -49,6 +49,7 @@ Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, con
   auto rg = b.range.accessor<int64_t, 2>();
   for (int64_t i = 0; i < B; ++i) {
     const auto& q = seqs[i];
+    b.tokens += static_cast<int64_t>(q.size()) - 1;
     for (size_t p = 0; p + 1 < q.size(); ++p) {
       in[i][p] = q[p];
       tg[i][p] = q[p + 1];

@@ -33,6 +33,7 @@ struct Batch {
   torch::Tensor weight;  // float [B, L]: 0 except video targets (1, or 1 + lambda)
   torch::Tensor range;   // int64 [B, L]: the video target's range, -1 elsewhere
   int64_t video_tokens = 0;
+  int64_t tokens = 0;    // input positions that are not padding
 };
 
 // Takes the first `latent_frames` latent frames of each sample (the tokenizer

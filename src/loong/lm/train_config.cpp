@@ -145,32 +145,24 @@ LmTrainConfig LmTrainConfig::from_json(const nlohmann::json& j, const std::strin
   path("data", c.data);
   path("text_tokenizer", c.text_tokenizer);
   path("video_tokenizer", c.video_tokenizer);
-  if (r.take("stages")) {
-    const auto& a = j["stages"];
-    if (!a.is_array() || a.empty())
-      fail(where, "key 'stages': expected a non-empty array of stage objects ({\"frames\", \"steps\", \"batch_size\", ...})");
-    c.stages.clear();
-    for (size_t i = 0; i < a.size(); ++i) {
-      LmStage s;
-      const std::string sw = where + ": stages[" + std::to_string(i) + "]";
-      if (!a[i].is_object()) fail(sw, "expected a JSON object, got " + json_type_name(a[i]));
-      ObjectReader sr(a[i], sw);
-      sr.string("name", s.name);
-      sr.integer("frames", s.frames, 1, 1 << 20);
-      sr.number("image_fraction", s.image_fraction, 0, 1);
-      sr.integer("steps", s.steps, 0, int64_t(1) << 40);
-      sr.integer("batch_size", s.batch_size, 1, 1 << 20);
-      sr.integer("grad_accum", s.grad_accum, 1, 1 << 20);
-      sr.number("lr", s.lr, 0, 1);
-      sr.integer("warmup_steps", s.warmup_steps, 0, int64_t(1) << 40);
-      sr.number("min_lr_ratio", s.min_lr_ratio, 0, 1);
-      sr.number("lambda", s.lambda, 0, 1000);
-      sr.finish();
-      if (s.name.empty()) s.name = s.frames == 1 ? "images" : std::to_string(s.frames) + " frames";
-      if (s.frames == 1) s.image_fraction = 1;
-      c.stages.push_back(s);
-    }
-  }
+  std::vector<LmStage> stages;
+  if (r.objects("stages", "stage objects ({\"frames\", \"steps\", \"batch_size\", ...})", [&](ObjectReader& sr) {
+        LmStage s;
+        sr.string("name", s.name);
+        sr.integer("frames", s.frames, 1, 1 << 20);
+        sr.number("image_fraction", s.image_fraction, 0, 1);
+        sr.integer("steps", s.steps, 0, int64_t(1) << 40);
+        sr.integer("batch_size", s.batch_size, 1, 1 << 20);
+        sr.integer("grad_accum", s.grad_accum, 1, 1 << 20);
+        sr.number("lr", s.lr, 0, 1);
+        sr.integer("warmup_steps", s.warmup_steps, 0, int64_t(1) << 40);
+        sr.number("min_lr_ratio", s.min_lr_ratio, 0, 1);
+        sr.number("lambda", s.lambda, 0, 1000);
+        if (s.name.empty()) s.name = s.frames == 1 ? "images" : std::to_string(s.frames) + " frames";
+        if (s.frames == 1) s.image_fraction = 1;
+        stages.push_back(s);
+      }))
+    c.stages = stages;
   long long seed = static_cast<long long>(c.seed);
   r.integer("seed", seed, 0, 1LL << 62);
   c.seed = static_cast<uint64_t>(seed);

@@ -326,7 +326,7 @@ nlohmann::json LmTrainer::step() {
   int64_t video_tokens = 0, tokens = 0;
   for (const auto& b : micro) {
     video_tokens += b.video_tokens;
-    tokens += b.input.ne(s.vocab->pad()).sum().item<int64_t>();
+    tokens += b.tokens;
   }
   const double data_ms = seconds_since(t0) * 1000;
 

@@ -81,22 +81,16 @@ nlohmann::json TrainConfig::to_json() const {
 TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& where) {
   TrainConfig c;
   ObjectReader r(j, where);
-  if (r.take("stages")) {
-    const auto& a = j["stages"];
-    if (!a.is_array() || a.empty())
-      fail(where, "key 'stages': expected a non-empty array of {\"frames\", \"steps\", \"batch_size\"}");
-    c.stages.clear();
-    for (size_t i = 0; i < a.size(); ++i) {
-      Stage s;
-      ObjectReader sr(a[i], where + ": stages[" + std::to_string(i) + "]");
-      sr.integer("frames", s.frames, 1, 4097);
-      sr.integer("steps", s.steps, 0, int64_t(1) << 40);
-      sr.integer("batch_size", s.batch_size, 1, 4096);
-      sr.number("lr_scale", s.lr_scale, 0, 100);
-      sr.finish();
-      c.stages.push_back(s);
-    }
-  }
+  std::vector<Stage> stages;
+  if (r.objects("stages", "{\"frames\", \"steps\", \"batch_size\"}", [&](ObjectReader& sr) {
+        Stage s;
+        sr.integer("frames", s.frames, 1, 4097);
+        sr.integer("steps", s.steps, 0, int64_t(1) << 40);
+        sr.integer("batch_size", s.batch_size, 1, 4096);
+        sr.number("lr_scale", s.lr_scale, 0, 100);
+        stages.push_back(s);
+      }))
+    c.stages = stages;
   long long seed = 0;
   r.integer("seed", seed, 0, (1LL << 62));
   c.seed = static_cast<uint64_t>(seed);

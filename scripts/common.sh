@@ -1,0 +1,17 @@
+# Sourced by the scripts in this folder (not run on its own).
+# Sets $loong (the binary: $LOONG, default build/bin/loong) and defines
+# train_data DIR VIDEOS IMAGES SEED: moving-fashion training data at 64x64
+# with DIR/all.jsonl listing the videos and the stills (made once).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+loong="${LOONG:-build/bin/loong}"
+[ -x "$loong" ] || { echo "no $loong: run ./run build first" >&2; exit 1; }
+
+train_data() {
+  local dir="$1" videos="$2" images="$3" seed="$4"
+  if [ ! -f "$dir/all.jsonl" ]; then
+    "$loong" data moving-fashion --out "$dir" --videos "$videos" --seconds 10 --size 64 --images "$images" \
+      --seed "$seed" --quiet --force
+    cat "$dir/manifest.jsonl" "$dir/images.jsonl" > "$dir/all.jsonl"
+  fi
+}
