@@ -8,9 +8,11 @@
 #include <array>
 #include <cstdio>
 
+
 #include "loong/core/json_util.h"
 #include "loong/io/safetensors.h"
 #include "loong/io/video.h"
+#include "detector_util.h"
 #include "lm_test_data.h"
 #include "loong/train/checkpoints.h"
 #include "test_util.h"
@@ -48,6 +50,8 @@ void expect_one_line_error(const Result& r, int code, const std::string& piece) 
   EXPECT_EQ(r.err.find("terminate called"), std::string::npos);
   EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << "no LibTorch stack trace";
 }
+
+using loong::test::write_stats_detector;
 
 }  // namespace
 
@@ -221,10 +225,12 @@ TEST(Cli, TokenizerTrainEncodeDecodeReconstructEval) {
   EXPECT_GT(rj["psnr"].get<double>(), 0);
   EXPECT_EQ(loong::video::probe(dir / "r.mp4").streams[0].width, 32);  // side by side
 
+  write_stats_detector(dir / "d.pt");
   auto ev = run("tokenizer eval --model " + run_dir + " --data " + (dir / "mf/manifest.jsonl") + " --frames 5 --json " +
-                (dir / "e.json"));
+                (dir / "e.json") + " --detector " + (dir / "d.pt"));
   ASSERT_EQ(ev.code, 0) << ev.err;
   auto ej = nlohmann::json::parse(ev.out);
+  EXPECT_GE(ej["fvd"].get<double>(), 0);  // originals against reconstructions
   EXPECT_EQ(ej["clips"], 3);
   EXPECT_EQ(ej["psnr_per_frame"].size(), 5u);
   EXPECT_EQ(ej["tokens"], 3 * 2 * 4);
@@ -426,4 +432,35 @@ TEST(Cli, SrTrainThenGenerateWithIt) {
                         1, "does not match");
   expect_one_line_error(run("sr train --data " + (dir / "m.jsonl") + " --out " + (dir / "s2") + " --size 8 --crop 16"), 1,
                         "--crop");
+}
+
+TEST(Cli, EvalFvdBetweenFolders) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "a");
+  std::filesystem::create_directories(dir / "b");
+  for (int i = 0; i < 3; ++i) {
+    loong::video::write(dir / ("a/" + std::to_string(i) + ".mp4"), loong::test::natural_clip(18, 32, 32, i));
+    auto dark = (loong::test::natural_clip(18, 32, 32, 10 + i).to(torch::kFloat) * 0.5).to(torch::kUInt8);
+    loong::video::write(dir / ("b/" + std::to_string(i) + ".mp4"), dark);
+  }
+  loong::video::write(dir / "a/short.mp4", loong::test::natural_clip(8, 32, 32, 7));
+  write_stats_detector(dir / "d.pt");
+  auto r = run("eval fvd --real " + (dir / "a") + " --fake " + (dir / "b") + " --detector " + (dir / "d.pt"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["fvd"].get<double>(), 100);  // half as bright: the mean features are far apart
+  EXPECT_EQ(j["real"]["videos"], 3);
+  EXPECT_EQ(j["real"]["too_short"], 1);
+  auto same = run("eval fvd --real " + (dir / "a") + " --fake " + (dir / "a") + " --detector " + (dir / "d.pt"));
+  ASSERT_EQ(same.code, 0) << same.err;
+  EXPECT_NEAR(nlohmann::json::parse(same.out)["fvd"].get<double>(), 0, 1e-6);
+  expect_one_line_error(run("eval fvd --real " + (dir / "a") + " --fake " + (dir / "none") + " --detector " +
+                            (dir / "d.pt")),
+                        1, "--fake");
+  expect_one_line_error(run("eval fvd --real " + (dir / "a") + " --fake " + (dir / "b") + " --detector " +
+                            (dir / "x.pt")),
+                        1, "x.pt");
+  expect_one_line_error(run("eval fvd --real " + (dir / "a") + " --fake " + (dir / "b") + " --detector " +
+                            (dir / "d.pt") + " --frames 40"),
+                        1, "at least 2 videos");
 }

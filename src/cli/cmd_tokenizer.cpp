@@ -11,6 +11,7 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
+#include "loong/eval/fvd.h"
 #include "loong/eval/metrics.h"
 #include "loong/tokenizer/checkpoint.h"
 #include "loong/tokenizer/tokens.h"
@@ -239,10 +240,16 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--fps", *fps, "Frame rate to sample at")->check(CLI::Range(0.1, 240.0));
     cmd->add_option("--max-clips", *max_clips, "Evaluate at most this many entries; 0 = all")->check(CLI::NonNegativeNumber);
     cmd->add_option("--json", *json_out, "Also write the report to this file");
+    auto detector = std::make_shared<std::string>();
+    cmd->add_option("--detector", *detector,
+                    "Also report FVD between originals and reconstructions with this I3D TorchScript file");
     cmd->callback(command(g, [=] {
 #ifndef LOONG_WITH_FFMPEG
       no_ffmpeg();
 #else
+      std::unique_ptr<eval::VideoFeatureNet> i3d;
+      if (!detector->empty()) i3d = std::make_unique<eval::VideoFeatureNet>(*detector, parse_device(m->device));
+      eval::FeatureStats real_stats, rec_stats;
       auto model = tokenizer::load_model(m->model, parse_device(m->device));
       model->config.latent_frames(*frames);  // validates 1 + 4k
       data::ClipOptions co;
@@ -273,6 +280,10 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
         for (size_t k = 0; k < p.size(); ++k) psnr_pos[k] += p[k];
         all_psnr.insert(all_psnr.end(), p.begin(), p.end());
         all_ssim.insert(all_ssim.end(), s.begin(), s.end());
+        if (i3d) {
+          real_stats.add(i3d->features(clip->frames.unsqueeze(0)));
+          rec_stats.add(i3d->features(rec.unsqueeze(0)));
+        }
         ++clips;
       }
       if (clips == 0) fail(*data, "no entry could be evaluated with " + std::to_string(*frames) + " frames");
@@ -293,6 +304,12 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
                           {"codebook_usage", static_cast<double>(used) / K},
                           {"perplexity", ppl},
                           {"tokens", hist.sum().item<int64_t>()}};
+      if (i3d) {
+        if (clips < 2) fail("--detector", "FVD needs at least 2 clips");
+        j["fvd"] = eval::frechet_distance(real_stats.mean(), real_stats.covariance(), rec_stats.mean(),
+                                          rec_stats.covariance());
+        j["detector"] = *detector;
+      }
       if (!json_out->empty()) write_json_file(*json_out, j);
       std::cout << j.dump(2) << std::endl;
 #endif

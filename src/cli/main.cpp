@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   add_model_commands(app, g);
   add_generate_command(app, g);
   add_sr_commands(app, g);
+  add_eval_commands(app, g);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,130 @@
+// loong eval fvd: Fréchet Video Distance between two sets of videos.
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+
+#include <torch/torch.h>
+
+#include "cli/commands.h"
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
+#include "loong/data/manifest.h"
+#include "loong/eval/fvd.h"
+#include "loong/io/video.h"
+
+namespace fs = std::filesystem;
+
+namespace loong::cli {
+
+namespace {
+
+struct VideoRef {
+  std::string path;
+  double start = 0, end = -1;
+};
+
+// A folder (every video file in it, sorted) or a manifest (its video entries).
+std::vector<VideoRef> list_videos(const std::string& src, const std::string& flag) {
+  std::vector<VideoRef> out;
+  if (fs::is_directory(src)) {
+    for (const auto& e : fs::directory_iterator(src)) {
+      std::string ext = e.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (e.is_regular_file() && (ext == ".mp4" || ext == ".mkv" || ext == ".mov" || ext == ".webm" ||
+                                  ext == ".avi" || ext == ".gif"))
+        out.push_back({e.path().string()});
+    }
+    std::sort(out.begin(), out.end(), [](const VideoRef& a, const VideoRef& b) { return a.path < b.path; });
+  } else if (fs::is_regular_file(src)) {
+    for (const auto& e : data::load_manifest(src).entries)
+      if (e.kind == data::MediaKind::Video) out.push_back({e.path, e.start, e.end});
+  } else {
+    fail(flag, "no such folder or manifest: " + src);
+  }
+  if (out.empty()) fail(flag, src + " holds no videos");
+  return out;
+}
+
+struct SetResult {
+  eval::FeatureStats stats;
+  int64_t videos = 0, short_videos = 0;
+};
+
+SetResult set_features(eval::VideoFeatureNet& net, const std::vector<VideoRef>& videos, int frames, double fps,
+                       int64_t max_videos, int batch) {
+  SetResult r;
+  std::vector<at::Tensor> pending;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    r.stats.add(net.features(torch::stack(pending)));
+    pending.clear();
+  };
+  for (const auto& v : videos) {
+    if (max_videos > 0 && r.videos >= max_videos) break;
+    video::ReadOptions o;
+    o.fps = fps;
+    o.start = v.start;
+    o.end = v.end;
+    std::vector<at::Tensor> clip;
+    video::read_frames(v.path, o, [&](const at::Tensor& f, double) {
+      clip.push_back(f);
+      return static_cast<int>(clip.size()) < frames;
+    });
+    if (static_cast<int>(clip.size()) < frames) {  // as StyleGAN-V: short videos are left out
+      ++r.short_videos;
+      continue;
+    }
+    if (!pending.empty() && clip[0].sizes() != pending[0][0].sizes()) flush();  // sizes may differ between files
+    pending.push_back(torch::stack(clip));
+    ++r.videos;
+    if (static_cast<int>(pending.size()) >= batch) flush();
+  }
+  flush();
+  return r;
+}
+
+}  // namespace
+
+void add_eval_commands(CLI::App& app, Globals& g) {
+  CLI::App* ev = app.add_subcommand("eval", "Evaluation metrics");
+  ev->require_subcommand(1);
+  struct Args {
+    std::string real, fake, detector, device = "cpu";
+    int frames = 16, batch = 8;
+    double fps = 0;
+    int64_t max_videos = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* fvd = ev->add_subcommand("fvd", "Fréchet Video Distance (StyleGAN-V protocol) between two sets of videos");
+  fvd->add_option("--real", a->real, "Reference videos: a folder or a manifest")->required();
+  fvd->add_option("--fake", a->fake, "Generated videos: a folder or a manifest")->required();
+  fvd->add_option("--detector", a->detector, "I3D TorchScript file (StyleGAN-V's i3d_torchscript.pt)")->required();
+  fvd->add_option("--frames", a->frames, "Consecutive frames per video, from its start (shorter videos are left out)")
+      ->check(CLI::Range(1, 10000));
+  fvd->add_option("--fps", a->fps, "Read videos at this frame rate; 0 = their own")->check(CLI::Range(0.0, 1000.0));
+  fvd->add_option("--max-videos", a->max_videos, "Use at most this many videos of each set; 0 = all")
+      ->check(CLI::NonNegativeNumber);
+  fvd->add_option("--batch", a->batch, "Clips per detector call")->check(CLI::Range(1, 1024));
+  fvd->add_option("--device", a->device, "cpu or cuda[:N]");
+  fvd->callback(command(g, [a] {
+    const auto real = list_videos(a->real, "--real"), fake = list_videos(a->fake, "--fake");
+    eval::VideoFeatureNet net(a->detector, parse_device(a->device));
+    auto r = set_features(net, real, a->frames, a->fps, a->max_videos, a->batch);
+    auto f = set_features(net, fake, a->frames, a->fps, a->max_videos, a->batch);
+    for (const auto* s : {&r, &f})
+      if (s->videos < 2)
+        fail(s == &r ? "--real" : "--fake", "needs at least 2 videos of " + std::to_string(a->frames) + " frames, got " +
+                                                std::to_string(s->videos) + " (" + std::to_string(s->short_videos) +
+                                                " too short)");
+    const double d = eval::frechet_distance(r.stats.mean(), r.stats.covariance(), f.stats.mean(), f.stats.covariance());
+    json out = {{"fvd", d},
+                {"frames", a->frames},
+                {"detector", a->detector},
+                {"real", {{"source", a->real}, {"videos", r.videos}, {"too_short", r.short_videos}}},
+                {"fake", {{"source", a->fake}, {"videos", f.videos}, {"too_short", f.short_videos}}}};
+    std::cout << out.dump(2) << std::endl;
+  }));
+}
+
+}  // namespace loong::cli

@@ -1,0 +1,115 @@
+#include "loong/eval/fvd.h"
+
+#include <filesystem>
+
+#include <torch/script.h>
+#include <torch/torch.h>
+
+#include "loong/core/error.h"
+
+namespace loong::eval {
+
+void FeatureStats::add(const at::Tensor& features) {
+  if (features.dim() != 2) fail("features", "expected [N, D], got " + c10::str(features.sizes()));
+  auto f = features.to(torch::kCPU, torch::kDouble);
+  if (!sum_.defined()) {
+    sum_ = torch::zeros({f.size(1)}, torch::kDouble);
+    outer_ = torch::zeros({f.size(1), f.size(1)}, torch::kDouble);
+  } else if (f.size(1) != sum_.size(0)) {
+    fail("features", "width " + std::to_string(f.size(1)) + " after " + std::to_string(sum_.size(0)));
+  }
+  sum_ += f.sum(0);
+  outer_ += f.t().matmul(f);
+  n_ += f.size(0);
+}
+
+at::Tensor FeatureStats::mean() const {
+  if (n_ < 1) fail("features", "no feature vectors");
+  return sum_ / static_cast<double>(n_);
+}
+
+at::Tensor FeatureStats::covariance() const {
+  if (n_ < 2) fail("features", "a covariance needs at least 2 feature vectors, got " + std::to_string(n_));
+  auto mu = mean();
+  return (outer_ - static_cast<double>(n_) * torch::outer(mu, mu)) / static_cast<double>(n_ - 1);
+}
+
+double frechet_distance(const at::Tensor& mu1_in, const at::Tensor& s1_in, const at::Tensor& mu2_in,
+                        const at::Tensor& s2_in) {
+  auto mu1 = mu1_in.to(torch::kCPU, torch::kDouble), mu2 = mu2_in.to(torch::kCPU, torch::kDouble);
+  auto s1 = s1_in.to(torch::kCPU, torch::kDouble), s2 = s2_in.to(torch::kCPU, torch::kDouble);
+  const auto D = mu1.size(0);
+  if (mu2.size(0) != D || s1.sizes() != at::IntArrayRef({D, D}) || s2.sizes() != at::IntArrayRef({D, D}))
+    fail("frechet distance", "mismatched shapes");
+  // S1^1/2 from the eigendecomposition of the symmetric S1 (symmetrised
+  // against rounding), then the eigenvalues of the symmetric S1^1/2 S2 S1^1/2.
+  auto sym = [](const torch::Tensor& a) { return (a + a.t()) / 2; };
+  auto [e1, v1] = torch::linalg::eigh(sym(s1), "L");
+  auto root1 = v1.matmul(torch::diag(e1.clamp_min(0).sqrt())).matmul(v1.t());
+  auto m = sym(root1.matmul(s2).matmul(root1));
+  auto em = torch::linalg::eigvalsh(m, "L");
+  const double tr_sqrt = em.clamp_min(0).sqrt().sum().item<double>();
+  const double diff = (mu1 - mu2).pow(2).sum().item<double>();
+  return diff + s1.trace().item<double>() + s2.trace().item<double>() - 2 * tr_sqrt;
+}
+
+struct VideoFeatureNet::Impl {
+  torch::jit::script::Module module;
+  c10::Device device{c10::kCPU};
+  bool stylegan_flags = false;  // forward(x, rescale, resize, return_features)
+};
+
+VideoFeatureNet::VideoFeatureNet(const std::string& path, c10::Device device)
+    : impl_(std::make_unique<Impl>()), path_(path) {
+  if (!std::filesystem::is_regular_file(path)) fail(path, "no such detector file (a TorchScript I3D, e.g. i3d_torchscript.pt)");
+  try {
+    impl_->module = torch::jit::load(path, device);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    fail(path, "not a TorchScript model: " + what.substr(0, what.find('\n')));
+  }
+  impl_->module.eval();
+  impl_->device = device;
+  const auto& args = impl_->module.get_method("forward").function().getSchema().arguments();
+  // arguments include self
+  if (args.size() == 5) impl_->stylegan_flags = true;
+  else if (args.size() != 2)
+    fail(path, "expected forward(x) or forward(x, rescale, resize, return_features), got " +
+                   std::to_string(args.size() - 1) + " arguments");
+}
+
+VideoFeatureNet::~VideoFeatureNet() = default;
+VideoFeatureNet::VideoFeatureNet(VideoFeatureNet&&) noexcept = default;
+
+at::Tensor VideoFeatureNet::features(const at::Tensor& clips) {
+  if (clips.dim() != 5 || clips.size(4) != 3 || clips.scalar_type() != torch::kUInt8)
+    fail(path_, "expected uint8 clips [B, T, H, W, 3], got " + c10::str(clips.sizes()));
+  c10::InferenceMode guard;
+  auto x = clips.permute({0, 4, 1, 2, 3}).contiguous().to(impl_->device);  // [B, 3, T, H, W]
+  torch::jit::IValue out;
+  try {
+    if (impl_->stylegan_flags) {
+      out = impl_->module.forward({x, true, true, true});
+    } else {
+      const auto B = x.size(0), T = x.size(2);
+      namespace F = torch::nn::functional;
+      auto frames = x.transpose(1, 2).reshape({B * T, 3, x.size(3), x.size(4)}).to(torch::kFloat);
+      frames = F::interpolate(frames, F::InterpolateFuncOptions()
+                                          .size(std::vector<int64_t>{224, 224})
+                                          .mode(torch::kBilinear)
+                                          .align_corners(false));
+      auto r = frames.round().clamp(0, 255).to(torch::kUInt8).view({B, T, 3, 224, 224}).transpose(1, 2).contiguous();
+      out = impl_->module.forward({r});
+    }
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    fail(path_, "running the detector failed: " + what.substr(0, what.find('\n')));
+  }
+  if (!out.isTensor()) fail(path_, "the detector must return a tensor of features [B, D]");
+  auto f = out.toTensor();
+  if (f.dim() != 2 || f.size(0) != clips.size(0))
+    fail(path_, "the detector must return features [B, D], got " + c10::str(f.sizes()));
+  return f.to(torch::kCPU, torch::kDouble);
+}
+
+}  // namespace loong::eval
