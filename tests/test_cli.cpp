@@ -10,6 +10,7 @@
 
 
 #include "loong/core/json_util.h"
+#include "loong/data/manifest.h"
 #include "loong/io/safetensors.h"
 #include "loong/io/video.h"
 #include "detector_util.h"
@@ -463,4 +464,34 @@ TEST(Cli, EvalFvdBetweenFolders) {
   expect_one_line_error(run("eval fvd --real " + (dir / "a") + " --fake " + (dir / "b") + " --detector " +
                             (dir / "d.pt") + " --frames 40"),
                         1, "at least 2 videos");
+}
+
+TEST(Cli, EvalBenchmarkTakesTheLongestVideosCut) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "v");
+  std::string manifest;
+  for (int i = 0; i < 4; ++i) {  // 10, 20, 30, 40 frames at 6.5 fps
+    const std::string name = "v/" + std::to_string(i) + ".mp4";
+    loong::video::write(dir / name, loong::test::natural_clip(10 * (i + 1), 16, 16, i));
+    manifest += "{\"video\": \"" + name + "\", \"caption\": \"clip " + std::to_string(i) + "\", \"k\": " +
+                std::to_string(i) + "}\n";
+  }
+  loong::test::write_bytes(dir / "m.jsonl", manifest);
+  auto r = run("eval benchmark --data " + (dir / "m.jsonl") + " --count 2 --seconds 3 --out " + (dir / "b/bench.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["videos"], 2);
+  EXPECT_EQ(j["too_short"], 1);
+  auto m = loong::data::load_manifest(dir / "b/bench.jsonl");
+  ASSERT_EQ(m.entries.size(), 2u);
+  EXPECT_EQ(m.entries[0].caption, "clip 3");  // the longest first
+  EXPECT_EQ(m.entries[1].caption, "clip 2");
+  EXPECT_EQ(m.entries[0].path, dir / "v/3.mp4");
+  EXPECT_DOUBLE_EQ(m.entries[0].end - m.entries[0].start, 3.0);
+  EXPECT_EQ(m.entries[0].extra["k"], 3);
+  loong::video::ReadOptions o;
+  o.end = m.entries[0].end;
+  EXPECT_EQ(loong::video::read(m.entries[0].path, o).frames.size(0), 20);  // 3 s at 6.5 fps, rounded up
+  expect_one_line_error(run("eval benchmark --data " + (dir / "m.jsonl") + " --seconds 60 --out " + (dir / "x.jsonl")), 1,
+                        "no video is at least");
 }

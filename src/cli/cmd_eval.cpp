@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "cli/commands.h"
+#include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
@@ -84,6 +85,14 @@ SetResult set_features(eval::VideoFeatureNet& net, const std::vector<VideoRef>& 
   return r;
 }
 
+// "a/b.mp4" relative to the folder of `out`, when it can be expressed so.
+std::string relative_to(const std::string& path, const std::string& out) {
+  std::error_code ec;
+  auto base = fs::absolute(fs::path(out)).parent_path();
+  auto rel = fs::relative(fs::absolute(path), base, ec);
+  return ec || rel.empty() ? fs::absolute(path).string() : rel.string();
+}
+
 }  // namespace
 
 void add_eval_commands(CLI::App& app, Globals& g) {
@@ -124,6 +133,67 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                 {"real", {{"source", a->real}, {"videos", r.videos}, {"too_short", r.short_videos}}},
                 {"fake", {{"source", a->fake}, {"videos", f.videos}, {"too_short", f.short_videos}}}};
     std::cout << out.dump(2) << std::endl;
+  }));
+
+  // The paper's long-video benchmark: the N longest clips, cut to S seconds.
+  struct BenchArgs {
+    std::string data, out;
+    int64_t count = 1000;
+    double seconds = 27;
+  };
+  auto b = std::make_shared<BenchArgs>();
+  auto* bench = ev->add_subcommand("benchmark", "A long-video benchmark: the N longest videos of a manifest, cut to S seconds");
+  bench->add_option("--data", b->data, "Manifest to choose from")->required();
+  bench->add_option("--out", b->out, "Manifest to write (entries keep their captions; start/end cut them)")->required();
+  bench->add_option("--count", b->count, "Videos to take (the paper: 1000)")->check(CLI::PositiveNumber);
+  bench->add_option("--seconds", b->seconds, "Length of each (the paper: 27)")->check(CLI::PositiveNumber);
+  bench->callback(command(g, [b] {
+    const auto m = data::load_manifest(b->data);
+    struct Candidate {
+      const data::Entry* e;
+      double length;
+    };
+    std::vector<Candidate> c;
+    int64_t unreadable = 0, too_short = 0;
+    for (const auto& e : m.entries) {
+      if (e.kind != data::MediaKind::Video) continue;
+      double duration = 0;
+      try {
+        duration = video::probe(e.path, {}, false).duration;
+      } catch (const Error&) {
+        ++unreadable;
+        continue;
+      }
+      const double end = e.end < 0 ? duration : std::min(e.end, duration);
+      const double length = end - e.start;
+      if (length + 1e-6 < b->seconds) ++too_short;
+      else c.push_back({&e, length});
+    }
+    if (c.empty())
+      fail(b->data, "no video is at least " + std::to_string(b->seconds) + " s long (" + std::to_string(too_short) +
+                        " shorter, " + std::to_string(unreadable) + " unreadable)");
+    std::stable_sort(c.begin(), c.end(), [](const Candidate& x, const Candidate& y) { return x.length > y.length; });
+    if (static_cast<int64_t>(c.size()) > b->count) c.resize(static_cast<size_t>(b->count));
+    std::string lines;
+    for (const auto& k : c) {
+      json j = k.e->extra;
+      j["video"] = relative_to(k.e->path, b->out);
+      j["caption"] = k.e->caption;
+      j["start"] = k.e->start;
+      j["end"] = k.e->start + b->seconds;
+      lines += j.dump() + "\n";
+    }
+    write_file_atomic(b->out, lines);
+    std::cout << json{{"out", b->out},
+                      {"videos", c.size()},
+                      {"asked", b->count},
+                      {"seconds", b->seconds},
+                      {"longest_s", c.front().length},
+                      {"shortest_kept_s", c.back().length},
+                      {"too_short", too_short},
+                      {"unreadable", unreadable}}
+                     .dump(2)
+              << std::endl;
   }));
 }
 
