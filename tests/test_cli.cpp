@@ -495,3 +495,28 @@ TEST(Cli, EvalBenchmarkTakesTheLongestVideosCut) {
   expect_one_line_error(run("eval benchmark --data " + (dir / "m.jsonl") + " --seconds 60 --out " + (dir / "x.jsonl")), 1,
                         "no video is at least");
 }
+
+TEST(Cli, EvalClipsim) {
+  TempDir dir;
+  auto red = torch::zeros({10, 32, 32, 3}, torch::kUInt8);
+  red.select(3, 0).fill_(220);
+  loong::video::write(dir / "red.mp4", red);
+  loong::video::write(dir / "other.mp4", loong::test::natural_clip(10, 32, 32));
+  loong::test::write_bytes(dir / "m.jsonl", "{\"video\": \"red.mp4\", \"caption\": \"a red shirt\"}\n"
+                                            "{\"video\": \"other.mp4\", \"caption\": \"a red shirt\"}\n");
+  loong::test::write_tiny_clip(dir / "clip.pt");
+  loong::test::write_test_bpe(dir / "bpe.txt");
+  auto r = run("eval clipsim --clip " + (dir / "clip.pt") + " --bpe " + (dir / "bpe.txt") + " --data " +
+               (dir / "m.jsonl") + " --max-frames 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["videos"], 2);
+  EXPECT_EQ(j["frames"], 8);
+  const double a = j["per_video"][0]["clipsim"], b = j["per_video"][1]["clipsim"];
+  EXPECT_NEAR(j["clipsim"].get<double>(), (a + b) / 2, 1e-9);
+  EXPECT_GT(std::abs(a - b), 0.01) << "different videos, different similarity";
+  EXPECT_LE(std::abs(a), 1.0);
+  expect_one_line_error(run("eval clipsim --clip " + (dir / "clip.pt") + " --bpe " + (dir / "nobpe.txt") + " --data " +
+                            (dir / "m.jsonl")),
+                        1, "nobpe.txt");
+}

@@ -2,9 +2,11 @@
 // by an independent method, feature statistics, and the detector pipeline with
 // small TorchScript networks built here.
 #include <cmath>
+#include <cstdlib>
 
 #include <torch/script.h>
 
+#include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
 #include "detector_util.h"
 #include "test_util.h"
@@ -115,8 +117,72 @@ def forward(self, x, y):
   EXPECT_TRUE(torch::allclose(g.narrow(1, 0, 3), x.mean({2, 3, 4}).to(torch::kDouble), 0, 2.0));
 
   expect_error([&] { VideoFeatureNet(dir / "bad.pt", torch::kCPU); }, {"bad.pt", "forward(x)"});
-  expect_error([&] { VideoFeatureNet(dir / "none.pt", torch::kCPU); }, {"none.pt", "no such detector"});
+  expect_error([&] { VideoFeatureNet(dir / "none.pt", torch::kCPU); }, {"none.pt", "no such file", "detector"});
   loong::test::write_bytes(dir / "junk.pt", "junk");
   expect_error([&] { VideoFeatureNet(dir / "junk.pt", torch::kCPU); }, {"junk.pt", "not a TorchScript model"});
   expect_error([&] { stats.features(torch::zeros({2, 4, 16, 16, 3})); }, {"uint8 clips"});
+}
+
+using loong::test::write_test_bpe;
+
+TEST(Eval, ClipBpeEncodesLikeClip) {
+  TempDir dir;
+  write_test_bpe(dir / "bpe.txt");
+  auto bpe = ClipBpe::load(dir / "bpe.txt");
+  // Ids: 256 byte symbols ('!' first, so 'a' = 97 - 33 = 64), the same with
+  // "</w>" (+256), the 6 merges (512...), then <|startoftext|>, <|endoftext|>.
+  EXPECT_EQ(bpe.vocab_size(), 512 + 6 + 2);
+  EXPECT_EQ(bpe.sot(), 518);
+  EXPECT_EQ(bpe.eot(), 519);
+  EXPECT_EQ(bpe.encode("a red shirt"), (std::vector<int64_t>{320, 517, 515}));
+  EXPECT_EQ(bpe.encode("  A   RED\tShirt "), (std::vector<int64_t>{320, 517, 515}));  // lower case, whitespace
+  // "reds" has no merge for "d s</w>": r e -> re, then re d is not "re d</w>".
+  EXPECT_EQ(bpe.encode("reds"), (std::vector<int64_t>{512 + 4, 'd' - 33, 256 + 's' - 33}));
+  // Digits are single words; symbol runs are words; contractions split off.
+  EXPECT_EQ(bpe.encode("12"), (std::vector<int64_t>{256 + '1' - 33, 256 + '2' - 33}));
+  EXPECT_EQ(bpe.encode("a!?"), (std::vector<int64_t>{320, '!' - 33, 256 + '?' - 33}));
+  EXPECT_EQ(bpe.encode("it's"), (std::vector<int64_t>{'i' - 33, 256 + 't' - 33, '\'' - 33, 256 + 's' - 33}));
+  auto t = bpe.tokenize({"a red shirt", std::string(100, 'a')}, 8);
+  EXPECT_EQ(t.sizes(), (std::vector<int64_t>{2, 8}));
+  EXPECT_TRUE(torch::equal(t[0], torch::tensor({518, 320, 517, 515, 519, 0, 0, 0}, torch::kLong)));
+  EXPECT_EQ(t[1][7].item<int64_t>(), 519) << "a cut text still ends with <|endoftext|>";
+  // gzip input reads the same.
+  loong::test::write_bytes(dir / "bpe.txt.gz", "");
+  ASSERT_EQ(std::system(("gzip -c " + (dir / "bpe.txt") + " > " + (dir / "bpe.txt.gz")).c_str()), 0);
+  EXPECT_EQ(ClipBpe::load(dir / "bpe.txt.gz").encode("a red shirt"), bpe.encode("a red shirt"));
+  loong::test::write_bytes(dir / "bad.txt", "#version\nabc\n");
+  expect_error([&] { ClipBpe::load(dir / "bad.txt"); }, {"bad.txt:2", "merge"});
+  expect_error([&] { ClipBpe::load(dir / "none.txt"); }, {"none.txt", "no such"});
+}
+
+TEST(Eval, ClipModelEmbeddingsAndPreprocessing) {
+  TempDir dir;
+  {
+    loong::test::write_tiny_clip(dir / "clip.pt");
+    torch::jit::Module half("NoText");
+    half.define(R"(
+def encode_image(self, x):
+    return x
+)");
+    half.save(dir / "half.pt");
+  }
+  // A flat colour: after preprocessing each channel is ((c / 255) - mean) / std.
+  auto frame = torch::empty({1, 40, 60, 3}, torch::kUInt8);
+  frame.select(3, 0).fill_(200);
+  frame.select(3, 1).fill_(30);
+  frame.select(3, 2).fill_(90);
+  auto pre = clip_preprocess(frame);
+  EXPECT_EQ(pre.sizes(), (std::vector<int64_t>{1, 3, 224, 224}));
+  const double v[3] = {(200 / 255.0 - 0.48145466) / 0.26862954, (30 / 255.0 - 0.4578275) / 0.26130258,
+                       (90 / 255.0 - 0.40821073) / 0.27577711};
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(pre[0][c][100][100].item<double>(), v[c], 1e-4);
+
+  ClipModel clip(dir / "clip.pt", torch::kCPU);
+  auto img = clip.encode_images(frame);
+  auto txt = clip.encode_texts(torch::tensor({{518, 320, 517, 515, 519}}, torch::kLong));
+  const double ni = std::sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]), nt = std::sqrt(320.0 * 320 + 517.0 * 517 + 515.0 * 515);
+  const double expected = (v[0] * 320 + v[1] * 517 + v[2] * 515) / (ni * nt);
+  EXPECT_NEAR(img.matmul(txt[0]).item<double>(), expected, 1e-4) << "unscaled cosine";
+  expect_error([&] { ClipModel(dir / "half.pt", torch::kCPU); }, {"half.pt", "encode_text"});
+  expect_error([&] { ClipModel(dir / "none.pt", torch::kCPU); }, {"none.pt", "no such file", "CLIP"});
 }

@@ -444,5 +444,5 @@ def forward(self, x):
   expect_error([&] { load_upscaler(dir / "bad.pt", torch::kCPU, &factor); }, {"bad.pt", "expected forward to map"});
   loong::test::write_bytes(dir / "junk.pt", "not a zip");
   expect_error([&] { load_upscaler(dir / "junk.pt", torch::kCPU, &factor); }, {"junk.pt", "not a TorchScript model"});
-  expect_error([&] { load_upscaler(dir / "none.pt", torch::kCPU, &factor); }, {"none.pt", "no such file"});
+  expect_error([&] { load_upscaler(dir / "none.pt", torch::kCPU, &factor); }, {"none.pt", "no such file", "upscaler"});
 }

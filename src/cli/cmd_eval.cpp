@@ -11,6 +11,7 @@
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
 #include "loong/data/manifest.h"
+#include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
 #include "loong/io/video.h"
 
@@ -132,6 +133,64 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                 {"detector", a->detector},
                 {"real", {{"source", a->real}, {"videos", r.videos}, {"too_short", r.short_videos}}},
                 {"fake", {{"source", a->fake}, {"videos", f.videos}, {"too_short", f.short_videos}}}};
+    std::cout << out.dump(2) << std::endl;
+  }));
+
+  struct ClipArgs {
+    std::string clip, bpe, data, device = "cpu";
+    int max_frames = 16, batch = 32;
+    double fps = 0;
+    int64_t max_videos = 0;
+  };
+  auto c = std::make_shared<ClipArgs>();
+  auto* cs = ev->add_subcommand("clipsim", "CLIP similarity between videos' frames and their captions (unscaled cosine)");
+  cs->add_option("--clip", c->clip, "CLIP TorchScript file with encode_image and encode_text (e.g. ViT-L-14.pt)")
+      ->required();
+  cs->add_option("--bpe", c->bpe, "CLIP's BPE merges (bpe_simple_vocab_16e6.txt.gz)")->required();
+  cs->add_option("--data", c->data, "Manifest of videos (or images) and their captions")->required();
+  cs->add_option("--max-frames", c->max_frames, "Frames per video, spread evenly; 0 = every frame")
+      ->check(CLI::NonNegativeNumber);
+  cs->add_option("--fps", c->fps, "Read videos at this frame rate; 0 = their own")->check(CLI::Range(0.0, 1000.0));
+  cs->add_option("--max-videos", c->max_videos, "Use at most this many entries; 0 = all")->check(CLI::NonNegativeNumber);
+  cs->add_option("--batch", c->batch, "Frames per CLIP call")->check(CLI::Range(1, 4096));
+  cs->add_option("--device", c->device, "cpu or cuda[:N]");
+  cs->callback(command(g, [c] {
+    const auto m = data::load_manifest(c->data);
+    const auto bpe = eval::ClipBpe::load(c->bpe);
+    eval::ClipModel clip(c->clip, parse_device(c->device));
+    json per = json::array();
+    double sum = 0;
+    int64_t frames_total = 0;
+    for (const auto& e : m.entries) {
+      if (c->max_videos > 0 && static_cast<int64_t>(per.size()) >= c->max_videos) break;
+      at::Tensor frames;
+      if (e.kind == data::MediaKind::Image) {
+        frames = video::read_image(e.path).unsqueeze(0);
+      } else {
+        video::ReadOptions o;
+        o.fps = c->fps;
+        o.start = e.start;
+        o.end = e.end;
+        frames = video::read(e.path, o).frames;
+      }
+      if (c->max_frames > 0 && frames.size(0) > c->max_frames)
+        frames = frames.index_select(0, torch::linspace(0, frames.size(0) - 1, c->max_frames).round().to(torch::kLong));
+      auto text = clip.encode_texts(bpe.tokenize({e.caption}));  // [1, D]
+      double video_sum = 0;
+      for (int64_t i = 0; i < frames.size(0); i += c->batch) {
+        auto img = clip.encode_images(frames.narrow(0, i, std::min<int64_t>(c->batch, frames.size(0) - i)));
+        video_sum += img.matmul(text[0]).sum().item<double>();
+      }
+      const double v = video_sum / static_cast<double>(frames.size(0));
+      per.push_back({{"video", e.path}, {"caption", e.caption}, {"frames", frames.size(0)}, {"clipsim", v}});
+      sum += v;
+      frames_total += frames.size(0);
+    }
+    json out = {{"clipsim", sum / static_cast<double>(per.size())},
+                {"videos", per.size()},
+                {"frames", frames_total},
+                {"clip", c->clip},
+                {"per_video", per}};
     std::cout << out.dump(2) << std::endl;
   }));
 

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "loong/core/error.h"
+#include "loong/core/torchscript.h"
 
 namespace loong::eval {
 
@@ -61,14 +62,7 @@ struct VideoFeatureNet::Impl {
 
 VideoFeatureNet::VideoFeatureNet(const std::string& path, c10::Device device)
     : impl_(std::make_unique<Impl>()), path_(path) {
-  if (!std::filesystem::is_regular_file(path)) fail(path, "no such detector file (a TorchScript I3D, e.g. i3d_torchscript.pt)");
-  try {
-    impl_->module = torch::jit::load(path, device);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    fail(path, "not a TorchScript model: " + what.substr(0, what.find('\n')));
-  }
-  impl_->module.eval();
+  impl_->module = load_torchscript(path, device, "an I3D TorchScript detector, e.g. i3d_torchscript.pt");
   impl_->device = device;
   const auto& args = impl_->module.get_method("forward").function().getSchema().arguments();
   // arguments include self
@@ -102,8 +96,7 @@ at::Tensor VideoFeatureNet::features(const at::Tensor& clips) {
       out = impl_->module.forward({r});
     }
   } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    fail(path_, "running the detector failed: " + what.substr(0, what.find('\n')));
+    fail(path_, "running the detector failed: " + first_error_line(e));
   }
   if (!out.isTensor()) fail(path_, "the detector must return a tensor of features [B, D]");
   auto f = out.toTensor();

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "loong/core/error.h"
+#include "loong/core/torchscript.h"
 #include "loong/core/json_util.h"
 #include "loong/eval/metrics.h"
 #include "loong/train/checkpoints.h"
@@ -149,15 +150,8 @@ Upscaler load_upscaler(const std::string& path, c10::Device device, int* scale) 
       return unit_to_frames(net->forward(frames_to_unit(frames).to(device)).to(torch::kCPU));
     };
   }
-  if (!fs::exists(path)) fail(path, "no such file or folder (expected an SR model folder or a TorchScript file)");
-  auto module = std::make_shared<torch::jit::script::Module>();
-  try {
-    *module = torch::jit::load(path, device);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    fail(path, "not a TorchScript model: " + what.substr(0, what.find('\n')));
-  }
-  module->eval();
+  auto module = std::make_shared<torch::jit::script::Module>(
+      load_torchscript(path, device, "a folder from `loong sr train` or a TorchScript upscaler"));
   // Find the factor (and check the contract) on a small input.
   int factor = 0;
   try {
@@ -169,8 +163,7 @@ Upscaler load_upscaler(const std::string& path, c10::Device device, int* scale) 
                      " for [1, 3, 8, 8]");
     factor = static_cast<int>(probe.size(2) / 8);
   } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    fail(path, "running the TorchScript model on [1, 3, 8, 8] failed: " + what.substr(0, what.find('\n')));
+    fail(path, "running the TorchScript model on [1, 3, 8, 8] failed: " + first_error_line(e));
   }
   if (scale) *scale = factor;
   return [module, device](const at::Tensor& frames) {
