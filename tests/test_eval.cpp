@@ -8,6 +8,8 @@
 
 #include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
+#include "loong/eval/probe.h"
+#include "loong/data/moving_fashion.h"
 #include "detector_util.h"
 #include "test_util.h"
 
@@ -185,4 +187,45 @@ def encode_image(self, x):
   EXPECT_NEAR(img.matmul(txt[0]).item<double>(), expected, 1e-4) << "unscaled cosine";
   expect_error([&] { ClipModel(dir / "half.pt", torch::kCPU); }, {"half.pt", "encode_text"});
   expect_error([&] { ClipModel(dir / "none.pt", torch::kCPU); }, {"none.pt", "no such file", "CLIP"});
+}
+
+TEST(Eval, ProbeTargetsAndTraining) {
+  // Targets come from the ground truth of a rendered video.
+  loong::data::MovingFashionOptions o;
+  o.size = 32;
+  o.seconds = 2;
+  auto items = loong::data::load_fashion_mnist("train");
+  auto s = loong::data::make_video(items, o, 3);
+  auto t = probe_targets(s.truth, s.frames.size(0));
+  EXPECT_EQ(t.background.size(0), s.frames.size(0));
+  const auto& it0 = s.truth["items"][0];
+  const int slot = it0["class"].get<int>() * 8 + [&] {
+    for (int c = 0; c < 8; ++c)
+      if (it0["colour"] == loong::data::kItemColours[static_cast<size_t>(c)].name) return c;
+    return -1;
+  }();
+  EXPECT_EQ(t.presence[0][slot].item<float>(), 1.f);
+  EXPECT_NEAR(t.position[0][slot][0].item<double>(), s.truth["per_frame"][0]["items"][0]["x"].get<double>(), 1e-6);
+  EXPECT_EQ(t.presence.sum(1)[0].item<float>(), static_cast<float>(s.truth["per_frame"][0]["items"].size()));
+  expect_error([&] { probe_targets(s.truth, 1000); }, {"1000 asked"});
+
+  // A short training run learns the background (flat colours) well above chance (1/6).
+  torch::manual_seed(0);
+  ProbeConfig c;
+  c.image_size = 32;
+  c.channels = 8;
+  c.features = 64;
+  ProbeNet net(c);
+  ProbeTrainOptions to;
+  to.steps = 150;
+  to.batch = 16;
+  to.heldout_videos = 16;
+  auto scores = train_probe(net, to);
+  EXPECT_EQ(scores.frames, 16 * 8);
+  EXPECT_GT(scores.background_accuracy, 0.5) << scores.background_accuracy;
+  TempDir dir;
+  save_probe(dir / "p", net);
+  auto back = load_probe(dir / "p");
+  auto again = score_probe(back, "t10k", 16, to.seed + 1);
+  EXPECT_DOUBLE_EQ(again.background_accuracy, scores.background_accuracy);
 }

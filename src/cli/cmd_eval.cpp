@@ -13,6 +13,9 @@
 #include "loong/data/manifest.h"
 #include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
+#include "loong/eval/probe.h"
+#include "loong/tokenizer/checkpoint.h"
+#include "loong/tokenizer/tokens.h"
 #include "loong/io/video.h"
 
 namespace fs = std::filesystem;
@@ -192,6 +195,56 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                 {"clip", c->clip},
                 {"per_video", per}};
     std::cout << out.dump(2) << std::endl;
+  }));
+
+  // The moving-fashion probe.
+  CLI::App* probe = ev->add_subcommand("probe", "A probe that reads moving-fashion ground truth back from frames");
+  probe->require_subcommand(1);
+  struct ProbeArgs {
+    std::string out, tokenizer, device = "cpu";
+    eval::ProbeConfig cfg;
+    eval::ProbeTrainOptions o;
+  };
+  auto p = std::make_shared<ProbeArgs>();
+  auto* pt = probe->add_subcommand("train", "Train on rendered moving-fashion frames; scores unseen (t10k) items");
+  pt->add_option("--out", p->out, "Probe folder to write")->required();
+  pt->add_option("--size", p->cfg.image_size, "Frame size (the generated videos')")->check(CLI::Range(16, 1024));
+  pt->add_option("--channels", p->cfg.channels, "Width of the first layer")->check(CLI::Range(4, 512));
+  pt->add_option("--steps", p->o.steps, "Training steps")->check(CLI::Range(1, 10000000));
+  pt->add_option("--batch", p->o.batch, "Frames per step")->check(CLI::Range(4, 4096));
+  pt->add_option("--lr", p->o.lr, "AdamW learning rate (cosine decay to 10%)")->check(CLI::Range(1e-6, 1.0));
+  pt->add_option("--heldout", p->o.heldout_videos, "Held-out videos scored at the end")->check(CLI::Range(8, 100000));
+  pt->add_option("--tokenizer", p->tokenizer,
+                 "Pass training frames through this video tokenizer first (they then look like generated ones)");
+  pt->add_option("--seed", p->o.seed, "Seed");
+  pt->add_option("--device", p->device, "cpu or cuda[:N]");
+  pt->callback(command(g, [p] {
+    const auto device = parse_device(p->device);
+    if (!p->tokenizer.empty()) {
+      auto tok = std::make_shared<tokenizer::VideoTokenizer>(tokenizer::load_model(p->tokenizer, device));
+      if ((*tok)->config.image_size != p->cfg.image_size)
+        fail("--tokenizer", "works on " + std::to_string((*tok)->config.image_size) + "-pixel frames but --size is " +
+                                std::to_string(p->cfg.image_size));
+      p->o.degrade = [tok](const torch::Tensor& frames) {
+        return tokenizer::decode_video(*tok, tokenizer::encode_video(*tok, frames));
+      };
+    }
+    torch::manual_seed(p->o.seed);
+    eval::ProbeNet net(p->cfg);
+    net->to(device);
+    const int every = std::max(1, p->o.steps / 20);
+    p->o.on_step = [every, steps = p->o.steps](int step, double loss) {
+      if (step % every == 0 || step == steps) std::printf("step %d/%d  loss %.4f\n", step, steps, loss), std::fflush(stdout);
+    };
+    const auto s = eval::train_probe(net, p->o);
+    eval::save_probe(p->out, net, {{"command", "loong eval probe train"}, {"steps", p->o.steps}, {"tokenizer", p->tokenizer}});
+    std::cout << json{{"probe", p->out},
+                      {"heldout_frames", s.frames},
+                      {"background_accuracy", s.background_accuracy},
+                      {"items_exact", s.items_exact},
+                      {"position_error", s.position_error}}
+                     .dump(2)
+              << std::endl;
   }));
 
   // The paper's long-video benchmark: the N longest clips, cut to S seconds.
