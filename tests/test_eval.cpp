@@ -1,11 +1,14 @@
 // Evaluation metrics: the Fréchet distance against values computed by hand and
 // by an independent method, feature statistics, and the detector pipeline with
 // small TorchScript networks built here.
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <cstdlib>
 
 #include <torch/script.h>
 
+#include "loong/eval/caption.h"
 #include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
 #include "loong/eval/probe.h"
@@ -228,4 +231,47 @@ TEST(Eval, ProbeTargetsAndTraining) {
   auto back = load_probe(dir / "p");
   auto again = score_probe(back, "t10k", 16, to.seed + 1);
   EXPECT_DOUBLE_EQ(again.background_accuracy, scores.background_accuracy);
+}
+
+namespace {
+SceneState state_of(const nlohmann::json& truth, const nlohmann::json& frame) {
+  std::map<int64_t, int> slot;
+  for (const auto& it : truth["items"])
+    for (int c = 0; c < 8; ++c)
+      if (it["colour"] == loong::data::kItemColours[static_cast<size_t>(c)].name) slot[it["id"]] = it["class"].get<int>() * 8 + c;
+  SceneState s;
+  for (const auto& it : frame["items"]) s.items.push_back(slot.at(it["id"]));
+  std::sort(s.items.begin(), s.items.end());
+  for (int b = 0; b < 6; ++b)
+    if (frame["background"] == loong::data::kBackgrounds[static_cast<size_t>(b)].name) s.background = b;
+  return s;
+}
+}  // namespace
+
+TEST(Eval, CaptionsParseBackToTheirGroundTruth) {
+  // Every template: videos with one or two items and scene changes, and stills.
+  loong::data::MovingFashionOptions o;
+  o.size = 16;
+  o.seconds = 30;
+  o.scene_changes = 0.7;
+  o.two_items = 0.5;
+  auto items = loong::data::load_fashion_mnist("train");
+  int changes = 0;
+  for (int64_t i = 0; i < 40; ++i) {
+    auto s = i % 4 == 3 ? loong::data::make_image(items, o, i) : loong::data::make_video(items, o, i);
+    auto facts = parse_caption(s.caption);
+    const auto& pf = s.truth["per_frame"];
+    EXPECT_EQ(facts.first(), state_of(s.truth, pf[0])) << s.caption;
+    EXPECT_EQ(facts.states.back(), state_of(s.truth, pf[pf.size() - 1])) << s.caption;
+    EXPECT_EQ(facts.states.size(), s.truth["events"].size() + 1) << s.caption;
+    changes += static_cast<int>(s.truth["events"].size());
+  }
+  EXPECT_GT(changes, 5) << "the sample covers scene changes";
+  // Hand-written prompts in the same words.
+  auto f = parse_caption("A Red T-Shirt and a blue shirt on a dark green background");
+  EXPECT_EQ(f.first().items, (std::vector<int>{0 * 8 + 0, 6 * 8 + 5}));
+  EXPECT_EQ(f.first().background, 5);
+  EXPECT_EQ(parse_caption("a picture of a pink ankle boot on navy").first().background, 3);
+  EXPECT_EQ(parse_caption("a green bag").first().background, -1);
+  expect_error([] { parse_caption("a landscape at dusk"); }, {"caption", "names no"});
 }
