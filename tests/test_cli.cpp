@@ -520,3 +520,25 @@ TEST(Cli, EvalClipsim) {
                             (dir / "m.jsonl")),
                         1, "nobpe.txt");
 }
+
+TEST(Cli, EvalProbeTrainAndScore) {
+  TempDir dir;
+  auto train = run("eval probe train --out " + (dir / "probe") + " --size 32 --channels 8 --steps 20 --batch 8 --heldout 8");
+  ASSERT_EQ(train.code, 0) << train.err;
+  auto tj = nlohmann::json::parse(train.out.substr(train.out.find('{')));
+  EXPECT_EQ(tj["heldout_frames"], 64);
+  ASSERT_EQ(run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 2 --seconds 3 --size 32").code, 0);
+  auto score = run("eval probe score --probe " + (dir / "probe") + " --data " + (dir / "mf/manifest.jsonl") +
+                   " --segment 2 --json " + (dir / "s.json"));
+  ASSERT_EQ(score.code, 0) << score.err;
+  auto j = loong::read_json_file(dir / "s.json");
+  EXPECT_EQ(j["videos"], 2);
+  ASSERT_EQ(j["segments"].size(), 2u);  // 3 s in segments of 2 s
+  for (const char* k : {"text_match", "identity"}) {
+    EXPECT_GE(j[k].get<double>(), 0);
+    EXPECT_LE(j[k].get<double>(), 1);
+  }
+  loong::test::write_bytes(dir / "bad.jsonl", "{\"video\": \"mf/videos/000000.mp4\", \"caption\": \"a sunset\"}\n");
+  expect_one_line_error(run("eval probe score --probe " + (dir / "probe") + " --data " + (dir / "bad.jsonl")), 1,
+                        "names no");
+}

@@ -275,3 +275,31 @@ TEST(Eval, CaptionsParseBackToTheirGroundTruth) {
   EXPECT_EQ(parse_caption("a green bag").first().background, -1);
   expect_error([] { parse_caption("a landscape at dusk"); }, {"caption", "names no"});
 }
+
+TEST(Eval, ProbeScoresFromPredictions) {
+  auto facts = parse_caption("a red sneaker on a black background");  // slot 7 * 8 + 0, background 0
+  const int64_t T = 13;                                                   // 2 s at 6.5 fps: segments of 7 and 6 frames
+  auto bg = torch::zeros({T, 6});
+  bg.narrow(0, 0, 7).select(1, 0).fill_(5);  // black for the first second
+  bg.narrow(0, 7, 6).select(1, 1).fill_(5);  // then white
+  auto pres = torch::zeros({T, 80});
+  pres.select(1, 56).fill_(4);
+  pres[12][56] = 0;
+  pres[12][3] = 4;  // the last frame shows another item
+  auto pos = torch::zeros({T, 80, 2});
+  for (int64_t t = 0; t < T; ++t) pos[t][56][0] = 0.2 + 0.01 * t;
+  auto v = score_predictions(bg, pres, pos, 6.5, facts, 1.0);
+  ASSERT_EQ(v.segments.size(), 2u);
+  EXPECT_EQ(v.segments[0].frames, 7);
+  EXPECT_DOUBLE_EQ(v.segments[0].text_match, 1.0);
+  EXPECT_DOUBLE_EQ(v.segments[1].text_match, 0.0);  // wrong background
+  EXPECT_DOUBLE_EQ(v.segments[0].identity, 1.0);
+  EXPECT_NEAR(v.segments[1].identity, 5.0 / 6, 1e-12);
+  EXPECT_NEAR(v.overall.identity, 12.0 / 13, 1e-12);
+  EXPECT_NEAR(v.segments[0].motion, 0.065, 1e-6);  // 0.01 of the width per frame at 6.5 fps
+  EXPECT_NEAR(v.overall.motion, 0.065, 1e-6);      // the item swap is not counted as motion
+  EXPECT_NEAR(v.overall.text_match, 7.0 / 13, 1e-12);
+  // A narrated change: frames of the second scene match too.
+  auto changed = parse_caption("a red sneaker on a black background, then the background turns white");
+  EXPECT_NEAR(score_predictions(bg, pres, pos, 6.5, changed, 1.0).overall.text_match, 12.0 / 13, 1e-12);
+}

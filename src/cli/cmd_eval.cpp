@@ -1,5 +1,6 @@
 // loong eval fvd: Fréchet Video Distance between two sets of videos.
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <iostream>
 
@@ -245,6 +246,68 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                       {"position_error", s.position_error}}
                      .dump(2)
               << std::endl;
+  }));
+
+  struct ScoreArgs {
+    std::string probe, data, json_out, device = "cpu";
+    double segment = 10;
+  };
+  auto sa = std::make_shared<ScoreArgs>();
+  auto* ps = probe->add_subcommand("score", "Score videos against their captions with a trained probe (JSON)");
+  ps->add_option("--probe", sa->probe, "Probe folder from `loong eval probe train`")->required();
+  ps->add_option("--data", sa->data, "Manifest of videos and the prompts they were made from")->required();
+  ps->add_option("--segment", sa->segment, "Seconds per scored segment")->check(CLI::Range(0.1, 3600.0));
+  ps->add_option("--json", sa->json_out, "Also write the report to this file");
+  ps->add_option("--device", sa->device, "cpu or cuda[:N]");
+  ps->callback(command(g, [sa] {
+    auto net = eval::load_probe(sa->probe, parse_device(sa->device));
+    const auto m = data::load_manifest(sa->data);
+    auto seg_json = [](const eval::SegmentScore& s) {
+      return json{{"start", s.start},           {"end", s.end},         {"frames", s.frames},
+                  {"text_match", s.text_match}, {"identity", s.identity}, {"motion", s.motion}};
+    };
+    json videos = json::array();
+    std::vector<std::array<double, 4>> per_segment;  // sums: text, identity, motion, count
+    double text = 0, identity = 0, motion = 0;
+    for (const auto& e : m.entries) {
+      if (e.kind != data::MediaKind::Video) continue;
+      const auto facts = eval::parse_caption(e.caption);
+      video::ReadOptions o;
+      o.size = net->config.image_size;
+      o.start = e.start;
+      o.end = e.end;
+      const auto v = video::read(e.path, o);
+      const auto s = eval::score_video(net, v.frames, v.fps, facts, sa->segment);
+      json segs = json::array();
+      for (size_t i = 0; i < s.segments.size(); ++i) {
+        segs.push_back(seg_json(s.segments[i]));
+        if (per_segment.size() <= i) per_segment.push_back({0, 0, 0, 0});
+        per_segment[i][0] += s.segments[i].text_match;
+        per_segment[i][1] += s.segments[i].identity;
+        per_segment[i][2] += s.segments[i].motion;
+        per_segment[i][3] += 1;
+      }
+      videos.push_back({{"video", e.path}, {"caption", e.caption}, {"overall", seg_json(s.overall)}, {"segments", segs}});
+      text += s.overall.text_match, identity += s.overall.identity, motion += s.overall.motion;
+    }
+    if (videos.empty()) fail(sa->data, "holds no videos");
+    const double n = static_cast<double>(videos.size());
+    json segments = json::array();
+    for (size_t i = 0; i < per_segment.size(); ++i) {
+      const double c = per_segment[i][3];
+      segments.push_back({{"segment", i}, {"videos", c}, {"text_match", per_segment[i][0] / c},
+                          {"identity", per_segment[i][1] / c}, {"motion", per_segment[i][2] / c}});
+    }
+    json out = {{"probe", sa->probe},
+                {"videos", videos.size()},
+                {"text_match", text / n},
+                {"identity", identity / n},
+                {"motion", motion / n},
+                {"segment_seconds", sa->segment},
+                {"segments", segments},
+                {"per_video", videos}};
+    if (!sa->json_out.empty()) write_json_file(sa->json_out, out);
+    std::cout << out.dump(2) << std::endl;
   }));
 
   // The paper's long-video benchmark: the N longest clips, cut to S seconds.

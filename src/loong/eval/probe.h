@@ -12,10 +12,13 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn.h>
+
+#include "loong/eval/caption.h"
 
 namespace loong::eval {
 
@@ -79,6 +82,32 @@ ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o);
 // Scores on rendered videos of a split (t10k = items the probe never saw).
 ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uint64_t seed,
                         const std::function<torch::Tensor(const torch::Tensor&)>& degrade = {});
+
+// Scores of a video (or one segment of it) against its prompt.
+struct SegmentScore {
+  double start = 0, end = 0;  // seconds
+  int64_t frames = 0;
+  double text_match = 0;  // share of frames showing a scene the prompt describes (background and items)
+  double identity = 0;    // share of frames showing the video's most common item set
+  double motion = 0;      // mean speed of the items seen in consecutive frames, frame widths per second
+};
+
+struct VideoScore {
+  std::vector<SegmentScore> segments;  // of `segment_seconds` each (the last may be shorter)
+  SegmentScore overall;
+};
+
+// From per-frame probe outputs: background logits [T, 6], presence logits
+// [T, 80], positions [T, 80, 2]. A frame matches the prompt when its
+// predicted background is the prompt's (when it names one) and its k most
+// likely items are the prompt's k items, for any scene of the prompt (the
+// first or one after a narrated change).
+VideoScore score_predictions(const torch::Tensor& background, const torch::Tensor& presence,
+                             const torch::Tensor& position, double fps, const CaptionFacts& facts,
+                             double segment_seconds);
+// Runs the probe over uint8 frames [T, S, S, 3] (S = its image size) and scores them.
+VideoScore score_video(ProbeNet& net, const torch::Tensor& frames, double fps, const CaptionFacts& facts,
+                       double segment_seconds, int batch = 64);
 
 void save_probe(const std::string& dir, const ProbeNet& net, const nlohmann::json& provenance = {});
 ProbeNet load_probe(const std::string& dir, c10::Device device = c10::Device("cpu"));
