@@ -542,3 +542,24 @@ TEST(Cli, EvalProbeTrainAndScore) {
   expect_one_line_error(run("eval probe score --probe " + (dir / "probe") + " --data " + (dir / "bad.jsonl")), 1,
                         "names no");
 }
+
+TEST(Cli, EvalLongGeneratesScoresAndPlots) {
+  TempDir dir;
+  ASSERT_EQ(run("model init --out " + (dir / "model")).code, 0);
+  ASSERT_EQ(run("eval probe train --out " + (dir / "probe") + " --size 64 --channels 4 --steps 3 --batch 4 --heldout 8").code,
+            0);
+  loong::test::write_bytes(dir / "prompts.txt", "a red sneaker on a black background\na blue bag on a white background\n");
+  auto r = run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +
+               (dir / "prompts.txt") + " --seconds 3 --segment 2 --out " + (dir / "long"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = loong::read_json_file(dir / "long/report.json");
+  EXPECT_EQ(j["videos"], 2);
+  EXPECT_EQ(j["segments"].size(), 2u);
+  EXPECT_EQ(loong::video::probe(dir / "long/videos/000001.mp4").streams.at(0).frames, 20);  // round(3 * 6.5)
+  for (const char* png : {"text_match.png", "identity.png", "motion.png"})
+    EXPECT_TRUE(std::filesystem::exists(dir / ("long/" + std::string(png)))) << png;
+  loong::test::write_bytes(dir / "bad.txt", "a sunset over the sea\n");
+  expect_one_line_error(run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +
+                            (dir / "bad.txt") + " --out " + (dir / "x")),
+                        1, "names no");
+}

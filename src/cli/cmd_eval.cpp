@@ -15,6 +15,11 @@
 #include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
 #include "loong/eval/probe.h"
+#include "loong/gen/bundle.h"
+#include "loong/gen/long_video.h"
+#include "loong/io/image.h"
+#include "loong/text/text_tokenizer.h"
+#include "loong/train/plot.h"
 #include "loong/tokenizer/checkpoint.h"
 #include "loong/tokenizer/tokens.h"
 #include "loong/io/video.h"
@@ -89,6 +94,64 @@ SetResult set_features(eval::VideoFeatureNet& net, const std::vector<VideoRef>& 
   flush();
   return r;
 }
+
+// Probe scores of many videos: each video's JSON, the means over videos and
+// the mean of each segment index (the metrics against time), and plots.
+class ScoreReport {
+ public:
+  static constexpr const char* kMetrics[3] = {"text_match", "identity", "motion"};
+
+  void add(json head, const eval::VideoScore& s) {
+    json segs = json::array();
+    for (size_t k = 0; k < s.segments.size(); ++k) {
+      const auto& sg = s.segments[k];
+      segs.push_back(segment_json(sg));
+      if (sums_.size() <= k) sums_.push_back({0, 0, 0, 0}), mid_.push_back((sg.start + sg.end) / 2);
+      sums_[k][0] += sg.text_match, sums_[k][1] += sg.identity, sums_[k][2] += sg.motion, sums_[k][3] += 1;
+    }
+    head["overall"] = segment_json(s.overall);
+    head["segments"] = segs;
+    videos_.push_back(head);
+    overall_[0] += s.overall.text_match, overall_[1] += s.overall.identity, overall_[2] += s.overall.motion;
+  }
+
+  // Fills `out` with the means, the per-segment means and the videos.
+  void write_to(json& out) const {
+    const double n = static_cast<double>(videos_.size());
+    for (int m = 0; m < 3; ++m) out[kMetrics[m]] = overall_[m] / n;
+    json segments = json::array();
+    for (size_t k = 0; k < sums_.size(); ++k) {
+      json j = {{"segment", k}, {"middle_s", mid_[k]}, {"videos", sums_[k][3]}};
+      for (size_t m = 0; m < 3; ++m) j[kMetrics[m]] = sums_[k][m] / sums_[k][3];
+      segments.push_back(j);
+    }
+    out["videos"] = videos_.size();
+    out["segments"] = segments;
+    out["per_video"] = videos_;
+  }
+
+  // DIR/text_match.png, identity.png, motion.png: the per-segment means against time.
+  void plot(const std::string& dir) const {
+    for (size_t m = 0; m < 3; ++m) {
+      train::Series line{m == 0 ? "text match" : kMetrics[m], {40, 110, 220}, mid_, {}};
+      for (const auto& s : sums_) line.y.push_back(s[m] / s[3]);
+      image::write_png(dir + "/" + kMetrics[m] + ".png",
+                       train::line_plot({line}, "seconds", m == 2 ? "widths per s" : "share of frames"));
+    }
+  }
+
+  bool empty() const { return videos_.empty(); }
+
+ private:
+  static json segment_json(const eval::SegmentScore& s) {
+    return {{"start", s.start},           {"end", s.end},           {"frames", s.frames},
+            {"text_match", s.text_match}, {"identity", s.identity}, {"motion", s.motion}};
+  }
+  json videos_ = json::array();
+  std::vector<std::array<double, 4>> sums_;  // per segment: text, identity, motion, videos
+  std::vector<double> mid_;
+  double overall_[3] = {0, 0, 0};
+};
 
 // "a/b.mp4" relative to the folder of `out`, when it can be expressed so.
 std::string relative_to(const std::string& path, const std::string& out) {
@@ -262,13 +325,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   ps->callback(command(g, [sa] {
     auto net = eval::load_probe(sa->probe, parse_device(sa->device));
     const auto m = data::load_manifest(sa->data);
-    auto seg_json = [](const eval::SegmentScore& s) {
-      return json{{"start", s.start},           {"end", s.end},         {"frames", s.frames},
-                  {"text_match", s.text_match}, {"identity", s.identity}, {"motion", s.motion}};
-    };
-    json videos = json::array();
-    std::vector<std::array<double, 4>> per_segment;  // sums: text, identity, motion, count
-    double text = 0, identity = 0, motion = 0;
+    ScoreReport report;
     for (const auto& e : m.entries) {
       if (e.kind != data::MediaKind::Video) continue;
       const auto facts = eval::parse_caption(e.caption);
@@ -277,37 +334,101 @@ void add_eval_commands(CLI::App& app, Globals& g) {
       o.start = e.start;
       o.end = e.end;
       const auto v = video::read(e.path, o);
-      const auto s = eval::score_video(net, v.frames, v.fps, facts, sa->segment);
-      json segs = json::array();
-      for (size_t i = 0; i < s.segments.size(); ++i) {
-        segs.push_back(seg_json(s.segments[i]));
-        if (per_segment.size() <= i) per_segment.push_back({0, 0, 0, 0});
-        per_segment[i][0] += s.segments[i].text_match;
-        per_segment[i][1] += s.segments[i].identity;
-        per_segment[i][2] += s.segments[i].motion;
-        per_segment[i][3] += 1;
-      }
-      videos.push_back({{"video", e.path}, {"caption", e.caption}, {"overall", seg_json(s.overall)}, {"segments", segs}});
-      text += s.overall.text_match, identity += s.overall.identity, motion += s.overall.motion;
+      report.add({{"video", e.path}, {"caption", e.caption}}, eval::score_video(net, v.frames, v.fps, facts, sa->segment));
     }
-    if (videos.empty()) fail(sa->data, "holds no videos");
-    const double n = static_cast<double>(videos.size());
-    json segments = json::array();
-    for (size_t i = 0; i < per_segment.size(); ++i) {
-      const double c = per_segment[i][3];
-      segments.push_back({{"segment", i}, {"videos", c}, {"text_match", per_segment[i][0] / c},
-                          {"identity", per_segment[i][1] / c}, {"motion", per_segment[i][2] / c}});
-    }
-    json out = {{"probe", sa->probe},
-                {"videos", videos.size()},
-                {"text_match", text / n},
-                {"identity", identity / n},
-                {"motion", motion / n},
-                {"segment_seconds", sa->segment},
-                {"segments", segments},
-                {"per_video", videos}};
+    if (report.empty()) fail(sa->data, "holds no videos");
+    json out = {{"probe", sa->probe}, {"segment_seconds", sa->segment}};
+    report.write_to(out);
     if (!sa->json_out.empty()) write_json_file(sa->json_out, out);
     std::cout << out.dump(2) << std::endl;
+  }));
+
+  // Generate long videos for held-out prompts, score every segment, plot the scores against time.
+  struct LongArgs {
+    std::string model, probe, prompts, out, device = "cpu";
+    double seconds = 60, segment = 10;
+    int batch = 4;
+    bool no_reencode = false;
+    gen::SamplingOptions s;
+  };
+  auto la = std::make_shared<LongArgs>();
+  auto* lg = ev->add_subcommand("long", "Generate a long video per prompt, score each segment with the probe, plot against time");
+  lg->add_option("--model", la->model, "Model bundle")->required();
+  lg->add_option("--probe", la->probe, "Probe folder (`loong eval probe train`, at the model's frame size)")->required();
+  lg->add_option("--prompts", la->prompts, "One prompt per line, one video each")->required();
+  lg->add_option("--out", la->out, "Folder for the videos, report.json and the plots")->required();
+  lg->add_option("--seconds", la->seconds, "Length of each video")->check(CLI::Range(0.1, 86400.0));
+  lg->add_option("--segment", la->segment, "Seconds per scored segment")->check(CLI::Range(0.1, 3600.0));
+  lg->add_option("--batch", la->batch, "Videos generated together")->check(CLI::Range(1, 256));
+  lg->add_flag("--no-reencode", la->no_reencode, "Condition clips on the previous clip's tokens (ablation)");
+  lg->add_option("--seed", la->s.seed, "Random seed");
+  lg->add_option("--cfg", la->s.cfg_scale, "Classifier-free guidance scale");
+  lg->add_option("--top-k", la->s.top_k, "Top-k sampling");
+  lg->add_option("--device", la->device, "cpu or cuda[:N]");
+  lg->callback(command(g, [la] {
+    gen::validate(la->s);
+    const auto device = parse_device(la->device);
+    const auto schedule = gen::PromptSchedule::load(la->prompts);  // one video per line
+    std::vector<std::string> prompts;
+    std::vector<eval::CaptionFacts> facts;
+    for (const auto& e : schedule.entries) {
+      prompts.push_back(e.text);
+      facts.push_back(eval::parse_caption(e.text));
+    }
+    auto bundle = gen::load_bundle(la->model, device);
+    auto net = eval::load_probe(la->probe, device);
+    if (net->config.image_size != bundle.tokenizer->config.image_size)
+      fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +
+                          std::to_string(bundle.tokenizer->config.image_size));
+    const auto text = text::TextTokenizer::load(bundle.text_dir);
+    gen::LongVideoOptions o;
+    o.seconds = la->seconds;
+    o.fps = bundle.info.fps;
+    o.clip_frames = bundle.info.clip_frames;
+    o.overlap = bundle.info.overlap;
+    o.reencode = !la->no_reencode;
+    gen::LongVideoGenerator generator(bundle.tokenizer, bundle.lm, bundle.vocab(), la->s);
+    make_dirs(la->out + "/videos");
+    ScoreReport report;
+    for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(la->batch)) {
+      const size_t n = std::min(prompts.size() - first, static_cast<size_t>(la->batch));
+      std::vector<std::vector<at::Tensor>> frames(n);
+      std::vector<std::unique_ptr<video::VideoWriter>> writers;
+      video::WriteOptions w;
+      w.fps = o.fps;
+      w.streaming = true;
+      const int S = bundle.tokenizer->config.image_size;
+      auto name = [&](size_t i) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%06zu.mp4", first + i);
+        return la->out + "/videos/" + buf;
+      };
+      for (size_t i = 0; i < n; ++i) writers.push_back(std::make_unique<video::VideoWriter>(name(i), S, S, w));
+      gen::LongVideoCallbacks cb;
+      cb.text = [&](int64_t item, int64_t, double) { return text.encode(prompts[first + static_cast<size_t>(item)]); };
+      cb.frames = [&](const at::Tensor& f, int64_t) {
+        for (size_t i = 0; i < n; ++i) {
+          frames[i].push_back(f[static_cast<int64_t>(i)]);
+          writers[i]->write(f[static_cast<int64_t>(i)]);
+          writers[i]->flush();
+        }
+      };
+      generator.run(o, static_cast<int64_t>(n), cb);
+      for (size_t i = 0; i < n; ++i) {
+        writers[i]->close();
+        const auto sc = eval::score_video(net, torch::cat(frames[i]), o.fps, facts[first + i], la->segment);
+        report.add({{"video", name(i)}, {"prompt", prompts[first + i]}}, sc);
+        std::printf("%s: text match %.3f, identity %.3f, motion %.3f\n", name(i).c_str(), sc.overall.text_match,
+                    sc.overall.identity, sc.overall.motion);
+        std::fflush(stdout);
+      }
+    }
+    report.plot(la->out);
+    json out = {{"model", la->model}, {"probe", la->probe},   {"seconds", la->seconds}, {"segment_seconds", la->segment},
+                {"reencode", o.reencode}, {"seed", la->s.seed}};
+    report.write_to(out);
+    write_json_file(la->out + "/report.json", out);
+    std::printf("report: %s/report.json (plots: text_match.png, identity.png, motion.png)\n", la->out.c_str());
   }));
 
   // The paper's long-video benchmark: the N longest clips, cut to S seconds.
