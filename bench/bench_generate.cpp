@@ -54,19 +54,10 @@ torch::Tensor naive_generate(lm::Llama& model, const lm::Vocab& vocab, const std
                              int64_t n, const gen::SamplingOptions& o, at::Generator& rng) {
   c10::InferenceMode guard;
   const int64_t B = static_cast<int64_t>(prompts.size()), R = 2 * B;
-  std::vector<std::vector<int32_t>> rows;
-  for (const auto& p : prompts) rows.push_back(vocab.sequence(p.text, p.prefix, false));
-  for (const auto& p : prompts) rows.push_back(vocab.sequence({}, p.prefix, false));
-  int64_t P = 0;
-  for (const auto& r : rows) P = std::max<int64_t>(P, static_cast<int64_t>(r.size()));
-  auto seq = torch::full({R, P + n}, vocab.pad(), torch::kLong);
-  auto valid = torch::zeros({R, P + n}, torch::kBool);
-  for (int64_t i = 0; i < R; ++i) {
-    const auto& r = rows[static_cast<size_t>(i)];
-    const int64_t pad = P - static_cast<int64_t>(r.size());
-    for (size_t j = 0; j < r.size(); ++j) seq[i][pad + static_cast<int64_t>(j)] = r[j];
-    valid[i].narrow(0, pad, P + n - pad).fill_(true);
-  }
+  const auto packed = gen::pack_prompts(vocab, prompts, true, n);
+  const int64_t P = packed.length;
+  auto seq = torch::cat({packed.tokens, torch::full({R, n}, vocab.pad(), torch::kLong)}, 1);
+  const auto& valid = packed.valid;
   const int64_t T = vocab.text_size(), V = vocab.video_size();
   auto out = torch::empty({B, n}, torch::kLong);
   for (int64_t i = 0; i < n; ++i) {

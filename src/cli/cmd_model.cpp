@@ -73,8 +73,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
       text::TextTokenizer::train(moving_fashion_captions(2000, ia->seed), o, tmp);
       text_dir = tmp;
     }
-    const std::string text_json = (fs::path(text_dir) / "text.json").string();
-    lm_cfg.text_vocab = static_cast<int>(get_int(read_json_file(text_json), "vocab_size", text_json));
+    lm_cfg.text_vocab = text::recorded_vocab_size(text_dir);
     lm_cfg.video_vocab = tok_cfg.codebook_size;
     gen::BundleInfo info;
     info.name = ia->preset + "-random";

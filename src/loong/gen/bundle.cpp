@@ -8,6 +8,7 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/lm/trainer.h"
+#include "loong/text/text_tokenizer.h"
 #include "loong/tokenizer/checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -85,19 +86,14 @@ Bundle load_bundle(const std::string& dir, c10::Device device) {
   b.tokenizer = tokenizer::load_model(part("tokenizer"), device);
   b.lm = lm::load_lm(part("lm"), device);
   b.text_dir = part("text");
-  const std::string text_json = (fs::path(b.text_dir) / "text.json").string();
-  const int text_vocab = static_cast<int>(get_int(read_json_file(text_json), "vocab_size", text_json));
-  check_bundle(info_path, b.info, b.tokenizer->config, b.lm->config, text_vocab);
+  check_bundle(info_path, b.info, b.tokenizer->config, b.lm->config, text::recorded_vocab_size(b.text_dir));
   return b;
 }
 
 void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
                   const std::string& text_dir, const lm::Llama& lm, bool overwrite) {
-  for (const char* f : {"text.model", "text.json"})
-    if (!fs::exists(fs::path(text_dir) / f)) fail(text_dir, std::string("not a text tokenizer folder: no ") + f);
-  const std::string text_json = (fs::path(text_dir) / "text.json").string();
-  const int text_vocab = static_cast<int>(get_int(read_json_file(text_json), "vocab_size", text_json));
-  check_bundle(out, info, tokenizer->config, lm->config, text_vocab);
+  if (!fs::exists(fs::path(text_dir) / "text.model")) fail(text_dir, "not a text tokenizer folder: no text.model");
+  check_bundle(out, info, tokenizer->config, lm->config, text::recorded_vocab_size(text_dir));
   if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)) && !overwrite)
     fail(out, "exists and is not empty (use --force to replace it)");
 

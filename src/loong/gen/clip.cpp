@@ -15,6 +15,27 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>& prompts, bool guided, int64_t n) {
+  std::vector<std::vector<int32_t>> rows;
+  for (const auto& p : prompts) rows.push_back(vocab.sequence(p.text, p.prefix, false));
+  if (guided)
+    for (const auto& p : prompts) rows.push_back(vocab.sequence({}, p.prefix, false));
+  const int64_t R = static_cast<int64_t>(rows.size());
+  PackedPrompts out;
+  for (const auto& r : rows) out.length = std::max<int64_t>(out.length, static_cast<int64_t>(r.size()));
+  const int64_t P = out.length;
+  out.tokens = torch::full({R, P}, vocab.pad(), torch::kLong);
+  out.valid = torch::zeros({R, P + n}, torch::kBool);
+  auto acc = out.tokens.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < R; ++i) {
+    const auto& r = rows[static_cast<size_t>(i)];
+    const int64_t pad = P - static_cast<int64_t>(r.size());
+    for (size_t j = 0; j < r.size(); ++j) acc[i][pad + static_cast<int64_t>(j)] = r[j];
+    out.valid[i].narrow(0, pad, P + n - pad).fill_(true);
+  }
+  return out;
+}
+
 ClipSampler::ClipSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions options)
     : model_(std::move(model)), vocab_(vocab), options_(options), gen_(make_generator(options.seed)) {
   validate(options_);
@@ -50,22 +71,9 @@ at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   const bool guided = options_.guided();
   const int64_t B = static_cast<int64_t>(prompts.size()), R = guided ? 2 * B : B;
 
-  // Rows: the conditional prompts, then (with guidance) the same prompts without text.
-  std::vector<std::vector<int32_t>> rows;
-  for (const auto& p : prompts) rows.push_back(vocab_.sequence(p.text, p.prefix, false));
-  if (guided)
-    for (const auto& p : prompts) rows.push_back(vocab_.sequence({}, p.prefix, false));
-  int64_t P = 0;
-  for (const auto& r : rows) P = std::max<int64_t>(P, static_cast<int64_t>(r.size()));
-  auto tokens = torch::full({R, P}, vocab_.pad(), torch::kLong);
-  auto valid = torch::zeros({R, P + n}, torch::kBool);
-  for (int64_t i = 0; i < R; ++i) {
-    const auto& r = rows[static_cast<size_t>(i)];
-    const int64_t pad = P - static_cast<int64_t>(r.size());
-    auto acc = tokens.accessor<int64_t, 2>();
-    for (size_t j = 0; j < r.size(); ++j) acc[i][pad + static_cast<int64_t>(j)] = r[j];
-    valid[i].narrow(0, pad, P + n - pad).fill_(true);
-  }
+  const auto packed = pack_prompts(vocab_, prompts, guided, n);
+  const auto& tokens = packed.tokens;
+  const int64_t P = packed.length;
 
   // The cache is allocated for the largest batch seen and reused after that.
   if (!cache_ || cache_->k[0].size(0) != R || cache_->capacity < P + n)
@@ -73,7 +81,7 @@ at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
                                            model_->output->weight.scalar_type());
   cache_->length = 0;
   cache_->valid = torch::zeros({R, cache_->capacity}, torch::TensorOptions().dtype(torch::kBool).device(device));
-  cache_->valid.narrow(1, 0, P + n).copy_(valid);
+  cache_->valid.narrow(1, 0, P + n).copy_(packed.valid);
 
   // Only the video rows of the output head are needed: every other id is
   // masked anyway, so they are never computed.

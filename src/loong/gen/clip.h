@@ -30,6 +30,15 @@ struct ClipTimings {
   int64_t sampled = 0;                             // codes sampled (per item)
 };
 
+// A batch of prompts as the model takes it: the conditional rows, then (with
+// `guided`) the same prompts without text; left-padded with <pad> to the
+// longest. tokens int64 [R, P]; valid bool [R, P + n], false on the padding.
+struct PackedPrompts {
+  at::Tensor tokens, valid;
+  int64_t length = 0;  // P
+};
+PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>& prompts, bool guided, int64_t n);
+
 class ClipSampler {
  public:
   // The model is put in eval mode. Sampling options are validated.

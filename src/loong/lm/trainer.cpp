@@ -1,4 +1,5 @@
 #include "loong/lm/trainer.h"
+#include "loong/text/text_tokenizer.h"
 
 #include <chrono>
 #include <cmath>
@@ -179,11 +180,9 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   cfg.text_vocab_given = cfg.video_vocab_given = true;
   s.shards->check_vocab(cfg.model.text_vocab, cfg.model.video_vocab, "the training config's model");
   if (!cfg.text_tokenizer.empty()) {
-    const std::string tj = (fs::path(cfg.text_tokenizer) / "text.json").string();
-    if (!fs::exists(tj)) fail(cfg.text_tokenizer, "not a text tokenizer folder: no text.json (see `loong text train`)");
-    const auto n = get_int(read_json_file(tj), "vocab_size", tj);
+    const int n = text::recorded_vocab_size(cfg.text_tokenizer);
     if (n != s.shards->text_vocab())
-      fail(tj, "the text tokenizer has " + std::to_string(n) + " pieces but the shards in " + cfg.data + " were made with " +
+      fail((fs::path(cfg.text_tokenizer) / "text.json").string(), "the text tokenizer has " + std::to_string(n) + " pieces but the shards in " + cfg.data + " were made with " +
                    std::to_string(s.shards->text_vocab()) + " (tokenize again with this tokenizer, or name the one used)");
   }
   if (!cfg.video_tokenizer.empty()) {

@@ -200,4 +200,10 @@ std::string TextTokenizer::decode(const std::vector<int32_t>& ids) const {
   return out;
 }
 
+int recorded_vocab_size(const std::string& dir) {
+  const std::string tj = (fs::path(dir) / "text.json").string();
+  if (!fs::exists(tj)) fail(dir, "not a text tokenizer folder: no text.json (see `loong text train`)");
+  return static_cast<int>(get_int(read_json_file(tj), "vocab_size", tj));
+}
+
 }  // namespace loong::text

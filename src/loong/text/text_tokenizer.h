@@ -38,6 +38,11 @@ class TextTokenizer {
   std::string path_;
 };
 
+// The number of pieces recorded in DIR/text.json, read without SentencePiece
+// (for vocabulary checks in builds or places that do not tokenise). Throws
+// loong::Error naming DIR when it is not a text tokenizer folder.
+int recorded_vocab_size(const std::string& dir);
+
 // Whether this build can train and load text tokenizers (SentencePiece on
 // and its shim found); `why` says what is missing otherwise.
 bool text_tokenizer_available(std::string* why = nullptr);
