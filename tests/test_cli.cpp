@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
 
 
 #include "loong/core/json_util.h"
@@ -526,7 +527,8 @@ TEST(Cli, EvalProbeTrainAndScore) {
   auto train = run("eval probe train --out " + (dir / "probe") + " --size 32 --channels 8 --steps 20 --batch 8 --heldout 8");
   ASSERT_EQ(train.code, 0) << train.err;
   auto tj = nlohmann::json::parse(train.out.substr(train.out.find('{')));
-  EXPECT_EQ(tj["heldout_frames"], 64);
+  EXPECT_EQ(tj["heldout"]["frames"], 64);
+  EXPECT_FALSE(tj.contains("heldout_through_tokenizer"));
   ASSERT_EQ(run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 2 --seconds 3 --size 32").code, 0);
   auto score = run("eval probe score --probe " + (dir / "probe") + " --data " + (dir / "mf/manifest.jsonl") +
                    " --segment 2 --json " + (dir / "s.json"));
@@ -543,11 +545,52 @@ TEST(Cli, EvalProbeTrainAndScore) {
                         "names no");
 }
 
-TEST(Cli, EvalLongGeneratesScoresAndPlots) {
+TEST(Cli, EvalLongAgainstRealVideos) {
+  // --real: the prompts are the captions of real videos, which are scored
+  // beside the generated ones, with a probe-feature Fréchet distance per
+  // segment and the jump at clip boundaries (12 s: two clips).
   TempDir dir;
   ASSERT_EQ(run("model init --out " + (dir / "model")).code, 0);
   ASSERT_EQ(run("eval probe train --out " + (dir / "probe") + " --size 64 --channels 4 --steps 3 --batch 4 --heldout 8").code,
             0);
+  ASSERT_EQ(run("data moving-fashion --out " + (dir / "real") + " --videos 2 --seconds 14 --size 64 --split t10k --quiet").code,
+            0);
+  auto r = run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --real " +
+               (dir / "real/manifest.jsonl") + " --seconds 12 --segment 5 --out " + (dir / "long"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = loong::read_json_file(dir / "long/report.json");
+  EXPECT_EQ(j["videos"], 2);
+  EXPECT_EQ(j["real"]["videos"], 2);
+  ASSERT_EQ(j["segments"].size(), 3u);  // 78 frames: 33 + 33 + 12
+  ASSERT_EQ(j["real"]["segments"].size(), 3u);  // read to 12 s, not 14
+  for (const auto& s : j["segments"]) EXPECT_TRUE(s["frechet"].is_number()) << s.dump();
+  EXPECT_GT(j["frechet"].get<double>(), 0);
+  EXPECT_GT(j["boundary_jump"].get<double>(), 0);
+  EXPECT_GT(j["real"]["boundary_jump"].get<double>(), 0);
+  std::ifstream manifest(dir / "real/manifest.jsonl");
+  std::string first;
+  std::getline(manifest, first);
+  EXPECT_EQ(j["per_video"][0]["prompt"], nlohmann::json::parse(first)["caption"]);
+  EXPECT_TRUE(std::filesystem::exists(dir / "long/frechet.png"));
+  // Prompts come from one place only.
+  loong::test::write_bytes(dir / "p.txt", "a red sneaker on a black background\n");
+  expect_one_line_error(run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --real " +
+                            (dir / "real/manifest.jsonl") + " --prompts " + (dir / "p.txt") + " --out " + (dir / "x")),
+                        2, "--prompts excludes --real");
+}
+
+TEST(Cli, EvalLongGeneratesScoresAndPlots) {
+  TempDir dir;
+  ASSERT_EQ(run("model init --out " + (dir / "model")).code, 0);
+  // A probe that also learns from frames through the model's tokenizer is scored on both.
+  auto pt = run("eval probe train --out " + (dir / "probe") + " --size 64 --channels 4 --steps 3 --batch 4 --heldout 8" +
+                " --tokenizer " + (dir / "model/tokenizer"));
+  ASSERT_EQ(pt.code, 0) << pt.err;
+  auto pj = nlohmann::json::parse(pt.out.substr(pt.out.find('{')));
+  EXPECT_EQ(pj["heldout"]["frames"], 64);
+  EXPECT_EQ(pj["heldout_through_tokenizer"]["frames"], 64);
+  expect_one_line_error(run("eval probe train --out " + (dir / "p32") + " --size 32 --tokenizer " + (dir / "model/tokenizer")),
+                        1, "works on 64-pixel frames");
   loong::test::write_bytes(dir / "prompts.txt", "a red sneaker on a black background\na blue bag on a white background\n");
   auto r = run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +
                (dir / "prompts.txt") + " --seconds 3 --segment 2 --out " + (dir / "long"));

@@ -11,6 +11,7 @@
 #include "loong/eval/caption.h"
 #include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
+#include "loong/eval/metrics.h"
 #include "loong/eval/probe.h"
 #include "loong/data/moving_fashion.h"
 #include "detector_util.h"
@@ -220,7 +221,7 @@ TEST(Eval, ProbeTargetsAndTraining) {
   c.features = 64;
   ProbeNet net(c);
   ProbeTrainOptions to;
-  to.steps = 150;
+  to.steps = 300;
   to.batch = 16;
   to.heldout_videos = 16;
   auto scores = train_probe(net, to);
@@ -231,6 +232,86 @@ TEST(Eval, ProbeTargetsAndTraining) {
   auto back = load_probe(dir / "p");
   auto again = score_probe(back, "t10k", 16, to.seed + 1);
   EXPECT_DOUBLE_EQ(again.background_accuracy, scores.background_accuracy);
+}
+
+TEST(Eval, ProbeCellTargetsReadBackToTheTruth) {
+  // Cell maps that say exactly what the training targets say must read back
+  // as the frame's items (slot = class * 8 + colour) at their centres: the
+  // targets and the read-out agree on cells, axes and slots.
+  loong::data::MovingFashionOptions o;
+  o.size = 64;
+  o.seconds = 4;
+  o.two_items = 1;
+  auto items = loong::data::load_fashion_mnist("train");
+  int checked = 0;
+  for (int64_t index = 0; index < 4; ++index) {
+    auto s = loong::data::make_video(items, o, index);
+    auto t = probe_targets(s.truth, s.frames.size(0));
+    auto c = cell_targets(t, 8);
+    ProbeOutput out;
+    out.centre = torch::where(c.centre == 1, torch::full({}, 8.0), torch::full({}, -8.0));
+    out.item_class = torch::one_hot(c.item_class, kProbeClasses).permute({0, 3, 1, 2}).to(torch::kFloat) * 20;
+    out.colour = torch::one_hot(c.colour, kProbeColours).permute({0, 3, 1, 2}).to(torch::kFloat) * 20;
+    out.offset = c.offset;
+    read_slots(out);
+    for (int64_t f = 0; f < t.presence.size(0); ++f) {
+      auto truth = torch::nonzero(t.presence[f]).flatten();
+      // Skip frames whose two centres share a cell or touch (one read-out peak).
+      auto cells = torch::nonzero(c.centre[f] == 1);
+      if (cells.size(0) != truth.size(0) || (cells[0] - cells[cells.size(0) - 1]).abs().max().item<int64_t>() < 2) continue;
+      auto top = std::get<0>(std::get<1>(out.presence[f].topk(truth.size(0))).sort());
+      ASSERT_TRUE(torch::equal(top, truth)) << "video " << index << " frame " << f;
+      EXPECT_TRUE(torch::allclose(out.position[f].index_select(0, truth), t.position[f].index_select(0, truth), 1e-5, 1e-5));
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 20);
+}
+
+TEST(Eval, ProbeFeatureFrechetPerSegment) {
+  // Segments are cut as the scores' are: 25 frames at 10 fps, 1 s -> 10, 10, 5.
+  torch::manual_seed(0);
+  SegmentFeatures a(1.0), b(1.0);
+  auto x = torch::randn({25, 3}, torch::kDouble), y = torch::randn({25, 3}, torch::kDouble);
+  a.add(x, 10);
+  b.add(x, 10);
+  b.add(x, 10);  // the same frames twice: same mean and (nearly) the same covariance
+  ASSERT_EQ(a.segments(), 3u);
+  EXPECT_EQ(a.segment(2).count(), 5);
+  auto same = segment_frechet(a, b);
+  ASSERT_EQ(same.segments.size(), 3u);
+  EXPECT_LT(same.overall, 0.1);
+  // Shifting every feature of the second set's last segment by 2 adds 3 * 2^2 there.
+  SegmentFeatures c(1.0);
+  c.add(torch::cat({x.narrow(0, 0, 20), x.narrow(0, 20, 5) + 2}), 10);
+  auto d = segment_frechet(a, c);
+  EXPECT_NEAR(d.segments[0], 0, 1e-6);
+  EXPECT_NEAR(d.segments[2], 12, 1e-6);
+  // A set with fewer segments: only the shared ones; a single-frame segment has no covariance.
+  SegmentFeatures short_set(1.0);
+  short_set.add(y.narrow(0, 0, 11), 10);
+  auto e = segment_frechet(a, short_set);
+  ASSERT_EQ(e.segments.size(), 2u);
+  EXPECT_TRUE(std::isfinite(e.segments[0]));
+  EXPECT_TRUE(std::isnan(e.segments[1]));
+}
+
+TEST(Eval, BoundaryJump) {
+  // A bar moving one pixel a frame: every change is the same, so a boundary
+  // looks like any other frame (1); a bar that jumps 6 pixels at frame 10
+  // changes 6 times as many pixels there.
+  auto bar_at = [](const std::vector<int64_t>& x) {
+    auto f = torch::zeros({static_cast<int64_t>(x.size()), 16, 32, 3}, torch::kUInt8);
+    for (size_t t = 0; t < x.size(); ++t) f[static_cast<int64_t>(t)].narrow(1, x[t], 8).fill_(200);
+    return f;
+  };
+  std::vector<int64_t> smooth, jumpy;
+  for (int64_t t = 0; t < 20; ++t) smooth.push_back(t), jumpy.push_back(t < 10 ? t : t + 5);
+  EXPECT_NEAR(boundary_jump(bar_at(smooth), {10}), 1.0, 1e-9);
+  EXPECT_NEAR(boundary_jump(bar_at(jumpy), {10}), 6.0, 1e-9);
+  EXPECT_NEAR(boundary_jump(bar_at(jumpy), {5, 15}), 2.0 / (44.0 / 17), 1e-9);  // the jump is among the rest
+  EXPECT_TRUE(std::isnan(boundary_jump(bar_at(smooth), {})));
+  EXPECT_TRUE(std::isnan(boundary_jump(bar_at(smooth), {40})));  // past the end
 }
 
 namespace {

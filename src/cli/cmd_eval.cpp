@@ -1,6 +1,7 @@
 // loong eval fvd: Fréchet Video Distance between two sets of videos.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
@@ -14,6 +15,7 @@
 #include "loong/data/manifest.h"
 #include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
+#include "loong/eval/metrics.h"
 #include "loong/eval/probe.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/long_video.h"
@@ -101,7 +103,9 @@ class ScoreReport {
  public:
   static constexpr const char* kMetrics[3] = {"text_match", "identity", "motion"};
 
-  void add(json head, const eval::VideoScore& s) {
+  // `jump`: the video's boundary jump (eval::boundary_jump), when it has clips.
+  void add(json head, const eval::VideoScore& s, double jump = std::nan("")) {
+    if (std::isfinite(jump)) head["boundary_jump"] = jump, jump_sum_ += jump, ++jumps_;
     json segs = json::array();
     for (size_t k = 0; k < s.segments.size(); ++k) {
       const auto& sg = s.segments[k];
@@ -125,20 +129,29 @@ class ScoreReport {
       for (size_t m = 0; m < 3; ++m) j[kMetrics[m]] = sums_[k][m] / sums_[k][3];
       segments.push_back(j);
     }
+    if (jumps_ > 0) out["boundary_jump"] = jump_sum_ / jumps_;
     out["videos"] = videos_.size();
     out["segments"] = segments;
     out["per_video"] = videos_;
   }
 
-  // DIR/text_match.png, identity.png, motion.png: the per-segment means against time.
-  void plot(const std::string& dir) const {
+  // DIR/text_match.png, identity.png, motion.png: the per-segment means
+  // against time, beside those of real videos when given.
+  void plot(const std::string& dir, const ScoreReport* real = nullptr) const {
     for (size_t m = 0; m < 3; ++m) {
-      train::Series line{m == 0 ? "text match" : kMetrics[m], {40, 110, 220}, mid_, {}};
-      for (const auto& s : sums_) line.y.push_back(s[m] / s[3]);
+      std::vector<train::Series> lines{series(m, real ? "generated" : (m == 0 ? "text match" : kMetrics[m]), {40, 110, 220})};
+      if (real) lines.push_back(real->series(m, "real", {220, 80, 40}));
       image::write_png(dir + "/" + kMetrics[m] + ".png",
-                       train::line_plot({line}, "seconds", m == 2 ? "widths per s" : "share of frames"));
+                       train::line_plot(lines, "seconds", m == 2 ? "widths per s" : "share of frames"));
     }
   }
+
+  train::Series series(size_t metric, const std::string& label, std::array<uint8_t, 3> colour) const {
+    train::Series line{label, colour, mid_, {}};
+    for (const auto& s : sums_) line.y.push_back(s[metric] / s[3]);
+    return line;
+  }
+  const std::vector<double>& segment_middles() const { return mid_; }
 
   bool empty() const { return videos_.empty(); }
 
@@ -151,6 +164,8 @@ class ScoreReport {
   std::vector<std::array<double, 4>> sums_;  // per segment: text, identity, motion, videos
   std::vector<double> mid_;
   double overall_[3] = {0, 0, 0};
+  double jump_sum_ = 0;
+  int jumps_ = 0;
 };
 
 // "a/b.mp4" relative to the folder of `out`, when it can be expressed so.
@@ -272,7 +287,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   auto p = std::make_shared<ProbeArgs>();
   auto* pt = probe->add_subcommand("train", "Train on rendered moving-fashion frames; scores unseen (t10k) items");
   pt->add_option("--out", p->out, "Probe folder to write")->required();
-  pt->add_option("--size", p->cfg.image_size, "Frame size (the generated videos')")->check(CLI::Range(16, 1024));
+  pt->add_option("--size", p->cfg.image_size, "Frame size (the generated videos'; a multiple of 8)")->check(CLI::Range(16, 1024));
   pt->add_option("--channels", p->cfg.channels, "Width of the first layer")->check(CLI::Range(4, 512));
   pt->add_option("--steps", p->o.steps, "Training steps")->check(CLI::Range(1, 10000000));
   pt->add_option("--batch", p->o.batch, "Frames per step")->check(CLI::Range(4, 4096));
@@ -300,15 +315,24 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     p->o.on_step = [every, steps = p->o.steps](int step, double loss) {
       if (step % every == 0 || step == steps) std::printf("step %d/%d  loss %.4f\n", step, steps, loss), std::fflush(stdout);
     };
-    const auto s = eval::train_probe(net, p->o);
+    const auto s = eval::train_probe(net, p->o);  // through the tokenizer when given
     eval::save_probe(p->out, net, {{"command", "loong eval probe train"}, {"steps", p->o.steps}, {"tokenizer", p->tokenizer}});
-    std::cout << json{{"probe", p->out},
-                      {"heldout_frames", s.frames},
-                      {"background_accuracy", s.background_accuracy},
-                      {"items_exact", s.items_exact},
-                      {"position_error", s.position_error}}
-                     .dump(2)
-              << std::endl;
+    auto scores = [](const eval::ProbeScores& s) {
+      return json{{"frames", s.frames},
+                  {"background_accuracy", s.background_accuracy},
+                  {"items_exact", s.items_exact},
+                  {"class_accuracy", s.class_accuracy},
+                  {"colour_accuracy", s.colour_accuracy},
+                  {"position_error", s.position_error}};
+    };
+    json out = {{"probe", p->out}};
+    if (p->tokenizer.empty()) {
+      out["heldout"] = scores(s);
+    } else {
+      out["heldout"] = scores(eval::score_probe(net, "t10k", p->o.heldout_videos, p->o.seed + 1));
+      out["heldout_through_tokenizer"] = scores(s);
+    }
+    std::cout << out.dump(2) << std::endl;
   }));
 
   struct ScoreArgs {
@@ -345,7 +369,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
 
   // Generate long videos for held-out prompts, score every segment, plot the scores against time.
   struct LongArgs {
-    std::string model, probe, prompts, out, device = "cpu";
+    std::string model, probe, prompts, real, out, device = "cpu";
     double seconds = 60, segment = 10;
     int batch = 4;
     bool no_reencode = false;
@@ -355,7 +379,11 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   auto* lg = ev->add_subcommand("long", "Generate a long video per prompt, score each segment with the probe, plot against time");
   lg->add_option("--model", la->model, "Model bundle")->required();
   lg->add_option("--probe", la->probe, "Probe folder (`loong eval probe train`, at the model's frame size)")->required();
-  lg->add_option("--prompts", la->prompts, "One prompt per line, one video each")->required();
+  auto* prompts_opt = lg->add_option("--prompts", la->prompts, "One prompt per line, one video each");
+  lg->add_option("--real", la->real,
+                 "Manifest of real videos: their captions are the prompts, and each metric and a probe-feature "
+                 "Fréchet distance per segment are reported beside them")
+      ->excludes(prompts_opt);
   lg->add_option("--out", la->out, "Folder for the videos, report.json and the plots")->required();
   lg->add_option("--seconds", la->seconds, "Length of each video")->check(CLI::Range(0.1, 86400.0));
   lg->add_option("--segment", la->segment, "Seconds per scored segment")->check(CLI::Range(0.1, 3600.0));
@@ -368,12 +396,23 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   lg->callback(command(g, [la] {
     gen::validate(la->s);
     const auto device = parse_device(la->device);
-    const auto schedule = gen::PromptSchedule::load(la->prompts);  // one video per line
+    if (la->prompts.empty() == la->real.empty()) fail("eval long", "give --prompts or --real");
     std::vector<std::string> prompts;
     std::vector<eval::CaptionFacts> facts;
-    for (const auto& e : schedule.entries) {
-      prompts.push_back(e.text);
-      facts.push_back(eval::parse_caption(e.text));
+    std::vector<data::Entry> real;
+    if (!la->real.empty()) {
+      for (const auto& e : data::load_manifest(la->real).entries)
+        if (e.kind == data::MediaKind::Video) real.push_back(e);
+      if (real.empty()) fail(la->real, "holds no videos");
+      for (const auto& e : real) {
+        prompts.push_back(e.caption);
+        facts.push_back(eval::parse_caption(e.caption));
+      }
+    } else {
+      for (const auto& e : gen::PromptSchedule::load(la->prompts).entries) {  // one video per line
+        prompts.push_back(e.text);
+        facts.push_back(eval::parse_caption(e.text));
+      }
     }
     auto bundle = gen::load_bundle(la->model, device);
     auto net = eval::load_probe(la->probe, device);
@@ -387,6 +426,29 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     o.clip_frames = bundle.info.clip_frames;
     o.overlap = bundle.info.overlap;
     o.reencode = !la->no_reencode;
+    // Clip boundaries of a T-frame video (the same frame indices for a real one).
+    auto jump = [&](const torch::Tensor& frames) {
+      std::vector<int64_t> starts;
+      const auto plans = gen::plan_clips(frames.size(0), o.clip_frames, o.overlap,
+                                         bundle.tokenizer->config.temporal_factor());
+      for (size_t k = 1; k < plans.size(); ++k) starts.push_back(plans[k].start);
+      return eval::boundary_jump(frames, starts);
+    };
+    // The real videos first (their first --seconds): a broken one fails before any generation.
+    ScoreReport real_report;
+    eval::SegmentFeatures real_features(la->segment), fake_features(la->segment);
+    for (const auto& e : real) {
+      video::ReadOptions ro;
+      ro.size = net->config.image_size;
+      ro.start = e.start;
+      ro.end = e.end < 0 ? e.start + la->seconds : std::min(e.end, e.start + la->seconds);
+      const auto v = video::read(e.path, ro);
+      torch::Tensor f;
+      real_report.add({{"video", e.path}, {"caption", e.caption}},
+                      eval::score_video(net, v.frames, v.fps, eval::parse_caption(e.caption), la->segment, 64, &f),
+                      jump(v.frames));
+      real_features.add(f, v.fps);
+    }
     gen::LongVideoGenerator generator(bundle.tokenizer, bundle.lm, bundle.vocab(), la->s);
     make_dirs(la->out + "/videos");
     ScoreReport report;
@@ -416,19 +478,40 @@ void add_eval_commands(CLI::App& app, Globals& g) {
       generator.run(o, static_cast<int64_t>(n), cb);
       for (size_t i = 0; i < n; ++i) {
         writers[i]->close();
-        const auto sc = eval::score_video(net, torch::cat(frames[i]), o.fps, facts[first + i], la->segment);
-        report.add({{"video", name(i)}, {"prompt", prompts[first + i]}}, sc);
+        torch::Tensor f;
+        const auto all = torch::cat(frames[i]);
+        const auto sc = eval::score_video(net, all, o.fps, facts[first + i], la->segment, 64, &f);
+        fake_features.add(f, o.fps);
+        report.add({{"video", name(i)}, {"prompt", prompts[first + i]}}, sc, jump(all));
         std::printf("%s: text match %.3f, identity %.3f, motion %.3f\n", name(i).c_str(), sc.overall.text_match,
                     sc.overall.identity, sc.overall.motion);
         std::fflush(stdout);
       }
     }
-    report.plot(la->out);
+    report.plot(la->out, real.empty() ? nullptr : &real_report);
     json out = {{"model", la->model}, {"probe", la->probe},   {"seconds", la->seconds}, {"segment_seconds", la->segment},
                 {"reencode", o.reencode}, {"seed", la->s.seed}};
     report.write_to(out);
+    std::string plots = "text_match.png, identity.png, motion.png";
+    if (!real.empty()) {
+      json r = {{"manifest", la->real}};
+      real_report.write_to(r);
+      out["real"] = r;
+      // Probe-feature Fréchet distance, generated against real, per segment.
+      const auto d = eval::segment_frechet(fake_features, real_features);
+      auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+      out["frechet"] = num(d.overall);
+      train::Series line{"generated vs real", {40, 110, 220}, {}, {}};
+      for (size_t k = 0; k < d.segments.size(); ++k) {
+        out["segments"][k]["frechet"] = num(d.segments[k]);
+        line.x.push_back(report.segment_middles()[k]);
+        line.y.push_back(d.segments[k]);
+      }
+      image::write_png(la->out + "/frechet.png", train::line_plot({line}, "seconds", "probe frechet distance"));
+      plots += ", frechet.png";
+    }
     write_json_file(la->out + "/report.json", out);
-    std::printf("report: %s/report.json (plots: text_match.png, identity.png, motion.png)\n", la->out.c_str());
+    std::printf("report: %s/report.json (plots: %s)\n", la->out.c_str(), plots.c_str());
   }));
 
   // The paper's long-video benchmark: the N longest clips, cut to S seconds.

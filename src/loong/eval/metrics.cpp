@@ -53,4 +53,21 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
 }
 
+double boundary_jump(const at::Tensor& frames, const std::vector<int64_t>& boundaries) {
+  if (frames.dim() != 4) fail("boundary jump", "expected frames [T, H, W, C], got " + c10::str(frames.sizes()));
+  const int64_t T = frames.size(0);
+  if (T < 2) return std::nan("");
+  // change[t - 1] = mean |frame t - frame t-1|
+  auto f = frames.to(torch::kFloat);
+  auto change = (f.narrow(0, 1, T - 1) - f.narrow(0, 0, T - 1)).abs().flatten(1).mean(1).to(torch::kDouble);
+  auto at_boundary = torch::zeros({T - 1}, torch::kBool);
+  for (int64_t b : boundaries)
+    if (b >= 1 && b < T) at_boundary[b - 1] = true;
+  const int64_t nb = at_boundary.sum().item<int64_t>(), no = (T - 1) - nb;
+  if (nb == 0 || no == 0) return std::nan("");
+  const double jump = change.masked_select(at_boundary).mean().item<double>();
+  const double rest = change.masked_select(at_boundary.logical_not()).mean().item<double>();
+  return rest > 0 ? jump / rest : (jump > 0 ? INFINITY : 1.0);
+}
+
 }  // namespace loong::eval

@@ -1,5 +1,6 @@
 // Image-quality metrics on uint8 frames [T, H, W, 3].
 #pragma once
+#include <cstdint>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -14,5 +15,13 @@ std::vector<double> psnr_per_frame(const at::Tensor& a, const at::Tensor& b);
 std::vector<double> ssim_per_frame(const at::Tensor& a, const at::Tensor& b);
 
 double mean(const std::vector<double>& v);
+
+// Continuity across clip boundaries (Fig. 6): the mean absolute change
+// between consecutive frames into each boundary frame (the first frame of
+// every clip after the first), over the same mean at all other frames. About
+// 1 when the boundaries cannot be told apart from the rest of the video;
+// larger when the picture jumps there. NaN without a boundary inside the
+// video or without other frame pairs.
+double boundary_jump(const at::Tensor& frames, const std::vector<int64_t>& boundaries);
 
 }  // namespace loong::eval

@@ -1,5 +1,7 @@
 #include "loong/eval/probe.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -16,7 +18,7 @@ namespace fs = std::filesystem;
 namespace loong::eval {
 
 namespace {
-constexpr const char* kFormat = "loong-probe";
+constexpr const char* kFormat = "loong-probe-cells";  // was "loong-probe": one 80-way output
 
 int index_of(const std::string& name, const char* what, bool background) {
   if (background) {
@@ -50,28 +52,54 @@ ProbeConfig ProbeConfig::from_json(const nlohmann::json& j, const std::string& w
   r.integer("channels", c.channels, 4, 512);
   r.integer("features", c.features, 8, 4096);
   r.finish();
+  if (c.image_size % 8 != 0) fail(where + ": image_size", "expected a multiple of 8, got " + std::to_string(c.image_size));
   return c;
 }
 
 ProbeNetImpl::ProbeNetImpl(ProbeConfig c) : config(c) {
+  if (config.image_size % 8 != 0)
+    fail("probe config", "image_size must be a multiple of 8, got " + std::to_string(config.image_size));
   const int w = config.channels;
+  // Cells of 8x8 pixels; each sees 41 pixels around it (an item is about 20 at 64).
   trunk = register_module(
       "trunk", torch::nn::Sequential(conv(3, w, 1), torch::nn::ReLU(), conv(w, 2 * w, 2), torch::nn::ReLU(),
-                                     conv(2 * w, 4 * w, 2), torch::nn::ReLU(), conv(4 * w, 4 * w, 2), torch::nn::ReLU(),
-                                     torch::nn::AdaptiveAvgPool2d(torch::nn::AdaptiveAvgPool2dOptions({4, 4}))));
-  embed = register_module("embed", torch::nn::Linear(4 * w * 16, config.features));
-  background = register_module("background", torch::nn::Linear(config.features, kProbeBackgrounds));
-  presence = register_module("presence", torch::nn::Linear(config.features, kProbeItems));
-  position = register_module("position", torch::nn::Linear(config.features, kProbeItems * 2));
+                                     conv(2 * w, 4 * w, 2), torch::nn::ReLU(), conv(4 * w, 4 * w, 1), torch::nn::ReLU(),
+                                     conv(4 * w, 4 * w, 2), torch::nn::ReLU(), conv(4 * w, 4 * w, 1), torch::nn::ReLU()));
+  cells = register_module("cells", torch::nn::Conv2d(torch::nn::Conv2dOptions(4 * w, 1 + kProbeClasses + kProbeColours + 2, 1)));
+  embed = register_module("embed", torch::nn::Linear(4 * w, config.features));
+  // The background also sees the frame's mean colour: flat colours are then
+  // told apart from the first steps, whatever the trunk is busy learning.
+  background = register_module("background", torch::nn::Linear(config.features + 3, kProbeBackgrounds));
 }
 
 ProbeOutput ProbeNetImpl::forward(const torch::Tensor& x) {
   ProbeOutput o;
-  o.features = torch::gelu(embed(trunk->forward(x).flatten(1)));  // GELU: a ReLU here died under the presence loss
-  o.background = background(o.features);
-  o.presence = presence(o.features);
-  o.position = torch::sigmoid(position(o.features)).view({x.size(0), kProbeItems, 2});
+  auto map = trunk->forward(x);  // [N, 4w, G, G]
+  o.features = torch::gelu(embed(map.mean({2, 3})));  // GELU: a ReLU here died under the losses
+  o.background = background(torch::cat({o.features, x.mean({2, 3})}, 1));
+  auto c = cells(map);
+  o.centre = c.select(1, 0);
+  o.item_class = c.narrow(1, 1, kProbeClasses);
+  o.colour = c.narrow(1, 1 + kProbeClasses, kProbeColours);
+  o.offset = torch::tanh(c.narrow(1, 1 + kProbeClasses + kProbeColours, 2)) * 1.5;
+  read_slots(o);
   return o;
+}
+
+void read_slots(ProbeOutput& o) {
+  namespace F = torch::nn::functional;
+  const int64_t N = o.centre.size(0), G = o.centre.size(1);
+  // The best P(centre) * P(class) * P(colour) over the centre map's local maxima.
+  auto p = torch::sigmoid(o.centre).unsqueeze(1);
+  auto peaks = p * (p == F::max_pool2d(p, F::MaxPool2dFuncOptions(3).stride(1).padding(1))).to(p.scalar_type());
+  auto joint = peaks.unsqueeze(1) * o.item_class.softmax(1).unsqueeze(2) * o.colour.softmax(1).unsqueeze(1);
+  auto best = joint.reshape({N, kProbeItems, G * G}).max(2);  // slot = class * 8 + colour
+  auto score = std::get<0>(best).clamp(1e-6, 1 - 1e-6);
+  auto cell = std::get<1>(best);  // [N, 80]
+  o.presence = torch::log(score) - torch::log1p(-score);
+  auto off = o.offset.reshape({N, 2, G * G}).gather(2, cell.unsqueeze(1).expand({N, 2, kProbeItems}));  // [N, 2, 80]
+  auto cx = cell.remainder(G).to(off.scalar_type()), cy = cell.div(G, "floor").to(off.scalar_type());
+  o.position = torch::stack({(cx + 0.5 + off.select(1, 0)) / G, (cy + 0.5 + off.select(1, 1)) / G}, -1);
 }
 
 ProbeTargets probe_targets(const nlohmann::json& truth, int64_t frames) {
@@ -102,6 +130,41 @@ ProbeTargets probe_targets(const nlohmann::json& truth, int64_t frames) {
   return t;
 }
 
+CellTargets cell_targets(const ProbeTargets& t, int64_t G) {
+  const int64_t N = t.presence.size(0);
+  CellTargets c;
+  c.centre = torch::zeros({N, G, G});
+  c.weight = torch::zeros({N, G, G});
+  c.item_class = torch::zeros({N, G, G}, torch::kLong);
+  c.colour = torch::zeros({N, G, G}, torch::kLong);
+  c.offset = torch::zeros({N, 2, G, G});
+  auto pres = t.presence.accessor<float, 2>();
+  auto pos = t.position.accessor<float, 3>();
+  auto ce = c.centre.accessor<float, 3>(), w = c.weight.accessor<float, 3>();
+  auto off = c.offset.accessor<float, 4>();
+  auto cls = c.item_class.accessor<int64_t, 3>(), col = c.colour.accessor<int64_t, 3>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t slot = 0; slot < kProbeItems; ++slot) {
+      if (pres[n][slot] <= 0) continue;
+      const double fx = pos[n][slot][0] * G, fy = pos[n][slot][1] * G;
+      const int64_t gx = std::clamp<int64_t>(static_cast<int64_t>(fx), 0, G - 1);
+      const int64_t gy = std::clamp<int64_t>(static_cast<int64_t>(fy), 0, G - 1);
+      for (int64_t y = std::max<int64_t>(0, gy - 1); y <= std::min(G - 1, gy + 1); ++y)
+        for (int64_t x = std::max<int64_t>(0, gx - 1); x <= std::min(G - 1, gx + 1); ++x) {
+          const double dx = fx - (x + 0.5), dy = fy - (y + 0.5);
+          const float h = (x == gx && y == gy) ? 1.f : static_cast<float>(std::exp(-(dx * dx + dy * dy) / (2 * 0.36)));
+          ce[n][y][x] = std::max(ce[n][y][x], h);
+          if (h <= w[n][y][x]) continue;
+          w[n][y][x] = h;
+          cls[n][y][x] = slot / kProbeColours;
+          col[n][y][x] = slot % kProbeColours;
+          off[n][0][y][x] = static_cast<float>(dx);
+          off[n][1][y][x] = static_cast<float>(dy);
+        }
+    }
+  return c;
+}
+
 namespace {
 
 struct FrameBatch {
@@ -117,15 +180,23 @@ FrameBatch render(const data::FashionMnist& items, const data::MovingFashionOpti
   for (size_t k = 0; k < indices.size(); ++k) {
     const bool still = stills && k % 4 == 3;  // a quarter stills, as stage-1 data
     auto s = still ? data::make_image(items, o, indices[k]) : data::make_video(items, o, indices[k]);
-    auto f = s.frames;
-    if (degrade) f = degrade(f);
+    const auto& f = s.frames;
     const int64_t T = f.size(0);
     auto t = probe_targets(s.truth, T);
     std::vector<int64_t> pick;
     for (int i = 0; i < per_video && i < T; ++i)
       pick.push_back(rng ? static_cast<int64_t>((*rng)() % static_cast<uint64_t>(T)) : (T - 1) * i / std::max(1, per_video - 1));
     auto idx = torch::tensor(pick, torch::kLong);
-    frames.push_back(f.index_select(0, idx));
+    auto picked = f.index_select(0, idx);
+    if (degrade && !rng) {
+      picked = degrade(f).index_select(0, idx);  // scoring: the whole video, as a generated one is decoded
+    } else if (degrade) {
+      // Training: half the frames, each as a one-frame clip (8x cheaper than
+      // whole videos), so the probe reads both real and decoded frames.
+      for (int64_t j = 0; j < picked.size(0); ++j)
+        if ((*rng)() % 2) picked[j].copy_(degrade(picked.narrow(0, j, 1))[0]);
+    }
+    frames.push_back(picked);
     bg.push_back(t.background.index_select(0, idx));
     pres.push_back(t.presence.index_select(0, idx));
     pos.push_back(t.position.index_select(0, idx));
@@ -143,6 +214,24 @@ data::MovingFashionOptions world(int size, const std::string& split, uint64_t se
   return o;
 }
 
+// CenterNet's penalty-reduced focal loss on the centre map, the weighted
+// cross-entropy of class and colour, and the weighted L1 of the offset, each
+// per item.
+torch::Tensor cell_loss(const ProbeOutput& out, const CellTargets& c) {
+  namespace F = torch::nn::functional;
+  const auto items = (c.centre == 1).sum().clamp_min(1).to(torch::kFloat);
+  auto p = torch::sigmoid(out.centre).clamp(1e-4, 1 - 1e-4);
+  auto pos = (c.centre == 1).to(p.scalar_type());
+  auto focal = -(pos * (1 - p).pow(2) * p.log() + (1 - pos) * (1 - c.centre).pow(4) * p.pow(2) * (1 - p).log());
+  auto w = c.weight;
+  const auto wsum = w.sum().clamp_min(1e-6);
+  auto ce = [&](const torch::Tensor& logits, const torch::Tensor& target) {
+    return (F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kNone)) * w).sum() / wsum;
+  };
+  auto l1 = ((out.offset - c.offset).abs().sum(1) * w).sum() / wsum;
+  return focal.sum() / items + ce(out.item_class, c.item_class) + ce(out.colour, c.colour) + l1;
+}
+
 }  // namespace
 
 ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uint64_t seed,
@@ -153,7 +242,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   net->eval();
   torch::NoGradGuard ng;
   ProbeScores s;
-  double bg_ok = 0, exact = 0, pos_err = 0, pos_n = 0;
+  double bg_ok = 0, exact = 0, pos_err = 0, pos_n = 0, cls_ok = 0, col_ok = 0, items_n = 0;
   for (int v = 0; v < videos; v += 8) {
     std::vector<int64_t> idx;
     for (int k = v; k < std::min(videos, v + 8); ++k) idx.push_back(k);
@@ -174,6 +263,12 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
       auto top = std::get<1>(logits[f].topk(k));
       exact += truth.index_select(0, top).sum().item<int64_t>() == k ? 1 : 0;
     }
+    // Class and colour at the true centre cells.
+    auto cells = cell_targets(b.t, net->grid());
+    auto at_centre = cells.centre == 1;
+    cls_ok += ((out.item_class.argmax(1).cpu() == cells.item_class) & at_centre).sum().item<double>();
+    col_ok += ((out.colour.argmax(1).cpu() == cells.colour) & at_centre).sum().item<double>();
+    items_n += at_centre.sum().item<double>();
     auto mask = b.t.presence.unsqueeze(-1);
     pos_err += ((out.position.cpu() - b.t.position).abs() * mask).sum().item<double>();
     pos_n += 2 * mask.sum().item<double>();
@@ -182,6 +277,8 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   s.background_accuracy = bg_ok / static_cast<double>(s.frames);
   s.items_exact = exact / static_cast<double>(s.frames);
   s.position_error = pos_n > 0 ? pos_err / pos_n : 0;
+  s.class_accuracy = items_n > 0 ? cls_ok / items_n : 0;
+  s.colour_accuracy = items_n > 0 ? col_ok / items_n : 0;
   return s;
 }
 
@@ -198,12 +295,11 @@ ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o) {
     for (int k = 0; k < videos; ++k) idx.push_back(static_cast<int64_t>(rng() % 1000000));
     auto b = render(items, w, idx, per_video, true, &rng, o.degrade);
     auto out = net->forward(to_unit(b.frames).to(device));
-    auto pres = b.t.presence.to(device);
-    auto bg_loss = torch::nn::functional::cross_entropy(out.background, b.t.background.to(device));
-    auto loss = bg_loss +
-                torch::nn::functional::binary_cross_entropy_with_logits(out.presence, pres) * 2 +
-                ((out.position - b.t.position.to(device)).abs() * pres.unsqueeze(-1)).sum() /
-                    pres.sum().clamp_min(1) * 5;
+    auto cells = cell_targets(b.t, net->grid());
+    auto to_dev = [&](const torch::Tensor& t) { return t.to(device); };
+    auto loss = torch::nn::functional::cross_entropy(out.background, to_dev(b.t.background)) +
+                cell_loss(out, {to_dev(cells.centre), to_dev(cells.weight), to_dev(cells.item_class),
+                                to_dev(cells.colour), to_dev(cells.offset)});
     // Cosine decay to 10% of the rate.
     const double lr = o.lr * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * (step - 1) / std::max(1, o.steps))));
     train::set_lr(opt, lr);
@@ -276,7 +372,7 @@ VideoScore score_predictions(const torch::Tensor& background, const torch::Tenso
 }
 
 VideoScore score_video(ProbeNet& net, const torch::Tensor& frames, double fps, const CaptionFacts& facts,
-                       double segment_seconds, int batch) {
+                       double segment_seconds, int batch, torch::Tensor* features) {
   const int64_t S = net->config.image_size;
   if (frames.dim() != 4 || frames.size(1) != S || frames.size(2) != S || frames.scalar_type() != torch::kUInt8)
     fail("probe score", "expected uint8 frames [T, " + std::to_string(S) + ", " + std::to_string(S) + ", 3], got " +
@@ -284,14 +380,37 @@ VideoScore score_video(ProbeNet& net, const torch::Tensor& frames, double fps, c
   const auto device = net->parameters()[0].device();
   net->eval();
   torch::NoGradGuard ng;
-  std::vector<torch::Tensor> bg, pres, pos;
+  std::vector<torch::Tensor> bg, pres, pos, feat;
   for (int64_t i = 0; i < frames.size(0); i += batch) {
     auto out = net->forward(to_unit(frames.narrow(0, i, std::min<int64_t>(batch, frames.size(0) - i))).to(device));
     bg.push_back(out.background.cpu());
     pres.push_back(out.presence.cpu());
     pos.push_back(out.position.cpu());
+    if (features) feat.push_back(out.features.cpu());
   }
+  if (features) *features = torch::cat(feat);
   return score_predictions(torch::cat(bg), torch::cat(pres), torch::cat(pos), fps, facts, segment_seconds);
+}
+
+void SegmentFeatures::add(const torch::Tensor& features, double fps) {
+  const int64_t T = features.size(0);
+  const int64_t per = std::max<int64_t>(1, std::llround(segment_ * fps));  // as score_predictions cuts segments
+  for (int64_t a = 0, k = 0; a < T; a += per, ++k) {
+    if (per_segment_.size() <= static_cast<size_t>(k)) per_segment_.emplace_back();
+    per_segment_[static_cast<size_t>(k)].add(features.narrow(0, a, std::min(per, T - a)));
+  }
+  overall_.add(features);
+}
+
+SegmentDistances segment_frechet(const SegmentFeatures& a, const SegmentFeatures& b) {
+  auto fd = [](const FeatureStats& x, const FeatureStats& y) {
+    if (x.count() < 2 || y.count() < 2) return std::nan("");
+    return frechet_distance(x.mean(), x.covariance(), y.mean(), y.covariance());
+  };
+  SegmentDistances d;
+  for (size_t k = 0; k < std::min(a.segments(), b.segments()); ++k) d.segments.push_back(fd(a.segment(k), b.segment(k)));
+  d.overall = fd(a.overall(), b.overall());
+  return d;
 }
 
 void save_probe(const std::string& dir, const ProbeNet& net, const nlohmann::json& provenance) {

@@ -2,12 +2,20 @@
 // frame's ground truth back from pixels, so generated videos can be scored
 // against their prompts.
 //
-// Per frame it predicts the background (6 colours), which (class, colour)
-// items are visible (80 independent yes/no outputs, so two bags of different
-// colours are two items) and the centre of each visible one. It trains on
-// frames rendered on the fly by the moving-fashion generator (a pure function
-// of the seed and index, with exact ground truth), optionally passed through a
-// video tokenizer first so that it sees the blur generated frames have.
+// It is a small dense detector in the manner of CenterNet (Zhou et al. 2019,
+// "Objects as Points"): on a grid of cells (one per 8x8 pixels) it predicts
+// how likely an item's centre lies in the cell, the item's class (10) and
+// colour (8), and the centre's offset within the cell; from the whole frame,
+// the background (6 colours). Class and colour are separate outputs, so each
+// is learnt from every item rather than from the 1/80 of items of one
+// (class, colour) pair. For scoring, the cell maps are read out as 80 item
+// slots (class * 8 + colour): a slot's score is the best over the cells that
+// are local maxima of the centre map of P(centre) * P(class) * P(colour).
+//
+// It trains on frames rendered on the fly by the moving-fashion generator (a
+// pure function of the seed and index, with exact ground truth), optionally
+// passed through a video tokenizer first so that it sees the blur generated
+// frames have.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -19,6 +27,7 @@
 #include <torch/nn.h>
 
 #include "loong/eval/caption.h"
+#include "loong/eval/fvd.h"
 
 namespace loong::eval {
 
@@ -27,7 +36,7 @@ constexpr int kProbeItems = kProbeClasses * kProbeColours;  // item slot = class
 
 struct ProbeConfig {
   int image_size = 64;
-  int channels = 32;  // width of the first layer (then x2, x4, x4)
+  int channels = 32;  // width of the first layer (then x2, x4, x4, x4, x4)
   int features = 256;
 
   nlohmann::json to_json() const;
@@ -37,18 +46,29 @@ struct ProbeConfig {
 struct ProbeOutput {
   torch::Tensor features;    // [N, F] (for Fréchet distances)
   torch::Tensor background;  // [N, 6] logits
-  torch::Tensor presence;    // [N, 80] logits
+  // The cell maps, G = S / 8 cells a side.
+  torch::Tensor centre;      // [N, G, G] logits: an item's centre is in the cell
+  torch::Tensor item_class;  // [N, 10, G, G] logits
+  torch::Tensor colour;      // [N, 8, G, G] logits
+  torch::Tensor offset;      // [N, 2, G, G] centre - cell centre (x, y), in cells
+  // Read out as item slots (see above).
+  torch::Tensor presence;    // [N, 80] logits of the slot's score
   torch::Tensor position;    // [N, 80, 2] centre (x, y) as fractions of the frame
 };
 
 struct ProbeNetImpl : torch::nn::Module {
   explicit ProbeNetImpl(ProbeConfig c);
   ProbeOutput forward(const torch::Tensor& x);  // float [N, 3, S, S] in [0, 1]
+  int64_t grid() const { return config.image_size / 8; }
   ProbeConfig config;
   torch::nn::Sequential trunk{nullptr};
-  torch::nn::Linear embed{nullptr}, background{nullptr}, presence{nullptr}, position{nullptr};
+  torch::nn::Conv2d cells{nullptr};  // 1 + 10 + 8 + 2 outputs per cell
+  torch::nn::Linear embed{nullptr}, background{nullptr};
 };
 TORCH_MODULE(ProbeNet);
+
+// Fills o.presence and o.position from the cell maps (see above).
+void read_slots(ProbeOutput& o);
 
 // Per-frame targets from moving-fashion ground truth (the "truth" JSON of a
 // video or still): background [T] int64, presence [T, 80] float, position
@@ -58,6 +78,19 @@ struct ProbeTargets {
 };
 ProbeTargets probe_targets(const nlohmann::json& truth, int64_t frames);
 
+// Cell-map targets for G x G cells. An item's centre cell and its neighbours
+// get a Gaussian of the distance to the true centre (sigma 0.6 cells; the
+// centre cell is exactly 1) in the centre map, and carry the item's class,
+// colour and offset weighted by it, the nearest item winning where two
+// overlap.
+struct CellTargets {
+  torch::Tensor centre;              // [N, G, G]
+  torch::Tensor weight;              // [N, G, G] (0: no item near)
+  torch::Tensor item_class, colour;  // [N, G, G] int64
+  torch::Tensor offset;              // [N, 2, G, G]
+};
+CellTargets cell_targets(const ProbeTargets& t, int64_t G);
+
 struct ProbeTrainOptions {
   int steps = 1500;
   int batch = 32;           // frames per step (8 videos x 4 frames)
@@ -65,7 +98,9 @@ struct ProbeTrainOptions {
   uint64_t seed = 0;
   int heldout_videos = 48;  // t10k split (unseen items), scored at the end
   // Frames pass through this before the probe sees them (e.g. a tokenizer
-  // round trip): uint8 [T, S, S, 3] -> the same shape. Optional.
+  // round trip): uint8 [T, S, S, 3] -> the same shape. Optional. In training
+  // half the frames do, each alone (T = 1); the held-out score at the end
+  // passes whole videos.
   std::function<torch::Tensor(const torch::Tensor&)> degrade;
   std::function<void(int step, double loss)> on_step;
 };
@@ -74,6 +109,8 @@ struct ProbeScores {
   double background_accuracy = 0;  // share of frames with the right background
   double items_exact = 0;          // share of frames whose k most likely items are the k visible ones
   double position_error = 0;       // mean |error| of the centre, fraction of the frame, over visible items
+  double class_accuracy = 0;       // of visible items, read at the cell of their true centre
+  double colour_accuracy = 0;      // the same for their colour
   int64_t frames = 0;
 };
 
@@ -105,9 +142,35 @@ struct VideoScore {
 VideoScore score_predictions(const torch::Tensor& background, const torch::Tensor& presence,
                              const torch::Tensor& position, double fps, const CaptionFacts& facts,
                              double segment_seconds);
-// Runs the probe over uint8 frames [T, S, S, 3] (S = its image size) and scores them.
+// Runs the probe over uint8 frames [T, S, S, 3] (S = its image size) and
+// scores them. With `features`, also returns the probe's features [T, F].
 VideoScore score_video(ProbeNet& net, const torch::Tensor& frames, double fps, const CaptionFacts& facts,
-                       double segment_seconds, int batch = 64);
+                       double segment_seconds, int batch = 64, torch::Tensor* features = nullptr);
+
+// Probe features of many videos gathered per segment (every frame of segment
+// k of every video, and all frames), for Fréchet distances between generated
+// and real videos of the same prompts, segment by segment.
+class SegmentFeatures {
+ public:
+  explicit SegmentFeatures(double segment_seconds) : segment_(segment_seconds) {}
+  void add(const torch::Tensor& features, double fps);  // [T, F] of one video
+  size_t segments() const { return per_segment_.size(); }
+  const FeatureStats& segment(size_t k) const { return per_segment_.at(k); }
+  const FeatureStats& overall() const { return overall_; }
+
+ private:
+  double segment_;
+  std::vector<FeatureStats> per_segment_;
+  FeatureStats overall_;
+};
+
+// The Fréchet distance of each segment both sets have (a segment with fewer
+// than 2 frames in either gets NaN), then of all frames.
+struct SegmentDistances {
+  std::vector<double> segments;
+  double overall = 0;
+};
+SegmentDistances segment_frechet(const SegmentFeatures& a, const SegmentFeatures& b);
 
 void save_probe(const std::string& dir, const ProbeNet& net, const nlohmann::json& provenance = {});
 ProbeNet load_probe(const std::string& dir, c10::Device device = c10::Device("cpu"));
