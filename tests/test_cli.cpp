@@ -567,6 +567,8 @@ TEST(Cli, EvalLongAgainstRealVideos) {
   EXPECT_GT(j["frechet"].get<double>(), 0);
   EXPECT_GT(j["boundary_jump"].get<double>(), 0);
   EXPECT_GT(j["real"]["boundary_jump"].get<double>(), 0);
+  EXPECT_GT(j["real"]["frame_change"].get<double>(), 0);  // real items move
+  EXPECT_GE(j["frame_change"].get<double>(), 0);
   std::ifstream manifest(dir / "real/manifest.jsonl");
   std::string first;
   std::getline(manifest, first);

@@ -312,6 +312,10 @@ TEST(Eval, BoundaryJump) {
   EXPECT_NEAR(boundary_jump(bar_at(jumpy), {5, 15}), 2.0 / (44.0 / 17), 1e-9);  // the jump is among the rest
   EXPECT_TRUE(std::isnan(boundary_jump(bar_at(smooth), {})));
   EXPECT_TRUE(std::isnan(boundary_jump(bar_at(smooth), {40})));  // past the end
+  // The same frames' mean change: 2 of 32 columns change by 200 each frame.
+  EXPECT_NEAR(mean_frame_change(bar_at(smooth)), 2.0 / 32 * 200 / 255, 1e-9);
+  EXPECT_EQ(mean_frame_change(bar_at(std::vector<int64_t>(5, 3))), 0.0);  // a still video
+  EXPECT_TRUE(std::isnan(mean_frame_change(bar_at({3}))));
 }
 
 namespace {

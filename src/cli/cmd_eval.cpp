@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include <torch/torch.h>
 
@@ -103,9 +104,11 @@ class ScoreReport {
  public:
   static constexpr const char* kMetrics[3] = {"text_match", "identity", "motion"};
 
-  // `jump`: the video's boundary jump (eval::boundary_jump), when it has clips.
-  void add(json head, const eval::VideoScore& s, double jump = std::nan("")) {
-    if (std::isfinite(jump)) head["boundary_jump"] = jump, jump_sum_ += jump, ++jumps_;
+  // `pixels`: measures of the video's frames (boundary_jump, frame_change),
+  // each averaged over the videos where it is defined.
+  void add(json head, const eval::VideoScore& s, const std::map<std::string, double>& pixels = {}) {
+    for (const auto& [key, v] : pixels)
+      if (std::isfinite(v)) head[key] = v, pixel_sums_[key].first += v, ++pixel_sums_[key].second;
     json segs = json::array();
     for (size_t k = 0; k < s.segments.size(); ++k) {
       const auto& sg = s.segments[k];
@@ -129,7 +132,7 @@ class ScoreReport {
       for (size_t m = 0; m < 3; ++m) j[kMetrics[m]] = sums_[k][m] / sums_[k][3];
       segments.push_back(j);
     }
-    if (jumps_ > 0) out["boundary_jump"] = jump_sum_ / jumps_;
+    for (const auto& [key, sum] : pixel_sums_) out[key] = sum.first / sum.second;
     out["videos"] = videos_.size();
     out["segments"] = segments;
     out["per_video"] = videos_;
@@ -164,8 +167,7 @@ class ScoreReport {
   std::vector<std::array<double, 4>> sums_;  // per segment: text, identity, motion, videos
   std::vector<double> mid_;
   double overall_[3] = {0, 0, 0};
-  double jump_sum_ = 0;
-  int jumps_ = 0;
+  std::map<std::string, std::pair<double, int>> pixel_sums_;
 };
 
 // "a/b.mp4" relative to the folder of `out`, when it can be expressed so.
@@ -427,12 +429,12 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     o.overlap = bundle.info.overlap;
     o.reencode = !la->no_reencode;
     // Clip boundaries of a T-frame video (the same frame indices for a real one).
-    auto jump = [&](const torch::Tensor& frames) {
+    auto pixels = [&](const torch::Tensor& frames) -> std::map<std::string, double> {
       std::vector<int64_t> starts;
       const auto plans = gen::plan_clips(frames.size(0), o.clip_frames, o.overlap,
                                          bundle.tokenizer->config.temporal_factor());
       for (size_t k = 1; k < plans.size(); ++k) starts.push_back(plans[k].start);
-      return eval::boundary_jump(frames, starts);
+      return {{"boundary_jump", eval::boundary_jump(frames, starts)}, {"frame_change", eval::mean_frame_change(frames)}};
     };
     // The real videos first (their first --seconds): a broken one fails before any generation.
     ScoreReport real_report;
@@ -446,7 +448,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
       torch::Tensor f;
       real_report.add({{"video", e.path}, {"caption", e.caption}},
                       eval::score_video(net, v.frames, v.fps, eval::parse_caption(e.caption), la->segment, 64, &f),
-                      jump(v.frames));
+                      pixels(v.frames));
       real_features.add(f, v.fps);
     }
     gen::LongVideoGenerator generator(bundle.tokenizer, bundle.lm, bundle.vocab(), la->s);
@@ -482,7 +484,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
         const auto all = torch::cat(frames[i]);
         const auto sc = eval::score_video(net, all, o.fps, facts[first + i], la->segment, 64, &f);
         fake_features.add(f, o.fps);
-        report.add({{"video", name(i)}, {"prompt", prompts[first + i]}}, sc, jump(all));
+        report.add({{"video", name(i)}, {"prompt", prompts[first + i]}}, sc, pixels(all));
         std::printf("%s: text match %.3f, identity %.3f, motion %.3f\n", name(i).c_str(), sc.overall.text_match,
                     sc.overall.identity, sc.overall.motion);
         std::fflush(stdout);

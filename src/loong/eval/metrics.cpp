@@ -53,13 +53,28 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
 }
 
-double boundary_jump(const at::Tensor& frames, const std::vector<int64_t>& boundaries) {
-  if (frames.dim() != 4) fail("boundary jump", "expected frames [T, H, W, C], got " + c10::str(frames.sizes()));
+namespace {
+// [T - 1]: mean |frame t - frame t-1| (float64), or undefined for T < 2.
+at::Tensor frame_changes(const at::Tensor& frames, const char* what) {
+  if (frames.dim() != 4) fail(what, "expected frames [T, H, W, C], got " + c10::str(frames.sizes()));
   const int64_t T = frames.size(0);
-  if (T < 2) return std::nan("");
-  // change[t - 1] = mean |frame t - frame t-1|
+  if (T < 2) return {};
   auto f = frames.to(torch::kFloat);
-  auto change = (f.narrow(0, 1, T - 1) - f.narrow(0, 0, T - 1)).abs().flatten(1).mean(1).to(torch::kDouble);
+  return (f.narrow(0, 1, T - 1) - f.narrow(0, 0, T - 1)).abs().flatten(1).mean(1).to(torch::kDouble);
+}
+}  // namespace
+
+double mean_frame_change(const at::Tensor& frames) {
+  auto change = frame_changes(frames, "frame change");
+  if (!change.defined()) return std::nan("");
+  const double scale = frames.scalar_type() == torch::kUInt8 ? 255.0 : 1.0;
+  return change.mean().item<double>() / scale;
+}
+
+double boundary_jump(const at::Tensor& frames, const std::vector<int64_t>& boundaries) {
+  auto change = frame_changes(frames, "boundary jump");
+  if (!change.defined()) return std::nan("");
+  const int64_t T = frames.size(0);
   auto at_boundary = torch::zeros({T - 1}, torch::kBool);
   for (int64_t b : boundaries)
     if (b >= 1 && b < T) at_boundary[b - 1] = true;

@@ -16,6 +16,11 @@ std::vector<double> ssim_per_frame(const at::Tensor& a, const at::Tensor& b);
 
 double mean(const std::vector<double>& v);
 
+// How much a video moves, without a probe: the mean absolute change between
+// consecutive frames, as a fraction of full scale (0 for a still video).
+// NaN for fewer than 2 frames.
+double mean_frame_change(const at::Tensor& frames);
+
 // Continuity across clip boundaries (Fig. 6): the mean absolute change
 // between consecutive frames into each boundary frame (the first frame of
 // every clip after the first), over the same mean at all other frames. About
