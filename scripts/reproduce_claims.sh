@@ -69,7 +69,7 @@ JSON
   timed direct "$loong" train --config "$work/direct.json" --out "$work/direct" > "$work/direct.log"
   for run in progressive direct; do
     [ -d "$work/$run.model" ] || "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/$run" \
-      --out "$work/$run.model"
+      --cfg 1 --out "$work/$run.model"
   done
 fi
 

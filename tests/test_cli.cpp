@@ -370,12 +370,24 @@ TEST(Cli, GenerateFromARandomBundle) {
   EXPECT_FALSE(std::filesystem::exists(dir / "a.partial.mp4"));
   auto report = loong::read_json_file(dir / "a.json");
   EXPECT_EQ(report["frames"], 78);
+  EXPECT_EQ(report["cfg"], 7.5);  // no scale recorded in the bundle: the paper's
   EXPECT_GT(report["timings_s"]["decode"].get<double>(), 0);
   // The same seed gives the same video.
   auto again = run("generate --model " + model + " --prompt 'a red shirt moving left' --seconds 12 --out " +
                    (dir / "b.mp4") + " --upscale 2 --seed 3 --quiet");
   ASSERT_EQ(again.code, 0) << again.err;
   EXPECT_EQ(loong::test::read_bytes(out), loong::test::read_bytes(dir / "b.mp4"));
+
+  // A bundle may record its own guidance scale; --cfg still wins.
+  ASSERT_EQ(run("model init --cfg 1.5 --out " + (dir / "m15")).code, 0);
+  EXPECT_NE(run("model info " + (dir / "m15")).out.find("\"cfg_scale\": 1.5"), std::string::npos);
+  for (const std::string flag : {"", " --cfg 2"}) {
+    auto r = run("generate --model " + (dir / "m15") + " --prompt 'a red shirt' --seconds 0.2 --quiet --out " +
+                 (dir / "g.mp4") + " --report " + (dir / "g.json") + flag);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(loong::read_json_file(dir / "g.json")["cfg"], flag.empty() ? 1.5 : 2.0) << flag;
+  }
+  expect_one_line_error(run("model init --cfg 0.5 --out " + (dir / "m05")), 2, "--cfg");
 
   // A story over time, without re-encoding, continuing a real video.
   loong::test::write_bytes(dir / "story.txt", "0: a red shirt\n9: a blue bag\n");

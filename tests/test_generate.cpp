@@ -375,8 +375,14 @@ TEST(Gen, BundleRoundTripAndMismatches) {
   EXPECT_TRUE(torch::equal(b.lm->output->weight, model->output->weight));
   EXPECT_TRUE(torch::equal(b.tokenizer->quantizer->embedding->weight, tok->quantizer->embedding->weight));
   expect_error([&] { write_bundle(dir / "b", info, tok, text, model); }, {"exists", "--force"});
+  info.cfg_scale = 1.5;
   write_bundle(dir / "b", info, tok, text, model, true);
   EXPECT_FALSE(std::filesystem::exists(dir / "b.partial"));
+  EXPECT_EQ(load_bundle(dir / "b").info.cfg_scale, 1.5);
+  EXPECT_EQ(b.info.cfg_scale, 0);  // the first, without one
+  auto j = loong::read_json_file(dir / "b/loong.json");
+  j["cfg_scale"] = 0.5;
+  expect_error([&] { BundleInfo::from_json(j, "loong.json"); }, {"loong.json", "cfg_scale"});
 
   lm::Llama wrong(micro_lm(32));
   expect_error([&] { write_bundle(dir / "c", info, tok, text, wrong); }, {"32 video codes", "64"});

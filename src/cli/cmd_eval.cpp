@@ -392,10 +392,10 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   lg->add_option("--batch", la->batch, "Videos generated together")->check(CLI::Range(1, 256));
   lg->add_flag("--no-reencode", la->no_reencode, "Condition clips on the previous clip's tokens (ablation)");
   lg->add_option("--seed", la->s.seed, "Random seed");
-  lg->add_option("--cfg", la->s.cfg_scale, "Classifier-free guidance scale");
+  auto* cfg_opt = lg->add_option("--cfg", la->s.cfg_scale, "Classifier-free guidance scale; default: the model's, else 7.5");
   lg->add_option("--top-k", la->s.top_k, "Top-k sampling");
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
-  lg->callback(command(g, [la] {
+  lg->callback(command(g, [la, cfg_opt] {
     gen::validate(la->s);
     const auto device = parse_device(la->device);
     if (la->prompts.empty() == la->real.empty()) fail("eval long", "give --prompts or --real");
@@ -417,6 +417,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
       }
     }
     auto bundle = gen::load_bundle(la->model, device);
+    if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) la->s.cfg_scale = bundle.info.cfg_scale;
     auto net = eval::load_probe(la->probe, device);
     if (net->config.image_size != bundle.tokenizer->config.image_size)
       fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +
@@ -492,7 +493,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     }
     report.plot(la->out, real.empty() ? nullptr : &real_report);
     json out = {{"model", la->model}, {"probe", la->probe},   {"seconds", la->seconds}, {"segment_seconds", la->segment},
-                {"reencode", o.reencode}, {"seed", la->s.seed}};
+                {"reencode", o.reencode}, {"seed", la->s.seed}, {"cfg", la->s.cfg_scale}};
     report.write_to(out);
     std::string plots = "text_match.png, identity.png, motion.png";
     if (!real.empty()) {

@@ -52,7 +52,9 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_option("--seconds", a->seconds, "Length of the video");
   cmd->add_option("--out", a->out, "Output video (.mp4, .mkv, .mov or .gif)")->required();
   cmd->add_option("--seed", a->s.seed, "Random seed (the same seed and settings give the same video)");
-  cmd->add_option("--cfg", a->s.cfg_scale, "Classifier-free guidance scale; 1 switches guidance off");
+  auto* cfg_opt = cmd->add_option("--cfg", a->s.cfg_scale,
+                                  "Classifier-free guidance scale; 1 switches guidance off. Default: the model's "
+                                  "(loong.json cfg_scale), else 7.5");
   cmd->add_option("--top-k", a->s.top_k, "Sample among the k most likely codes; 1 is greedy");
   cmd->add_option("--top-p", a->s.top_p, "Then keep the smallest set of them holding this probability");
   cmd->add_option("--temperature", a->s.temperature, "Softmax temperature");
@@ -69,7 +71,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_option("--report", a->report, "Also write the settings and timings as JSON");
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_flag("--quiet", a->quiet, "Only errors and the output path");
-  cmd->callback(command(g, [a, cmd] {
+  cmd->callback(command(g, [a, cmd, cfg_opt] {
     const bool cmd_upscale_given = cmd->count("--upscale") > 0;
     // Everything the user typed is checked before the model is loaded.
     if (a->prompt.empty() == a->prompts.empty())
@@ -92,6 +94,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     }
 
     auto bundle = gen::load_bundle(a->model, device);
+    if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) a->s.cfg_scale = bundle.info.cfg_scale;
     const auto text = text::TextTokenizer::load(bundle.text_dir);
     std::vector<std::vector<int32_t>> ids;
     for (const auto& e : schedule.entries) {

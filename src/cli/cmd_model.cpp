@@ -45,6 +45,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     std::string preset = "tiny", out, text, lm_preset;
     int text_vocab = 128;
     uint64_t seed = 0;
+    double cfg = 0;
     bool force = false;
   };
   auto ia = std::make_shared<InitArgs>();
@@ -57,6 +58,8 @@ void add_model_commands(CLI::App& app, Globals& g) {
   init->add_option("--text-vocab", ia->text_vocab, "Pieces of the text tokenizer trained when --text is not given")
       ->check(CLI::Range(8, 100000));
   init->add_option("--seed", ia->seed, "Seed of the random weights");
+  init->add_option("--cfg", ia->cfg, "Guidance scale recorded in the bundle, used when `loong generate` gets no --cfg")
+      ->check(CLI::Range(1.0, 100.0));
   init->add_flag("--force", ia->force, "Replace an existing bundle");
   init->callback(command(g, [ia] {
     if (ia->preset != "tiny" && ia->preset != "paper") fail("--preset", "expected tiny or paper, got " + squote(ia->preset));
@@ -77,6 +80,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     lm_cfg.video_vocab = tok_cfg.codebook_size;
     gen::BundleInfo info;
     info.name = ia->preset + "-random";
+    info.cfg_scale = ia->cfg;
     info.extra = {{"command", "loong model init"}, {"preset", ia->preset}, {"seed", ia->seed}, {"trained", false}};
     gen::write_bundle(ia->out, info, tokenizer::VideoTokenizer(tok_cfg), text_dir, lm::Llama(lm_cfg), ia->force);
     if (!tmp.empty()) fs::remove_all(tmp);
@@ -87,6 +91,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     std::string tokenizer, text, lm, out, name = "custom";
     double fps = 6.5;
     int64_t clip_frames = 65, overlap = 5;
+    double cfg = 0;
     bool force = false;
   };
   auto pa = std::make_shared<PackArgs>();
@@ -100,6 +105,8 @@ void add_model_commands(CLI::App& app, Globals& g) {
   pack->add_option("--clip-frames", pa->clip_frames, "Frames per generated clip (the last stage's clip length)")
       ->check(CLI::PositiveNumber);
   pack->add_option("--overlap-frames", pa->overlap, "Default frames re-encoded between clips")->check(CLI::PositiveNumber);
+  pack->add_option("--cfg", pa->cfg, "Guidance scale recorded in the bundle, used when `loong generate` gets no --cfg")
+      ->check(CLI::Range(1.0, 100.0));
   pack->add_flag("--force", pa->force, "Replace an existing bundle");
   pack->callback(command(g, [pa] {
     gen::BundleInfo info;
@@ -107,6 +114,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     info.fps = pa->fps;
     info.clip_frames = pa->clip_frames;
     info.overlap = pa->overlap;
+    info.cfg_scale = pa->cfg;
     info.extra = {{"command", "loong model pack"},
                   {"tokenizer", train::resolve_model_dir(pa->tokenizer)},
                   {"lm", train::resolve_model_dir(pa->lm)},

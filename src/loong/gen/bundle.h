@@ -1,6 +1,7 @@
 // A model bundle: everything `loong generate` needs, in one folder.
 //
-//   DIR/loong.json      format "loong-model", version, fps, clip frames, overlap
+//   DIR/loong.json      format "loong-model", version, fps, clip frames, overlap,
+//                       optionally the guidance scale
 //   DIR/tokenizer/      the video tokenizer (model.safetensors + config.json)
 //   DIR/text/           the SentencePiece text tokenizer (text.model + text.json)
 //   DIR/lm/             the language model (model.safetensors + config.json)
@@ -23,6 +24,10 @@ struct BundleInfo {
   double fps = 6.5;            // frame rate of the training videos (and of the output)
   int64_t clip_frames = 65;    // frames per generated clip (the last training stage's)
   int64_t overlap = 5;         // default frames re-encoded between clips
+  // The guidance scale this model was tuned for, used when --cfg is not given
+  // (0: none recorded; the sampler's default, the paper's 7.5, applies).
+  // Small models want about 1 (docs/results.md).
+  double cfg_scale = 0;
   nlohmann::json extra;        // free-form provenance (how it was made)
 
   nlohmann::json to_json() const;
