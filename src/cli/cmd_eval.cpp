@@ -440,7 +440,8 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     // The real videos first (their first --seconds): a broken one fails before any generation.
     ScoreReport real_report;
     eval::SegmentFeatures real_features(la->segment), fake_features(la->segment);
-    for (const auto& e : real) {
+    for (size_t i = 0; i < real.size(); ++i) {
+      const auto& e = real[i];
       video::ReadOptions ro;
       ro.size = net->config.image_size;
       ro.start = e.start;
@@ -448,7 +449,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
       const auto v = video::read(e.path, ro);
       torch::Tensor f;
       real_report.add({{"video", e.path}, {"caption", e.caption}},
-                      eval::score_video(net, v.frames, v.fps, eval::parse_caption(e.caption), la->segment, 64, &f),
+                      eval::score_video(net, v.frames, v.fps, facts[i], la->segment, 64, &f),
                       pixels(v.frames));
       real_features.add(f, v.fps);
     }

@@ -165,6 +165,10 @@ CellTargets cell_targets(const ProbeTargets& t, int64_t G) {
   return c;
 }
 
+CellTargets CellTargets::to(c10::Device device) const {
+  return {centre.to(device), weight.to(device), item_class.to(device), colour.to(device), offset.to(device)};
+}
+
 namespace {
 
 struct FrameBatch {
@@ -295,11 +299,8 @@ ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o) {
     for (int k = 0; k < videos; ++k) idx.push_back(static_cast<int64_t>(rng() % 1000000));
     auto b = render(items, w, idx, per_video, true, &rng, o.degrade);
     auto out = net->forward(to_unit(b.frames).to(device));
-    auto cells = cell_targets(b.t, net->grid());
-    auto to_dev = [&](const torch::Tensor& t) { return t.to(device); };
-    auto loss = torch::nn::functional::cross_entropy(out.background, to_dev(b.t.background)) +
-                cell_loss(out, {to_dev(cells.centre), to_dev(cells.weight), to_dev(cells.item_class),
-                                to_dev(cells.colour), to_dev(cells.offset)});
+    auto loss = torch::nn::functional::cross_entropy(out.background, b.t.background.to(device)) +
+                cell_loss(out, cell_targets(b.t, net->grid()).to(device));
     // Cosine decay to 10% of the rate.
     const double lr = o.lr * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * (step - 1) / std::max(1, o.steps))));
     train::set_lr(opt, lr);

@@ -88,6 +88,8 @@ struct CellTargets {
   torch::Tensor weight;              // [N, G, G] (0: no item near)
   torch::Tensor item_class, colour;  // [N, G, G] int64
   torch::Tensor offset;              // [N, 2, G, G]
+
+  CellTargets to(c10::Device device) const;
 };
 CellTargets cell_targets(const ProbeTargets& t, int64_t G);
 
