@@ -5,7 +5,8 @@
 # minutes: the preset's max_minutes), then evaluates on 17-frame held-out clips.
 #
 #   scripts/train_tokenizer_tiny.sh [WORK_DIR]      (default: out/tokenizer-tiny)
-# Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS.
+# Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS,
+# DEVICE (cpu, the default, or cuda).
 set -euo pipefail
 work="${1:-}"
 case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
@@ -21,7 +22,9 @@ fi
 resume=()
 [ -d "$work/run/checkpoints" ] && resume=(--resume)
 start=$(date +%s)
-"$loong" tokenizer train --config tiny --data "$work/train/all.jsonl" --out "$work/run" "${resume[@]}" | tee "$work/train.log"
+"$loong" tokenizer train --config tiny --data "$work/train/all.jsonl" --out "$work/run" "${resume[@]}" \
+  --device "${DEVICE:-cpu}" | tee "$work/train.log"
 echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$work/train.log"
 
-"$loong" tokenizer eval --model "$work/run" --data "$work/heldout/manifest.jsonl" --frames 17 --json "$work/eval.json"
+"$loong" tokenizer eval --model "$work/run" --data "$work/heldout/manifest.jsonl" --frames 17 --json "$work/eval.json" \
+  --device "${DEVICE:-cpu}"

@@ -389,6 +389,25 @@ TEST(Cli, GenerateFromARandomBundle) {
   }
   expect_one_line_error(run("model init --cfg 0.5 --out " + (dir / "m05")), 2, "--cfg");
 
+  // Without --model: $LOONG_MODEL (else the repository's models/default).
+  ::setenv("LOONG_MODEL", (dir / "m15").c_str(), 1);
+  auto dflt = run("generate --prompt 'a red shirt' --seconds 0.2 --quiet --out " + (dir / "d.mp4") + " --report " +
+                  (dir / "d.json"));
+  ::setenv("LOONG_MODEL", (dir / "missing").c_str(), 1);
+  auto missing = run("generate --prompt 'a red shirt' --seconds 0.2 --quiet --out " + (dir / "e.mp4"));
+  ::unsetenv("LOONG_MODEL");
+  ASSERT_EQ(dflt.code, 0) << dflt.err;
+  EXPECT_EQ(loong::read_json_file(dir / "d.json")["model"], dir / "m15");
+  expect_one_line_error(missing, 1, (dir / "missing") + ": no such model folder");
+  // ... and with neither, the repository's default model.
+  auto repo = run("generate --prompt 'a red sneaker moving to the right on a black background' --seconds 0.2 --quiet "
+                  "--out " + (dir / "r.mp4") + " --report " + (dir / "r.json"));
+  ASSERT_EQ(repo.code, 0) << repo.err;
+  const std::string used = loong::read_json_file(dir / "r.json")["model"];
+  EXPECT_NE(used.find("models/default"), std::string::npos) << used;
+  EXPECT_EQ(loong::read_json_file(dir / "r.json")["cfg"], loong::read_json_file(used + "/loong.json")["cfg_scale"])
+      << "the default model's own guidance scale";
+
   // A story over time, without re-encoding, continuing a real video.
   loong::test::write_bytes(dir / "story.txt", "0: a red shirt\n9: a blue bag\n");
   loong::video::write(dir / "init.mp4", loong::test::natural_clip(12, 64, 64));
@@ -421,6 +440,9 @@ TEST(Cli, GenerateBadFlags) {
   expect_one_line_error(run("generate" + m + " --prompt x"), 1, "no such model folder");
   expect_one_line_error(run("generate --model " + (dir / "none") + " --prompt x"), 2, "--out");
   expect_one_line_error(run("generate" + m + " --prompts " + (dir / "nofile.txt")), 1, "nofile.txt");
+  expect_one_line_error(run("model pack --tokenizer " + (dir / "t") + " --text " + (dir / "x") + " --lm " +
+                            (dir / "l") + " --out " + (dir / "b") + " --dtype f8"),
+                        2, "--dtype");
   expect_one_line_error(run("model pack --tokenizer " + (dir / "t") + " --text " + (dir / "x") + " --lm " +
                             (dir / "l") + " --out " + (dir / "b")),
                         1, (dir / "t") + ": no such model folder");

@@ -1,5 +1,7 @@
 // Generation (SPEC.md §5): cached decoding, guidance, sampling, the clip plan
 // of minute-level videos, re-encoding, prompt schedules, upscaling, bundles.
+#include <cstdlib>
+#include <filesystem>
 #include <set>
 
 #include <torch/script.h>
@@ -11,6 +13,7 @@
 #include "loong/gen/sampling.h"
 #include "loong/gen/sr.h"
 #include "loong/gen/upscale.h"
+#include "loong/io/safetensors.h"
 #include "loong/lm/model.h"
 #include "loong/tokenizer/model.h"
 #include "test_util.h"
@@ -384,6 +387,22 @@ TEST(Gen, BundleRoundTripAndMismatches) {
   j["cfg_scale"] = 0.5;
   expect_error([&] { BundleInfo::from_json(j, "loong.json"); }, {"loong.json", "cfg_scale"});
 
+  // Half-precision storage: float tensors are written as F16 (about half the
+  // bytes) and read back as the f32 weights rounded to half.
+  write_bundle(dir / "h", info, tok, text, model, false, "f16");
+  for (const char* part : {"h/lm/model.safetensors", "h/tokenizer/model.safetensors"}) {
+    for (const auto& t : loong::safetensors::read_header(dir / part).tensors)
+      EXPECT_TRUE(t.dtype == "F16" || t.dtype[0] == 'I') << part << " " << t.name << " " << t.dtype;
+    const std::string full = std::string(part).replace(0, 1, "b");
+    EXPECT_LT(std::filesystem::file_size(dir / part), 0.6 * std::filesystem::file_size(dir / full)) << part;
+  }
+  auto h = load_bundle(dir / "h");
+  EXPECT_EQ(h.lm->output->weight.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(torch::equal(h.lm->output->weight, model->output->weight.to(torch::kHalf).to(torch::kFloat)));
+  EXPECT_FALSE(torch::equal(h.lm->output->weight, model->output->weight)) << "the weights were stored at full precision";
+  expect_error([&] { write_bundle(dir / "h8", info, tok, text, model, false, "f8"); }, {"--dtype", "f8"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "h8"));
+
   lm::Llama wrong(micro_lm(32));
   expect_error([&] { write_bundle(dir / "c", info, tok, text, wrong); }, {"32 video codes", "64"});
   info.clip_frames = 65 * 4 + 1;  // 66 latent frames x 4 codes > 160 positions
@@ -391,6 +410,30 @@ TEST(Gen, BundleRoundTripAndMismatches) {
   expect_error([&] { load_bundle(dir / "nothing"); }, {"nothing", "no such model folder"});
   std::filesystem::remove(dir / "b/loong.json");
   expect_error([&] { load_bundle(dir / "b"); }, {"loong.json"});
+}
+
+// The repository's default model (issue 7): found without --model, within the
+// 40 MB limit, stored as f16, and a whole bundle that loads.
+TEST(Gen, TheDefaultModelShipsAndLoads) {
+  const char* env = std::getenv("LOONG_MODEL");
+  const std::string saved = env ? env : "";
+  ::unsetenv("LOONG_MODEL");
+  std::vector<std::string> searched;
+  const auto dir = default_model_dir(&searched);
+  if (!saved.empty()) ::setenv("LOONG_MODEL", saved.c_str(), 1);
+  ASSERT_FALSE(dir.empty()) << "no models/default next to the build or in the source tree";
+  EXPECT_EQ(std::filesystem::path(dir).filename(), "default");
+  uintmax_t bytes = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) bytes += e.file_size();
+  EXPECT_LE(bytes, 40u * 1000 * 1000) << dir;
+  for (const auto& t : loong::safetensors::read_header(dir + "/lm/model.safetensors").tensors)
+    EXPECT_TRUE(t.dtype == "F16" || t.dtype[0] == 'I') << t.name << " " << t.dtype;
+  auto b = load_bundle(dir);
+  EXPECT_GE(b.info.cfg_scale, 1);  // its own guidance scale is recorded (docs/results.md)
+  EXPECT_EQ(b.info.clip_frames, 65);
+  EXPECT_EQ(b.tokenizer->config.image_size, 64);
+  EXPECT_TRUE(std::filesystem::exists(b.text_dir + "/text.model"));
 }
 
 TEST(Gen, LearnedSuperResolutionBeatsBicubicAndRoundTrips) {

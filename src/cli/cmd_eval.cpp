@@ -379,7 +379,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   };
   auto la = std::make_shared<LongArgs>();
   auto* lg = ev->add_subcommand("long", "Generate a long video per prompt, score each segment with the probe, plot against time");
-  lg->add_option("--model", la->model, "Model bundle")->required();
+  lg->add_option("--model", la->model, "Model bundle; default: the repository's models/default, or $LOONG_MODEL");
   lg->add_option("--probe", la->probe, "Probe folder (`loong eval probe train`, at the model's frame size)")->required();
   auto* prompts_opt = lg->add_option("--prompts", la->prompts, "One prompt per line, one video each");
   lg->add_option("--real", la->real,
@@ -394,6 +394,8 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   lg->add_option("--seed", la->s.seed, "Random seed");
   auto* cfg_opt = lg->add_option("--cfg", la->s.cfg_scale, "Classifier-free guidance scale; default: the model's, else 7.5");
   lg->add_option("--top-k", la->s.top_k, "Top-k sampling");
+  lg->add_option("--top-p", la->s.top_p, "Then keep the smallest set of codes holding this probability");
+  lg->add_option("--temperature", la->s.temperature, "Softmax temperature");
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
   lg->callback(command(g, [la, cfg_opt] {
     gen::validate(la->s);
@@ -416,6 +418,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
         facts.push_back(eval::parse_caption(e.text));
       }
     }
+    la->model = gen::model_or_default(la->model);
     auto bundle = gen::load_bundle(la->model, device);
     if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) la->s.cfg_scale = bundle.info.cfg_scale;
     auto net = eval::load_probe(la->probe, device);
@@ -494,7 +497,8 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     }
     report.plot(la->out, real.empty() ? nullptr : &real_report);
     json out = {{"model", la->model}, {"probe", la->probe},   {"seconds", la->seconds}, {"segment_seconds", la->segment},
-                {"reencode", o.reencode}, {"seed", la->s.seed}, {"cfg", la->s.cfg_scale}};
+                {"reencode", o.reencode}, {"seed", la->s.seed}, {"cfg", la->s.cfg_scale},
+                {"top_k", la->s.top_k}, {"top_p", la->s.top_p}, {"temperature", la->s.temperature}};
     report.write_to(out);
     std::string plots = "text_match.png, identity.png, motion.png";
     if (!real.empty()) {

@@ -45,7 +45,9 @@ void add_generate_command(CLI::App& app, Globals& g) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("generate", "Generate a video (up to minutes long) from text");
-  cmd->add_option("--model", a->model, "Model bundle folder (`loong model init` / `loong model pack`)")->required();
+  cmd->add_option("--model", a->model,
+                  "Model bundle folder (`loong model init` / `loong model pack`); default: the repository's "
+                  "models/default, or $LOONG_MODEL");
   cmd->add_option("--prompt", a->prompt, "What the video shows");
   cmd->add_option("--prompts", a->prompts,
                   "A story: a text file with one prompt per clip, or 'SECONDS: prompt' lines");
@@ -93,6 +95,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
       a->upscale = factor;
     }
 
+    a->model = gen::model_or_default(a->model);
     auto bundle = gen::load_bundle(a->model, device);
     if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) a->s.cfg_scale = bundle.info.cfg_scale;
     const auto text = text::TextTokenizer::load(bundle.text_dir);

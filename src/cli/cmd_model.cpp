@@ -88,7 +88,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
   }));
 
   struct PackArgs {
-    std::string tokenizer, text, lm, out, name = "custom";
+    std::string tokenizer, text, lm, out, name = "custom", dtype = "f32";
     double fps = 6.5;
     int64_t clip_frames = 65, overlap = 5;
     double cfg = 0;
@@ -107,6 +107,8 @@ void add_model_commands(CLI::App& app, Globals& g) {
   pack->add_option("--overlap-frames", pa->overlap, "Default frames re-encoded between clips")->check(CLI::PositiveNumber);
   pack->add_option("--cfg", pa->cfg, "Guidance scale recorded in the bundle, used when `loong generate` gets no --cfg")
       ->check(CLI::Range(1.0, 100.0));
+  pack->add_option("--dtype", pa->dtype, "Store the weights as f32, f16 or bf16 (half the size; widened to f32 on load)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   pack->add_flag("--force", pa->force, "Replace an existing bundle");
   pack->callback(command(g, [pa] {
     gen::BundleInfo info;
@@ -119,8 +121,10 @@ void add_model_commands(CLI::App& app, Globals& g) {
                   {"tokenizer", train::resolve_model_dir(pa->tokenizer)},
                   {"lm", train::resolve_model_dir(pa->lm)},
                   {"text", pa->text},
+                  {"dtype", pa->dtype},
                   {"trained", true}};
-    gen::write_bundle(pa->out, info, tokenizer::load_model(pa->tokenizer), pa->text, lm::load_lm(pa->lm), pa->force);
+    gen::write_bundle(pa->out, info, tokenizer::load_model(pa->tokenizer), pa->text, lm::load_lm(pa->lm), pa->force,
+                      pa->dtype);
     std::cout << "model: " << pa->out << std::endl;
   }));
 

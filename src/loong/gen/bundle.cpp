@@ -1,12 +1,17 @@
 #include "loong/gen/bundle.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <system_error>
 
 #include <torch/torch.h>
 
 #include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/io/safetensors.h"
 #include "loong/lm/trainer.h"
 #include "loong/text/text_tokenizer.h"
 #include "loong/tokenizer/checkpoint.h"
@@ -92,8 +97,29 @@ Bundle load_bundle(const std::string& dir, c10::Device device) {
   return b;
 }
 
+namespace {
+
+c10::ScalarType weights_type(const std::string& name) {
+  if (name == "f32") return torch::kFloat;
+  if (name == "f16") return torch::kHalf;
+  if (name == "bf16") return torch::kBFloat16;
+  fail("--dtype", "expected f32, f16 or bf16, got " + squote(name));
+}
+
+// Rewrites a model file with its floating-point tensors in `type` (atomically).
+void store_floats_as(const std::string& file, c10::ScalarType type) {
+  std::map<std::string, std::string> meta;
+  auto tensors = safetensors::load(file, &meta);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& [name, t] : tensors) out.emplace_back(name, t.is_floating_point() ? t.to(type) : t);
+  safetensors::save(file, out, meta);
+}
+
+}  // namespace
+
 void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
-                  const std::string& text_dir, const lm::Llama& lm, bool overwrite) {
+                  const std::string& text_dir, const lm::Llama& lm, bool overwrite, const std::string& weights_dtype) {
+  const auto type = weights_type(weights_dtype);
   if (!fs::exists(fs::path(text_dir) / "text.model")) fail(text_dir, "not a text tokenizer folder: no text.model");
   check_bundle(out, info, tokenizer->config, lm->config, text::recorded_vocab_size(text_dir));
   if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)) && !overwrite)
@@ -105,6 +131,8 @@ void write_bundle(const std::string& out, const BundleInfo& info, const tokenize
   make_dirs(partial);
   tokenizer::save_model((fs::path(partial) / "tokenizer").string(), tokenizer);
   lm::save_lm((fs::path(partial) / "lm").string(), lm);
+  if (type != torch::kFloat)
+    for (const char* part : {"tokenizer", "lm"}) store_floats_as((fs::path(partial) / part / "model.safetensors").string(), type);
   make_dirs((fs::path(partial) / "text").string());
   for (const char* f : {"text.model", "text.json"})
     write_file_atomic((fs::path(partial) / "text" / f).string(), read_file((fs::path(text_dir) / f).string()));
@@ -115,6 +143,44 @@ void write_bundle(const std::string& out, const BundleInfo& info, const tokenize
   if (fs::exists(out)) fs::rename(out, old);
   fs::rename(partial, out);
   fs::remove_all(old, ec);
+}
+
+std::string default_model_dir(std::vector<std::string>* searched) {
+  // An explicit LOONG_MODEL is used as is: load_bundle says what is wrong with it.
+  if (const char* env = std::getenv("LOONG_MODEL"); env && *env) {
+    if (searched) searched->push_back(env);
+    return env;
+  }
+  std::vector<fs::path> places;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    places.push_back(exe.parent_path() / ".." / ".." / "models" / "default");
+    places.push_back(exe.parent_path() / ".." / "share" / "loong" / "models" / "default");
+  }
+#ifdef LOONG_SOURCE_DIR
+  places.push_back(fs::path(LOONG_SOURCE_DIR) / "models" / "default");
+#endif
+  std::vector<std::string> seen;
+  for (const auto& p : places) {
+    const auto dir = p.lexically_normal();
+    if (std::find(seen.begin(), seen.end(), dir.string()) != seen.end()) continue;
+    seen.push_back(dir.string());
+    if (searched) searched->push_back(dir.string());
+    if (fs::exists(dir / "loong.json", ec)) return dir.string();
+  }
+  return "";
+}
+
+std::string model_or_default(const std::string& model, const std::string& option) {
+  if (!model.empty()) return model;
+  std::vector<std::string> searched;
+  auto dir = default_model_dir(&searched);
+  if (!dir.empty()) return dir;
+  std::string where;
+  for (const auto& s : searched) where += (where.empty() ? "" : ", ") + s;
+  fail(option, "not given, and there is no default model (looked in: " + where +
+                   "); pass a bundle folder or set LOONG_MODEL");
 }
 
 }  // namespace loong::gen

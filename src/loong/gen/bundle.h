@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
@@ -50,8 +51,22 @@ Bundle load_bundle(const std::string& dir, c10::Device device = c10::Device("cpu
 
 // Writes a bundle from its parts; `text_dir` (a text tokenizer folder) is
 // copied. Refuses an existing non-empty `out` unless `overwrite`.
+// `weights_dtype` stores the floating-point tensors as "f32", "f16" or "bf16"
+// (half the size; they are widened to f32 on load).
 void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
-                  const std::string& text_dir, const lm::Llama& lm, bool overwrite = false);
+                  const std::string& text_dir, const lm::Llama& lm, bool overwrite = false,
+                  const std::string& weights_dtype = "f32");
+
+// The bundle `loong generate` uses when no --model is given, or "" when there
+// is none. $LOONG_MODEL when set (not checked here: load_bundle does); else
+// the first folder with a loong.json of: models/default in the source
+// tree next to the binary (build/bin/loong -> models/default);
+// share/loong/models/default next to an installed binary; the source tree the
+// binary was built from. `searched` (optional) gets the places looked at.
+std::string default_model_dir(std::vector<std::string>* searched = nullptr);
+// `model` when given, else the default bundle; fails naming `option` when
+// there is none.
+std::string model_or_default(const std::string& model, const std::string& option = "--model");
 
 // Checks that the parts fit together (also done by load_bundle); `text_vocab`
 // is the text tokenizer's size, or < 0 to skip that check.

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Trains the default model (models/default) from scratch with the project's
+# own commands, through the full recipe, then measures it against real
+# held-out videos (docs/results.md, "The default model"):
+#
+#   tokenizer  the tiny video tokenizer (scripts/train_tokenizer_tiny.sh: 1 -> 17 -> 65 frames)
+#   lm         moving-fashion data, a SentencePiece text tokenizer, token shards, and the
+#              language model: images, then 17-frame, then 65-frame clips with lambda = 1
+#   pack       the bundle WORK/model (f16 weights, guidance scale 2)
+#   eval       a probe, then 60-second videos of 16 held-out prompts (t10k items, never
+#              seen in training) generated with re-encoding and scored beside the real
+#              videos of the same prompts: WORK/eval/report.json and plots
+#
+#   scripts/train_default_model.sh [WORK_DIR [STEP...]]   (default out/default-model; all steps)
+#
+# Every step is skipped when its output exists, so a stopped run continues.
+# Time on 2 CPU cores (2026-11-24): tokenizer ~58 min, data + shards ~15 min,
+# language model ~45 min, probe ~18 min, eval ~10 min: about 2.5 hours.
+# With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
+# To make it the default: rm -r models/default && cp -r WORK/model models/default
+# (only when it beats the committed one on the figures in docs/results.md).
+# Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE.
+set -euo pipefail
+work="${1:-}"
+case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
+shift $(( $# >= 1 ? 1 : 0 ))
+steps="${*:-tokenizer lm pack eval}"
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/common.sh"
+work="${work:-$PWD/out/default-model}"
+mkdir -p "$work"
+want() { [[ " $steps " == *" $1 "* ]]; }
+device=(--device "${DEVICE:-cpu}")
+tok="$work/tokenizer/run"
+
+if want tokenizer; then
+  [ -f "$work/tokenizer/eval.json" ] || DEVICE="${DEVICE:-cpu}" "$here/train_tokenizer_tiny.sh" "$work/tokenizer"
+fi
+
+if want lm; then
+  train_data "$work/train" 1024 1024 5
+  [ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
+  [ -d "$work/shards" ] ||
+    "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards" "${device[@]}"
+  # The tiny preset's model and stages, at 3x (images), 2.25x and 2.5x the steps.
+  cat > "$work/lm.json" <<JSON
+{"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$tok", "log_every": 10,
+ "stages": [
+   {"name": "images", "frames": 1, "steps": 900, "batch_size": 32, "lr": 0.002, "warmup_steps": 30},
+   {"name": "17 frames", "frames": 17, "image_fraction": 0.1, "steps": 900, "batch_size": 16, "lr": 0.001,
+    "warmup_steps": 30},
+   {"name": "65 frames", "frames": 65, "image_fraction": 0.1, "steps": 300, "batch_size": 8, "lr": 0.001,
+    "warmup_steps": 20, "lambda": 1.0}]}
+JSON
+  if [ -d "$work/lm/checkpoints" ]; then
+    "$loong" train --resume "$work/lm" "${device[@]}" > "$work/lm.log"
+  else
+    "$loong" train --config "$work/lm.json" --out "$work/lm" "${device[@]}" > "$work/lm.log"
+  fi
+fi
+
+if want pack; then
+  "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/lm" --name default --dtype f16 --cfg 2 \
+    --out "$work/model" --force
+  du -sh "$work/model"
+fi
+
+if want eval; then
+  [ -f "$work/heldout/manifest.jsonl" ] ||
+    "$loong" data moving-fashion --out "$work/heldout" --videos 16 --seconds 60 --size 64 --split t10k --seed 7 --quiet
+  [ -d "$work/probe" ] ||
+    "$loong" eval probe train --out "$work/probe" --size 64 --steps 3000 --tokenizer "$tok" "${device[@]}" > "$work/probe.log"
+  [ -f "$work/tokenizer-heldout.json" ] ||
+    "$loong" tokenizer eval --model "$work/model/tokenizer" --data "$work/tokenizer/heldout/manifest.jsonl" --frames 17 \
+      --json "$work/tokenizer-heldout.json" > /dev/null
+  "$loong" eval long --model "$work/model" --probe "$work/probe" --real "$work/heldout/manifest.jsonl" \
+    --seconds 60 --segment 10 --seed 1 --out "$work/eval" "${device[@]}" > "$work/eval.log"
+  echo "report: $work/eval/report.json (tokenizer: $work/tokenizer-heldout.json)"
+fi
