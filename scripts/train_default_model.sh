@@ -6,7 +6,7 @@
 #   tokenizer  the tiny video tokenizer (scripts/train_tokenizer_tiny.sh: 1 -> 17 -> 65 frames)
 #   lm         moving-fashion data, a SentencePiece text tokenizer, token shards, and the
 #              language model: images, then 17-frame, then 65-frame clips with lambda = 1
-#   pack       the bundle WORK/model (f16 weights, guidance scale 2)
+#   pack       the bundle WORK/model (f16 weights; guidance scale 2, none for the first clip)
 #   eval       a probe, then 60-second videos of 16 held-out prompts (t10k items, never
 #              seen in training) generated with re-encoding and scored beside the real
 #              videos of the same prompts: WORK/eval/report.json and plots
@@ -60,7 +60,7 @@ JSON
 fi
 
 if want pack; then
-  "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/lm" --name default --dtype f16 --cfg 2 \
+  "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/lm" --name default --dtype f16 --cfg 2 --first-clip-cfg 1 \
     --out "$work/model" --force
   du -sh "$work/model"
 fi

@@ -405,8 +405,10 @@ TEST(Cli, GenerateFromARandomBundle) {
   ASSERT_EQ(repo.code, 0) << repo.err;
   const std::string used = loong::read_json_file(dir / "r.json")["model"];
   EXPECT_NE(used.find("models/default"), std::string::npos) << used;
-  EXPECT_EQ(loong::read_json_file(dir / "r.json")["cfg"], loong::read_json_file(used + "/loong.json")["cfg_scale"])
-      << "the default model's own guidance scale";
+  const auto recorded = loong::read_json_file(used + "/loong.json");
+  EXPECT_EQ(loong::read_json_file(dir / "r.json")["cfg"], recorded["cfg_scale"]) << "the model's own guidance scale";
+  EXPECT_EQ(loong::read_json_file(dir / "r.json")["first_clip_cfg"],
+            recorded.value("first_clip_cfg_scale", recorded["cfg_scale"].get<double>()));
 
   // A story over time, without re-encoding, continuing a real video.
   loong::test::write_bytes(dir / "story.txt", "0: a red shirt\n9: a blue bag\n");
@@ -437,6 +439,7 @@ TEST(Cli, GenerateBadFlags) {
   expect_one_line_error(run("generate" + m), 1, "--prompt");
   expect_one_line_error(run("generate" + m + " --prompt x --upscale-method nearest"), 1, "nearest");
   expect_one_line_error(run("generate" + m + " --prompt x --cfg -2"), 1, "--cfg");
+  expect_one_line_error(run("generate" + m + " --prompt x --first-clip-cfg -1"), 2, "--first-clip-cfg");
   expect_one_line_error(run("generate" + m + " --prompt x"), 1, "no such model folder");
   expect_one_line_error(run("generate --model " + (dir / "none") + " --prompt x"), 2, "--out");
   expect_one_line_error(run("generate" + m + " --prompts " + (dir / "nofile.txt")), 1, "nofile.txt");

@@ -298,6 +298,35 @@ TEST(Gen, EachClipStartsFromExactlyNReencodedFrames) {
   }
 }
 
+TEST(Gen, FirstClipGuidanceAppliesToTheFirstClipOnly) {
+  torch::manual_seed(7);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  lm::Llama model(micro_lm());
+  auto clips = [&](double cfg, double first) {
+    SamplingOptions s;
+    s.seed = 3;
+    s.cfg_scale = cfg;
+    LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s);
+    auto o = micro_options(6);  // three clips
+    o.first_clip_cfg = first;
+    std::vector<at::Tensor> out;
+    LongVideoCallbacks cb;
+    cb.text = [](int64_t, int64_t, double) { return std::vector<int32_t>{1, 2}; };
+    cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
+    g.run(o, 1, cb);
+    return out;
+  };
+  const auto none = clips(1, 0), all = clips(4, 0), later = clips(4, 1);
+  ASSERT_EQ(later.size(), 3u);
+  EXPECT_TRUE(torch::equal(later[0], none[0])) << "the first clip is sampled at --first-clip-cfg";
+  EXPECT_FALSE(torch::equal(later[0], all[0]));
+  // The second clip continues the same first clip as the unguided run, with guidance.
+  EXPECT_FALSE(torch::equal(later[1], none[1]));
+  auto o = micro_options(1);
+  o.first_clip_cfg = -1;
+  expect_error([&] { validate(o, 4); }, {"--first-clip-cfg"});
+}
+
 TEST(Gen, InitVideoIsContinued) {
   torch::manual_seed(7);
   tokenizer::VideoTokenizer tok(micro_tokenizer());
@@ -379,9 +408,11 @@ TEST(Gen, BundleRoundTripAndMismatches) {
   EXPECT_TRUE(torch::equal(b.tokenizer->quantizer->embedding->weight, tok->quantizer->embedding->weight));
   expect_error([&] { write_bundle(dir / "b", info, tok, text, model); }, {"exists", "--force"});
   info.cfg_scale = 1.5;
+  info.first_clip_cfg_scale = 1;
   write_bundle(dir / "b", info, tok, text, model, true);
   EXPECT_FALSE(std::filesystem::exists(dir / "b.partial"));
   EXPECT_EQ(load_bundle(dir / "b").info.cfg_scale, 1.5);
+  EXPECT_EQ(load_bundle(dir / "b").info.first_clip_cfg_scale, 1);
   EXPECT_EQ(b.info.cfg_scale, 0);  // the first, without one
   auto j = loong::read_json_file(dir / "b/loong.json");
   j["cfg_scale"] = 0.5;

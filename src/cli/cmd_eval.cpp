@@ -375,6 +375,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     double seconds = 60, segment = 10;
     int batch = 4;
     bool no_reencode = false;
+    double first_clip_cfg = 0;
     gen::SamplingOptions s;
   };
   auto la = std::make_shared<LongArgs>();
@@ -393,11 +394,14 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   lg->add_flag("--no-reencode", la->no_reencode, "Condition clips on the previous clip's tokens (ablation)");
   lg->add_option("--seed", la->s.seed, "Random seed");
   auto* cfg_opt = lg->add_option("--cfg", la->s.cfg_scale, "Classifier-free guidance scale; default: the model's, else 7.5");
+  auto* first_cfg_opt = lg->add_option("--first-clip-cfg", la->first_clip_cfg,
+                                       "Guidance scale of the first clip; default: the model's unless --cfg is given")
+                            ->check(CLI::NonNegativeNumber);
   lg->add_option("--top-k", la->s.top_k, "Top-k sampling");
   lg->add_option("--top-p", la->s.top_p, "Then keep the smallest set of codes holding this probability");
   lg->add_option("--temperature", la->s.temperature, "Softmax temperature");
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
-  lg->callback(command(g, [la, cfg_opt] {
+  lg->callback(command(g, [la, cfg_opt, first_cfg_opt] {
     gen::validate(la->s);
     const auto device = parse_device(la->device);
     if (la->prompts.empty() == la->real.empty()) fail("eval long", "give --prompts or --real");
@@ -421,6 +425,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     la->model = gen::model_or_default(la->model);
     auto bundle = gen::load_bundle(la->model, device);
     if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) la->s.cfg_scale = bundle.info.cfg_scale;
+    if (first_cfg_opt->count() == 0 && cfg_opt->count() == 0) la->first_clip_cfg = bundle.info.first_clip_cfg_scale;
     auto net = eval::load_probe(la->probe, device);
     if (net->config.image_size != bundle.tokenizer->config.image_size)
       fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +
@@ -432,6 +437,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     o.clip_frames = bundle.info.clip_frames;
     o.overlap = bundle.info.overlap;
     o.reencode = !la->no_reencode;
+    o.first_clip_cfg = la->first_clip_cfg;
     // Clip boundaries of a T-frame video (the same frame indices for a real one).
     auto pixels = [&](const torch::Tensor& frames) -> std::map<std::string, double> {
       std::vector<int64_t> starts;
@@ -498,6 +504,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     report.plot(la->out, real.empty() ? nullptr : &real_report);
     json out = {{"model", la->model}, {"probe", la->probe},   {"seconds", la->seconds}, {"segment_seconds", la->segment},
                 {"reencode", o.reencode}, {"seed", la->s.seed}, {"cfg", la->s.cfg_scale},
+                {"first_clip_cfg", la->first_clip_cfg > 0 ? la->first_clip_cfg : la->s.cfg_scale},
                 {"top_k", la->s.top_k}, {"top_p", la->s.top_p}, {"temperature", la->s.temperature}};
     report.write_to(out);
     std::string plots = "text_match.png, identity.png, motion.png";

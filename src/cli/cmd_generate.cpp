@@ -40,6 +40,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     double seconds = 10;
     int upscale = 1;
     int64_t overlap = 0;
+    double first_clip_cfg = 0;
     bool no_reencode = false, quiet = false;
     gen::SamplingOptions s;
   };
@@ -57,6 +58,10 @@ void add_generate_command(CLI::App& app, Globals& g) {
   auto* cfg_opt = cmd->add_option("--cfg", a->s.cfg_scale,
                                   "Classifier-free guidance scale; 1 switches guidance off. Default: the model's "
                                   "(loong.json cfg_scale), else 7.5");
+  auto* first_cfg_opt = cmd->add_option("--first-clip-cfg", a->first_clip_cfg,
+                                        "Guidance scale of the first clip (made from the text alone). Default: the "
+                                        "model's (loong.json first_clip_cfg_scale) unless --cfg is given, else --cfg")
+                            ->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-k", a->s.top_k, "Sample among the k most likely codes; 1 is greedy");
   cmd->add_option("--top-p", a->s.top_p, "Then keep the smallest set of them holding this probability");
   cmd->add_option("--temperature", a->s.temperature, "Softmax temperature");
@@ -73,7 +78,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_option("--report", a->report, "Also write the settings and timings as JSON");
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_flag("--quiet", a->quiet, "Only errors and the output path");
-  cmd->callback(command(g, [a, cmd, cfg_opt] {
+  cmd->callback(command(g, [a, cmd, cfg_opt, first_cfg_opt] {
     const bool cmd_upscale_given = cmd->count("--upscale") > 0;
     // Everything the user typed is checked before the model is loaded.
     if (a->prompt.empty() == a->prompts.empty())
@@ -98,6 +103,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     a->model = gen::model_or_default(a->model);
     auto bundle = gen::load_bundle(a->model, device);
     if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) a->s.cfg_scale = bundle.info.cfg_scale;
+    if (first_cfg_opt->count() == 0 && cfg_opt->count() == 0) a->first_clip_cfg = bundle.info.first_clip_cfg_scale;
     const auto text = text::TextTokenizer::load(bundle.text_dir);
     std::vector<std::vector<int32_t>> ids;
     for (const auto& e : schedule.entries) {
@@ -110,6 +116,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     o.clip_frames = bundle.info.clip_frames;
     o.overlap = a->overlap > 0 ? a->overlap : bundle.info.overlap;
     o.reencode = !a->no_reencode;
+    o.first_clip_cfg = a->first_clip_cfg;
     const int S = bundle.tokenizer->config.image_size;
     if (!a->init_video.empty()) {
       video::ReadOptions r;
@@ -186,6 +193,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
                    {"size", out_size},
                    {"seed", a->s.seed},
                    {"cfg", a->s.cfg_scale},
+                   {"first_clip_cfg", a->first_clip_cfg > 0 ? a->first_clip_cfg : a->s.cfg_scale},
                    {"top_k", a->s.top_k},
                    {"top_p", a->s.top_p},
                    {"temperature", a->s.temperature},

@@ -91,7 +91,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     std::string tokenizer, text, lm, out, name = "custom", dtype = "f32";
     double fps = 6.5;
     int64_t clip_frames = 65, overlap = 5;
-    double cfg = 0;
+    double cfg = 0, first_clip_cfg = 0;
     bool force = false;
   };
   auto pa = std::make_shared<PackArgs>();
@@ -107,6 +107,9 @@ void add_model_commands(CLI::App& app, Globals& g) {
   pack->add_option("--overlap-frames", pa->overlap, "Default frames re-encoded between clips")->check(CLI::PositiveNumber);
   pack->add_option("--cfg", pa->cfg, "Guidance scale recorded in the bundle, used when `loong generate` gets no --cfg")
       ->check(CLI::Range(1.0, 100.0));
+  pack->add_option("--first-clip-cfg", pa->first_clip_cfg,
+                   "Guidance scale recorded for the first clip (made from the text alone); default: --cfg's")
+      ->check(CLI::Range(1.0, 100.0));
   pack->add_option("--dtype", pa->dtype, "Store the weights as f32, f16 or bf16 (half the size; widened to f32 on load)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   pack->add_flag("--force", pa->force, "Replace an existing bundle");
@@ -117,6 +120,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     info.clip_frames = pa->clip_frames;
     info.overlap = pa->overlap;
     info.cfg_scale = pa->cfg;
+    info.first_clip_cfg_scale = pa->first_clip_cfg;
     info.extra = {{"command", "loong model pack"},
                   {"tokenizer", train::resolve_model_dir(pa->tokenizer)},
                   {"lm", train::resolve_model_dir(pa->lm)},

@@ -29,6 +29,7 @@ json BundleInfo::to_json() const {
   json j = {{"format", kFormat}, {"version", kVersion}, {"name", name},
             {"fps", fps},        {"clip_frames", clip_frames}, {"overlap_frames", overlap}};
   if (cfg_scale > 0) j["cfg_scale"] = cfg_scale;
+  if (first_clip_cfg_scale > 0) j["first_clip_cfg_scale"] = first_clip_cfg_scale;
   if (!extra.is_null()) j["made_by"] = extra;
   return j;
 }
@@ -50,6 +51,7 @@ BundleInfo BundleInfo::from_json(const json& j, const std::string& where) {
   r.integer("clip_frames", b.clip_frames, 1, 100000);
   r.integer("overlap_frames", b.overlap, 1, 100000);
   r.number("cfg_scale", b.cfg_scale, 1, 100);
+  r.number("first_clip_cfg_scale", b.first_clip_cfg_scale, 1, 100);
   if (j.contains("made_by")) b.extra = j["made_by"];
   r.take("made_by");
   r.finish();

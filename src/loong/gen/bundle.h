@@ -1,7 +1,7 @@
 // A model bundle: everything `loong generate` needs, in one folder.
 //
 //   DIR/loong.json      format "loong-model", version, fps, clip frames, overlap,
-//                       optionally the guidance scale
+//                       optionally the guidance scales (all clips; the first)
 //   DIR/tokenizer/      the video tokenizer (model.safetensors + config.json)
 //   DIR/text/           the SentencePiece text tokenizer (text.model + text.json)
 //   DIR/lm/             the language model (model.safetensors + config.json)
@@ -29,6 +29,8 @@ struct BundleInfo {
   // (0: none recorded; the sampler's default, the paper's 7.5, applies).
   // Small models want about 1 (docs/results.md).
   double cfg_scale = 0;
+  // The same for the first clip, made from the text alone (0: cfg_scale).
+  double first_clip_cfg_scale = 0;
   nlohmann::json extra;        // free-form provenance (how it was made)
 
   nlohmann::json to_json() const;

@@ -119,4 +119,11 @@ at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   return out;
 }
 
+void ClipSampler::set_cfg_scale(double scale) {
+  auto o = options_;
+  o.cfg_scale = scale;
+  validate(o);
+  options_ = o;
+}
+
 }  // namespace loong::gen

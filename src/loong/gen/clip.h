@@ -54,6 +54,8 @@ class ClipSampler {
 
   const ClipTimings& timings() const { return timings_; }
   const SamplingOptions& options() const { return options_; }
+  // Changes the guidance scale for the next generate() calls (validated).
+  void set_cfg_scale(double scale);
   const lm::Vocab& vocab() const { return vocab_; }
 
  private:

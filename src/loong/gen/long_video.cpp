@@ -42,6 +42,8 @@ void validate(const LongVideoOptions& o, int f) {
   if (o.overlap >= o.clip_frames)
     fail("--overlap-frames", "must be smaller than a clip (" + std::to_string(o.clip_frames) + " frames), got " +
                                  std::to_string(o.overlap));
+  if (!std::isfinite(o.first_clip_cfg) || o.first_clip_cfg < 0)
+    fail("--first-clip-cfg", "must be >= 0 (0: the same as --cfg), got " + std::to_string(o.first_clip_cfg));
 }
 
 std::vector<ClipPlan> plan_clips(int64_t total, int64_t clip_frames, int64_t overlap, int f, bool first_prefix) {
@@ -161,6 +163,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
   GenerationTimings t;
   const auto run_start = Clock::now();
   const auto before = sampler_.timings();
+  const double cfg = sampler_.options().cfg_scale;
   c10::InferenceMode guard;
   // The last `overlap` frames of the output so far ([B, n, S, S, 3]) and the
   // previous clip's codes ([B, L, h, h]).
@@ -198,9 +201,12 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
       prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
     }
     const int64_t n = (p.latents - p.prefix_latents) * h * h;
+    const bool from_text = p.prefix_latents == 0;
+    if (o.first_clip_cfg > 0) sampler_.set_cfg_scale(from_text ? o.first_clip_cfg : cfg);
     auto codes = sampler_.generate(prompts, n, [&](int64_t i) {
       if (cb.progress) cb.progress(done + i + 1, codes_total);
     });
+    if (o.first_clip_cfg > 0) sampler_.set_cfg_scale(cfg);
     done += n;
 
     auto all = torch::cat({prefix.reshape({B, -1}), codes}, 1).view({B, p.latents, h, h});

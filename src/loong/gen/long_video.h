@@ -62,6 +62,11 @@ struct LongVideoOptions {
   int64_t clip_frames = 65;  // frames per generated clip (the model's training length)
   int64_t overlap = 5;       // frames re-encoded as the next clip's condition
   bool reencode = true;      // false: condition on the previous clip's own tokens (Fig. 6 ablation)
+  // Guidance scale of the first clip when it is made from the text alone
+  // (0: the sampler's, as for every other clip). Small models want less
+  // guidance there than where a clip continues re-encoded frames
+  // (docs/results.md, "The default model").
+  double first_clip_cfg = 0;
   at::Tensor init_frames;    // optional uint8 [T, H, W, 3]: continue this video
 };
 
