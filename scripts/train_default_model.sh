@@ -14,8 +14,8 @@
 #   scripts/train_default_model.sh [WORK_DIR [STEP...]]   (default out/default-model; all steps)
 #
 # Every step is skipped when its output exists, so a stopped run continues.
-# Time on 2 CPU cores (2026-11-24): tokenizer ~58 min, data + shards ~15 min,
-# language model ~45 min, probe ~18 min, eval ~10 min: about 2.5 hours.
+# Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards ~12 min,
+# language model 33 min, probe 17.5 min, eval 4 min: about 2 hours.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # To make it the default: rm -r models/default && cp -r WORK/model models/default
 # (only when it beats the committed one on the figures in docs/results.md).
@@ -60,8 +60,8 @@ JSON
 fi
 
 if want pack; then
-  "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/lm" --name default --dtype f16 --cfg 2 --first-clip-cfg 1 \
-    --out "$work/model" --force
+  "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/lm" --name default --dtype f16 \
+    --cfg 2 --first-clip-cfg 1 --out "$work/model" --force
   du -sh "$work/model"
 fi
 

@@ -424,8 +424,8 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     }
     la->model = gen::model_or_default(la->model);
     auto bundle = gen::load_bundle(la->model, device);
-    if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) la->s.cfg_scale = bundle.info.cfg_scale;
-    if (first_cfg_opt->count() == 0 && cfg_opt->count() == 0) la->first_clip_cfg = bundle.info.first_clip_cfg_scale;
+    gen::resolve_guidance(bundle.info, cfg_opt->count() > 0, la->s.cfg_scale, first_cfg_opt->count() > 0,
+                          la->first_clip_cfg);
     auto net = eval::load_probe(la->probe, device);
     if (net->config.image_size != bundle.tokenizer->config.image_size)
       fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +
@@ -504,7 +504,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     report.plot(la->out, real.empty() ? nullptr : &real_report);
     json out = {{"model", la->model}, {"probe", la->probe},   {"seconds", la->seconds}, {"segment_seconds", la->segment},
                 {"reencode", o.reencode}, {"seed", la->s.seed}, {"cfg", la->s.cfg_scale},
-                {"first_clip_cfg", la->first_clip_cfg > 0 ? la->first_clip_cfg : la->s.cfg_scale},
+                {"first_clip_cfg", la->first_clip_cfg},
                 {"top_k", la->s.top_k}, {"top_p", la->s.top_p}, {"temperature", la->s.temperature}};
     report.write_to(out);
     std::string plots = "text_match.png, identity.png, motion.png";

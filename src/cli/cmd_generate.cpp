@@ -102,8 +102,8 @@ void add_generate_command(CLI::App& app, Globals& g) {
 
     a->model = gen::model_or_default(a->model);
     auto bundle = gen::load_bundle(a->model, device);
-    if (cfg_opt->count() == 0 && bundle.info.cfg_scale > 0) a->s.cfg_scale = bundle.info.cfg_scale;
-    if (first_cfg_opt->count() == 0 && cfg_opt->count() == 0) a->first_clip_cfg = bundle.info.first_clip_cfg_scale;
+    gen::resolve_guidance(bundle.info, cfg_opt->count() > 0, a->s.cfg_scale, first_cfg_opt->count() > 0,
+                          a->first_clip_cfg);
     const auto text = text::TextTokenizer::load(bundle.text_dir);
     std::vector<std::vector<int32_t>> ids;
     for (const auto& e : schedule.entries) {
@@ -193,7 +193,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
                    {"size", out_size},
                    {"seed", a->s.seed},
                    {"cfg", a->s.cfg_scale},
-                   {"first_clip_cfg", a->first_clip_cfg > 0 ? a->first_clip_cfg : a->s.cfg_scale},
+                   {"first_clip_cfg", a->first_clip_cfg},
                    {"top_k", a->s.top_k},
                    {"top_p", a->s.top_p},
                    {"temperature", a->s.temperature},

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
 #include <system_error>
 
 #include <torch/torch.h>
@@ -11,7 +10,6 @@
 #include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
-#include "loong/io/safetensors.h"
 #include "loong/lm/trainer.h"
 #include "loong/text/text_tokenizer.h"
 #include "loong/tokenizer/checkpoint.h"
@@ -79,6 +77,12 @@ void check_bundle(const std::string& where, const BundleInfo& info, const tokeni
                     " tokens, more than the language model's max_seq_len " + std::to_string(lm.max_seq_len));
 }
 
+void resolve_guidance(const BundleInfo& info, bool cfg_given, double& cfg, bool first_clip_given, double& first_clip) {
+  if (!cfg_given && info.cfg_scale > 0) cfg = info.cfg_scale;
+  if (!first_clip_given && !cfg_given) first_clip = info.first_clip_cfg_scale;
+  if (first_clip <= 0) first_clip = cfg;
+}
+
 Bundle load_bundle(const std::string& dir, c10::Device device) {
   if (!fs::is_directory(dir)) fail(dir, "no such model folder (expected a bundle from `loong model init` or `loong model pack`)");
   const std::string info_path = (fs::path(dir) / "loong.json").string();
@@ -108,15 +112,6 @@ c10::ScalarType weights_type(const std::string& name) {
   fail("--dtype", "expected f32, f16 or bf16, got " + squote(name));
 }
 
-// Rewrites a model file with its floating-point tensors in `type` (atomically).
-void store_floats_as(const std::string& file, c10::ScalarType type) {
-  std::map<std::string, std::string> meta;
-  auto tensors = safetensors::load(file, &meta);
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (auto& [name, t] : tensors) out.emplace_back(name, t.is_floating_point() ? t.to(type) : t);
-  safetensors::save(file, out, meta);
-}
-
 }  // namespace
 
 void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
@@ -131,10 +126,8 @@ void write_bundle(const std::string& out, const BundleInfo& info, const tokenize
   std::error_code ec;
   fs::remove_all(partial, ec);
   make_dirs(partial);
-  tokenizer::save_model((fs::path(partial) / "tokenizer").string(), tokenizer);
-  lm::save_lm((fs::path(partial) / "lm").string(), lm);
-  if (type != torch::kFloat)
-    for (const char* part : {"tokenizer", "lm"}) store_floats_as((fs::path(partial) / part / "model.safetensors").string(), type);
+  tokenizer::save_model((fs::path(partial) / "tokenizer").string(), tokenizer, {}, type);
+  lm::save_lm((fs::path(partial) / "lm").string(), lm, {}, type);
   make_dirs((fs::path(partial) / "text").string());
   for (const char* f : {"text.model", "text.json"})
     write_file_atomic((fs::path(partial) / "text" / f).string(), read_file((fs::path(text_dir) / f).string()));

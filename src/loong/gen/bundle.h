@@ -47,6 +47,12 @@ struct Bundle {
   lm::Vocab vocab() const { return lm::Vocab(lm->config.text_vocab, lm->config.video_vocab); }
 };
 
+// The guidance scales to sample with, as `generate` and `eval long` take
+// them: a flag that was given wins; else the bundle's recorded scale (when
+// --cfg alone is given, it sets every clip). `first_clip` comes out concrete
+// (never 0).
+void resolve_guidance(const BundleInfo& info, bool cfg_given, double& cfg, bool first_clip_given, double& first_clip);
+
 // Loads and cross-checks a bundle: vocabulary sizes of the parts agree, the
 // clip fits the model's positions. Errors name the file.
 Bundle load_bundle(const std::string& dir, c10::Device device = c10::Device("cpu"));

@@ -163,7 +163,14 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
   GenerationTimings t;
   const auto run_start = Clock::now();
   const auto before = sampler_.timings();
+  // The sampler's scale, for every clip but a first one made from the text
+  // alone when first_clip_cfg is set; put back however the run ends.
   const double cfg = sampler_.options().cfg_scale;
+  struct RestoreCfg {
+    ClipSampler& s;
+    double cfg;
+    ~RestoreCfg() { s.set_cfg_scale(cfg); }
+  } restore{sampler_, cfg};
   c10::InferenceMode guard;
   // The last `overlap` frames of the output so far ([B, n, S, S, 3]) and the
   // previous clip's codes ([B, L, h, h]).
@@ -201,12 +208,10 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
       prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
     }
     const int64_t n = (p.latents - p.prefix_latents) * h * h;
-    const bool from_text = p.prefix_latents == 0;
-    if (o.first_clip_cfg > 0) sampler_.set_cfg_scale(from_text ? o.first_clip_cfg : cfg);
+    sampler_.set_cfg_scale(p.prefix_latents == 0 && o.first_clip_cfg > 0 ? o.first_clip_cfg : cfg);
     auto codes = sampler_.generate(prompts, n, [&](int64_t i) {
       if (cb.progress) cb.progress(done + i + 1, codes_total);
     });
-    if (o.first_clip_cfg > 0) sampler_.set_cfg_scale(cfg);
     done += n;
 
     auto all = torch::cat({prefix.reshape({B, -1}), codes}, 1).view({B, p.latents, h, h});

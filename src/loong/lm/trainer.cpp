@@ -52,8 +52,9 @@ double json_or_nan(const nlohmann::json& j, const char* key) {
 
 }  // namespace
 
-void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& meta) {
-  train::save_model_folder(dir, *model, "loong-lm", model->config.to_json(), meta);
+void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& meta,
+             c10::ScalarType float_type) {
+  train::save_model_folder(dir, *model, "loong-lm", model->config.to_json(), meta, float_type);
 }
 
 Llama load_lm(const std::string& dir_in, c10::Device device) {

@@ -20,6 +20,7 @@
 #include <string>
 
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 #include <nlohmann/json.hpp>
 
 #include "loong/lm/model.h"
@@ -69,6 +70,8 @@ class LmTrainer {
 // A trained model folder (model.safetensors + config.json), a checkpoint
 // folder or a run folder (its newest checkpoint).
 Llama load_lm(const std::string& dir, c10::Device device = c10::Device("cpu"));
-void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& metadata = {});
+// `float_type`: see train::save_model_folder.
+void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& metadata = {},
+             c10::ScalarType float_type = c10::ScalarType::Float);
 
 }  // namespace loong::lm

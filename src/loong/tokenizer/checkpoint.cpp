@@ -14,8 +14,9 @@ namespace fs = std::filesystem;
 
 namespace loong::tokenizer {
 
-void save_model(const std::string& dir, const VideoTokenizer& model, const std::map<std::string, std::string>& meta) {
-  train::save_model_folder(dir, *model, "loong-video-tokenizer", model->config.to_json(), meta);
+void save_model(const std::string& dir, const VideoTokenizer& model, const std::map<std::string, std::string>& meta,
+                c10::ScalarType float_type) {
+  train::save_model_folder(dir, *model, "loong-video-tokenizer", model->config.to_json(), meta, float_type);
 }
 
 VideoTokenizer load_model(const std::string& dir_in, c10::Device device) {

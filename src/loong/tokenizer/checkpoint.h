@@ -22,8 +22,10 @@ namespace loong::tokenizer {
 using train::load_named_tensors;
 using train::named_tensors;
 
+// `float_type`: see train::save_model_folder.
 void save_model(const std::string& dir, const VideoTokenizer& model,
-                const std::map<std::string, std::string>& metadata = {});
+                const std::map<std::string, std::string>& metadata = {},
+                c10::ScalarType float_type = c10::ScalarType::Float);
 
 // DIR may be a model folder, a checkpoint folder or a training run folder (its
 // newest checkpoint). Throws loong::Error naming the file on any mismatch.

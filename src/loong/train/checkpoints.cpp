@@ -123,11 +123,15 @@ void prepare_checkpoint_dir(const std::string& run_dir) {
 }
 
 void save_model_folder(const std::string& dir, const torch::nn::Module& m, const std::string& format,
-                       const nlohmann::json& config, const std::map<std::string, std::string>& metadata) {
+                       const nlohmann::json& config, const std::map<std::string, std::string>& metadata,
+                       c10::ScalarType float_type) {
   make_dirs(dir);
   auto md = metadata;
   md["format"] = format;
-  safetensors::save((fs::path(dir) / "model.safetensors").string(), named_tensors(m), md);
+  auto tensors = named_tensors(m);
+  for (auto& [name, t] : tensors)
+    if (t.is_floating_point() && t.scalar_type() != float_type) t = t.detach().to(float_type);
+  safetensors::save((fs::path(dir) / "model.safetensors").string(), tensors, md);
   write_json_file((fs::path(dir) / "config.json").string(), config);
 }
 

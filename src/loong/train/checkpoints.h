@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
@@ -53,8 +54,11 @@ std::string resolve_model_dir(const std::string& dir);
 
 // A model folder holds config.json (the module's config) and
 // model.safetensors (its tensors, metadata "format" naming the kind).
+// `float_type` stores the floating-point tensors in another type (kHalf,
+// kBFloat16: half the size); loading widens them back to the module's.
 void save_model_folder(const std::string& dir, const torch::nn::Module& m, const std::string& format,
-                       const nlohmann::json& config, const std::map<std::string, std::string>& metadata = {});
+                       const nlohmann::json& config, const std::map<std::string, std::string>& metadata = {},
+                       c10::ScalarType float_type = c10::ScalarType::Float);
 // Resolves `dir` (resolve_model_dir) and returns the folder; throws when
 // config.json is missing.
 std::string model_folder(const std::string& dir);
