@@ -17,6 +17,8 @@
 # Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards ~12 min,
 # language model 33 min, probe 17.5 min, eval 4 min: about 2 hours.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
+# The committed model's tokenizer used TOKENIZER_CONFIG=scripts/tokenizer_tiny_l1.json
+# (L1 only; the tiny preset now adds an L2 term: docs/benchmarks.md).
 # To make it the default: rm -r models/default && cp -r WORK/model models/default
 # (only when it beats the committed one on the figures in docs/results.md).
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE.

@@ -6,7 +6,9 @@
 #
 #   scripts/train_tokenizer_tiny.sh [WORK_DIR]      (default: out/tokenizer-tiny)
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS,
-# DEVICE (cpu, the default, or cuda).
+# DEVICE (cpu, the default, or cuda), TOKENIZER_CONFIG (default: the `tiny`
+# preset; scripts/tokenizer_tiny_l1.json is the L1-only recipe the committed
+# default model's tokenizer was trained with).
 set -euo pipefail
 work="${1:-}"
 case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
@@ -22,7 +24,7 @@ fi
 resume=()
 [ -d "$work/run/checkpoints" ] && resume=(--resume)
 start=$(date +%s)
-"$loong" tokenizer train --config tiny --data "$work/train/all.jsonl" --out "$work/run" "${resume[@]}" \
+"$loong" tokenizer train --config "${TOKENIZER_CONFIG:-tiny}" --data "$work/train/all.jsonl" --out "$work/run" "${resume[@]}" \
   --device "${DEVICE:-cpu}" | tee "$work/train.log"
 echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$work/train.log"
 

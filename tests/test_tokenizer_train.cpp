@@ -191,6 +191,32 @@ TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {
   expect_error([&] { TokenizerTrainer again(cfg, o); }, {"already holds checkpoints", "--resume"});
 }
 
+TEST(Trainer, TheLossIsTheWeightedSumOfItsTerms) {
+  // Without the GAN: l1_weight * L1 + l2_weight * L2 + codebook_weight * (codebook + commitment).
+  TempDir dir;
+  torch::manual_seed(0);
+  auto cfg = micro_run();
+  cfg.train.l1_weight = 0.5;
+  cfg.train.l2_weight = 5;
+  cfg.train.codebook_weight = 2;
+  TrainerOptions o;
+  o.run_dir = dir / "run";
+  TokenizerTrainer trainer(cfg, o);
+  trainer.run(synthetic);
+  auto log = read_log(dir / "run/log.jsonl");
+  ASSERT_FALSE(log.empty());
+  for (const auto& r : log) {
+    const double l2 = r["l2"].get<double>();
+    EXPECT_NEAR(r["psnr"].get<double>(), 10 * std::log10(4.0 / l2), 1e-6);
+    const double expect = 0.5 * r["l1"].get<double>() + 5 * l2 +
+                          2 * (r["codebook"].get<double>() + r["commitment"].get<double>());
+    EXPECT_NEAR(r["loss"].get<double>(), expect, 1e-5 * std::max(1.0, expect)) << r.dump();
+  }
+  auto back = TrainConfig::from_json(cfg.train.to_json(), "t.json");
+  EXPECT_EQ(back.l2_weight, 5);
+  expect_error([&] { TrainConfig::from_json({{"l2_weight", -1}}, "t.json"); }, {"t.json", "l2_weight"});
+}
+
 TEST(Trainer, ResumeContinuesExactlyAsIfUninterrupted) {
   TempDir dir;
   auto cfg = micro_run();

@@ -38,9 +38,11 @@ struct TrainConfig {
   double grad_clip = 1.0;      // global norm; 0 = off
   double ema_decay = 0.999;    // EMA of weights (the exported model); 0 = off
 
-  // Losses: l1 |x - x̂|, perceptual (TorchScript network: (x, x̂) -> distance,
-  // images [N, 3, H, W] in [-1, 1]), codebook + commitment (beta in the model).
+  // Losses: l1 |x - x̂|, l2 (x - x̂)² (the error PSNR measures), perceptual
+  // (TorchScript network: (x, x̂) -> distance, images [N, 3, H, W] in [-1, 1]),
+  // codebook + commitment (beta in the model).
   double l1_weight = 1.0;
+  double l2_weight = 0.0;
   double perceptual_weight = 0.1;
   std::string perceptual_model;  // path; "" = no perceptual loss
   double codebook_weight = 1.0;

@@ -239,6 +239,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
     auto l1 = (recon - x).abs().mean();
     auto nll = t.l1_weight * l1;
     rec["l1"] = l1.item<double>();
+    if (t.l2_weight > 0) nll = nll + t.l2_weight * (recon - x).pow(2).mean();
     if (s.perceptual) {
       auto p = s.perceptual_loss(recon, x);
       nll = nll + t.perceptual_weight * p;
@@ -306,6 +307,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   rec["loss"] = loss.item<double>();
   rec["codebook"] = out.codebook_loss.item<double>();
   rec["commitment"] = out.commitment_loss.item<double>();
+  rec["l2"] = mse;
   rec["psnr"] = 10 * std::log10(4.0 / std::max(mse, 1e-12));
   rec["grad_norm"] = grad_norm;
   rec["codes_used"] = out.codes_used;
