@@ -253,6 +253,7 @@ TEST(Eval, ProbeCellTargetsReadBackToTheTruth) {
     out.item_class = torch::one_hot(c.item_class, kProbeClasses).permute({0, 3, 1, 2}).to(torch::kFloat) * 20;
     out.colour = torch::one_hot(c.colour, kProbeColours).permute({0, 3, 1, 2}).to(torch::kFloat) * 20;
     out.offset = c.offset;
+    find_peaks(out);
     read_slots(out);
     for (int64_t f = 0; f < t.presence.size(0); ++f) {
       auto truth = torch::nonzero(t.presence[f]).flatten();
@@ -266,6 +267,29 @@ TEST(Eval, ProbeCellTargetsReadBackToTheTruth) {
     }
   }
   EXPECT_GT(checked, 20);
+}
+
+TEST(Eval, ProbeCropWindowsAreCentredOnTheirPoints) {
+  // Channel 0 holds each pixel's column, channel 1 its row: a 24-pixel window
+  // (0.375 of 64) centred at (0.5, 0.25) of the frame covers columns 20-43 and
+  // rows 4-27, one pixel per pixel.
+  auto cols = torch::arange(64, torch::kFloat).view({1, 64}).expand({64, 64});
+  auto x = torch::stack({cols, cols.t(), torch::zeros({64, 64})}).unsqueeze(0).repeat({2, 1, 1, 1});
+  auto centres = torch::tensor({0.5f, 0.25f, 0.25f, 0.75f, 0.75f, 0.5f, 0.1f, 0.1f}).view({2, 2, 2});
+  auto w = crop_windows(x, centres, 0.375, 24);
+  ASSERT_EQ(w.sizes(), (std::vector<int64_t>{4, 3, 24, 24}));
+  auto expect_window = [&](int64_t k, float col0, float row0) {
+    auto j = torch::arange(24, torch::kFloat);
+    EXPECT_TRUE(torch::allclose(w[k][0][5], j + col0, 1e-4, 1e-4)) << "window " << k;
+    EXPECT_TRUE(torch::allclose(w[k][1].select(1, 7), j + row0, 1e-4, 1e-4)) << "window " << k;
+  };
+  expect_window(0, 20, 4);   // frame 0, first centre
+  expect_window(1, 4, 36);   // frame 0, second centre (0.25, 0.75)
+  expect_window(2, 36, 20);  // frame 1, first centre (0.75, 0.5)
+  // Past the frame's edge the window repeats the edge pixel: centre (0.1, 0.1)
+  // = pixel 6.4 starts 5.6 pixels before column 0.
+  EXPECT_NEAR(w[3][0][0][0].item<float>(), 0.f, 1e-4);
+  EXPECT_NEAR(w[3][0][0][10].item<float>(), 10 - 5.6f, 1e-4);
 }
 
 TEST(Eval, ProbeFeatureFrechetPerSegment) {

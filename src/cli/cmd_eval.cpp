@@ -325,6 +325,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                   {"items_exact", s.items_exact},
                   {"class_accuracy", s.class_accuracy},
                   {"colour_accuracy", s.colour_accuracy},
+                  {"cell_class_accuracy", s.cell_class_accuracy},
                   {"position_error", s.position_error}};
     };
     json out = {{"probe", p->out}};

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 namespace loong::eval {
 
 namespace {
-constexpr const char* kFormat = "loong-probe-cells";  // was "loong-probe": one 80-way output
+constexpr const char* kFormat = "loong-probe-crops";  // was "loong-probe-cells" (no crop classifier), "loong-probe" before
 
 int index_of(const std::string& name, const char* what, bool background) {
   if (background) {
@@ -41,7 +41,11 @@ torch::Tensor to_unit(const torch::Tensor& frames) {  // uint8 [T, S, S, 3] -> f
 }  // namespace
 
 nlohmann::json ProbeConfig::to_json() const {
-  return {{"image_size", image_size}, {"channels", channels}, {"features", features}};
+  return {{"image_size", image_size},
+          {"channels", channels},
+          {"features", features},
+          {"crop_fraction", crop_fraction},
+          {"crop_pixels", crop_pixels}};
 }
 
 ProbeConfig ProbeConfig::from_json(const nlohmann::json& j, const std::string& where) {
@@ -51,14 +55,20 @@ ProbeConfig ProbeConfig::from_json(const nlohmann::json& j, const std::string& w
   r.integer("image_size", c.image_size, 16, 1024);
   r.integer("channels", c.channels, 4, 512);
   r.integer("features", c.features, 8, 4096);
+  r.number("crop_fraction", c.crop_fraction, 0.05, 1.0);
+  r.integer("crop_pixels", c.crop_pixels, 8, 256);
   r.finish();
-  if (c.image_size % 8 != 0) fail(where + ": image_size", "expected a multiple of 8, got " + std::to_string(c.image_size));
+  c.validate(where);
   return c;
 }
 
+void ProbeConfig::validate(const std::string& where) const {
+  if (image_size % 8 != 0) fail(where + ": image_size", "expected a multiple of 8, got " + std::to_string(image_size));
+  if (crop_pixels % 4 != 0) fail(where + ": crop_pixels", "expected a multiple of 4, got " + std::to_string(crop_pixels));
+}
+
 ProbeNetImpl::ProbeNetImpl(ProbeConfig c) : config(c) {
-  if (config.image_size % 8 != 0)
-    fail("probe config", "image_size must be a multiple of 8, got " + std::to_string(config.image_size));
+  config.validate("probe config");
   const int w = config.channels;
   // Cells of 8x8 pixels; each sees 41 pixels around it (an item is about 20 at 64).
   trunk = register_module(
@@ -70,9 +80,52 @@ ProbeNetImpl::ProbeNetImpl(ProbeConfig c) : config(c) {
   // The background also sees the frame's mean colour: flat colours are then
   // told apart from the first steps, whatever the trunk is busy learning.
   background = register_module("background", torch::nn::Linear(config.features + 3, kProbeBackgrounds));
+  // The crop classifier: a window around one centre, down to a quarter of its
+  // size; the flattened map keeps where in the window each feature is (an
+  // item's shape is what tells its class).
+  crop_trunk = register_module(
+      "crop_trunk", torch::nn::Sequential(conv(3, w, 1), torch::nn::ReLU(), conv(w, 2 * w, 2), torch::nn::ReLU(),
+                                          conv(2 * w, 2 * w, 1), torch::nn::ReLU(), conv(2 * w, 4 * w, 2),
+                                          torch::nn::ReLU(), conv(4 * w, 4 * w, 1), torch::nn::ReLU()));
+  const int q = config.crop_pixels / 4;
+  crop_head = register_module("crop_head", torch::nn::Linear(4 * w * q * q, kProbeClasses + kProbeColours));
+}
+
+torch::Tensor crop_windows(const torch::Tensor& x, const torch::Tensor& centres, double fraction, int64_t pixels) {
+  namespace F = torch::nn::functional;
+  const int64_t N = x.size(0), M = centres.size(1);
+  // An affine grid per window: grid_sample's coordinates run from -1 to 1
+  // across the frame, so a window of `fraction` of the frame has half-width
+  // `fraction` and its centre at 2c - 1. Border padding repeats the edge (the
+  // background) where a window reaches past the frame.
+  auto theta = torch::zeros({N * M, 2, 3}, x.options());
+  theta.select(1, 0).select(1, 0).fill_(fraction);
+  theta.select(1, 1).select(1, 1).fill_(fraction);
+  theta.select(2, 2).copy_(centres.reshape({N * M, 2}).to(x.scalar_type()) * 2 - 1);
+  auto grid = F::affine_grid(theta, {N * M, x.size(1), pixels, pixels}, false);
+  return F::grid_sample(x.repeat_interleave(M, 0), grid,
+                        F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kBorder).align_corners(false));
+}
+
+std::pair<torch::Tensor, torch::Tensor> ProbeNetImpl::classify_crops(const torch::Tensor& x, const torch::Tensor& centres) {
+  const int64_t N = x.size(0), M = centres.size(1);
+  auto crops = crop_windows(x, centres, config.crop_fraction, config.crop_pixels);
+  auto logits = crop_head(crop_trunk->forward(crops).flatten(1)).view({N, M, kProbeClasses + kProbeColours});
+  return {logits.narrow(2, 0, kProbeClasses), logits.narrow(2, kProbeClasses, kProbeColours)};
 }
 
 ProbeOutput ProbeNetImpl::forward(const torch::Tensor& x) {
+  auto o = maps(x);
+  find_peaks(o);
+  // The second stage names the item at each peak from a window around it.
+  auto named = classify_crops(x, o.peak_position.detach());
+  o.peak_class = named.first.softmax(-1);
+  o.peak_colour = named.second.softmax(-1);
+  read_slots(o);
+  return o;
+}
+
+ProbeOutput ProbeNetImpl::maps(const torch::Tensor& x) {
   ProbeOutput o;
   auto map = trunk->forward(x);  // [N, 4w, G, G]
   o.features = torch::gelu(embed(map.mean({2, 3})));  // GELU: a ReLU here died under the losses
@@ -82,24 +135,42 @@ ProbeOutput ProbeNetImpl::forward(const torch::Tensor& x) {
   o.item_class = c.narrow(1, 1, kProbeClasses);
   o.colour = c.narrow(1, 1 + kProbeClasses, kProbeColours);
   o.offset = torch::tanh(c.narrow(1, 1 + kProbeClasses + kProbeColours, 2)) * 1.5;
-  read_slots(o);
   return o;
 }
 
-void read_slots(ProbeOutput& o) {
+void find_peaks(ProbeOutput& o) {
   namespace F = torch::nn::functional;
   const int64_t N = o.centre.size(0), G = o.centre.size(1);
-  // The best P(centre) * P(class) * P(colour) over the centre map's local maxima.
   auto p = torch::sigmoid(o.centre).unsqueeze(1);
-  auto peaks = p * (p == F::max_pool2d(p, F::MaxPool2dFuncOptions(3).stride(1).padding(1))).to(p.scalar_type());
-  auto joint = peaks.unsqueeze(1) * o.item_class.softmax(1).unsqueeze(2) * o.colour.softmax(1).unsqueeze(1);
-  auto best = joint.reshape({N, kProbeItems, G * G}).max(2);  // slot = class * 8 + colour
-  auto score = std::get<0>(best).clamp(1e-6, 1 - 1e-6);
-  auto cell = std::get<1>(best);  // [N, 80]
-  o.presence = torch::log(score) - torch::log1p(-score);
-  auto off = o.offset.reshape({N, 2, G * G}).gather(2, cell.unsqueeze(1).expand({N, 2, kProbeItems}));  // [N, 2, 80]
+  auto maxima = p * (p == F::max_pool2d(p, F::MaxPool2dFuncOptions(3).stride(1).padding(1))).to(p.scalar_type());
+  auto top = maxima.reshape({N, G * G}).topk(std::min<int64_t>(kProbePeaks, G * G), 1);
+  o.peak_score = std::get<0>(top);  // [N, M]
+  const auto cell = std::get<1>(top);
+  const int64_t M = cell.size(1);
+  auto off = o.offset.reshape({N, 2, G * G}).gather(2, cell.unsqueeze(1).expand({N, 2, M}));  // [N, 2, M]
   auto cx = cell.remainder(G).to(off.scalar_type()), cy = cell.div(G, "floor").to(off.scalar_type());
-  o.position = torch::stack({(cx + 0.5 + off.select(1, 0)) / G, (cy + 0.5 + off.select(1, 1)) / G}, -1);
+  o.peak_position = torch::stack({(cx + 0.5 + off.select(1, 0)) / G, (cy + 0.5 + off.select(1, 1)) / G}, -1);
+  auto at = [&](const torch::Tensor& map) {  // [N, C, G, G] logits -> [N, M, C] probabilities
+    return map.softmax(1).reshape({N, map.size(1), G * G}).gather(2, cell.unsqueeze(1).expand({N, map.size(1), M}))
+        .transpose(1, 2);
+  };
+  o.peak_class = at(o.item_class);
+  o.peak_colour = at(o.colour);
+}
+
+void read_slots(ProbeOutput& o) {
+  // The best P(centre) * P(class) * P(colour) over the peaks, each peak naming
+  // one item (its most likely slot): otherwise a strong peak's second guess
+  // could outrank a second, weaker item, and one item be counted twice.
+  const int64_t N = o.peak_score.size(0), M = o.peak_score.size(1);
+  auto joint = (o.peak_score.view({N, M, 1, 1}) * o.peak_class.unsqueeze(3) * o.peak_colour.unsqueeze(2))
+                   .reshape({N, M, kProbeItems});  // slot = class * 8 + colour
+  joint = joint * torch::zeros_like(joint).scatter_(2, joint.argmax(2, true), 1.0);
+  auto best = joint.max(1);
+  auto score = std::get<0>(best).clamp(1e-6, 1 - 1e-6);
+  auto peak = std::get<1>(best);  // [N, 80]
+  o.presence = torch::log(score) - torch::log1p(-score);
+  o.position = o.peak_position.gather(1, peak.unsqueeze(2).expand({N, kProbeItems, 2}));
 }
 
 ProbeTargets probe_targets(const nlohmann::json& truth, int64_t frames) {
@@ -194,7 +265,7 @@ FrameBatch render(const data::FashionMnist& items, const data::MovingFashionOpti
     auto picked = f.index_select(0, idx);
     if (degrade && !rng) {
       picked = degrade(f).index_select(0, idx);  // scoring: the whole video, as a generated one is decoded
-    } else if (degrade) {
+    } else if (degrade && rng) {
       // Training: half the frames, each as a one-frame clip (8x cheaper than
       // whole videos), so the probe reads both real and decoded frames.
       for (int64_t j = 0; j < picked.size(0); ++j)
@@ -236,6 +307,41 @@ torch::Tensor cell_loss(const ProbeOutput& out, const CellTargets& c) {
   return focal.sum() / items + ce(out.item_class, c.item_class) + ce(out.colour, c.colour) + l1;
 }
 
+// Every visible item of a batch of frames: its frame, centre, class and colour.
+struct VisibleItems {
+  torch::Tensor frame;          // [K] int64
+  torch::Tensor centre;         // [K, 2]
+  torch::Tensor item_class, colour;  // [K] int64
+};
+
+VisibleItems visible_items(const ProbeTargets& t) {
+  auto nz = torch::nonzero(t.presence > 0);  // [K, 2]: frame, slot
+  VisibleItems v;
+  v.frame = nz.select(1, 0).contiguous();
+  auto slot = nz.select(1, 1);
+  v.centre = t.position.index({v.frame, slot});
+  v.item_class = slot.div(kProbeColours, "floor");
+  v.colour = slot.remainder(kProbeColours);
+  return v;
+}
+
+// The crop classifier's loss: cross-entropy of class and colour on windows
+// around each visible item's centre, moved by a random offset of about the
+// detector's position error (σ 0.03 of the frame, at most 0.06), `copies`
+// windows an item.
+torch::Tensor crop_loss(ProbeNet& net, const torch::Tensor& x, const ProbeTargets& t, int copies) {
+  namespace F = torch::nn::functional;
+  const auto v = visible_items(t);
+  const int64_t K = v.frame.size(0);
+  if (K == 0) return torch::zeros({}, x.options());
+  const auto device = x.device();
+  auto centres = v.centre.unsqueeze(1).expand({K, copies, 2}) + (torch::randn({K, copies, 2}) * 0.03).clamp(-0.06, 0.06);
+  auto named = net->classify_crops(x.index_select(0, v.frame.to(device)), centres.to(device));
+  auto target = [&](const torch::Tensor& y) { return y.to(device).unsqueeze(1).expand({K, copies}).reshape({-1}); };
+  return F::cross_entropy(named.first.reshape({K * copies, kProbeClasses}), target(v.item_class)) +
+         F::cross_entropy(named.second.reshape({K * copies, kProbeColours}), target(v.colour));
+}
+
 }  // namespace
 
 ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uint64_t seed,
@@ -246,7 +352,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   net->eval();
   torch::NoGradGuard ng;
   ProbeScores s;
-  double bg_ok = 0, exact = 0, pos_err = 0, pos_n = 0, cls_ok = 0, col_ok = 0, items_n = 0;
+  double bg_ok = 0, exact = 0, pos_err = 0, pos_n = 0, cls_ok = 0, col_ok = 0, items_n = 0, cell_cls_ok = 0, cell_n = 0;
   for (int v = 0; v < videos; v += 8) {
     std::vector<int64_t> idx;
     for (int k = v; k < std::min(videos, v + 8); ++k) idx.push_back(k);
@@ -267,12 +373,19 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
       auto top = std::get<1>(logits[f].topk(k));
       exact += truth.index_select(0, top).sum().item<int64_t>() == k ? 1 : 0;
     }
-    // Class and colour at the true centre cells.
+    // Class and colour at the true centres: by the crop classifier, and from the cell maps.
     auto cells = cell_targets(b.t, net->grid());
     auto at_centre = cells.centre == 1;
-    cls_ok += ((out.item_class.argmax(1).cpu() == cells.item_class) & at_centre).sum().item<double>();
-    col_ok += ((out.colour.argmax(1).cpu() == cells.colour) & at_centre).sum().item<double>();
-    items_n += at_centre.sum().item<double>();
+    cell_cls_ok += ((out.item_class.argmax(1).cpu() == cells.item_class) & at_centre).sum().item<double>();
+    cell_n += at_centre.sum().item<double>();
+    const auto seen = visible_items(b.t);
+    if (seen.frame.size(0) > 0) {
+      auto named = net->classify_crops(to_unit(b.frames.index_select(0, seen.frame)).to(device),
+                                       seen.centre.unsqueeze(1).to(device));
+      cls_ok += (named.first.squeeze(1).argmax(-1).cpu() == seen.item_class).sum().item<double>();
+      col_ok += (named.second.squeeze(1).argmax(-1).cpu() == seen.colour).sum().item<double>();
+      items_n += static_cast<double>(seen.frame.size(0));
+    }
     auto mask = b.t.presence.unsqueeze(-1);
     pos_err += ((out.position.cpu() - b.t.position).abs() * mask).sum().item<double>();
     pos_n += 2 * mask.sum().item<double>();
@@ -283,6 +396,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   s.position_error = pos_n > 0 ? pos_err / pos_n : 0;
   s.class_accuracy = items_n > 0 ? cls_ok / items_n : 0;
   s.colour_accuracy = items_n > 0 ? col_ok / items_n : 0;
+  s.cell_class_accuracy = cell_n > 0 ? cell_cls_ok / cell_n : 0;
   return s;
 }
 
@@ -298,9 +412,10 @@ ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o) {
     std::vector<int64_t> idx;
     for (int k = 0; k < videos; ++k) idx.push_back(static_cast<int64_t>(rng() % 1000000));
     auto b = render(items, w, idx, per_video, true, &rng, o.degrade);
-    auto out = net->forward(to_unit(b.frames).to(device));
+    auto x = to_unit(b.frames).to(device);
+    auto out = net->maps(x);  // the crop classifier trains on true centres (crop_loss), not on peaks
     auto loss = torch::nn::functional::cross_entropy(out.background, b.t.background.to(device)) +
-                cell_loss(out, cell_targets(b.t, net->grid()).to(device));
+                cell_loss(out, cell_targets(b.t, net->grid()).to(device)) + crop_loss(net, x, b.t, 2);
     // Cosine decay to 10% of the rate.
     const double lr = o.lr * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * (step - 1) / std::max(1, o.steps))));
     train::set_lr(opt, lr);
