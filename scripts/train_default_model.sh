@@ -15,7 +15,7 @@
 #
 # Every step is skipped when its output exists, so a stopped run continues.
 # Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards ~12 min,
-# language model 33 min, probe 17.5 min, eval 4 min: about 2 hours.
+# language model 33 min, probe 19 min (with its crop classifier), eval 4 min: about 2 hours.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # The committed model's tokenizer used TOKENIZER_CONFIG=scripts/tokenizer_tiny_l1.json
 # (L1 only; the tiny preset now adds an L2 term: docs/benchmarks.md).
