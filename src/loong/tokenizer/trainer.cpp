@@ -229,7 +229,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   const bool amp = s.opts.device.is_cuda() && t.mixed_precision;
 
   nlohmann::json rec;
-  torch::Tensor loss, recon;
+  torch::Tensor loss, recon, l2;
   TokenizerOutput out;
   double adaptive = 0;
   {
@@ -239,7 +239,8 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
     auto l1 = (recon - x).abs().mean();
     auto nll = t.l1_weight * l1;
     rec["l1"] = l1.item<double>();
-    if (t.l2_weight > 0) nll = nll + t.l2_weight * (recon - x).pow(2).mean();
+    l2 = (recon - x).pow(2).mean();  // also what the logged PSNR is computed from
+    if (t.l2_weight > 0) nll = nll + t.l2_weight * l2;
     if (s.perceptual) {
       auto p = s.perceptual_loss(recon, x);
       nll = nll + t.perceptual_weight * p;
@@ -296,7 +297,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
     copy_weights(*s.ema, *s.model);
   }
 
-  const double mse = (recon.detach() - x).pow(2).mean().item<double>();
+  const double mse = l2.item<double>();
   const double ms = seconds_since(t0) * 1000;
   const int K = s.cfg.model.codebook_size;
   const auto live = (s.model->quantizer->usage > 1.0 / (100.0 * K)).sum().item<int64_t>();
