@@ -21,7 +21,9 @@
 # (L1 only; the tiny preset now adds an L2 term: docs/benchmarks.md).
 # To make it the default: rm -r models/default && cp -r WORK/model models/default
 # (only when it beats the committed one on the figures in docs/results.md).
-# Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE.
+# Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE, and
+# LM_MODEL: a JSON object of model keys over the tiny preset's, e.g. '{"dim": 192, "n_heads": 6,
+# "n_kv_heads": 6, "ffn_dim": 768}' (the wider run of docs/results.md).
 set -euo pipefail
 work="${1:-}"
 case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
@@ -45,8 +47,10 @@ if want lm; then
   [ -d "$work/shards" ] ||
     "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards" "${device[@]}"
   # The tiny preset's model and stages, at 3x (images), 2.25x and 2.5x the steps.
+  model_keys=""
+  [ -z "${LM_MODEL:-}" ] || model_keys=$'\n "model": '"$LM_MODEL,"
   cat > "$work/lm.json" <<JSON
-{"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$tok", "log_every": 10,
+{"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$tok", "log_every": 10,$model_keys
  "stages": [
    {"name": "images", "frames": 1, "steps": 900, "batch_size": 32, "lr": 0.002, "warmup_steps": 30},
    {"name": "17 frames", "frames": 17, "image_fraction": 0.1, "steps": 900, "batch_size": 16, "lr": 0.001,
