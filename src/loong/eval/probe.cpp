@@ -357,7 +357,8 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
     std::vector<int64_t> idx;
     for (int k = v; k < std::min(videos, v + 8); ++k) idx.push_back(k);
     auto b = render(items, o, idx, 8, false, nullptr, degrade);
-    auto out = net->forward(to_unit(b.frames).to(device));
+    const auto x = to_unit(b.frames).to(device);
+    auto out = net->forward(x);
     auto bg = out.background.argmax(-1).cpu();
     bg_ok += (bg == b.t.background).sum().item<double>();
     // The k most likely items, k = the number truly visible (the prompt says
@@ -380,8 +381,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
     cell_n += at_centre.sum().item<double>();
     const auto seen = visible_items(b.t);
     if (seen.frame.size(0) > 0) {
-      auto named = net->classify_crops(to_unit(b.frames.index_select(0, seen.frame)).to(device),
-                                       seen.centre.unsqueeze(1).to(device));
+      auto named = net->classify_crops(x.index_select(0, seen.frame.to(device)), seen.centre.unsqueeze(1).to(device));
       cls_ok += (named.first.squeeze(1).argmax(-1).cpu() == seen.item_class).sum().item<double>();
       col_ok += (named.second.squeeze(1).argmax(-1).cpu() == seen.colour).sum().item<double>();
       items_n += static_cast<double>(seen.frame.size(0));
