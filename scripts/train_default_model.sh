@@ -14,8 +14,8 @@
 #   scripts/train_default_model.sh [WORK_DIR [STEP...]]   (default out/default-model; all steps)
 #
 # Every step is skipped when its output exists, so a stopped run continues.
-# Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards ~12 min,
-# language model 33 min, probe 19 min (with its crop classifier), eval 4 min: about 2 hours.
+# Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards 21 min (2,048 videos,
+# 32,768 stills), language model 41 min, probe 19 min, eval 4 min: about 2.5 hours.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # The committed model's tokenizer used TOKENIZER_CONFIG=scripts/tokenizer_tiny_l1.json
 # (L1 only; the tiny preset now adds an L2 term: docs/benchmarks.md).
@@ -42,18 +42,19 @@ if want tokenizer; then
 fi
 
 if want lm; then
-  train_data "$work/train" 1024 1024 5
+  train_data "$work/train" 2048 32768 5
   [ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
   [ -d "$work/shards" ] ||
     "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards" "${device[@]}"
-  # The tiny preset's model and stages, at 3x (images), 2.25x and 2.5x the steps.
+  # The tiny preset's model and stages, at 10x (images), 2.25x and 2.5x the steps. 32,768 stills
+  # (not 1,024) keep stage 1 from memorising its images: the class shapes then carry to unseen items.
   model_keys=""
   [ -z "${LM_MODEL:-}" ] || model_keys=$'\n "model": '"$LM_MODEL,"
   cat > "$work/lm.json" <<JSON
 {"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$tok", "log_every": 10,$model_keys
  "stages": [
-   {"name": "images", "frames": 1, "steps": 900, "batch_size": 32, "lr": 0.002, "warmup_steps": 30},
-   {"name": "17 frames", "frames": 17, "image_fraction": 0.1, "steps": 900, "batch_size": 16, "lr": 0.001,
+   {"name": "images", "frames": 1, "steps": 3000, "batch_size": 32, "lr": 0.002, "warmup_steps": 30},
+   {"name": "17 frames", "frames": 17, "image_fraction": 0.25, "steps": 900, "batch_size": 16, "lr": 0.001,
     "warmup_steps": 30},
    {"name": "65 frames", "frames": 65, "image_fraction": 0.1, "steps": 300, "batch_size": 8, "lr": 0.001,
     "warmup_steps": 20, "lambda": 1.0}]}
