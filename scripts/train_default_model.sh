@@ -9,13 +9,16 @@
 #   pack       the bundle WORK/model (f16 weights; guidance scale 2, none for the first clip)
 #   eval       a probe, then 60-second videos of 16 held-out prompts (t10k items, never
 #              seen in training) generated with re-encoding and scored beside the real
-#              videos of the same prompts: WORK/eval/report.json and plots
+#              videos of the same prompts: WORK/eval/report.json and plots; and the same
+#              real videos through the tokenizer, the ceiling of any model on it:
+#              WORK/tokenizer-ceiling/report.json
 #
 #   scripts/train_default_model.sh [WORK_DIR [STEP...]]   (default out/default-model; all steps)
 #
 # Every step is skipped when its output exists, so a stopped run continues.
 # Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards 21 min (2,048 videos,
-# 32,768 stills), language model 41 min, probe 19 min, eval 4 min: about 2.5 hours.
+# 32,768 stills), language model 41 min, probe 19 min, eval 10 min: about 2.5 hours.
+# The figure of docs/results.md: scripts/default_model_figure.sh WORK.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # The committed model's tokenizer used TOKENIZER_CONFIG=scripts/tokenizer_tiny_l1.json
 # (L1 only; the tiny preset now adds an L2 term: docs/benchmarks.md).
@@ -80,7 +83,21 @@ if want eval; then
   [ -f "$work/tokenizer-heldout.json" ] ||
     "$loong" tokenizer eval --model "$work/model/tokenizer" --data "$work/tokenizer/heldout/manifest.jsonl" --frames 17 \
       --json "$work/tokenizer-heldout.json" > /dev/null
+  # The ceiling any language model on this tokenizer can reach: the real held-out videos passed
+  # through the tokenizer (65-frame chunks, as generated clips are), scored by the same probe.
+  ceiling="$work/tokenizer-ceiling"
+  if [ ! -f "$ceiling/report.json" ]; then
+    mkdir -p "$ceiling/videos"
+    while IFS= read -r video; do
+      "$loong" tokenizer reconstruct --model "$work/model/tokenizer" "$work/heldout/$video" -o "$ceiling/$video" \
+        "${device[@]}" < /dev/null > /dev/null
+    done < <(sed -n 's/.*"video": *"\([^"]*\)".*/\1/p' "$work/heldout/manifest.jsonl")
+    cp "$work/heldout/manifest.jsonl" "$ceiling/manifest.jsonl"
+    "$loong" eval probe score --probe "$work/probe" --data "$ceiling/manifest.jsonl" --json "$ceiling/report.json" \
+      "${device[@]}" > /dev/null
+  fi
   "$loong" eval long --model "$work/model" --probe "$work/probe" --real "$work/heldout/manifest.jsonl" \
     --seconds 60 --segment 10 --seed 1 --out "$work/eval" "${device[@]}" > "$work/eval.log"
-  echo "report: $work/eval/report.json (tokenizer: $work/tokenizer-heldout.json)"
+  echo "report: $work/eval/report.json (tokenizer: $work/tokenizer-heldout.json; through the tokenizer:" \
+    "$ceiling/report.json)"
 fi

@@ -265,7 +265,7 @@ FrameBatch render(const data::FashionMnist& items, const data::MovingFashionOpti
     auto picked = f.index_select(0, idx);
     if (degrade && !rng) {
       picked = degrade(f).index_select(0, idx);  // scoring: the whole video, as a generated one is decoded
-    } else if (degrade && rng) {
+    } else if (degrade) {
       // Training: half the frames, each as a one-frame clip (8x cheaper than
       // whole videos), so the probe reads both real and decoded frames.
       for (int64_t j = 0; j < picked.size(0); ++j)
