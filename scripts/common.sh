@@ -15,3 +15,14 @@ train_data() {
     cat "$dir/manifest.jsonl" "$dir/images.jsonl" > "$dir/all.jsonl"
   fi
 }
+
+# text_and_shards WORK TOKENIZER [loong options...]: WORK/text (SentencePiece on the captions
+# of WORK/train/all.jsonl) and WORK/shards (its tokens), each made once. The shard file is
+# renamed into place only when complete, so a run stopped while tokenizing tokenizes again.
+text_and_shards() {
+  local work="$1" tok="$2"
+  shift 2
+  [ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
+  [ -f "$work/shards/part-00000-of-00001.loongshard" ] ||
+    "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards" "$@"
+}

@@ -42,8 +42,7 @@ timed() {  # timed NAME COMMAND...: runs it once, recording its wall time in NAM
 
 if want data; then
   train_data "$work/train" 1024 1024 5
-  [ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
-  [ -d "$work/shards" ] || "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards"
+  text_and_shards "$work" "$tok"
   [ -f "$work/heldout/manifest.jsonl" ] ||
     "$loong" data moving-fashion --out "$work/heldout" --videos 16 --seconds 60 --size 64 --split t10k --seed 7 --quiet
   [ -f "$work/heldout-short/manifest.jsonl" ] ||

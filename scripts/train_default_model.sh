@@ -46,9 +46,7 @@ fi
 
 if want lm; then
   train_data "$work/train" 2048 32768 5
-  [ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
-  [ -d "$work/shards" ] ||
-    "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards" "${device[@]}"
+  text_and_shards "$work" "$tok" "${device[@]}"
   # The tiny preset's model and stages, at 10x (images), 2.25x and 2.5x the steps. 32,768 stills
   # (not 1,024) keep stage 1 from memorising its images: the class shapes then carry to unseen items.
   model_keys=""

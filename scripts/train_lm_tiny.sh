@@ -19,8 +19,7 @@ work="${work:-out/lm-tiny}"
 mkdir -p "$work"
 
 train_data "$work/train" 1024 1024 5
-[ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
-[ -d "$work/shards" ] || "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards"
+text_and_shards "$work" "$tok"
 
 cat > "$work/train.json" <<JSON
 {"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$tok", "log_every": 10}
