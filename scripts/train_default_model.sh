@@ -17,7 +17,7 @@
 #
 # Every step is skipped when its output exists, so a stopped run continues.
 # Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards 21 min (2,048 videos,
-# 32,768 stills), language model 41 min, probe 19 min, eval 10 min: about 2.5 hours.
+# 32,768 stills), language model 41 min, probe 19 min, eval 9 min: about 2.5 hours.
 # The figure of docs/results.md: scripts/default_model_figure.sh WORK.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # The committed model's tokenizer used TOKENIZER_CONFIG=scripts/tokenizer_tiny_l1.json
