@@ -5,8 +5,8 @@
 #
 #   scripts/default_model_figure.sh WORK [OUT.png [VIDEO_ID...]]
 #
-# WORK is a scripts/train_default_model.sh work folder after its eval step (WORK/heldout,
-# WORK/model, WORK/eval/videos). OUT defaults to WORK/figure.png; the videos to 000003 000000
+# WORK is a scripts/train_default_model.sh work folder after its eval step: WORK/heldout, the
+# eval step's reconstructions WORK/tokenizer-ceiling/videos and the model's WORK/eval/videos. OUT defaults to WORK/figure.png; the videos to 000003 000000
 # (the two prompts the figure has always shown). Needs the ffmpeg program (apt install ffmpeg).
 set -euo pipefail
 work="${1:?usage: scripts/default_model_figure.sh WORK [OUT.png [VIDEO_ID...]]}"
@@ -15,10 +15,8 @@ out="${2:-$work/figure.png}"
 case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
 shift $(( $# >= 2 ? 2 : $# ))
 if [ "$#" -gt 0 ]; then ids=("$@"); else ids=(000003 000000); fi
-here="$(cd "$(dirname "$0")" && pwd)"
-source "$here/common.sh"
 command -v ffmpeg > /dev/null || { echo "needs the ffmpeg program: apt install ffmpeg" >&2; exit 1; }
-for d in "$work/heldout/videos" "$work/model/tokenizer" "$work/eval/videos"; do
+for d in "$work/heldout/videos" "$work/tokenizer-ceiling/videos" "$work/eval/videos"; do
   [ -e "$d" ] || { echo "$d: missing; run scripts/train_default_model.sh $work first" >&2; exit 1; }
 done
 
@@ -32,10 +30,8 @@ row() {
 rows=()
 for i in "${!ids[@]}"; do
   id="${ids[$i]}"
-  "$loong" tokenizer reconstruct --model "$work/model/tokenizer" "$work/heldout/videos/$id.mp4" \
-    -o "$tmp/$id-tok.mp4" > /dev/null
   row "$work/heldout/videos/$id.mp4" "$tmp/$id-0.png"
-  row "$tmp/$id-tok.mp4" "$tmp/$id-1.png"
+  row "$work/tokenizer-ceiling/videos/$id.mp4" "$tmp/$id-1.png"
   gap=""
   [ "$i" -eq $(( ${#ids[@]} - 1 )) ] || gap=",pad=iw:ih+8:0:0:white"
   row "$work/eval/videos/$id.mp4" "$tmp/$id-2.png" "$gap"
