@@ -26,7 +26,8 @@
 # (only when it beats the committed one on the figures in docs/results.md).
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE, and
 # LM_MODEL: a JSON object of model keys over the tiny preset's, e.g. '{"dim": 192, "n_heads": 6,
-# "n_kv_heads": 6, "ffn_dim": 768}' (the wider run of docs/results.md).
+# "n_kv_heads": 6, "ffn_dim": 768}' (the wider run of docs/results.md), and LM_IMAGE_STEPS:
+# the steps of stage 1 (default 3000; 6000 is the longer run of docs/results.md).
 set -euo pipefail
 work="${1:-}"
 case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
@@ -39,6 +40,8 @@ mkdir -p "$work"
 want() { [[ " $steps " == *" $1 "* ]]; }
 device=(--device "${DEVICE:-cpu}")
 tok="$work/tokenizer/run"
+image_steps="${LM_IMAGE_STEPS:-3000}"
+[[ "$image_steps" =~ ^[1-9][0-9]*$ ]] || { echo "LM_IMAGE_STEPS: expected a positive integer, got '$image_steps'" >&2; exit 1; }
 
 if want tokenizer; then
   [ -f "$work/tokenizer/eval.json" ] || DEVICE="${DEVICE:-cpu}" "$here/train_tokenizer_tiny.sh" "$work/tokenizer"
@@ -54,7 +57,7 @@ if want lm; then
   cat > "$work/lm.json" <<JSON
 {"preset": "tiny", "data": "shards", "text_tokenizer": "text", "video_tokenizer": "$tok", "log_every": 10,$model_keys
  "stages": [
-   {"name": "images", "frames": 1, "steps": 3000, "batch_size": 32, "lr": 0.002, "warmup_steps": 30},
+   {"name": "images", "frames": 1, "steps": $image_steps, "batch_size": 32, "lr": 0.002, "warmup_steps": 30},
    {"name": "17 frames", "frames": 17, "image_fraction": 0.25, "steps": 900, "batch_size": 16, "lr": 0.001,
     "warmup_steps": 30},
    {"name": "65 frames", "frames": 65, "image_fraction": 0.1, "steps": 300, "batch_size": 8, "lr": 0.001,
