@@ -214,6 +214,9 @@ TEST(Eval, ProbeTargetsAndTraining) {
   expect_error([&] { probe_targets(s.truth, 1000); }, {"1000 asked"});
 
   // A short training run learns the background (flat colours) well above chance (1/6).
+  // 600 steps and 48 held-out videos: at 300 steps and 16 videos the figure ranged from
+  // 0.48 to 0.81 over seeds 0-7 (seed 0 failed on one machine, passed on another); here it
+  // was 0.80 to 1.0 over seeds 0-5.
   torch::manual_seed(0);
   ProbeConfig c;
   c.image_size = 32;
@@ -221,16 +224,16 @@ TEST(Eval, ProbeTargetsAndTraining) {
   c.features = 64;
   ProbeNet net(c);
   ProbeTrainOptions to;
-  to.steps = 300;
+  to.steps = 600;
   to.batch = 16;
-  to.heldout_videos = 16;
+  to.heldout_videos = 48;
   auto scores = train_probe(net, to);
-  EXPECT_EQ(scores.frames, 16 * 8);
+  EXPECT_EQ(scores.frames, to.heldout_videos * 8);
   EXPECT_GT(scores.background_accuracy, 0.5) << scores.background_accuracy;
   TempDir dir;
   save_probe(dir / "p", net);
   auto back = load_probe(dir / "p");
-  auto again = score_probe(back, "t10k", 16, to.seed + 1);
+  auto again = score_probe(back, "t10k", to.heldout_videos, to.seed + 1);
   EXPECT_DOUBLE_EQ(again.background_accuracy, scores.background_accuracy);
 }
 
