@@ -3,7 +3,8 @@
 # own commands, through the full recipe, then measures it against real
 # held-out videos (docs/results.md, "The default model"):
 #
-#   tokenizer  the tiny video tokenizer (scripts/train_tokenizer_tiny.sh: 1 -> 17 -> 65 frames)
+#   tokenizer  the tiny video tokenizer with 1,024 codes (scripts/train_tokenizer_tiny.sh with
+#              scripts/tokenizer_tiny_1024.json: 1 -> 17 -> 65 frames)
 #   lm         moving-fashion data, a SentencePiece text tokenizer, token shards, and the
 #              language model: images, then 17-frame, then 65-frame clips with lambda = 1
 #   pack       the bundle WORK/model (f16 weights; guidance scale 2, none for the first clip)
@@ -16,12 +17,14 @@
 #   scripts/train_default_model.sh [WORK_DIR [STEP...]]   (default out/default-model; all steps)
 #
 # Every step is skipped when its output exists, so a stopped run continues.
-# Time on 2 CPU cores (2026-11-24): tokenizer 50.5 min, data + shards 21 min (2,048 videos,
-# 32,768 stills), language model 41 min, probe 19 min, eval 9 min: about 2.5 hours.
+# Time on 2 CPU cores (2026-11-25, the committed model): tokenizer 27.5 min, data 1 min, shards
+# 12 min (2,048 videos, 32,768 stills), language model 31.5 min, probe 19 min, eval 11 min
+# (3 for the model's videos, 8 to pass the real ones through the tokenizer): under 2 hours.
 # The figure of docs/results.md: scripts/default_model_figure.sh WORK.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
-# The committed model's tokenizer used TOKENIZER_CONFIG=scripts/tokenizer_tiny_l1.json
-# (L1 only; the tiny preset now adds an L2 term: docs/benchmarks.md).
+# TOKENIZER_CONFIG (default scripts/tokenizer_tiny_1024.json: the tiny preset with 1,024 codes,
+# the committed model's) picks the video tokenizer; the model before it used the 256-code
+# L1-only scripts/tokenizer_tiny_l1.json, and 'tiny' is the preset's own 256 codes.
 # To make it the default: rm -r models/default && cp -r WORK/model models/default
 # (only when it beats the committed one on the figures in docs/results.md).
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE, and
@@ -44,7 +47,8 @@ image_steps="${LM_IMAGE_STEPS:-3000}"
 [[ "$image_steps" =~ ^[1-9][0-9]*$ ]] || { echo "LM_IMAGE_STEPS: expected a positive integer, got '$image_steps'" >&2; exit 1; }
 
 if want tokenizer; then
-  [ -f "$work/tokenizer/eval.json" ] || DEVICE="${DEVICE:-cpu}" "$here/train_tokenizer_tiny.sh" "$work/tokenizer"
+  [ -f "$work/tokenizer/eval.json" ] || DEVICE="${DEVICE:-cpu}" \
+    TOKENIZER_CONFIG="${TOKENIZER_CONFIG:-$here/tokenizer_tiny_1024.json}" "$here/train_tokenizer_tiny.sh" "$work/tokenizer"
 fi
 
 if want lm; then

@@ -7,8 +7,9 @@
 #   scripts/train_tokenizer_tiny.sh [WORK_DIR]      (default: out/tokenizer-tiny)
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS,
 # DEVICE (cpu, the default, or cuda), TOKENIZER_CONFIG (default: the `tiny`
-# preset; scripts/tokenizer_tiny_l1.json is the L1-only recipe the committed
-# default model's tokenizer was trained with).
+# preset; scripts/tokenizer_tiny_1024.json is the 1,024-code recipe the committed
+# default model's tokenizer was trained with, scripts/tokenizer_tiny_l1.json the
+# L1-only one of the model before it).
 set -euo pipefail
 work="${1:-}"
 case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
