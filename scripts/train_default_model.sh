@@ -18,8 +18,9 @@
 #
 # Every step is skipped when its output exists, so a stopped run continues.
 # Time on 2 CPU cores (2026-11-25, the committed model): tokenizer 27.5 min, data 1 min, shards
-# 12 min (2,048 videos, 32,768 stills), language model 31.5 min, probe 19 min, eval 11 min
-# (3 for the model's videos, 8 to pass the real ones through the tokenizer): under 2 hours.
+# 12 min (2,048 videos, 32,768 stills), language model 31.5 min, probe 19 min, eval about
+# 10 min (3 for the model's videos, the rest to pass the real ones through the tokenizer):
+# under 2 hours.
 # The figure of docs/results.md: scripts/default_model_figure.sh WORK.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # TOKENIZER_CONFIG (default scripts/tokenizer_tiny_1024.json: the tiny preset with 1,024 codes,
