@@ -1,7 +1,8 @@
 # Sourced by the scripts in this folder (not run on its own).
 # Sets $loong (the binary: $LOONG, default build/bin/loong) and defines
 # train_data DIR VIDEOS IMAGES SEED: moving-fashion training data at 64x64
-# with DIR/all.jsonl listing the videos and the stills (made once).
+# with DIR/all.jsonl listing the videos and the stills (made once), and
+# heldout_clips DIR: the tokenizer recipe's held-out clips (t10k, 64 ten-second videos).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 loong="${LOONG:-build/bin/loong}"
@@ -25,4 +26,9 @@ text_and_shards() {
   [ -f "$work/text/text.model" ] || "$loong" text train --data "$work/train/all.jsonl" --vocab 512 --out "$work/text"
   [ -f "$work/shards/part-00000-of-00001.loongshard" ] ||
     "$loong" tokenize --data "$work/train/all.jsonl" --tokenizer "$tok" --text "$work/text" --out "$work/shards" "$@"
+}
+
+heldout_clips() {
+  [ -f "$1/manifest.jsonl" ] ||
+    "$loong" data moving-fashion --out "$1" --split t10k --videos 64 --seconds 10 --size 64 --seed 1 --quiet --force
 }

@@ -26,6 +26,8 @@
 # TOKENIZER_CONFIG (default scripts/tokenizer_tiny_1024.json: the tiny preset with 1,024 codes,
 # the committed model's) picks the video tokenizer; the model before it used the 256-code
 # L1-only scripts/tokenizer_tiny_l1.json, and 'tiny' is the preset's own 256 codes.
+# VIDEO_TOKENIZER=DIR uses an already trained video tokenizer instead of training one (e.g.
+# VIDEO_TOKENIZER=models/default/tokenizer, to try a language-model change alone).
 # To make it the default: rm -r models/default && cp -r WORK/model models/default
 # (only when it beats the committed one on the figures in docs/results.md).
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE, and
@@ -36,6 +38,8 @@ set -euo pipefail
 work="${1:-}"
 case "$work" in /* | "") ;; *) work="$PWD/$work" ;; esac
 shift $(( $# >= 1 ? 1 : 0 ))
+video_tokenizer="${VIDEO_TOKENIZER:-}"  # made absolute before common.sh changes the folder
+case "$video_tokenizer" in /* | "") ;; *) video_tokenizer="$PWD/$video_tokenizer" ;; esac
 steps="${*:-tokenizer lm pack eval}"
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/common.sh"
@@ -47,9 +51,29 @@ tok="$work/tokenizer/run"
 image_steps="${LM_IMAGE_STEPS:-3000}"
 [[ "$image_steps" =~ ^[1-9][0-9]*$ ]] || { echo "LM_IMAGE_STEPS: expected a positive integer, got '$image_steps'" >&2; exit 1; }
 
-if want tokenizer; then
-  [ -f "$work/tokenizer/eval.json" ] || DEVICE="${DEVICE:-cpu}" \
-    TOKENIZER_CONFIG="${TOKENIZER_CONFIG:-$here/tokenizer_tiny_1024.json}" "$here/train_tokenizer_tiny.sh" "$work/tokenizer"
+if [ -n "$video_tokenizer" ] && [ -e "$tok" ] &&
+  [ "$(cd "$tok" && pwd -P)" != "$(cd "$video_tokenizer" 2> /dev/null && pwd -P)" ]; then
+  echo "VIDEO_TOKENIZER: $work already holds another video tokenizer ($tok); choose a new WORK folder" >&2
+  exit 1
+fi
+if want tokenizer && [ ! -f "$work/tokenizer/eval.json" ]; then
+  if [ -n "$video_tokenizer" ]; then
+    # An already trained tokenizer: linked in, not trained, and evaluated on the tokenizer
+    # recipe's held-out clips (which the eval step reads too).
+    [ -f "$video_tokenizer/config.json" ] || [ -d "$video_tokenizer/checkpoints" ] || {
+      echo "VIDEO_TOKENIZER: $video_tokenizer is not a video tokenizer (expected a folder with config.json," \
+        "e.g. models/default/tokenizer, or a 'loong tokenizer train' run folder)" >&2; exit 1; }
+    mkdir -p "$work/tokenizer"
+    [ -e "$tok" ] || ln -s "$(cd "$video_tokenizer" && pwd -P)" "$tok"
+    heldout_clips "$work/tokenizer/heldout"
+    "$loong" tokenizer eval --model "$tok" --data "$work/tokenizer/heldout/manifest.jsonl" --frames 17 \
+      --json "$work/tokenizer/eval.json" "${device[@]}"
+  else
+    [ ! -L "$tok" ] || {
+      echo "$tok links to an existing tokenizer: set VIDEO_TOKENIZER to it, or choose a new WORK folder" >&2; exit 1; }
+    DEVICE="${DEVICE:-cpu}" TOKENIZER_CONFIG="${TOKENIZER_CONFIG:-$here/tokenizer_tiny_1024.json}" \
+      "$here/train_tokenizer_tiny.sh" "$work/tokenizer"
+  fi
 fi
 
 if want lm; then

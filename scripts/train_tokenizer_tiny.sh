@@ -18,9 +18,7 @@ work="${work:-out/tokenizer-tiny}"
 mkdir -p "$work"
 
 train_data "$work/train" 256 512 0
-if [ ! -f "$work/heldout/manifest.jsonl" ]; then
-  "$loong" data moving-fashion --out "$work/heldout" --split t10k --videos 64 --seconds 10 --size 64 --seed 1 --quiet --force
-fi
+heldout_clips "$work/heldout"
 
 resume=()
 [ -d "$work/run/checkpoints" ] && resume=(--resume)
