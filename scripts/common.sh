@@ -2,7 +2,8 @@
 # Sets $loong (the binary: $LOONG, default build/bin/loong) and defines
 # train_data DIR VIDEOS IMAGES SEED: moving-fashion training data at 64x64
 # with DIR/all.jsonl listing the videos and the stills (made once), and
-# heldout_clips DIR: the tokenizer recipe's held-out clips (t10k, 64 ten-second videos).
+# heldout_clips DIR: the tokenizer recipe's held-out clips (t10k, 64 ten-second videos), and
+# heldout_eval TOKENIZER DIR JSON [loong options...]: a tokenizer scored on DIR's 17-frame clips.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 loong="${LOONG:-build/bin/loong}"
@@ -31,4 +32,10 @@ text_and_shards() {
 heldout_clips() {
   [ -f "$1/manifest.jsonl" ] ||
     "$loong" data moving-fashion --out "$1" --split t10k --videos 64 --seconds 10 --size 64 --seed 1 --quiet --force
+}
+
+heldout_eval() {
+  local model="$1" dir="$2" json="$3"
+  shift 3
+  "$loong" tokenizer eval --model "$model" --data "$dir/manifest.jsonl" --frames 17 --json "$json" "$@"
 }

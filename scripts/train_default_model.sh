@@ -66,8 +66,7 @@ if want tokenizer && [ ! -f "$work/tokenizer/eval.json" ]; then
     mkdir -p "$work/tokenizer"
     [ -e "$tok" ] || ln -s "$(cd "$video_tokenizer" && pwd -P)" "$tok"
     heldout_clips "$work/tokenizer/heldout"
-    "$loong" tokenizer eval --model "$tok" --data "$work/tokenizer/heldout/manifest.jsonl" --frames 17 \
-      --json "$work/tokenizer/eval.json" "${device[@]}"
+    heldout_eval "$tok" "$work/tokenizer/heldout" "$work/tokenizer/eval.json" "${device[@]}"
   else
     [ ! -L "$tok" ] || {
       echo "$tok links to an existing tokenizer: set VIDEO_TOKENIZER to it, or choose a new WORK folder" >&2; exit 1; }
@@ -111,8 +110,7 @@ if want eval; then
   [ -d "$work/probe" ] ||
     "$loong" eval probe train --out "$work/probe" --size 64 --steps 3000 --tokenizer "$tok" "${device[@]}" > "$work/probe.log"
   [ -f "$work/tokenizer-heldout.json" ] ||
-    "$loong" tokenizer eval --model "$work/model/tokenizer" --data "$work/tokenizer/heldout/manifest.jsonl" --frames 17 \
-      --json "$work/tokenizer-heldout.json" > /dev/null
+    heldout_eval "$work/model/tokenizer" "$work/tokenizer/heldout" "$work/tokenizer-heldout.json" "${device[@]}" > /dev/null
   # The ceiling any language model on this tokenizer can reach: the real held-out videos passed
   # through the tokenizer (65-frame chunks, as generated clips are), scored by the same probe.
   ceiling="$work/tokenizer-ceiling"

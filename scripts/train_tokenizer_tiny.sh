@@ -27,5 +27,4 @@ start=$(date +%s)
   --device "${DEVICE:-cpu}" | tee "$work/train.log"
 echo "training wall time: $(( $(date +%s) - start )) s" | tee -a "$work/train.log"
 
-"$loong" tokenizer eval --model "$work/run" --data "$work/heldout/manifest.jsonl" --frames 17 --json "$work/eval.json" \
-  --device "${DEVICE:-cpu}"
+heldout_eval "$work/run" "$work/heldout" "$work/eval.json" --device "${DEVICE:-cpu}"
