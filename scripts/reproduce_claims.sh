@@ -73,7 +73,9 @@ JSON
 fi
 
 if want probe; then
-  timed probe "$loong" eval probe train --out "$work/probe" --size 64 --steps 3000 --tokenizer "$tok" > "$work/probe.log"
+  # --crop-steps 0: the probe the claims of docs/results.md were scored with (no second phase).
+  timed probe "$loong" eval probe train --out "$work/probe" --size 64 --steps 3000 --crop-steps 0 --tokenizer "$tok" \
+    > "$work/probe.log"
 fi
 
 if want eval; then

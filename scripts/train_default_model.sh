@@ -18,7 +18,7 @@
 #
 # Every step is skipped when its output exists, so a stopped run continues.
 # Time on 2 CPU cores (2026-11-25, the committed model): tokenizer 27.5 min, data 1 min, shards
-# 12 min (2,048 videos, 32,768 stills), language model 31.5 min, probe 19 min, eval about
+# 12 min (2,048 videos, 32,768 stills), language model 31.5 min, probe 28.5 min, eval about
 # 10 min (3 for the model's videos, the rest to pass the real ones through the tokenizer):
 # under 2 hours.
 # The figure of docs/results.md: scripts/default_model_figure.sh WORK.
@@ -108,7 +108,8 @@ if want eval; then
   [ -f "$work/heldout/manifest.jsonl" ] ||
     "$loong" data moving-fashion --out "$work/heldout" --videos 16 --seconds 60 --size 64 --split t10k --seed 7 --quiet
   [ -d "$work/probe" ] ||
-    "$loong" eval probe train --out "$work/probe" --size 64 --steps 3000 --tokenizer "$tok" "${device[@]}" > "$work/probe.log"
+    "$loong" eval probe train --out "$work/probe" --size 64 --steps 3000 --crop-steps 1500 --tokenizer "$tok" \
+      "${device[@]}" > "$work/probe.log"
   [ -f "$work/tokenizer-heldout.json" ] ||
     heldout_eval "$work/model/tokenizer" "$work/tokenizer/heldout" "$work/tokenizer-heldout.json" "${device[@]}" > /dev/null
   # The ceiling any language model on this tokenizer can reach: the real held-out videos passed

@@ -561,11 +561,24 @@ TEST(Cli, EvalClipsim) {
 
 TEST(Cli, EvalProbeTrainAndScore) {
   TempDir dir;
-  auto train = run("eval probe train --out " + (dir / "probe") + " --size 32 --channels 8 --steps 20 --batch 8 --heldout 8");
+  auto train = run("eval probe train --out " + (dir / "probe") + " --size 32 --channels 8 --steps 20 --batch 8 --heldout 8" +
+                   " --crop-steps 5 --crop-batch 8");
   ASSERT_EQ(train.code, 0) << train.err;
   auto tj = nlohmann::json::parse(train.out.substr(train.out.find('{')));
   EXPECT_EQ(tj["heldout"]["frames"], 64);
   EXPECT_FALSE(tj.contains("heldout_through_tokenizer"));
+  EXPECT_NE(train.out.find("step 25/25"), std::string::npos) << "both phases are counted: " << train.out;
+  // Trained on: the crop classifier alone, from a trained probe; its config (32 pixels) wins over --size.
+  auto more = run("eval probe train --from " + (dir / "probe") + " --out " + (dir / "probe2") +
+                  " --steps 0 --crop-steps 3 --crop-batch 8 --heldout 8");
+  ASSERT_EQ(more.code, 0) << more.err;
+  EXPECT_EQ(loong::read_json_file(dir / "probe2/config.json")["image_size"], 32);
+  expect_one_line_error(run("eval probe train --out " + (dir / "p3") + " --steps 0 --crop-steps 3"), 1, "--from");
+  expect_one_line_error(run("eval probe train --from " + (dir / "probe") + " --out " + (dir / "p3") +
+                            " --steps 0 --crop-steps 0"),
+                        1, "nothing to train");
+  expect_one_line_error(run("eval probe train --from " + (dir / "nothing") + " --out " + (dir / "p3") + " --steps 0"), 1,
+                        "nothing");
   ASSERT_EQ(run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 2 --seconds 3 --size 32").code, 0);
   auto score = run("eval probe score --probe " + (dir / "probe") + " --data " + (dir / "mf/manifest.jsonl") +
                    " --segment 2 --json " + (dir / "s.json"));
@@ -588,7 +601,7 @@ TEST(Cli, EvalLongAgainstRealVideos) {
   // segment and the jump at clip boundaries (12 s: two clips).
   TempDir dir;
   ASSERT_EQ(run("model init --out " + (dir / "model")).code, 0);
-  ASSERT_EQ(run("eval probe train --out " + (dir / "probe") + " --size 64 --channels 4 --steps 3 --batch 4 --heldout 8").code,
+  ASSERT_EQ(run("eval probe train --out " + (dir / "probe") + " --size 64 --channels 4 --steps 3 --batch 4 --heldout 8 --crop-steps 0").code,
             0);
   ASSERT_EQ(run("data moving-fashion --out " + (dir / "real") + " --videos 2 --seconds 14 --size 64 --split t10k --quiet").code,
             0);
@@ -623,7 +636,7 @@ TEST(Cli, EvalLongGeneratesScoresAndPlots) {
   ASSERT_EQ(run("model init --out " + (dir / "model")).code, 0);
   // A probe that also learns from frames through the model's tokenizer is scored on both.
   auto pt = run("eval probe train --out " + (dir / "probe") + " --size 64 --channels 4 --steps 3 --batch 4 --heldout 8" +
-                " --tokenizer " + (dir / "model/tokenizer"));
+                " --crop-steps 2 --crop-batch 4 --tokenizer " + (dir / "model/tokenizer"));
   ASSERT_EQ(pt.code, 0) << pt.err;
   auto pj = nlohmann::json::parse(pt.out.substr(pt.out.find('{')));
   EXPECT_EQ(pj["heldout"]["frames"], 64);

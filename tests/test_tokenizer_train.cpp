@@ -356,6 +356,21 @@ TEST(Tokens, LongVideosAreEncodedChunkByChunk) {
   EXPECT_EQ(back.codebook_size, 64);
   EXPECT_TRUE(torch::equal(decode_video(m, back), dec));
 
+  // Frame by frame, batched: each frame is a one-frame clip of its own. (A
+  // spread codebook, so that different frames get different codes.)
+  {
+    torch::NoGradGuard ng;
+    m->quantizer->embedding->weight.normal_();
+  }
+  auto each = round_trip_frames(m, frames.narrow(0, 0, 5), 2);
+  ASSERT_EQ(each.sizes(), (std::vector<int64_t>{5, 16, 16, 3}));
+  for (int64_t t = 0; t < 5; ++t) {
+    auto one = decode_video(m, encode_video(m, frames.narrow(0, t, 1)))[0];
+    EXPECT_LE((each[t].to(torch::kInt) - one.to(torch::kInt)).abs().max().item<int>(), 1) << "frame " << t;
+  }
+  EXPECT_FALSE(torch::equal(each[0], each[4])) << "different frames, different round trips";
+  expect_error([&] { round_trip_frames(m, frames.to(torch::kFloat)); }, {"uint8 frames"});
+
   loong::safetensors::save(dir / "w.safetensors", {{"x", torch::zeros({2})}});
   expect_error([&] { load_tokens(dir / "w.safetensors"); }, {"w.safetensors", "not a token file"});
   loong::safetensors::save(dir / "r.safetensors",

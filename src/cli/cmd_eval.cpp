@@ -282,7 +282,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   CLI::App* probe = ev->add_subcommand("probe", "A probe that reads moving-fashion ground truth back from frames");
   probe->require_subcommand(1);
   struct ProbeArgs {
-    std::string out, tokenizer, device = "cpu";
+    std::string out, tokenizer, from, device = "cpu";
     eval::ProbeConfig cfg;
     eval::ProbeTrainOptions o;
   };
@@ -291,7 +291,14 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   pt->add_option("--out", p->out, "Probe folder to write")->required();
   pt->add_option("--size", p->cfg.image_size, "Frame size (the generated videos'; a multiple of 8)")->check(CLI::Range(16, 1024));
   pt->add_option("--channels", p->cfg.channels, "Width of the first layer")->check(CLI::Range(4, 512));
-  pt->add_option("--steps", p->o.steps, "Training steps")->check(CLI::Range(1, 10000000));
+  pt->add_option("--steps", p->o.steps, "Training steps of the whole probe (0: only the crop classifier's, with --from)")
+      ->check(CLI::Range(0, 10000000));
+  pt->add_option("--crop-steps", p->o.crop_steps, "Then steps of the crop classifier alone, on --crop-batch fresh stills each")
+      ->check(CLI::Range(0, 10000000));
+  pt->add_option("--crop-batch", p->o.crop_batch, "Stills per crop-classifier step")->check(CLI::Range(1, 65536));
+  pt->add_option("--crop-lr", p->o.crop_lr, "The crop classifier's AdamW learning rate (cosine decay to 10%)")
+      ->check(CLI::Range(1e-6, 1.0));
+  pt->add_option("--from", p->from, "Start from this trained probe (its config replaces --size and --channels)");
   pt->add_option("--batch", p->o.batch, "Frames per step")->check(CLI::Range(4, 4096));
   pt->add_option("--lr", p->o.lr, "AdamW learning rate (cosine decay to 10%)")->check(CLI::Range(1e-6, 1.0));
   pt->add_option("--heldout", p->o.heldout_videos, "Held-out videos scored at the end")->check(CLI::Range(8, 100000));
@@ -301,24 +308,35 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   pt->add_option("--device", p->device, "cpu or cuda[:N]");
   pt->callback(command(g, [p] {
     const auto device = parse_device(p->device);
+    if (p->o.steps + p->o.crop_steps == 0) fail("--steps", "nothing to train: --steps and --crop-steps are both 0");
+    if (p->o.steps == 0 && p->from.empty())
+      fail("--steps", "0 trains only the crop classifier, which needs a trained probe to start from (--from)");
+    torch::manual_seed(p->o.seed);
+    eval::ProbeNet net = p->from.empty() ? eval::ProbeNet(p->cfg) : eval::load_probe(p->from, device);
+    net->to(device);
+    const int size = net->config.image_size;
     if (!p->tokenizer.empty()) {
       auto tok = std::make_shared<tokenizer::VideoTokenizer>(tokenizer::load_model(p->tokenizer, device));
-      if ((*tok)->config.image_size != p->cfg.image_size)
-        fail("--tokenizer", "works on " + std::to_string((*tok)->config.image_size) + "-pixel frames but --size is " +
-                                std::to_string(p->cfg.image_size));
+      if ((*tok)->config.image_size != size)
+        fail("--tokenizer", "works on " + std::to_string((*tok)->config.image_size) + "-pixel frames but the probe reads " +
+                                std::to_string(size) + (p->from.empty() ? " (--size)" : " (--from " + p->from + ")"));
       p->o.degrade = [tok](const torch::Tensor& frames) {
         return tokenizer::decode_video(*tok, tokenizer::encode_video(*tok, frames));
       };
+      p->o.degrade_each = [tok](const torch::Tensor& frames) { return tokenizer::round_trip_frames(*tok, frames); };
     }
-    torch::manual_seed(p->o.seed);
-    eval::ProbeNet net(p->cfg);
-    net->to(device);
-    const int every = std::max(1, p->o.steps / 20);
-    p->o.on_step = [every, steps = p->o.steps](int step, double loss) {
+    const int total = p->o.steps + p->o.crop_steps, every = std::max(1, total / 20);
+    p->o.on_step = [every, steps = total](int step, double loss) {
       if (step % every == 0 || step == steps) std::printf("step %d/%d  loss %.4f\n", step, steps, loss), std::fflush(stdout);
     };
     const auto s = eval::train_probe(net, p->o);  // through the tokenizer when given
-    eval::save_probe(p->out, net, {{"command", "loong eval probe train"}, {"steps", p->o.steps}, {"tokenizer", p->tokenizer}});
+    eval::save_probe(p->out, net,
+                     {{"command", "loong eval probe train"},
+                      {"steps", p->o.steps},
+                      {"crop_steps", p->o.crop_steps},
+                      {"crop_batch", p->o.crop_batch},
+                      {"from", p->from},
+                      {"tokenizer", p->tokenizer}});
     auto scores = [](const eval::ProbeScores& s) {
       return json{{"frames", s.frames},
                   {"background_accuracy", s.background_accuracy},

@@ -247,13 +247,18 @@ struct FrameBatch {
   ProbeTargets t;
 };
 
-// `per_video` frames from each of the given rendered videos (spread evenly).
+using Degrade = std::function<torch::Tensor(const torch::Tensor&)>;
+
+// `per_video` frames from each of the given rendered videos (spread evenly,
+// or at random with `rng`), with `still_every` = n a still in place of every
+// n-th video. Scoring (no `rng`) passes whole videos through `whole`, as a
+// generated one is decoded; training passes half the frames through `each`.
 FrameBatch render(const data::FashionMnist& items, const data::MovingFashionOptions& o,
-                  const std::vector<int64_t>& indices, int per_video, bool stills, std::mt19937_64* rng,
-                  const std::function<torch::Tensor(const torch::Tensor&)>& degrade) {
+                  const std::vector<int64_t>& indices, int per_video, int still_every, std::mt19937_64* rng,
+                  const Degrade& whole, const Degrade& each) {
   std::vector<torch::Tensor> frames, bg, pres, pos;
   for (size_t k = 0; k < indices.size(); ++k) {
-    const bool still = stills && k % 4 == 3;  // a quarter stills, as stage-1 data
+    const bool still = still_every > 0 && static_cast<int>(k % static_cast<size_t>(still_every)) == still_every - 1;
     auto s = still ? data::make_image(items, o, indices[k]) : data::make_video(items, o, indices[k]);
     const auto& f = s.frames;
     const int64_t T = f.size(0);
@@ -262,21 +267,24 @@ FrameBatch render(const data::FashionMnist& items, const data::MovingFashionOpti
     for (int i = 0; i < per_video && i < T; ++i)
       pick.push_back(rng ? static_cast<int64_t>((*rng)() % static_cast<uint64_t>(T)) : (T - 1) * i / std::max(1, per_video - 1));
     auto idx = torch::tensor(pick, torch::kLong);
-    auto picked = f.index_select(0, idx);
-    if (degrade && !rng) {
-      picked = degrade(f).index_select(0, idx);  // scoring: the whole video, as a generated one is decoded
-    } else if (degrade) {
-      // Training: half the frames, each as a one-frame clip (8x cheaper than
-      // whole videos), so the probe reads both real and decoded frames.
-      for (int64_t j = 0; j < picked.size(0); ++j)
-        if ((*rng)() % 2) picked[j].copy_(degrade(picked.narrow(0, j, 1))[0]);
-    }
-    frames.push_back(picked);
+    frames.push_back(whole && !rng ? whole(f).index_select(0, idx) : f.index_select(0, idx));
     bg.push_back(t.background.index_select(0, idx));
     pres.push_back(t.presence.index_select(0, idx));
     pos.push_back(t.position.index_select(0, idx));
   }
-  return {torch::cat(frames), {torch::cat(bg), torch::cat(pres), torch::cat(pos)}};
+  FrameBatch b{torch::cat(frames), {torch::cat(bg), torch::cat(pres), torch::cat(pos)}};
+  if (rng && each) {
+    // Each as a one-frame clip (8x cheaper than whole videos), all in one
+    // call, so the probe reads both real and decoded frames.
+    std::vector<int64_t> half;
+    for (int64_t j = 0; j < b.frames.size(0); ++j)
+      if ((*rng)() % 2) half.push_back(j);
+    if (!half.empty()) {
+      auto idx = torch::tensor(half, torch::kLong);
+      b.frames.index_copy_(0, idx, each(b.frames.index_select(0, idx)));
+    }
+  }
+  return b;
 }
 
 data::MovingFashionOptions world(int size, const std::string& split, uint64_t seed) {
@@ -356,7 +364,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   for (int v = 0; v < videos; v += 8) {
     std::vector<int64_t> idx;
     for (int k = v; k < std::min(videos, v + 8); ++k) idx.push_back(k);
-    auto b = render(items, o, idx, 8, false, nullptr, degrade);
+    auto b = render(items, o, idx, 8, 0, nullptr, degrade, {});
     const auto x = to_unit(b.frames).to(device);
     auto out = net->forward(x);
     auto bg = out.background.argmax(-1).cpu();
@@ -404,25 +412,43 @@ ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o) {
   const auto w = world(net->config.image_size, "train", o.seed);
   const auto items = data::load_fashion_mnist("train", w.mnist_dir);
   const auto device = net->parameters()[0].device();
-  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(0));
   std::mt19937_64 rng(o.seed);
+  // Cosine decay to 10% of the rate.
+  auto cosine = [](double lr, int step, int steps) {
+    return lr * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * (step - 1) / std::max(1, steps))));
+  };
+  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(0));
   const int per_video = 4, videos = std::max(1, o.batch / per_video);
   for (int step = 1; step <= o.steps; ++step) {
     net->train();
     std::vector<int64_t> idx;
     for (int k = 0; k < videos; ++k) idx.push_back(static_cast<int64_t>(rng() % 1000000));
-    auto b = render(items, w, idx, per_video, true, &rng, o.degrade);
+    auto b = render(items, w, idx, per_video, 4, &rng, {}, o.degrade_each);  // a quarter stills, as stage-1 data
     auto x = to_unit(b.frames).to(device);
     auto out = net->maps(x);  // the crop classifier trains on true centres (crop_loss), not on peaks
     auto loss = torch::nn::functional::cross_entropy(out.background, b.t.background.to(device)) +
                 cell_loss(out, cell_targets(b.t, net->grid()).to(device)) + crop_loss(net, x, b.t, 2);
-    // Cosine decay to 10% of the rate.
-    const double lr = o.lr * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * (step - 1) / std::max(1, o.steps))));
-    train::set_lr(opt, lr);
+    train::set_lr(opt, cosine(o.lr, step, o.steps));
     opt.zero_grad();
     loss.backward();
     opt.step();
     if (o.on_step) o.on_step(step, loss.item<double>());
+  }
+  // The crop classifier alone, on the items of many fresh stills a step.
+  std::vector<torch::Tensor> crop_params = net->crop_trunk->parameters();
+  for (const auto& p : net->crop_head->parameters()) crop_params.push_back(p);
+  torch::optim::AdamW crop_opt(crop_params, torch::optim::AdamWOptions(o.crop_lr).weight_decay(0));
+  for (int step = 1; step <= o.crop_steps; ++step) {
+    net->train();
+    std::vector<int64_t> idx;
+    for (int k = 0; k < o.crop_batch; ++k) idx.push_back(static_cast<int64_t>(rng() % 1000000));
+    auto b = render(items, w, idx, 1, 1, &rng, {}, o.degrade_each);
+    auto loss = crop_loss(net, to_unit(b.frames).to(device), b.t, 2);
+    train::set_lr(crop_opt, cosine(o.crop_lr, step, o.crop_steps));
+    crop_opt.zero_grad();
+    loss.backward();
+    crop_opt.step();
+    if (o.on_step) o.on_step(o.steps + step, loss.item<double>());
   }
   return score_probe(net, "t10k", o.heldout_videos, o.seed + 1, o.degrade);
 }

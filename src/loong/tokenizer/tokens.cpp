@@ -62,6 +62,22 @@ torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
   return torch::cat(parts);
 }
 
+torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch) {
+  if (frames.dim() != 4 || frames.size(3) != 3 || frames.scalar_type() != torch::kUInt8)
+    fail("frames", "expected uint8 frames [N, H, W, 3], got " + c10::str(frames.sizes()));
+  torch::NoGradGuard ng;
+  model->eval();
+  const auto device = model->parameters().front().device();
+  std::vector<torch::Tensor> parts;
+  for (int64_t at = 0; at < frames.size(0); at += batch) {
+    // [1, 3, n, H, W] -> [n, 3, 1, H, W]: n clips of one frame.
+    auto x = frames_to_input(frames.narrow(0, at, std::min(batch, frames.size(0) - at))).transpose(0, 2);
+    auto y = model->decode(model->encode(x.to(device)));
+    parts.push_back(output_to_frames(y.transpose(0, 2)));
+  }
+  return torch::cat(parts);
+}
+
 void save_tokens(const std::string& path, const EncodedVideo& v) {
   auto chunks = torch::tensor(v.chunks, torch::kLong).to(torch::kInt);
   safetensors::save(path, {{"tokens", v.tokens.to(torch::kInt)}, {"chunks", chunks}},
