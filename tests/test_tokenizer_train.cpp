@@ -370,6 +370,7 @@ TEST(Tokens, LongVideosAreEncodedChunkByChunk) {
   }
   EXPECT_FALSE(torch::equal(each[0], each[4])) << "different frames, different round trips";
   expect_error([&] { round_trip_frames(m, frames.to(torch::kFloat)); }, {"uint8 frames"});
+  expect_error([&] { round_trip_frames(m, frames, 0); }, {"at least 1 frame"});
 
   loong::safetensors::save(dir / "w.safetensors", {{"x", torch::zeros({2})}});
   expect_error([&] { load_tokens(dir / "w.safetensors"); }, {"w.safetensors", "not a token file"});

@@ -65,6 +65,7 @@ torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
 torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch) {
   if (frames.dim() != 4 || frames.size(3) != 3 || frames.scalar_type() != torch::kUInt8)
     fail("frames", "expected uint8 frames [N, H, W, 3], got " + c10::str(frames.sizes()));
+  if (batch < 1) fail("batch", "expected at least 1 frame a batch, got " + std::to_string(batch));
   torch::NoGradGuard ng;
   model->eval();
   const auto device = model->parameters().front().device();
