@@ -1,8 +1,11 @@
 // Video tokenizer throughput: encode and decode frames/s and peak memory for a
 // clip (default 65 frames at the preset's size), random weights, inference mode.
 // Prints one JSON object. One preset per process, so peak RSS is its own.
+// Then the round trip of --single-frames frames, each a one-frame clip (what
+// probe training does to half its frames): one call per frame, the baseline,
+// against round_trip_frames in one batch.
 //
-//   bench_tokenizer [--preset tiny|paper] [--frames 65] [--runs 3] [--device cpu]
+//   bench_tokenizer [--preset tiny|paper] [--frames 65] [--runs 3] [--single-frames 16] [--device cpu]
 #include <sys/resource.h>
 
 #include <cstdlib>
@@ -14,6 +17,7 @@
 #include "bench_common.h"
 #include "loong/core/runtime.h"
 #include "loong/tokenizer/model.h"
+#include "loong/tokenizer/tokens.h"
 
 using loong::bench::median;
 using loong::bench::time_ms;
@@ -28,12 +32,13 @@ double peak_rss_mb() {
 
 int main(int argc, char** argv) {
   std::string preset = "tiny", device_name = "cpu";
-  int frames = 65, runs = 3;
+  int frames = 65, runs = 3, single = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--preset") preset = argv[i + 1];
     else if (a == "--frames") frames = std::atoi(argv[i + 1]);
     else if (a == "--runs") runs = std::atoi(argv[i + 1]);
+    else if (a == "--single-frames") single = std::atoi(argv[i + 1]);
     else if (a == "--device") device_name = argv[i + 1];
     else { std::cerr << "unknown option " << a << "\n"; return 2; }
   }
@@ -58,12 +63,32 @@ int main(int argc, char** argv) {
       dec.push_back(time_ms([&] { tok->decode(ids); sync(); }));
     }
     const double e = median(enc), d = median(dec);
+    const double rss_clip = peak_rss_mb();  // the clip's peak, before the round trips below
+    std::vector<double> one_by_one, batched;
+    if (single > 0) {
+      auto stills = torch::randint(0, 256, {single, cfg.image_size, cfg.image_size, 3}, torch::kUInt8);
+      for (int r = 0; r < runs; ++r) {
+        one_by_one.push_back(time_ms([&] {
+          for (int64_t t = 0; t < single; ++t)
+            loong::tokenizer::decode_video(tok, loong::tokenizer::encode_video(tok, stills.narrow(0, t, 1)));
+          sync();
+        }));
+        batched.push_back(time_ms([&] { loong::tokenizer::round_trip_frames(tok, stills); sync(); }));
+      }
+    }
     nlohmann::json j = {{"benchmark", "tokenizer"}, {"preset", preset}, {"device", device_name},
                         {"threads", at::get_num_threads()}, {"parameters", tok->parameter_count()},
                         {"frames", frames}, {"size", cfg.image_size}, {"tokens", ids.numel()}, {"runs", runs},
                         {"encode_ms_median", e}, {"decode_ms_median", d},
                         {"encode_frames_per_s", frames * 1000.0 / e}, {"decode_frames_per_s", frames * 1000.0 / d},
-                        {"peak_rss_mb_after_weights", rss_weights}, {"peak_rss_mb", peak_rss_mb()}};
+                        {"peak_rss_mb_after_weights", rss_weights}, {"peak_rss_mb", rss_clip}};
+    if (single > 0) {
+      const double a = median(one_by_one), b = median(batched);
+      j["single_frames"] = single;
+      j["round_trip_one_by_one_ms_median"] = a;
+      j["round_trip_batched_ms_median"] = b;
+      j["round_trip_speedup"] = a / b;
+    }
     std::cout << j.dump() << std::endl;
   } catch (const std::exception& ex) {
     std::cerr << "bench_tokenizer: " << ex.what() << "\n";
