@@ -409,6 +409,8 @@ TEST(Cli, GenerateFromARandomBundle) {
   EXPECT_EQ(loong::read_json_file(dir / "r.json")["cfg"], recorded["cfg_scale"]) << "the model's own guidance scale";
   EXPECT_EQ(loong::read_json_file(dir / "r.json")["first_clip_cfg"],
             recorded.value("first_clip_cfg_scale", recorded["cfg_scale"].get<double>()));
+  EXPECT_EQ(loong::read_json_file(dir / "r.json")["temperature"], recorded.value("temperature", 1.0))
+      << "the model's own temperature";
 
   // A story over time, without re-encoding, continuing a real video.
   loong::test::write_bytes(dir / "story.txt", "0: a red shirt\n9: a blue bag\n");
@@ -446,6 +448,9 @@ TEST(Cli, GenerateBadFlags) {
   expect_one_line_error(run("model pack --tokenizer " + (dir / "t") + " --text " + (dir / "x") + " --lm " +
                             (dir / "l") + " --out " + (dir / "b") + " --dtype f8"),
                         2, "--dtype");
+  expect_one_line_error(run("model pack --tokenizer " + (dir / "t") + " --text " + (dir / "x") + " --lm " +
+                            (dir / "l") + " --out " + (dir / "b") + " --temperature 0"),
+                        2, "--temperature");
   expect_one_line_error(run("model pack --tokenizer " + (dir / "t") + " --text " + (dir / "x") + " --lm " +
                             (dir / "l") + " --out " + (dir / "b")),
                         1, (dir / "t") + ": no such model folder");
@@ -578,7 +583,7 @@ TEST(Cli, EvalProbeTrainAndScore) {
                             " --steps 0 --crop-steps 0"),
                         1, "nothing to train");
   expect_one_line_error(run("eval probe train --from " + (dir / "nothing") + " --out " + (dir / "p3") + " --steps 0"), 1,
-                        "nothing");
+                        "--from: " + (dir / "nothing") + ": no such probe folder");
   ASSERT_EQ(run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 2 --seconds 3 --size 32").code, 0);
   auto score = run("eval probe score --probe " + (dir / "probe") + " --data " + (dir / "mf/manifest.jsonl") +
                    " --segment 2 --json " + (dir / "s.json"));

@@ -409,12 +409,28 @@ TEST(Gen, BundleRoundTripAndMismatches) {
   expect_error([&] { write_bundle(dir / "b", info, tok, text, model); }, {"exists", "--force"});
   info.cfg_scale = 1.5;
   info.first_clip_cfg_scale = 1;
+  info.temperature = 0.8;
   write_bundle(dir / "b", info, tok, text, model, true);
   EXPECT_FALSE(std::filesystem::exists(dir / "b.partial"));
   EXPECT_EQ(load_bundle(dir / "b").info.cfg_scale, 1.5);
   EXPECT_EQ(load_bundle(dir / "b").info.first_clip_cfg_scale, 1);
   EXPECT_EQ(b.info.cfg_scale, 0);  // the first, without one
+  EXPECT_EQ(b.info.temperature, 0);
   auto j = loong::read_json_file(dir / "b/loong.json");
+  // The recorded temperature applies unless the flag was given; none recorded leaves it.
+  const auto recorded = BundleInfo::from_json(j, "loong.json");
+  EXPECT_EQ(recorded.temperature, 0.8);
+  double t = 1;
+  resolve_temperature(recorded, false, t);
+  EXPECT_EQ(t, 0.8);
+  t = 1.3;
+  resolve_temperature(recorded, true, t);
+  EXPECT_EQ(t, 1.3);
+  resolve_temperature(b.info, false, t);
+  EXPECT_EQ(t, 1.3);
+  j["temperature"] = 0;
+  expect_error([&] { BundleInfo::from_json(j, "loong.json"); }, {"loong.json", "temperature"});
+  j["temperature"] = 0.8;
   j["cfg_scale"] = 0.5;
   expect_error([&] { BundleInfo::from_json(j, "loong.json"); }, {"loong.json", "cfg_scale"});
 

@@ -311,6 +311,8 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     if (p->o.steps + p->o.crop_steps == 0) fail("--steps", "nothing to train: --steps and --crop-steps are both 0");
     if (p->o.steps == 0 && p->from.empty())
       fail("--steps", "0 trains only the crop classifier, which needs a trained probe to start from (--from)");
+    if (!p->from.empty() && !fs::is_directory(p->from))
+      fail("--from", p->from + ": no such probe folder (expected one from `loong eval probe train`)");
     torch::manual_seed(p->o.seed);
     eval::ProbeNet net = p->from.empty() ? eval::ProbeNet(p->cfg) : eval::load_probe(p->from, device);
     net->to(device);
@@ -418,9 +420,9 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                             ->check(CLI::NonNegativeNumber);
   lg->add_option("--top-k", la->s.top_k, "Top-k sampling");
   lg->add_option("--top-p", la->s.top_p, "Then keep the smallest set of codes holding this probability");
-  lg->add_option("--temperature", la->s.temperature, "Softmax temperature");
+  auto* temp_opt = lg->add_option("--temperature", la->s.temperature, "Softmax temperature; default: the model's, else 1");
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
-  lg->callback(command(g, [la, cfg_opt, first_cfg_opt] {
+  lg->callback(command(g, [la, cfg_opt, first_cfg_opt, temp_opt] {
     gen::validate(la->s);
     const auto device = parse_device(la->device);
     if (la->prompts.empty() == la->real.empty()) fail("eval long", "give --prompts or --real");
@@ -445,6 +447,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     auto bundle = gen::load_bundle(la->model, device);
     gen::resolve_guidance(bundle.info, cfg_opt->count() > 0, la->s.cfg_scale, first_cfg_opt->count() > 0,
                           la->first_clip_cfg);
+    gen::resolve_temperature(bundle.info, temp_opt->count() > 0, la->s.temperature);
     auto net = eval::load_probe(la->probe, device);
     if (net->config.image_size != bundle.tokenizer->config.image_size)
       fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +

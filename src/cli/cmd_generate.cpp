@@ -64,7 +64,8 @@ void add_generate_command(CLI::App& app, Globals& g) {
                             ->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-k", a->s.top_k, "Sample among the k most likely codes; 1 is greedy");
   cmd->add_option("--top-p", a->s.top_p, "Then keep the smallest set of them holding this probability");
-  cmd->add_option("--temperature", a->s.temperature, "Softmax temperature");
+  auto* temp_opt = cmd->add_option("--temperature", a->s.temperature,
+                                   "Softmax temperature; default: the model's (loong.json temperature), else 1");
   cmd->add_option("--overlap-frames", a->overlap,
                   "Frames re-encoded as the start of each next clip (1 + 4k); default: the model's (5)");
   cmd->add_flag("--no-reencode", a->no_reencode,
@@ -78,7 +79,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_option("--report", a->report, "Also write the settings and timings as JSON");
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_flag("--quiet", a->quiet, "Only errors and the output path");
-  cmd->callback(command(g, [a, cmd, cfg_opt, first_cfg_opt] {
+  cmd->callback(command(g, [a, cmd, cfg_opt, first_cfg_opt, temp_opt] {
     const bool cmd_upscale_given = cmd->count("--upscale") > 0;
     // Everything the user typed is checked before the model is loaded.
     if (a->prompt.empty() == a->prompts.empty())
@@ -104,6 +105,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     auto bundle = gen::load_bundle(a->model, device);
     gen::resolve_guidance(bundle.info, cfg_opt->count() > 0, a->s.cfg_scale, first_cfg_opt->count() > 0,
                           a->first_clip_cfg);
+    gen::resolve_temperature(bundle.info, temp_opt->count() > 0, a->s.temperature);
     const auto text = text::TextTokenizer::load(bundle.text_dir);
     std::vector<std::vector<int32_t>> ids;
     for (const auto& e : schedule.entries) {

@@ -91,7 +91,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     std::string tokenizer, text, lm, out, name = "custom", dtype = "f32";
     double fps = 6.5;
     int64_t clip_frames = 65, overlap = 5;
-    double cfg = 0, first_clip_cfg = 0;
+    double cfg = 0, first_clip_cfg = 0, temperature = 0;
     bool force = false;
   };
   auto pa = std::make_shared<PackArgs>();
@@ -110,6 +110,9 @@ void add_model_commands(CLI::App& app, Globals& g) {
   pack->add_option("--first-clip-cfg", pa->first_clip_cfg,
                    "Guidance scale recorded for the first clip (made from the text alone); default: --cfg's")
       ->check(CLI::Range(1.0, 100.0));
+  pack->add_option("--temperature", pa->temperature,
+                   "Sampling temperature recorded in the bundle, used when `loong generate` gets no --temperature")
+      ->check(CLI::Range(0.05, 10.0));
   pack->add_option("--dtype", pa->dtype, "Store the weights as f32, f16 or bf16 (half the size; widened to f32 on load)")
       ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   pack->add_flag("--force", pa->force, "Replace an existing bundle");
@@ -121,6 +124,7 @@ void add_model_commands(CLI::App& app, Globals& g) {
     info.overlap = pa->overlap;
     info.cfg_scale = pa->cfg;
     info.first_clip_cfg_scale = pa->first_clip_cfg;
+    info.temperature = pa->temperature;
     info.extra = {{"command", "loong model pack"},
                   {"tokenizer", train::resolve_model_dir(pa->tokenizer)},
                   {"lm", train::resolve_model_dir(pa->lm)},

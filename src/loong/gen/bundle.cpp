@@ -28,6 +28,7 @@ json BundleInfo::to_json() const {
             {"fps", fps},        {"clip_frames", clip_frames}, {"overlap_frames", overlap}};
   if (cfg_scale > 0) j["cfg_scale"] = cfg_scale;
   if (first_clip_cfg_scale > 0) j["first_clip_cfg_scale"] = first_clip_cfg_scale;
+  if (temperature > 0) j["temperature"] = temperature;
   if (!extra.is_null()) j["made_by"] = extra;
   return j;
 }
@@ -50,6 +51,7 @@ BundleInfo BundleInfo::from_json(const json& j, const std::string& where) {
   r.integer("overlap_frames", b.overlap, 1, 100000);
   r.number("cfg_scale", b.cfg_scale, 1, 100);
   r.number("first_clip_cfg_scale", b.first_clip_cfg_scale, 1, 100);
+  r.number("temperature", b.temperature, 0.05, 10);
   if (j.contains("made_by")) b.extra = j["made_by"];
   r.take("made_by");
   r.finish();
@@ -81,6 +83,10 @@ void resolve_guidance(const BundleInfo& info, bool cfg_given, double& cfg, bool 
   if (!cfg_given && info.cfg_scale > 0) cfg = info.cfg_scale;
   if (!first_clip_given && !cfg_given) first_clip = info.first_clip_cfg_scale;
   if (first_clip <= 0) first_clip = cfg;
+}
+
+void resolve_temperature(const BundleInfo& info, bool given, double& temperature) {
+  if (!given && info.temperature > 0) temperature = info.temperature;
 }
 
 Bundle load_bundle(const std::string& dir, c10::Device device) {

@@ -1,7 +1,8 @@
 // A model bundle: everything `loong generate` needs, in one folder.
 //
 //   DIR/loong.json      format "loong-model", version, fps, clip frames, overlap,
-//                       optionally the guidance scales (all clips; the first)
+//                       optionally the guidance scales (all clips; the first) and
+//                       the sampling temperature
 //   DIR/tokenizer/      the video tokenizer (model.safetensors + config.json)
 //   DIR/text/           the SentencePiece text tokenizer (text.model + text.json)
 //   DIR/lm/             the language model (model.safetensors + config.json)
@@ -31,6 +32,9 @@ struct BundleInfo {
   double cfg_scale = 0;
   // The same for the first clip, made from the text alone (0: cfg_scale).
   double first_clip_cfg_scale = 0;
+  // The softmax temperature this model samples at when --temperature is not
+  // given (0: none recorded; 1 applies).
+  double temperature = 0;
   nlohmann::json extra;        // free-form provenance (how it was made)
 
   nlohmann::json to_json() const;
@@ -52,6 +56,9 @@ struct Bundle {
 // --cfg alone is given, it sets every clip). `first_clip` comes out concrete
 // (never 0).
 void resolve_guidance(const BundleInfo& info, bool cfg_given, double& cfg, bool first_clip_given, double& first_clip);
+// The temperature likewise: the flag's when given, else the bundle's recorded
+// one, else `temperature` as it is.
+void resolve_temperature(const BundleInfo& info, bool given, double& temperature);
 
 // Loads and cross-checks a bundle: vocabulary sizes of the parts agree, the
 // clip fits the model's positions. Errors name the file.
