@@ -7,7 +7,8 @@
 #              scripts/tokenizer_tiny_1024.json: 1 -> 17 -> 65 frames)
 #   lm         moving-fashion data, a SentencePiece text tokenizer, token shards, and the
 #              language model: images, then 17-frame, then 65-frame clips with lambda = 1
-#   pack       the bundle WORK/model (f16 weights; guidance scale 2, none for the first clip)
+#   pack       the bundle WORK/model (f16 weights; guidance scale 2, none for the first clip;
+#              temperature 0.8)
 #   eval       a probe, then 60-second videos of 16 held-out prompts (t10k items, never
 #              seen in training) generated with re-encoding and scored beside the real
 #              videos of the same prompts: WORK/eval/report.json and plots; and the same
@@ -26,6 +27,8 @@
 # TOKENIZER_CONFIG (default scripts/tokenizer_tiny_1024.json: the tiny preset with 1,024 codes,
 # the committed model's) picks the video tokenizer; the model before it used the 256-code
 # L1-only scripts/tokenizer_tiny_l1.json, and 'tiny' is the preset's own 256 codes.
+# scripts/tokenizer_tiny_1024_4x.json downsamples 4x in space, not 8x: a higher ceiling
+# (docs/results.md) but 4x the tokens, a GPU job for the language model.
 # VIDEO_TOKENIZER=DIR uses an already trained video tokenizer instead of training one (e.g.
 # VIDEO_TOKENIZER=models/default/tokenizer, to try a language-model change alone).
 # To make it the default: rm -r models/default && cp -r WORK/model models/default
@@ -100,7 +103,7 @@ fi
 
 if want pack; then
   "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/lm" --name default --dtype f16 \
-    --cfg 2 --first-clip-cfg 1 --out "$work/model" --force
+    --cfg 2 --first-clip-cfg 1 --temperature 0.8 --out "$work/model" --force
   du -sh "$work/model"
 fi
 
