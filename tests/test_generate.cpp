@@ -420,14 +420,17 @@ TEST(Gen, BundleRoundTripAndMismatches) {
   // The recorded temperature applies unless the flag was given; none recorded leaves it.
   const auto recorded = BundleInfo::from_json(j, "loong.json");
   EXPECT_EQ(recorded.temperature, 0.8);
-  double t = 1;
-  resolve_temperature(recorded, false, t);
-  EXPECT_EQ(t, 0.8);
-  t = 1.3;
-  resolve_temperature(recorded, true, t);
-  EXPECT_EQ(t, 1.3);
-  resolve_temperature(b.info, false, t);
-  EXPECT_EQ(t, 1.3);
+  SamplingOptions so;
+  double first_clip = 0;
+  resolve_sampling(recorded, {}, so, first_clip);
+  EXPECT_EQ(so.temperature, 0.8);
+  EXPECT_EQ(so.cfg_scale, 1.5);
+  EXPECT_EQ(first_clip, 1);
+  so.temperature = 1.3;
+  resolve_sampling(recorded, {false, false, true}, so, first_clip);
+  EXPECT_EQ(so.temperature, 1.3);
+  resolve_sampling(b.info, {}, so, first_clip);
+  EXPECT_EQ(so.temperature, 1.3);
   j["temperature"] = 0;
   expect_error([&] { BundleInfo::from_json(j, "loong.json"); }, {"loong.json", "temperature"});
   j["temperature"] = 0.8;

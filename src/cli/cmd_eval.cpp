@@ -445,9 +445,8 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     }
     la->model = gen::model_or_default(la->model);
     auto bundle = gen::load_bundle(la->model, device);
-    gen::resolve_guidance(bundle.info, cfg_opt->count() > 0, la->s.cfg_scale, first_cfg_opt->count() > 0,
+    gen::resolve_sampling(bundle.info, {cfg_opt->count() > 0, first_cfg_opt->count() > 0, temp_opt->count() > 0}, la->s,
                           la->first_clip_cfg);
-    gen::resolve_temperature(bundle.info, temp_opt->count() > 0, la->s.temperature);
     auto net = eval::load_probe(la->probe, device);
     if (net->config.image_size != bundle.tokenizer->config.image_size)
       fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +

@@ -103,9 +103,8 @@ void add_generate_command(CLI::App& app, Globals& g) {
 
     a->model = gen::model_or_default(a->model);
     auto bundle = gen::load_bundle(a->model, device);
-    gen::resolve_guidance(bundle.info, cfg_opt->count() > 0, a->s.cfg_scale, first_cfg_opt->count() > 0,
+    gen::resolve_sampling(bundle.info, {cfg_opt->count() > 0, first_cfg_opt->count() > 0, temp_opt->count() > 0}, a->s,
                           a->first_clip_cfg);
-    gen::resolve_temperature(bundle.info, temp_opt->count() > 0, a->s.temperature);
     const auto text = text::TextTokenizer::load(bundle.text_dir);
     std::vector<std::vector<int32_t>> ids;
     for (const auto& e : schedule.entries) {

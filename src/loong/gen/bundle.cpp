@@ -79,14 +79,11 @@ void check_bundle(const std::string& where, const BundleInfo& info, const tokeni
                     " tokens, more than the language model's max_seq_len " + std::to_string(lm.max_seq_len));
 }
 
-void resolve_guidance(const BundleInfo& info, bool cfg_given, double& cfg, bool first_clip_given, double& first_clip) {
-  if (!cfg_given && info.cfg_scale > 0) cfg = info.cfg_scale;
-  if (!first_clip_given && !cfg_given) first_clip = info.first_clip_cfg_scale;
-  if (first_clip <= 0) first_clip = cfg;
-}
-
-void resolve_temperature(const BundleInfo& info, bool given, double& temperature) {
-  if (!given && info.temperature > 0) temperature = info.temperature;
+void resolve_sampling(const BundleInfo& info, const SamplingGiven& given, SamplingOptions& s, double& first_clip) {
+  if (!given.cfg && info.cfg_scale > 0) s.cfg_scale = info.cfg_scale;
+  if (!given.first_clip_cfg && !given.cfg) first_clip = info.first_clip_cfg_scale;
+  if (first_clip <= 0) first_clip = s.cfg_scale;
+  if (!given.temperature && info.temperature > 0) s.temperature = info.temperature;
 }
 
 Bundle load_bundle(const std::string& dir, c10::Device device) {

@@ -15,6 +15,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
+#include "loong/gen/sampling.h"
 #include "loong/lm/model.h"
 #include "loong/lm/vocab.h"
 #include "loong/tokenizer/model.h"
@@ -51,14 +52,14 @@ struct Bundle {
   lm::Vocab vocab() const { return lm::Vocab(lm->config.text_vocab, lm->config.video_vocab); }
 };
 
-// The guidance scales to sample with, as `generate` and `eval long` take
-// them: a flag that was given wins; else the bundle's recorded scale (when
-// --cfg alone is given, it sets every clip). `first_clip` comes out concrete
-// (never 0).
-void resolve_guidance(const BundleInfo& info, bool cfg_given, double& cfg, bool first_clip_given, double& first_clip);
-// The temperature likewise: the flag's when given, else the bundle's recorded
-// one, else `temperature` as it is.
-void resolve_temperature(const BundleInfo& info, bool given, double& temperature);
+// Which sampling flags the user gave (`generate`, `eval long`).
+struct SamplingGiven {
+  bool cfg = false, first_clip_cfg = false, temperature = false;
+};
+// The settings to sample with: a flag that was given wins; else the bundle's
+// recorded value (when --cfg alone is given, it sets every clip). `first_clip`
+// comes out concrete (never 0).
+void resolve_sampling(const BundleInfo& info, const SamplingGiven& given, SamplingOptions& s, double& first_clip);
 
 // Loads and cross-checks a bundle: vocabulary sizes of the parts agree, the
 // clip fits the model's positions. Errors name the file.
