@@ -8,11 +8,21 @@
 //  2. The wall time of a 60-second video (7 clips, re-encoding between them)
 //     with loong, and the language-model time of both loops for the same
 //     clips (the first --naive-clips of them, default all; with all, the
-//     naive wall time = its LM time + the same tokenizer time).
+//     naive wall time = its LM time + the same tokenizer time); and of every
+//     clip with the sampler's reference decoding (see 4).
 //  3. Memory over the 60-second run: resident and peak RSS after each clip.
 //     Frames go to a callback and are dropped, as the CLI streams them.
 //
+//  4. The fused decode step (lm::DecodeStep, what the sampler runs) against
+//     the model's general forward pass one position at a time (the sampler
+//     before it), at each length of --step-codes; interleaved, medians, and
+//     greedy codes compared.
+//
 //   bench_generate [--seconds 60] [--codes 272] [--reps 3] [--threads 0] [--naive-clips 7]
+//                  [--step-codes 272,1088] [--kv-heads 4] [--tokenizer tiny|FILE.json]
+// --tokenizer takes a tokenizer run config (scripts/tokenizer_tiny_1024_4x.json:
+// 4x in space, so a clip is 4,352 codes); --kv-heads sets the language model's
+// key/value heads (grouped-query attention reads a smaller cache).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -28,6 +38,7 @@
 #include "loong/core/runtime.h"
 #include "loong/gen/clip.h"
 #include "loong/gen/long_video.h"
+#include "loong/tokenizer/train_config.h"
 
 using namespace loong;
 using nlohmann::json;
@@ -81,18 +92,23 @@ torch::Tensor naive_generate(lm::Llama& model, const lm::Vocab& vocab, const std
 int main(int argc, char** argv) {
   double seconds = 60;
   int64_t codes = 272;  // 4 latent frames of 8 x 8
-  int reps = 3, threads = 0, naive_clips = 7;
+  int reps = 3, threads = 0, naive_clips = 7, kv_heads = 0;
+  std::string step_codes = "272,1088", tokenizer_config = "tiny";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--codes")) codes = std::atoll(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--naive-clips")) naive_clips = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--step-codes")) step_codes = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--kv-heads")) kv_heads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_config = argv[i + 1];
   }
   init_threads(threads);
   torch::manual_seed(0);
-  auto tc = tokenizer::TokenizerConfig::preset("tiny");
+  auto tc = tokenizer::RunConfig::load(tokenizer_config).model;
   auto lc = lm::LmConfig::preset("tiny");
+  if (kv_heads > 0) lc.n_kv_heads = kv_heads;
   lc.text_vocab = 128;
   lc.video_vocab = tc.codebook_size;
   tokenizer::VideoTokenizer tok(tc);
@@ -101,7 +117,13 @@ int main(int argc, char** argv) {
   lm::Vocab vocab(lc.text_vocab, lc.video_vocab);
   const std::vector<int32_t> text = {5, 17, 33, 2, 90, 41, 7, 64, 12, 3};  // a 10-piece caption
   gen::SamplingOptions so;  // cfg 7.5, top-k 50
-  json result = {{"bench", "generate"}, {"threads", at::get_num_threads()}, {"lm_parameters", model->parameter_count()}};
+  const int64_t codes_per_latent = (tc.image_size / tc.spatial_factor()) * (tc.image_size / tc.spatial_factor());
+  json result = {{"bench", "generate"},
+                 {"threads", at::get_num_threads()},
+                 {"lm_parameters", model->parameter_count()},
+                 {"lm_kv_heads", lc.n_kv_heads},
+                 {"tokenizer", tokenizer_config},
+                 {"codes_per_latent_frame", codes_per_latent}};
 
   // 3 (first, so that nothing else has raised the peak): the 60-second video.
   gen::LongVideoOptions o;
@@ -154,16 +176,22 @@ int main(int argc, char** argv) {
                       {"ratio", cached / naive},
                       {"greedy_codes_identical", same}};
 
-  // 2: the language-model time of both loops for the 60-second video's clips
-  // (the first --naive-clips of them: the naive loop needs minutes per clip).
-  double naive_lm_s = 0, loong_lm_s = 0;
+  // 2: the language-model time of the 60-second video's clips: loong's
+  // sampler against the same sampler on the general forward pass (every
+  // clip), and against the naive loop (the first --naive-clips of them: it
+  // needs minutes per clip).
+  double naive_lm_s = 0, loong_lm_s = 0, all_lm_s = 0, reference_lm_s = 0;
   int measured = 0;
   for (const auto& p : plans) {
-    if (measured >= naive_clips) break;
-    const int64_t hw = 64, n = (p.latents - p.prefix_latents) * hw;
+    const int64_t hw = codes_per_latent, n = (p.latents - p.prefix_latents) * hw;
     std::vector<int32_t> prefix(static_cast<size_t>(p.prefix_latents * hw), 0);
-    gen::ClipSampler s(model, vocab, so);
-    loong_lm_s += bench::time_ms([&] { s.generate({{text, prefix}}, n); }) / 1000;
+    gen::ClipSampler s(model, vocab, so), reference(model, vocab, so);
+    reference.set_reference_decode(true);
+    const double lm_s = bench::time_ms([&] { s.generate({{text, prefix}}, n); }) / 1000;
+    all_lm_s += lm_s;
+    reference_lm_s += bench::time_ms([&] { reference.generate({{text, prefix}}, n); }) / 1000;
+    if (measured >= naive_clips) continue;
+    loong_lm_s += lm_s;
     auto rng = gen::make_generator(1);
     naive_lm_s += bench::time_ms([&] { naive_generate(model, vocab, {{text, prefix}}, n, so, rng); }) / 1000;
     ++measured;
@@ -171,12 +199,42 @@ int main(int argc, char** argv) {
   result["clips"] = {{"measured", measured},
                      {"loong_lm_s", loong_lm_s},
                      {"naive_lm_s", naive_lm_s},
-                     {"ratio", measured ? naive_lm_s / loong_lm_s : 0.0}};
+                     {"ratio", measured ? naive_lm_s / loong_lm_s : 0.0},
+                     {"all_clips_lm_s", all_lm_s},
+                     {"all_clips_reference_lm_s", reference_lm_s},
+                     {"reference_ratio", reference_lm_s / all_lm_s}};
   if (measured == static_cast<int>(plans.size())) {
     const double naive_wall = naive_lm_s + t.encode_s + t.pixels_s;
     result["video"]["naive_wall_s"] = naive_wall;
     result["video"]["wall_ratio_naive_over_loong"] = naive_wall / t.total_s;
   }
+  // 4: the fused step against the general forward pass, per length.
+  json steps = json::array();
+  for (size_t at = 0; at < step_codes.size();) {
+    const size_t comma = std::min(step_codes.find(',', at), step_codes.size());
+    const int64_t n = std::atoll(step_codes.substr(at, comma - at).c_str());
+    at = comma + 1;
+    if (n < 1) continue;
+    std::vector<double> fused_ms, reference_ms;
+    bool identical = true;
+    for (int r = 0; r < reps; ++r) {
+      gen::SamplingOptions o = so;
+      o.top_k = r == 0 ? 1 : so.top_k;  // the first round compares greedy codes
+      gen::ClipSampler fused(model, vocab, o), reference(model, vocab, o);
+      reference.set_reference_decode(true);
+      torch::Tensor a, b;
+      fused_ms.push_back(bench::time_ms([&] { a = fused.generate({{text, {}}}, n); }));
+      reference_ms.push_back(bench::time_ms([&] { b = reference.generate({{text, {}}}, n); }));
+      if (r == 0) identical = torch::equal(a, b);
+    }
+    const double f = n / (bench::median(fused_ms) / 1000), g = n / (bench::median(reference_ms) / 1000);
+    steps.push_back({{"codes", n},
+                     {"fused_codes_per_s", f},
+                     {"reference_codes_per_s", g},
+                     {"ratio", f / g},
+                     {"greedy_codes_identical", identical}});
+  }
+  result["decode_step"] = steps;
   std::printf("%s\n", result.dump().c_str());
   return 0;
 }

@@ -209,6 +209,14 @@ TEST(Cli, TokenizerTrainEncodeDecodeReconstructEval) {
   auto again = run("tokenizer train --resume --data " + (dir / "mf/manifest.jsonl") + " --out " + run_dir);
   EXPECT_EQ(again.code, 0) << again.err;
   EXPECT_EQ(lines(loong::test::read_bytes(run_dir + "/log.jsonl")), 4);
+  // Fine-tuning: a new run from the trained weights.
+  auto tuned = run("tokenizer train --config " + (dir / "cfg.json") + " --data " + (dir / "mf/manifest.jsonl") +
+                   " --out " + (dir / "tuned") + " --init " + run_dir);
+  EXPECT_EQ(tuned.code, 0) << tuned.err;
+  EXPECT_NE(tuned.out.find("initialised from " + run_dir), std::string::npos) << tuned.out;
+  expect_one_line_error(run("tokenizer train --resume --init " + run_dir + " --data " + (dir / "mf/manifest.jsonl") +
+                            " --out " + (dir / "tuned")),
+                        1, "--init");
 
   const std::string v = dir / "mf/videos/000000.mp4";  // 13 frames -> chunks of 5: 5 + 5 + 1, 2 dropped
   auto enc = run("tokenizer encode --model " + run_dir + " " + v + " -o " + (dir / "t.safetensors") + " --chunk 5");

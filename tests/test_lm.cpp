@@ -173,6 +173,56 @@ TEST(Lm, KvCacheGivesTheSameLogitsAsOneForward) {
   }
 }
 
+TEST(Lm, DecodeStepMatchesTheGeneralForward) {
+  for (int kv_heads : {4, 2, 1}) {
+    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads));
+    torch::manual_seed(3);
+    c10::InferenceMode guard;
+    auto c = micro();
+    c.n_kv_heads = kv_heads;
+    Llama m(c);
+    {  // norm weights away from 1, so folding them into the products is tested
+      torch::NoGradGuard ng;
+      for (auto& p : m->named_parameters())
+        if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
+    }
+    // Row 1 is left-padded by 3 positions, which the mask hides.
+    auto prompt = torch::randint(0, c.vocab_size(), {2, 7});
+    KvCache ref(c, 2, 20, torch::kCPU), fast(c, 2, 20, torch::kCPU);
+    ref.valid = torch::ones({2, 20}, torch::kBool);
+    ref.valid[1].narrow(0, 0, 3).fill_(false);
+    fast.valid = ref.valid.clone();
+    m->hidden(prompt, &ref, 0);
+    m->hidden(prompt, &fast, 0);
+    const DecodeStep step(m);
+    for (int64_t t = 7; t < 20; ++t) {
+      auto ids = torch::randint(0, c.vocab_size(), {2});
+      auto a = m->hidden(ids.view({2, 1}), &ref, t).select(1, 0);
+      auto b = step(ids, fast);
+      ASSERT_EQ(b.sizes(), a.sizes());
+      EXPECT_LT((a - b).abs().max().item<double>(), 1e-5) << "position " << t;
+    }
+    EXPECT_EQ(fast.length, 20);
+    for (int l = 0; l < c.n_layers; ++l) {
+      EXPECT_LT((ref.k[l] - fast.k[l]).abs().max().item<double>(), 1e-5) << "layer " << l;
+      EXPECT_LT((ref.v[l] - fast.v[l]).abs().max().item<double>(), 1e-5) << "layer " << l;
+    }
+    // The padding mask counts: without it row 1 reads the padding keys.
+    KvCache unmasked(c, 2, 20, torch::kCPU);
+    m->hidden(prompt, &unmasked, 0);
+    auto ids = torch::randint(0, c.vocab_size(), {2});
+    KvCache masked(c, 2, 20, torch::kCPU);
+    masked.valid = ref.valid.clone();
+    m->hidden(prompt, &masked, 0);
+    EXPECT_GT((step(ids, unmasked)[1] - step(ids, masked)[1]).abs().max().item<double>(), 1e-4);
+
+    expect_error([&] { step(ids, fast); }, {"the cache holds at most 20"});
+    expect_error([&] { step(ids.view({2, 1}), masked); }, {"expected token ids [B]"});
+    KvCache other(c, 3, 20, torch::kCPU);
+    expect_error([&] { step(ids, other); }, {"another model or batch"});
+  }
+}
+
 TEST(Lm, OverfitsOneSequence) {
   torch::manual_seed(3);
   auto c = micro();

@@ -191,6 +191,44 @@ TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {
   expect_error([&] { TokenizerTrainer again(cfg, o); }, {"already holds checkpoints", "--resume"});
 }
 
+TEST(Trainer, InitStartsFromAnotherModelsWeights) {
+  TempDir dir;
+  torch::manual_seed(0);
+  auto cfg = micro_run();
+  TrainerOptions o;
+  o.run_dir = dir / "first";
+  TokenizerTrainer first(cfg, o);
+  first.run(synthetic);
+
+  // A new run from the first one's exported (EMA) weights, with other losses.
+  auto tuned = cfg;
+  tuned.train.gan_start = 0;
+  tuned.train.stages = {{1, 2, 4}};
+  TrainerOptions t;
+  t.run_dir = dir / "tuned";
+  t.init_model = o.run_dir;
+  torch::manual_seed(1);  // a random initialisation would differ
+  TokenizerTrainer second(tuned, t);
+  EXPECT_TRUE(same_weights(*second.model(), *first.ema_model()));
+  EXPECT_TRUE(same_weights(*second.ema_model(), *first.ema_model()));
+  EXPECT_EQ(second.run(synthetic), 2);
+  EXPECT_FALSE(same_weights(*second.model(), *first.ema_model()));  // and it trains from there
+
+  // Another architecture is named; --init with --resume is refused before anything is written.
+  auto other = cfg;
+  other.model.codebook_size = 32;
+  t.run_dir = dir / "other";
+  expect_error([&] { TokenizerTrainer x(other, t); }, {"first", "codebook_size = 64", "32", "--init"});
+  t.resume = true;
+  t.run_dir = dir / "both";
+  expect_error([&] { TokenizerTrainer x(tuned, t); }, {"--init", "--resume"});
+  EXPECT_FALSE(fs::exists(dir / "both"));
+  t.resume = false;
+  t.init_model = dir / "missing";
+  t.run_dir = dir / "missing-run";
+  expect_error([&] { TokenizerTrainer x(tuned, t); }, {"missing"});
+}
+
 TEST(Trainer, TheLossIsTheWeightedSumOfItsTerms) {
   // Without the GAN: l1_weight * L1 + l2_weight * L2 + codebook_weight * (codebook + commitment).
   TempDir dir;

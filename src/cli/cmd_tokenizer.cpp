@@ -68,11 +68,14 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     auto resume = std::make_shared<bool>(false);
     auto quiet = std::make_shared<bool>(false);
     auto max_minutes = std::make_shared<double>(-1);
+    auto init = std::make_shared<std::string>();
     cmd->add_option("--config", *config, "Run config: a preset (tiny, paper) or a JSON file; with --resume, "
                                           "defaults to the checkpoint's");
     cmd->add_option("--data", *data, "Training manifest (JSONL or CSV; videos and images)")->required();
     cmd->add_option("--out", *out, "Run folder")->required();
     cmd->add_flag("--resume", *resume, "Continue from the newest complete checkpoint in --out");
+    cmd->add_option("--init", *init, "Start from this tokenizer's weights (model, checkpoint or run folder of the "
+                                     "config's architecture) instead of random ones: fine-tuning");
     cmd->add_option("--device", *device, "cpu or cuda[:N]");
     cmd->add_option("--max-minutes", *max_minutes, "Stop (with a checkpoint) after this long; overrides the config")
         ->check(CLI::NonNegativeNumber);
@@ -106,6 +109,7 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
       to.run_dir = *out;
       to.device = dev;
       to.resume = *resume;
+      to.init_model = *init;
       const bool q = *quiet;
       to.print = [q](const std::string& line) {
         if (!q || line.rfind("checkpoint:", 0) == 0) std::printf("%s\n", line.c_str()), std::fflush(stdout);

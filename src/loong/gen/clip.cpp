@@ -105,11 +105,16 @@ at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   if (on_step) on_step(0);
 
   t0 = std::chrono::steady_clock::now();
+  const lm::DecodeStep step(model_);  // a snapshot of the weights, laid out for one position at a time
   for (int64_t i = 1; i < n; ++i) {
     auto ids = codes + T;
     if (guided) ids = torch::cat({ids, ids});
-    h = model_->hidden(ids.view({R, 1}).to(device), cache_.get(), P + i - 1);
-    codes = next_codes(video_logits(h.select(1, 0)));
+    ids = ids.to(device);
+    if (reference_decode_)
+      h = model_->hidden(ids.view({R, 1}), cache_.get(), P + i - 1).select(1, 0);
+    else
+      h = step(ids, *cache_);
+    codes = next_codes(video_logits(h));
     out.select(1, i).copy_(codes);
     if (on_step) on_step(i);
   }

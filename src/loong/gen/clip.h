@@ -57,6 +57,9 @@ class ClipSampler {
   // Changes the guidance scale for the next generate() calls (validated).
   void set_cfg_scale(double scale);
   const lm::Vocab& vocab() const { return vocab_; }
+  // Decodes with the model's general forward pass (hidden()) instead of the
+  // fused lm::DecodeStep: the same codes, slower. For tests and benchmarks.
+  void set_reference_decode(bool on) { reference_decode_ = on; }
 
  private:
   lm::Llama model_;
@@ -65,6 +68,7 @@ class ClipSampler {
   at::Generator gen_;
   std::unique_ptr<lm::KvCache> cache_;  // reused while the batch fits
   ClipTimings timings_;
+  bool reference_decode_ = false;
 };
 
 }  // namespace loong::gen

@@ -1,6 +1,7 @@
 #include "loong/lm/model.h"
 
 #include <cmath>
+#include <limits>
 #include <tuple>
 
 #include <torch/torch.h>
@@ -184,6 +185,91 @@ int64_t LlamaImpl::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();
   return n;
+}
+
+}  // namespace loong::lm
+
+namespace loong::lm {
+
+namespace {
+// x / rms(x) with the statistics in float32, as RMSNorm computes them; the
+// weight is folded into the product that follows.
+torch::Tensor normalise(const torch::Tensor& x, double eps) {
+  auto xf = x.to(torch::kFloat);
+  return (xf * xf.square().mean(-1, true).add_(eps).rsqrt_()).to(x.scalar_type());
+}
+}  // namespace
+
+DecodeStep::DecodeStep(const Llama& model)
+    : n_heads_(model->config.n_heads),
+      n_kv_heads_(model->config.n_kv_heads),
+      head_dim_(model->config.head_dim()),
+      ffn_dim_(model->config.ffn_dim),
+      eps_(model->config.norm_eps),
+      max_seq_len_(model->config.max_seq_len) {
+  torch::NoGradGuard ng;
+  // W [out, in] times the norm weight [in]: norm(x) W^T = (x / rms(x)) (W diag(w))^T.
+  auto fold_t = [](const torch::Tensor& w, const torch::Tensor& norm) {
+    return (w * norm.view({1, -1})).t().contiguous();
+  };
+  for (const auto& m : *model->layers) {
+    const auto& block = m->as<TransformerBlock>();
+    const auto& a = block->attention;
+    const auto& f = block->feed_forward;
+    layers_.push_back({fold_t(torch::cat({a->wq->weight, a->wk->weight, a->wv->weight}), block->attention_norm->weight),
+                       a->wo->weight.t().contiguous(),
+                       fold_t(torch::cat({f->w1->weight, f->w3->weight}), block->ffn_norm->weight),
+                       f->w2->weight.t().contiguous()});
+  }
+  embedding_ = model->tok_embeddings->weight.detach();
+  norm_ = model->norm->weight.detach().clone();
+  const auto device = embedding_.device();
+  auto [cos, sin] = rope_tables(head_dim_, 0, max_seq_len_, model->config.rope_theta, device);
+  rotation_ = torch::complex(cos, sin);  // (a + ib)(cos + i sin) is apply_rope's pair rotation
+}
+
+torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) const {
+  if (ids.dim() != 1) fail("decode step", "expected token ids [B], got " + c10::str(ids.sizes()));
+  if (cache.k.size() != layers_.size() || ids.size(0) != cache.k[0].size(0))
+    fail("decode step", "the cache is for another model or batch (" + std::to_string(cache.k.size()) + " layers, batch " +
+                            std::to_string(cache.k.empty() ? 0 : cache.k[0].size(0)) + ")");
+  const int64_t B = ids.size(0), p = cache.length, S = p + 1;
+  if (S > cache.capacity) fail("model input", "the cache holds at most " + std::to_string(cache.capacity) + " positions");
+  if (S > max_seq_len_)
+    fail("model input", "position " + std::to_string(p) + " exceeds max_seq_len " + std::to_string(max_seq_len_));
+  const auto dtype = embedding_.scalar_type();
+  const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_, rep = H / Hkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+
+  torch::Tensor mask;  // additive, [B, 1, 1, S]: -inf at padding keys; a query always sees itself
+  if (cache.valid.defined()) {
+    mask = torch::zeros({B, S}, embedding_.options()).masked_fill_(cache.valid.narrow(1, 0, S).logical_not(),
+                                                                   -std::numeric_limits<float>::infinity());
+    mask.select(1, p).fill_(0);
+    mask = mask.view({B, 1, 1, S});
+  }
+  const auto rotation = rotation_[p];  // [hd / 2]
+
+  auto h = embedding_.index_select(0, ids.to(embedding_.device(), torch::kLong));  // [B, dim]
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const auto& w = layers_[l];
+    auto qkv = torch::mm(normalise(h, eps_), w.wqkv_t);  // [B, (H + 2 Hkv) hd]
+    auto pairs = qkv.narrow(1, 0, (H + Hkv) * hd).to(torch::kFloat).view({B, H + Hkv, hd / 2, 2});
+    auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);  // [B, H + Hkv, hd/2, 2]
+    cache.k[l].select(2, p).copy_(qk.narrow(1, H, Hkv).reshape({B, Hkv, hd}));
+    cache.v[l].select(2, p).copy_(qkv.narrow(1, (H + Hkv) * hd, Hkv * hd).view({B, Hkv, hd}));
+    auto k = cache.k[l].narrow(2, 0, S), v = cache.v[l].narrow(2, 0, S);  // [B, Hkv, S, hd]
+    // Query head h uses kv head h / rep, as repeat_kv lays them out.
+    auto q = qk.narrow(1, 0, H).reshape({B, Hkv, rep, hd}) * scale;
+    auto scores = torch::matmul(q, k.transpose(2, 3));  // [B, Hkv, rep, S]
+    if (mask.defined()) scores.add_(mask);
+    auto y = torch::matmul(torch::softmax(scores, -1), v);  // [B, Hkv, rep, hd]
+    h = torch::addmm(h, y.reshape({B, H * hd}), w.wo_t);
+    auto g = torch::mm(normalise(h, eps_), w.w13_t);  // [B, 2 ffn]
+    h = torch::addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
+  }
+  cache.length = S;
+  return normalise(h, eps_) * norm_;
 }
 
 }  // namespace loong::lm

@@ -133,6 +133,9 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   t.validate(s.cfg.model, "run config: train");
   const fs::path run(s.opts.run_dir);
 
+  if (s.opts.resume && !s.opts.init_model.empty())
+    fail("--init", "starts a new run from a model's weights and --resume continues a run from its own checkpoint; "
+                   "give one of them");
   std::string resume_from;
   if (s.opts.resume) {
     resume_from = newest_checkpoint(s.opts.run_dir);
@@ -164,6 +167,19 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
     s.dopt = std::make_unique<torch::optim::AdamW>(
         s.disc->parameters(),
         torch::optim::AdamWOptions(t.disc_lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
+  }
+  if (!s.opts.init_model.empty()) {
+    auto init = load_model(s.opts.init_model, s.opts.device);
+    auto want = s.cfg.model.to_json(), got = init->config.to_json();
+    want.erase("name"), got.erase("name");  // a preset's name says nothing about the weights
+    for (const auto& [key, value] : want.items())
+      if (!got.contains(key) || got[key] != value)
+        fail(s.opts.init_model, "its model has " + key + " = " + (got.contains(key) ? got[key].dump() : "nothing") +
+                                    " but the run config's has " + value.dump() +
+                                    "; --init needs the architecture the run trains");
+    copy_weights(*s.model, *init);
+    copy_weights(*s.ema, *init);
+    s.print("initialised from " + s.opts.init_model);
   }
   s.lecam.decay = t.lecam_decay;
   if (!t.perceptual_model.empty() && t.perceptual_weight > 0) {

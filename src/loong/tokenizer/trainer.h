@@ -31,6 +31,10 @@ struct TrainerOptions {
   std::string run_dir;
   c10::Device device = c10::Device("cpu");
   bool resume = false;                  // continue from the newest checkpoint in run_dir
+  // Start a new run from this tokenizer's weights (a model, checkpoint or run
+  // folder of the same architecture) instead of a random initialisation:
+  // fine-tuning, e.g. on one's own videos or with other losses.
+  std::string init_model;
   std::function<void(const std::string&)> print;  // console lines (null = quiet)
 };
 
