@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include <torch/torch.h>
 
@@ -105,15 +106,19 @@ at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   if (on_step) on_step(0);
 
   t0 = std::chrono::steady_clock::now();
-  const lm::DecodeStep step(model_);  // a snapshot of the weights, laid out for one position at a time
+  // The fused step copies most of the weights (once a clip). It pays where a
+  // step is bound by the cost of each small operation, that is for small
+  // models; larger ones decode with the general forward pass.
+  std::optional<lm::DecodeStep> step;
+  if (!reference_decode_ && model_->parameter_count() <= kFusedDecodeMaxParameters) step.emplace(model_);
   for (int64_t i = 1; i < n; ++i) {
     auto ids = codes + T;
     if (guided) ids = torch::cat({ids, ids});
     ids = ids.to(device);
-    if (reference_decode_)
-      h = model_->hidden(ids.view({R, 1}), cache_.get(), P + i - 1).select(1, 0);
+    if (step)
+      h = (*step)(ids, *cache_);
     else
-      h = step(ids, *cache_);
+      h = model_->hidden(ids.view({R, 1}), cache_.get(), P + i - 1).select(1, 0);
     codes = next_codes(video_logits(h));
     out.select(1, i).copy_(codes);
     if (on_step) on_step(i);

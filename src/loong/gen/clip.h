@@ -39,6 +39,11 @@ struct PackedPrompts {
 };
 PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>& prompts, bool guided, int64_t n);
 
+// The largest language model the sampler decodes with the fused
+// lm::DecodeStep, which copies most of the weights once a clip (256 MB at
+// this size, in f32); past it a step's products outweigh its small operations.
+constexpr int64_t kFusedDecodeMaxParameters = 64'000'000;
+
 class ClipSampler {
  public:
   // The model is put in eval mode. Sampling options are validated.
@@ -59,6 +64,7 @@ class ClipSampler {
   const lm::Vocab& vocab() const { return vocab_; }
   // Decodes with the model's general forward pass (hidden()) instead of the
   // fused lm::DecodeStep: the same codes, slower. For tests and benchmarks.
+  // Models above kFusedDecodeMaxParameters always decode that way.
   void set_reference_decode(bool on) { reference_decode_ = on; }
 
  private:
