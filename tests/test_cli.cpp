@@ -599,7 +599,7 @@ TEST(Cli, EvalProbeTrainAndScore) {
   auto j = loong::read_json_file(dir / "s.json");
   EXPECT_EQ(j["videos"], 2);
   ASSERT_EQ(j["segments"].size(), 2u);  // 3 s in segments of 2 s
-  for (const char* k : {"text_match", "identity"}) {
+  for (const char* k : {"text_match", "identity", "items_seen"}) {
     EXPECT_GE(j[k].get<double>(), 0);
     EXPECT_LE(j[k].get<double>(), 1);
   }
@@ -664,7 +664,7 @@ TEST(Cli, EvalLongGeneratesScoresAndPlots) {
   EXPECT_EQ(j["videos"], 2);
   EXPECT_EQ(j["segments"].size(), 2u);
   EXPECT_EQ(loong::video::probe(dir / "long/videos/000001.mp4").streams.at(0).frames, 20);  // round(3 * 6.5)
-  for (const char* png : {"text_match.png", "identity.png", "motion.png"})
+  for (const char* png : {"text_match.png", "identity.png", "motion.png", "items_seen.png"})
     EXPECT_TRUE(std::filesystem::exists(dir / ("long/" + std::string(png)))) << png;
   loong::test::write_bytes(dir / "bad.txt", "a sunset over the sea\n");
   expect_one_line_error(run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +

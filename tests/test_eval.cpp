@@ -451,4 +451,23 @@ TEST(Eval, ProbeScoresFromPredictions) {
   // A narrated change: frames of the second scene match too.
   auto changed = parse_caption("a red sneaker on a black background, then the background turns white");
   EXPECT_NEAR(score_predictions(bg, pres, pos, 6.5, changed, 1.0).overall.text_match, 12.0 / 13, 1e-12);
+
+  // Items seen: the item fades in the last 4 frames (its peak falls below 0.5), which text
+  // match and identity, reading the most likely item of every frame, do not see.
+  EXPECT_TRUE(std::isnan(v.overall.items_seen)) << "no peak scores given";
+  auto peaks = torch::zeros({T, kProbePeaks});
+  peaks.narrow(0, 0, 9).select(1, 0).fill_(0.9);
+  peaks.narrow(0, 9, 4).select(1, 0).fill_(0.3);
+  peaks.select(1, 1).fill_(0.2);
+  auto faded = score_predictions(bg, pres, pos, 6.5, facts, 1.0, peaks);
+  EXPECT_DOUBLE_EQ(faded.segments[0].items_seen, 1.0);
+  EXPECT_NEAR(faded.segments[1].items_seen, 2.0 / 6, 1e-12);
+  EXPECT_NEAR(faded.overall.items_seen, 9.0 / 13, 1e-12);
+  EXPECT_NEAR(faded.overall.identity, v.overall.identity, 1e-12);
+  // Two items named: a frame needs two peaks at or above 0.5.
+  auto two = parse_caption("a red sneaker and a blue bag on a black background");
+  peaks.select(1, 1).fill_(0.5);
+  peaks[3][1] = 0.49;
+  EXPECT_NEAR(score_predictions(bg, pres, pos, 6.5, two, 1.0, peaks).overall.items_seen, 8.0 / 13, 1e-12);
+  expect_error([&] { score_predictions(bg, pres, pos, 6.5, facts, 1.0, peaks.narrow(0, 0, 5)); }, {"peak scores"});
 }

@@ -102,7 +102,12 @@ SetResult set_features(eval::VideoFeatureNet& net, const std::vector<VideoRef>& 
 // the mean of each segment index (the metrics against time), and plots.
 class ScoreReport {
  public:
-  static constexpr const char* kMetrics[3] = {"text_match", "identity", "motion"};
+  static constexpr int kCount = 4;
+  static constexpr const char* kMetrics[kCount] = {"text_match", "identity", "motion", "items_seen"};
+  static double metric(const eval::SegmentScore& s, int m) {
+    const double v[kCount] = {s.text_match, s.identity, s.motion, s.items_seen};
+    return v[m];
+  }
 
   // `pixels`: measures of the video's frames (boundary_jump, frame_change),
   // each averaged over the videos where it is defined.
@@ -113,23 +118,24 @@ class ScoreReport {
     for (size_t k = 0; k < s.segments.size(); ++k) {
       const auto& sg = s.segments[k];
       segs.push_back(segment_json(sg));
-      if (sums_.size() <= k) sums_.push_back({0, 0, 0, 0}), mid_.push_back((sg.start + sg.end) / 2);
-      sums_[k][0] += sg.text_match, sums_[k][1] += sg.identity, sums_[k][2] += sg.motion, sums_[k][3] += 1;
+      if (sums_.size() <= k) sums_.push_back({}), mid_.push_back((sg.start + sg.end) / 2);
+      for (int m = 0; m < kCount; ++m) sums_[k][m] += metric(sg, m);
+      sums_[k][kCount] += 1;
     }
     head["overall"] = segment_json(s.overall);
     head["segments"] = segs;
     videos_.push_back(head);
-    overall_[0] += s.overall.text_match, overall_[1] += s.overall.identity, overall_[2] += s.overall.motion;
+    for (int m = 0; m < kCount; ++m) overall_[m] += metric(s.overall, m);
   }
 
   // Fills `out` with the means, the per-segment means and the videos.
   void write_to(json& out) const {
     const double n = static_cast<double>(videos_.size());
-    for (int m = 0; m < 3; ++m) out[kMetrics[m]] = overall_[m] / n;
+    for (int m = 0; m < kCount; ++m) out[kMetrics[m]] = overall_[m] / n;
     json segments = json::array();
     for (size_t k = 0; k < sums_.size(); ++k) {
-      json j = {{"segment", k}, {"middle_s", mid_[k]}, {"videos", sums_[k][3]}};
-      for (size_t m = 0; m < 3; ++m) j[kMetrics[m]] = sums_[k][m] / sums_[k][3];
+      json j = {{"segment", k}, {"middle_s", mid_[k]}, {"videos", sums_[k][kCount]}};
+      for (int m = 0; m < kCount; ++m) j[kMetrics[m]] = sums_[k][m] / sums_[k][kCount];
       segments.push_back(j);
     }
     for (const auto& [key, sum] : pixel_sums_) out[key] = sum.first / sum.second;
@@ -138,12 +144,13 @@ class ScoreReport {
     out["per_video"] = videos_;
   }
 
-  // DIR/text_match.png, identity.png, motion.png: the per-segment means
+  // DIR/text_match.png, identity.png, motion.png, items_seen.png: the per-segment means
   // against time, beside those of real videos when given.
   void plot(const std::string& dir, const ScoreReport* real = nullptr) const {
-    for (size_t m = 0; m < 3; ++m) {
-      std::vector<train::Series> lines{series(m, real ? "generated" : (m == 0 ? "text match" : kMetrics[m]), {40, 110, 220})};
-      if (real) lines.push_back(real->series(m, "real", {220, 80, 40}));
+    for (int m = 0; m < kCount; ++m) {
+      std::vector<train::Series> lines{series(static_cast<size_t>(m), real ? "generated" : (m == 0 ? "text match" : kMetrics[m]),
+                                              {40, 110, 220})};
+      if (real) lines.push_back(real->series(static_cast<size_t>(m), "real", {220, 80, 40}));
       image::write_png(dir + "/" + kMetrics[m] + ".png",
                        train::line_plot(lines, "seconds", m == 2 ? "widths per s" : "share of frames"));
     }
@@ -151,7 +158,7 @@ class ScoreReport {
 
   train::Series series(size_t metric, const std::string& label, std::array<uint8_t, 3> colour) const {
     train::Series line{label, colour, mid_, {}};
-    for (const auto& s : sums_) line.y.push_back(s[metric] / s[3]);
+    for (const auto& s : sums_) line.y.push_back(s[metric] / s[kCount]);
     return line;
   }
   const std::vector<double>& segment_middles() const { return mid_; }
@@ -161,12 +168,13 @@ class ScoreReport {
  private:
   static json segment_json(const eval::SegmentScore& s) {
     return {{"start", s.start},           {"end", s.end},           {"frames", s.frames},
-            {"text_match", s.text_match}, {"identity", s.identity}, {"motion", s.motion}};
+            {"text_match", s.text_match}, {"identity", s.identity}, {"motion", s.motion},
+            {"items_seen", s.items_seen}};
   }
   json videos_ = json::array();
-  std::vector<std::array<double, 4>> sums_;  // per segment: text, identity, motion, videos
+  std::vector<std::array<double, kCount + 1>> sums_;  // per segment: each metric's sum, then the videos
   std::vector<double> mid_;
-  double overall_[3] = {0, 0, 0};
+  double overall_[kCount] = {};
   std::map<std::string, std::pair<double, int>> pixel_sums_;
 };
 
@@ -517,8 +525,8 @@ void add_eval_commands(CLI::App& app, Globals& g) {
         const auto sc = eval::score_video(net, all, o.fps, facts[first + i], la->segment, 64, &f);
         fake_features.add(f, o.fps);
         report.add({{"video", name(i)}, {"prompt", prompts[first + i]}}, sc, pixels(all));
-        std::printf("%s: text match %.3f, identity %.3f, motion %.3f\n", name(i).c_str(), sc.overall.text_match,
-                    sc.overall.identity, sc.overall.motion);
+        std::printf("%s: text match %.3f, identity %.3f, motion %.3f, items seen %.3f\n", name(i).c_str(),
+                    sc.overall.text_match, sc.overall.identity, sc.overall.motion, sc.overall.items_seen);
         std::fflush(stdout);
       }
     }
@@ -528,7 +536,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                 {"first_clip_cfg", la->first_clip_cfg},
                 {"top_k", la->s.top_k}, {"top_p", la->s.top_p}, {"temperature", la->s.temperature}};
     report.write_to(out);
-    std::string plots = "text_match.png, identity.png, motion.png";
+    std::string plots = "text_match.png, identity.png, motion.png, items_seen.png";
     if (!real.empty()) {
       json r = {{"manifest", la->real}};
       real_report.write_to(r);

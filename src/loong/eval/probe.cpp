@@ -455,7 +455,7 @@ ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o) {
 
 VideoScore score_predictions(const torch::Tensor& background, const torch::Tensor& presence,
                              const torch::Tensor& position, double fps, const CaptionFacts& facts,
-                             double segment_seconds) {
+                             double segment_seconds, const torch::Tensor& peak_score) {
   if (facts.states.empty()) fail("probe score", "the prompt describes no scene");
   if (!(fps > 0) || !(segment_seconds > 0)) fail("probe score", "fps and segment length must be > 0");
   const int64_t T = background.size(0);
@@ -472,6 +472,14 @@ VideoScore score_predictions(const torch::Tensor& background, const torch::Tenso
     std::sort(set.begin(), set.end());
     ++counts[set];
   }
+  // Per frame: whether the probe finds k items (peaks at or above kItemSeen).
+  std::vector<char> seen;
+  if (peak_score.defined()) {
+    if (peak_score.dim() != 2 || peak_score.size(0) != T)
+      fail("probe score", "expected peak scores [" + std::to_string(T) + ", M], got " + c10::str(peak_score.sizes()));
+    auto found = peak_score.cpu().ge(kItemSeen).sum(1);
+    for (int64_t t = 0; t < T; ++t) seen.push_back(found[t].item<int64_t>() >= k ? 1 : 0);
+  }
   std::vector<int> mode;
   int64_t best = -1;
   for (const auto& [set, n] : counts)
@@ -482,10 +490,11 @@ VideoScore score_predictions(const torch::Tensor& background, const torch::Tenso
     s.start = a / fps;
     s.end = b / fps;
     s.frames = b - a;
-    double match = 0, same = 0, speed = 0;
+    double match = 0, same = 0, speed = 0, found = 0;
     int64_t moves = 0;
     for (int64_t t = a; t < b; ++t) {
       const auto& set = sets[static_cast<size_t>(t)];
+      if (!seen.empty()) found += seen[static_cast<size_t>(t)];
       const int64_t frame_bg = bg[t].item<int64_t>();
       for (const auto& st : facts.states)
         if (st.items == set && (st.background < 0 || st.background == frame_bg)) {
@@ -504,6 +513,7 @@ VideoScore score_predictions(const torch::Tensor& background, const torch::Tenso
     s.text_match = s.frames ? match / static_cast<double>(s.frames) : 0;
     s.identity = s.frames ? same / static_cast<double>(s.frames) : 0;
     s.motion = moves ? speed / static_cast<double>(moves) : 0;
+    s.items_seen = seen.empty() ? std::nan("") : s.frames ? found / static_cast<double>(s.frames) : 0;
     return s;
   };
   VideoScore v;
@@ -522,16 +532,18 @@ VideoScore score_video(ProbeNet& net, const torch::Tensor& frames, double fps, c
   const auto device = net->parameters()[0].device();
   net->eval();
   torch::NoGradGuard ng;
-  std::vector<torch::Tensor> bg, pres, pos, feat;
+  std::vector<torch::Tensor> bg, pres, pos, peaks, feat;
   for (int64_t i = 0; i < frames.size(0); i += batch) {
     auto out = net->forward(to_unit(frames.narrow(0, i, std::min<int64_t>(batch, frames.size(0) - i))).to(device));
     bg.push_back(out.background.cpu());
     pres.push_back(out.presence.cpu());
     pos.push_back(out.position.cpu());
+    peaks.push_back(out.peak_score.cpu());
     if (features) feat.push_back(out.features.cpu());
   }
   if (features) *features = torch::cat(feat);
-  return score_predictions(torch::cat(bg), torch::cat(pres), torch::cat(pos), fps, facts, segment_seconds);
+  return score_predictions(torch::cat(bg), torch::cat(pres), torch::cat(pos), fps, facts, segment_seconds,
+                           torch::cat(peaks));
 }
 
 void SegmentFeatures::add(const torch::Tensor& features, double fps) {

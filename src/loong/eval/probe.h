@@ -176,7 +176,14 @@ struct SegmentScore {
   double text_match = 0;  // share of frames showing a scene the prompt describes (background and items)
   double identity = 0;    // share of frames showing the video's most common item set
   double motion = 0;      // mean speed of the items seen in consecutive frames, frame widths per second
+  // Share of frames in which the probe finds as many items as the prompt names
+  // (that many peaks with P(centre) >= kItemSeen). Text match and identity
+  // read the k most likely items of every frame, even of one showing none: a
+  // video whose items fade into the background can keep its identity score.
+  double items_seen = 0;
 };
+
+constexpr double kItemSeen = 0.5;
 
 struct VideoScore {
   std::vector<SegmentScore> segments;  // of `segment_seconds` each (the last may be shorter)
@@ -188,9 +195,11 @@ struct VideoScore {
 // predicted background is the prompt's (when it names one) and its k most
 // likely items are the prompt's k items, for any scene of the prompt (the
 // first or one after a narrated change).
+// `peak_score` [T, M] (P(centre) of each frame's peaks) gives items_seen;
+// without it items_seen is NaN.
 VideoScore score_predictions(const torch::Tensor& background, const torch::Tensor& presence,
                              const torch::Tensor& position, double fps, const CaptionFacts& facts,
-                             double segment_seconds);
+                             double segment_seconds, const torch::Tensor& peak_score = {});
 // Runs the probe over uint8 frames [T, S, S, 3] (S = its image size) and
 // scores them. With `features`, also returns the probe's features [T, F].
 VideoScore score_video(ProbeNet& net, const torch::Tensor& frames, double fps, const CaptionFacts& facts,
