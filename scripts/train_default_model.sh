@@ -8,7 +8,7 @@
 #   lm         moving-fashion data, a SentencePiece text tokenizer, token shards, and the
 #              language model: images, then 17-frame, then 65-frame clips with lambda = 1
 #   pack       the bundle WORK/model (f16 weights; guidance scale 2, none for the first clip;
-#              temperature 0.7)
+#              temperature 1: at 0.7 items fade into the background, docs/results.md)
 #   eval       a probe, then 60-second videos of 16 held-out prompts (t10k items, never
 #              seen in training) generated with re-encoding and scored beside the real
 #              videos of the same prompts: WORK/eval/report.json and plots; and the same
@@ -103,7 +103,7 @@ fi
 
 if want pack; then
   "$loong" model pack --tokenizer "$tok" --text "$work/text" --lm "$work/lm" --name default --dtype f16 \
-    --cfg 2 --first-clip-cfg 1 --temperature 0.7 --out "$work/model" --force
+    --cfg 2 --first-clip-cfg 1 --temperature 1 --out "$work/model" --force
   du -sh "$work/model"
 fi
 
