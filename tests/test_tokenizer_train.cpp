@@ -219,6 +219,7 @@ TEST(Trainer, InitStartsFromAnotherModelsWeights) {
   other.model.codebook_size = 32;
   t.run_dir = dir / "other";
   expect_error([&] { TokenizerTrainer x(other, t); }, {"first", "codebook_size = 64", "32", "--init"});
+  EXPECT_FALSE(fs::exists(dir / "other")) << "a refused --init writes nothing";
   t.resume = true;
   t.run_dir = dir / "both";
   expect_error([&] { TokenizerTrainer x(tuned, t); }, {"--init", "--resume"});
@@ -227,6 +228,7 @@ TEST(Trainer, InitStartsFromAnotherModelsWeights) {
   t.init_model = dir / "missing";
   t.run_dir = dir / "missing-run";
   expect_error([&] { TokenizerTrainer x(tuned, t); }, {"missing"});
+  EXPECT_FALSE(fs::exists(dir / "missing-run"));
 }
 
 TEST(Trainer, TheLossIsTheWeightedSumOfItsTerms) {

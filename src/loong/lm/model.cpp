@@ -222,7 +222,7 @@ DecodeStep::DecodeStep(const Llama& model)
                        f->w2->weight.t().contiguous()});
   }
   embedding_ = model->tok_embeddings->weight.detach();
-  norm_ = model->norm->weight.detach().clone();
+  norm_ = model->norm->weight.detach();
   const auto device = embedding_.device();
   auto [cos, sin] = rope_tables(head_dim_, 0, max_seq_len_, model->config.rope_theta, device);
   rotation_ = torch::complex(cos, sin);  // (a + ib)(cos + i sin) is apply_rope's pair rotation

@@ -109,7 +109,8 @@ TORCH_MODULE(Llama);
 // weight folded into the product after it, the residual adds into the output
 // products (addmm), rotary embedding as one complex product for q and k
 // together, and the padding mask built once a step instead of once a layer.
-// It copies the weights when constructed: build a new one after they change.
+// It copies the layers' weights when constructed (the embedding and the final
+// norm weight are shared): build a new one after the weights change.
 class DecodeStep {
  public:
   explicit DecodeStep(const Llama& model);

@@ -144,6 +144,18 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   } else if (!list_checkpoints(s.opts.run_dir).empty()) {
     fail(s.opts.run_dir, "already holds checkpoints; pass --resume to continue that run, or choose a new --out");
   }
+  // The --init model is loaded and checked before anything is written.
+  VideoTokenizer init{nullptr};
+  if (!s.opts.init_model.empty()) {
+    init = load_model(s.opts.init_model, s.opts.device);
+    auto want = s.cfg.model.to_json(), got = init->config.to_json();
+    want.erase("name"), got.erase("name");  // a preset's name says nothing about the weights
+    for (const auto& [key, value] : want.items())
+      if (!got.contains(key) || got[key] != value)
+        fail(s.opts.init_model, "its model has " + key + " = " + (got.contains(key) ? got[key].dump() : "nothing") +
+                                    " but the run config's has " + value.dump() +
+                                    "; --init needs the architecture the run trains");
+  }
   train::prepare_checkpoint_dir(s.opts.run_dir);
   make_dirs((run / "samples").string());
 
@@ -168,15 +180,7 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
         s.disc->parameters(),
         torch::optim::AdamWOptions(t.disc_lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
   }
-  if (!s.opts.init_model.empty()) {
-    auto init = load_model(s.opts.init_model, s.opts.device);
-    auto want = s.cfg.model.to_json(), got = init->config.to_json();
-    want.erase("name"), got.erase("name");  // a preset's name says nothing about the weights
-    for (const auto& [key, value] : want.items())
-      if (!got.contains(key) || got[key] != value)
-        fail(s.opts.init_model, "its model has " + key + " = " + (got.contains(key) ? got[key].dump() : "nothing") +
-                                    " but the run config's has " + value.dump() +
-                                    "; --init needs the architecture the run trains");
+  if (init) {
     copy_weights(*s.model, *init);
     copy_weights(*s.ema, *init);
     s.print("initialised from " + s.opts.init_model);
