@@ -341,6 +341,13 @@ TEST(Cli, TrainSurvivesKillDuringCheckpointAndResumes) {
   // The log holds each step once: the steps after the kept checkpoint were trained again.
   EXPECT_EQ(lines(loong::test::read_bytes(run_dir + "/log.jsonl")), 6);
 
+  // A new run from the finished one's weights (fine-tuning); with --resume it is refused.
+  auto tuned = run("train --config " + (dir / "train.json") + " --init " + run_dir + " --out " + (dir / "tuned"));
+  ASSERT_EQ(tuned.code, 0) << tuned.err;
+  EXPECT_NE(tuned.out.find("initialised from " + run_dir), std::string::npos) << tuned.out;
+  EXPECT_NE(tuned.out.find("step 6/6"), std::string::npos) << tuned.out;
+  expect_one_line_error(run("train --resume " + run_dir + " --init " + run_dir), 1, "--init");
+
   // Bad input: one line naming what is wrong.
   expect_one_line_error(run("train --out " + (dir / "x")), 1, "--config");
   expect_one_line_error(run("train --config " + (dir / "none.json") + " --out " + (dir / "x")), 1, "none.json");

@@ -114,6 +114,59 @@ TEST(LmTrain, ResumeIsExact) {
   expect_error([&] { LmTrainer x(cfg, options(dir / "none", true)); }, {"nothing to resume"});
 }
 
+TEST(LmTrain, InitStartsFromAnotherModelsWeights) {
+  TempDir dir;
+  write_shards(dir / "shards", 8, 8);
+  auto cfg = config_of(micro_config(dir / "shards"));
+  LmTrainer first(cfg, options(dir / "first"));
+  for (int i = 0; i < 2; ++i) first.step();
+  first.save_checkpoint();
+  // A packed bundle's folder holds loong.json and the language model under lm/ (f16 here, as
+  // the default model's).
+  const fs::path bundle = dir / "bundle";
+  fs::create_directories(bundle);
+  loong::write_json_file((bundle / "loong.json").string(), {{"format", "loong-model"}});
+  save_lm((bundle / "lm").string(), first.model(), {}, torch::kHalf);
+
+  auto tuned = cfg;
+  tuned.stages.erase(tuned.stages.begin());  // fine-tune on the clip stage alone
+  auto o = options(dir / "tuned");
+  o.init_model = dir / "first";  // a run folder: its newest checkpoint
+  torch::manual_seed(7);         // a random initialisation would differ
+  {
+    LmTrainer second(tuned, o);
+    expect_same_weights(second.model(), first.model());
+    EXPECT_EQ(second.global_step(), 0);
+    second.step();
+    EXPECT_FALSE(torch::equal(second.model()->parameters()[0], first.model()->parameters()[0]))
+        << "and it trains from there";
+  }
+  o.init_model = dir / "bundle";
+  o.run_dir = dir / "from-bundle";
+  LmTrainer third(tuned, o);
+  auto pa = third.model()->named_parameters(), pb = first.model()->named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    EXPECT_EQ(pa[i].value().scalar_type(), torch::kFloat) << pa[i].key() << ": widened back to f32";
+    EXPECT_TRUE(torch::equal(pa[i].value(), pb[i].value().to(torch::kHalf).to(torch::kFloat))) << pa[i].key();
+  }
+
+  // Another architecture is named; --init with --resume is refused; nothing is written.
+  auto other = config_of(micro_config(dir / "shards"));
+  other.model.ffn_dim = 96;
+  o.run_dir = dir / "other";
+  expect_error([&] { LmTrainer x(other, o); }, {"bundle", "ffn_dim = 64", "96", "--init"});
+  EXPECT_FALSE(fs::exists(dir / "other")) << "a refused --init writes nothing";
+  o.run_dir = dir / "both";
+  o.resume = true;
+  expect_error([&] { LmTrainer x(tuned, o); }, {"--init", "--resume"});
+  EXPECT_FALSE(fs::exists(dir / "both"));
+  o.resume = false;
+  o.init_model = dir / "missing";
+  o.run_dir = dir / "missing-run";
+  expect_error([&] { LmTrainer x(tuned, o); }, {"missing"});
+  EXPECT_FALSE(fs::exists(dir / "missing-run"));
+}
+
 TEST(LmTrain, NonFiniteStepsAreSkippedThenStopTheRun) {
   TempDir dir;
   write_shards(dir / "shards", 8, 8);

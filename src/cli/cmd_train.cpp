@@ -15,7 +15,7 @@ namespace loong::cli {
 
 void add_train_command(CLI::App& app, Globals& g) {
   struct Args {
-    std::string config, out, resume, data, device = "cpu";
+    std::string config, out, resume, init, data, device = "cpu";
     double max_minutes = -1;
     int64_t stop_at = -1;
     bool quiet = false, show_config = false;
@@ -25,6 +25,9 @@ void add_train_command(CLI::App& app, Globals& g) {
   cmd->add_option("--config", a->config, "Training config: a preset (tiny, paper) or a JSON file (docs/lm.md)");
   cmd->add_option("--out", a->out, "Run folder for the log, loss plot and checkpoints");
   cmd->add_option("--resume", a->resume, "Continue the run in this folder from its newest complete checkpoint");
+  cmd->add_option("--init", a->init,
+                  "Start from this trained language model's weights (a model, checkpoint or run folder, or a "
+                  "bundle such as models/default): fine-tuning; the shards must use its tokenizers");
   cmd->add_option("--data", a->data, "Token shards (from `loong tokenize`); overrides the config's \"data\"");
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_option("--max-minutes", a->max_minutes, "Stop (with a checkpoint) after this long; overrides the config")
@@ -57,6 +60,7 @@ void add_train_command(CLI::App& app, Globals& g) {
     o.run_dir = run_dir;
     o.device = parse_device(a->device);
     o.resume = !a->resume.empty();
+    o.init_model = a->init;
     o.stop_at = a->stop_at;
     // A progress bar on the terminal's last line, redrawn under the step lines.
     auto out = std::make_shared<StatusLine>(a->quiet);

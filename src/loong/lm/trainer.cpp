@@ -164,6 +164,9 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   cfg.validate("training config");
   const fs::path run(s.opts.run_dir);
 
+  if (s.opts.resume && !s.opts.init_model.empty())
+    fail("--init", "starts a new run from a model's weights and --resume continues a run from its own checkpoint; "
+                   "give one of them");
   std::string resume_from;
   if (s.opts.resume) {
     resume_from = train::newest_checkpoint(s.opts.run_dir);
@@ -236,9 +239,27 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
                    std::to_string(cfg.model.max_seq_len));
   }
 
+  // The --init model is loaded and checked before anything is written.
+  Llama init{nullptr};
+  if (!s.opts.init_model.empty()) {
+    std::string dir = s.opts.init_model;
+    if (fs::exists(fs::path(dir) / "loong.json") && fs::is_directory(fs::path(dir) / "lm"))
+      dir = (fs::path(dir) / "lm").string();  // a packed bundle (`loong model pack`): its language model
+    init = load_lm(dir, s.opts.device);
+    train::check_init_architecture(cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
+                                   "--init needs the architecture and vocabulary the run trains (text_vocab and "
+                                   "video_vocab come from the shards)");
+  }
+
   train::prepare_checkpoint_dir(s.opts.run_dir);
   torch::manual_seed(cfg.seed);
   s.model = Llama(cfg.model);
+  if (init) {
+    torch::NoGradGuard ng;
+    auto dst = train::named_tensors(*s.model), src = train::named_tensors(*init);
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);  // widens f16/bf16 weights
+    s.print("initialised from " + s.opts.init_model);
+  }
   s.model->to(s.opts.device);
   s.model->train();
   // No weight decay on the RMSNorm gains (1-D), as in LLaMA.

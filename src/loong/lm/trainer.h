@@ -32,6 +32,10 @@ struct LmTrainerOptions {
   std::string run_dir;
   c10::Device device = c10::Device("cpu");
   bool resume = false;                              // continue from the newest checkpoint in run_dir
+  // Start a new run from a trained language model's weights (a model, checkpoint or run
+  // folder, or a packed bundle's folder) instead of a random initialisation: fine-tuning.
+  // Its architecture and vocabulary must be the run's; not with `resume`.
+  std::string init_model;
   int64_t stop_at = -1;                             // end this session (with a checkpoint) at this step; -1 = the end
   std::function<void(const std::string&)> print;    // console lines (null = quiet)
   std::function<void(const std::string&)> status;   // the progress bar, redrawn in place (null = none)

@@ -148,13 +148,8 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   VideoTokenizer init{nullptr};
   if (!s.opts.init_model.empty()) {
     init = load_model(s.opts.init_model, s.opts.device);
-    auto want = s.cfg.model.to_json(), got = init->config.to_json();
-    want.erase("name"), got.erase("name");  // a preset's name says nothing about the weights
-    for (const auto& [key, value] : want.items())
-      if (!got.contains(key) || got[key] != value)
-        fail(s.opts.init_model, "its model has " + key + " = " + (got.contains(key) ? got[key].dump() : "nothing") +
-                                    " but the run config's has " + value.dump() +
-                                    "; --init needs the architecture the run trains");
+    train::check_init_architecture(s.cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
+                                   "--init needs the architecture the run trains");
   }
   train::prepare_checkpoint_dir(s.opts.run_dir);
   make_dirs((run / "samples").string());

@@ -115,6 +115,15 @@ std::string resolve_model_dir(const std::string& dir) {
   return newest;
 }
 
+void check_init_architecture(nlohmann::json want, nlohmann::json got, const std::string& init_path,
+                             const std::string& hint) {
+  want.erase("name"), got.erase("name");
+  for (const auto& [key, value] : want.items())
+    if (!got.contains(key) || got[key] != value)
+      fail(init_path, "its model has " + key + " = " + (got.contains(key) ? got[key].dump() : "nothing") +
+                          " but the run's config has " + value.dump() + "; " + hint);
+}
+
 void prepare_checkpoint_dir(const std::string& run_dir) {
   const fs::path ck = fs::path(run_dir) / "checkpoints";
   make_dirs(ck.string());

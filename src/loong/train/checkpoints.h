@@ -68,6 +68,13 @@ std::string model_folder(const std::string& dir);
 void load_model_folder(const std::string& model_dir, torch::nn::Module& m, const std::string& format,
                        const std::string& what, c10::Device device);
 
+// For --init: throws loong::Error naming `init_path` and the first key of
+// `want` (the run's model config) that `got` (the loaded model's) lacks or
+// differs in; "name" is ignored (a preset's name says nothing about the
+// weights). `hint` ends the message.
+void check_init_architecture(nlohmann::json want, nlohmann::json got, const std::string& init_path,
+                             const std::string& hint);
+
 // Creates RUN/checkpoints and removes checkpoints left half-written by a crash.
 void prepare_checkpoint_dir(const std::string& run_dir);
 
