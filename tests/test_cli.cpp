@@ -14,6 +14,7 @@
 #include "loong/data/manifest.h"
 #include "loong/io/safetensors.h"
 #include "loong/io/video.h"
+#include "loong/lm/shards.h"
 #include "detector_util.h"
 #include "lm_test_data.h"
 #include "loong/train/checkpoints.h"
@@ -308,6 +309,37 @@ TEST(Cli, TextTrainEncodeDecode) {
   expect_one_line_error(run("tokenize" + common + " --shard 1/2"), 1, "pass --force");
   expect_one_line_error(run("tokenize" + common + " --shard 2/2"), 1, "--shard");
   expect_one_line_error(run("tokenize" + common + " --chunk 6 --force"), 1, "--chunk");
+
+  // Stills are encoded in batches and written in manifest order: 40 stills alone (one batch)
+  // give the codes each gets between two videos (a batch of one).
+  std::ifstream stills_in(dir / "mf/images.jsonl"), videos_in(manifest);
+  std::string still, video, stills, mixed;
+  while (std::getline(stills_in, still) && std::getline(videos_in, video)) {
+    stills += still + "\n";
+    mixed += still + "\n" + video + "\n";
+  }
+  loong::test::write_bytes(dir / "mf/stills.jsonl", stills);
+  loong::test::write_bytes(dir / "mf/mixed.jsonl", mixed);
+  for (const char* name : {"stills", "mixed"})
+    ASSERT_EQ(run("tokenize --data " + (dir / "mf") + "/" + name + ".jsonl --tokenizer " + (dir / "tok") + " --text " +
+                  (dir / "text") + " --chunk 5 --out " + (dir / name))
+                  .code,
+              0);
+  loong::lm::ShardSet alone(dir / "stills"), among(dir / "mixed");
+  ASSERT_EQ(alone.size(), 40);
+  ASSERT_EQ(among.size(), 40 * 3);  // a still, then a video's two chunks
+  bool differ = false;
+  for (int64_t i = 0; i < 40; ++i) {
+    const auto a = alone.at(i), b = among.at(3 * i);
+    ASSERT_EQ(a.kind, loong::lm::SampleKind::Image);
+    ASSERT_EQ(b.kind, loong::lm::SampleKind::Image) << "sample " << 3 * i;
+    EXPECT_EQ(among.at(3 * i + 1).kind, loong::lm::SampleKind::Video);
+    EXPECT_EQ(a.caption(), b.caption());
+    ASSERT_EQ(a.frames * a.tokens_per_frame(), 4);
+    EXPECT_TRUE(std::equal(a.video, a.video + 4, b.video)) << "still " << i;
+    differ = differ || !std::equal(a.video, a.video + 4, alone.at(0).video);
+  }
+  EXPECT_TRUE(differ) << "different stills, different codes";
 }
 #endif
 

@@ -409,6 +409,14 @@ TEST(Tokens, LongVideosAreEncodedChunkByChunk) {
     EXPECT_LE((each[t].to(torch::kInt) - one.to(torch::kInt)).abs().max().item<int>(), 1) << "frame " << t;
   }
   EXPECT_FALSE(torch::equal(each[0], each[4])) << "different frames, different round trips";
+  // Their codes, batched (3, 3, 1: a short last batch), are each frame's codes encoded alone.
+  auto codes = encode_frames(m, frames.narrow(0, 0, 7), 3);
+  ASSERT_EQ(codes.sizes(), (std::vector<int64_t>{7, 2, 2}));
+  EXPECT_EQ(codes.scalar_type(), torch::kLong);
+  for (int64_t t = 0; t < 7; ++t)
+    EXPECT_TRUE(torch::equal(codes[t], encode_video(m, frames.narrow(0, t, 1)).tokens[0])) << "frame " << t;
+  EXPECT_FALSE(torch::equal(codes[0], codes[4]));
+  expect_error([&] { encode_frames(m, frames, 0); }, {"at least 1 frame"});
   expect_error([&] { round_trip_frames(m, frames.to(torch::kFloat)); }, {"uint8 frames"});
   expect_error([&] { round_trip_frames(m, frames, 0); }, {"at least 1 frame"});
 

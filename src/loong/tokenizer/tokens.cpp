@@ -62,7 +62,13 @@ torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
   return torch::cat(parts);
 }
 
-torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch) {
+namespace {
+
+// Calls fn on each batch of `frames` (uint8 [N, H, W, 3]) as one-frame clips,
+// [n, 3, 1, H, W] on the model's device, in no-grad, eval mode; returns the
+// results concatenated along dim 0.
+template <class Fn>
+torch::Tensor by_one_frame_clips(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch, Fn fn) {
   if (frames.dim() != 4 || frames.size(3) != 3 || frames.scalar_type() != torch::kUInt8)
     fail("frames", "expected uint8 frames [N, H, W, 3], got " + c10::str(frames.sizes()));
   if (batch < 1) fail("batch", "expected at least 1 frame a batch, got " + std::to_string(batch));
@@ -73,10 +79,23 @@ torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& fram
   for (int64_t at = 0; at < frames.size(0); at += batch) {
     // [1, 3, n, H, W] -> [n, 3, 1, H, W]: n clips of one frame.
     auto x = frames_to_input(frames.narrow(0, at, std::min(batch, frames.size(0) - at))).transpose(0, 2);
-    auto y = model->decode(model->encode(x.to(device)));
-    parts.push_back(output_to_frames(y.transpose(0, 2)));
+    parts.push_back(fn(x.to(device)));
   }
   return torch::cat(parts);
+}
+
+}  // namespace
+
+torch::Tensor encode_frames(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch) {
+  return by_one_frame_clips(model, frames, batch, [&](const torch::Tensor& x) {
+    return model->encode(x).select(1, 0).cpu();  // [n, 1, H', W'] -> [n, H', W']
+  });
+}
+
+torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch) {
+  return by_one_frame_clips(model, frames, batch, [&](const torch::Tensor& x) {
+    return output_to_frames(model->decode(model->encode(x)).transpose(0, 2));
+  });
 }
 
 void save_tokens(const std::string& path, const EncodedVideo& v) {

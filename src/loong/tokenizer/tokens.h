@@ -35,6 +35,10 @@ EncodedVideo encode_video(VideoTokenizer& model, const torch::Tensor& frames, in
                           double fps = 0);
 // tokens -> uint8 frames [T, H, W, 3].
 torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& video);
+// Each frame encoded as a one-frame clip of its own (an image), in batches of
+// `batch`: uint8 [N, H, W, 3] -> int64 token ids [N, H', W'] on the CPU, the
+// ids encode_video gives each frame alone. Runs in no-grad, eval mode.
+torch::Tensor encode_frames(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch = 64);
 // Each frame through the tokenizer and back as a one-frame clip of its own,
 // in batches of `batch`: uint8 [N, H, W, 3] -> the same. Runs in no-grad, eval mode.
 torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& frames, int64_t batch = 64);
