@@ -3,7 +3,9 @@
 // Prints one JSON object. One preset per process, so peak RSS is its own.
 // Then the round trip of --single-frames frames, each a one-frame clip (what
 // probe training does to half its frames): one call per frame, the baseline,
-// against round_trip_frames in one batch.
+// against round_trip_frames in one batch; and their encoding alone (what
+// `loong tokenize` does to stills): one encode_video call each against
+// encode_frames in one batch.
 //
 //   bench_tokenizer [--preset tiny|paper] [--frames 65] [--runs 3] [--single-frames 16] [--device cpu]
 #include <sys/resource.h>
@@ -64,7 +66,7 @@ int main(int argc, char** argv) {
     }
     const double e = median(enc), d = median(dec);
     const double rss_clip = peak_rss_mb();  // the clip's peak, before the round trips below
-    std::vector<double> one_by_one, batched;
+    std::vector<double> one_by_one, batched, enc_one, enc_batched;
     if (single > 0) {
       auto stills = torch::randint(0, 256, {single, cfg.image_size, cfg.image_size, 3}, torch::kUInt8);
       for (int r = 0; r < runs; ++r) {
@@ -74,6 +76,11 @@ int main(int argc, char** argv) {
           sync();
         }));
         batched.push_back(time_ms([&] { loong::tokenizer::round_trip_frames(tok, stills); sync(); }));
+        enc_one.push_back(time_ms([&] {
+          for (int64_t t = 0; t < single; ++t) loong::tokenizer::encode_video(tok, stills.narrow(0, t, 1));
+          sync();
+        }));
+        enc_batched.push_back(time_ms([&] { loong::tokenizer::encode_frames(tok, stills); sync(); }));
       }
     }
     nlohmann::json j = {{"benchmark", "tokenizer"}, {"preset", preset}, {"device", device_name},
@@ -88,6 +95,10 @@ int main(int argc, char** argv) {
       j["round_trip_one_by_one_ms_median"] = a;
       j["round_trip_batched_ms_median"] = b;
       j["round_trip_speedup"] = a / b;
+      const double c = median(enc_one), d2 = median(enc_batched);
+      j["encode_stills_one_by_one_ms_median"] = c;
+      j["encode_stills_batched_ms_median"] = d2;
+      j["encode_stills_speedup"] = c / d2;
     }
     std::cout << j.dump() << std::endl;
   } catch (const std::exception& ex) {
