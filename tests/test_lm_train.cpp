@@ -165,6 +165,11 @@ TEST(LmTrain, InitStartsFromAnotherModelsWeights) {
   o.run_dir = dir / "missing-run";
   expect_error([&] { LmTrainer x(tuned, o); }, {"missing"});
   EXPECT_FALSE(fs::exists(dir / "missing-run"));
+  // Another kind of model (its config has keys a language model's lacks) is named as such.
+  loong::train::save_model_folder(dir / "tok", *first.model(), "loong-video-tokenizer", {{"base_channels", 8}});
+  o.init_model = dir / "tok";
+  expect_error([&] { LmTrainer x(tuned, o); }, {"'loong-video-tokenizer' file", "not a language model"});
+  EXPECT_FALSE(fs::exists(dir / "missing-run"));
 }
 
 TEST(LmTrain, NonFiniteStepsAreSkippedThenStopTheRun) {

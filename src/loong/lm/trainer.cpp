@@ -58,7 +58,7 @@ void save_lm(const std::string& dir, const Llama& model, const std::map<std::str
 }
 
 Llama load_lm(const std::string& dir_in, c10::Device device) {
-  const std::string dir = train::model_folder(dir_in);
+  const std::string dir = train::model_folder(dir_in, "loong-lm", "a language model");
   Llama model(LmConfig::load((fs::path(dir) / "config.json").string()));
   train::load_model_folder(dir, *model, "loong-lm", "a language model", device);
   return model;

@@ -144,8 +144,20 @@ void save_model_folder(const std::string& dir, const torch::nn::Module& m, const
   write_json_file((fs::path(dir) / "config.json").string(), config);
 }
 
-std::string model_folder(const std::string& dir_in) {
+namespace {
+void check_format(const std::string& weights, const std::map<std::string, std::string>& meta,
+                  const std::string& format, const std::string& what) {
+  auto f = meta.find("format");
+  if (f != meta.end() && f->second != format) fail(weights, "this is a " + squote(f->second) + " file, not " + what);
+}
+}  // namespace
+
+std::string model_folder(const std::string& dir_in, const std::string& format, const std::string& what) {
   const std::string dir = resolve_model_dir(dir_in);
+  if (!format.empty()) {
+    const std::string weights = (fs::path(dir) / "model.safetensors").string();
+    check_format(weights, safetensors::read_header(weights).metadata, format, what);
+  }
   if (!fs::exists(fs::path(dir) / "config.json")) fail(dir, "missing config.json next to model.safetensors");
   return dir;
 }
@@ -155,9 +167,7 @@ void load_model_folder(const std::string& dir, torch::nn::Module& m, const std::
   const std::string weights = (fs::path(dir) / "model.safetensors").string();
   std::map<std::string, std::string> meta;
   auto tensors = safetensors::load(weights, &meta);
-  auto f = meta.find("format");
-  if (f != meta.end() && f->second != format)
-    fail(weights, "this is a " + squote(f->second) + " file, not " + what);
+  check_format(weights, meta, format, what);
   load_named_tensors(m, tensors, weights);
   m.to(device);
   m.eval();

@@ -60,8 +60,10 @@ void save_model_folder(const std::string& dir, const torch::nn::Module& m, const
                        const nlohmann::json& config, const std::map<std::string, std::string>& metadata = {},
                        c10::ScalarType float_type = c10::ScalarType::Float);
 // Resolves `dir` (resolve_model_dir) and returns the folder; throws when
-// config.json is missing.
-std::string model_folder(const std::string& dir);
+// config.json is missing, or, with `format`, when model.safetensors records
+// another format (checked before the config is read, so a model of another
+// kind is named as such, not by its config's first unknown key).
+std::string model_folder(const std::string& dir, const std::string& format = "", const std::string& what = "");
 // Fills `m` from model_dir/model.safetensors (a folder from model_folder):
 // a file of another format is refused with `what` ("a language model") in
 // the message. Moves the module to `device` and sets eval mode.
