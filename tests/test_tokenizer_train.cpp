@@ -214,11 +214,28 @@ TEST(Trainer, InitStartsFromAnotherModelsWeights) {
   EXPECT_EQ(second.run(synthetic), 2);
   EXPECT_FALSE(same_weights(*second.model(), *first.ema_model()));  // and it trains from there
 
+  // A packed bundle (`loong model pack`: loong.json beside tokenizer/, f16 as the default model's)
+  // gives its tokenizer, widened back to f32.
+  const fs::path bundle = dir / "bundle";
+  fs::create_directories(bundle);
+  loong::write_json_file((bundle / "loong.json").string(), {{"format", "loong-model"}});
+  save_model((bundle / "tokenizer").string(), first.ema_model(), {}, torch::kHalf);
+  t.init_model = bundle;
+  t.run_dir = dir / "from-bundle";
+  TokenizerTrainer third(tuned, t);
+  auto pa = named_tensors(*third.model()), pb = named_tensors(*first.ema_model());
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    if (!pa[i].second.is_floating_point()) continue;
+    EXPECT_EQ(pa[i].second.scalar_type(), torch::kFloat) << pa[i].first;
+    EXPECT_TRUE(torch::equal(pa[i].second, pb[i].second.to(torch::kHalf).to(torch::kFloat))) << pa[i].first;
+  }
+
   // Another architecture is named; --init with --resume is refused before anything is written.
   auto other = cfg;
   other.model.codebook_size = 32;
   t.run_dir = dir / "other";
-  expect_error([&] { TokenizerTrainer x(other, t); }, {"first", "codebook_size = 64", "32", "--init"});
+  expect_error([&] { TokenizerTrainer x(other, t); }, {"bundle", "codebook_size = 64", "32", "--init"});
   EXPECT_FALSE(fs::exists(dir / "other")) << "a refused --init writes nothing";
   t.resume = true;
   t.run_dir = dir / "both";

@@ -120,13 +120,13 @@ void add_tokenize_command(CLI::App& app, Globals& g) {
       if (!clip) continue;
       ++entries;
       const auto ids = text.encode(clip->caption);
-      if (ds.manifest().entries[i].kind == data::MediaKind::Image && clip->frames.size(0) == 1) {
+      const bool image = ds.manifest().entries[i].kind == data::MediaKind::Image;
+      if (image && clip->frames.size(0) == 1) {
         images.push_back({ids, clip->caption, clip->frames[0]});
         if (static_cast<int64_t>(images.size()) == kImageBatch) flush_images();
         continue;
       }
       flush_images();  // the samples keep the manifest's order
-      const bool image = ds.manifest().entries[i].kind == data::MediaKind::Image;
       auto enc = tokenizer::encode_video(model, clip->frames, a->chunk, a->fps);
       auto all = enc.tokens.to(torch::kInt).contiguous();  // [T', H', W']: chunks follow each other
       const int32_t* codes = all.data_ptr<int32_t>();

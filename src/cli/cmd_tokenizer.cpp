@@ -74,8 +74,9 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--data", *data, "Training manifest (JSONL or CSV; videos and images)")->required();
     cmd->add_option("--out", *out, "Run folder")->required();
     cmd->add_flag("--resume", *resume, "Continue from the newest complete checkpoint in --out");
-    cmd->add_option("--init", *init, "Start from this tokenizer's weights (model, checkpoint or run folder of the "
-                                     "config's architecture) instead of random ones: fine-tuning");
+    cmd->add_option("--init", *init, "Start from this tokenizer's weights (model, checkpoint or run folder, or a "
+                                     "bundle such as models/default, of the config's architecture) instead of random "
+                                     "ones: fine-tuning");
     cmd->add_option("--device", *device, "cpu or cuda[:N]");
     cmd->add_option("--max-minutes", *max_minutes, "Stop (with a checkpoint) after this long; overrides the config")
         ->check(CLI::NonNegativeNumber);

@@ -577,7 +577,7 @@ ProbeNet load_probe(const std::string& dir_in, c10::Device device) {
   const std::string dir = train::model_folder(dir_in, kFormat, "a moving-fashion probe");
   const std::string cfg = (fs::path(dir) / "config.json").string();
   ProbeNet net(ProbeConfig::from_json(read_json_file(cfg), cfg));
-  train::load_model_folder(dir, *net, kFormat, "a moving-fashion probe", device);
+  train::load_model_folder(dir, *net, device);
   return net;
 }
 

@@ -86,6 +86,12 @@ void resolve_sampling(const BundleInfo& info, const SamplingGiven& given, Sampli
   if (!given.temperature && info.temperature > 0) s.temperature = info.temperature;
 }
 
+std::string bundle_part_or_self(const std::string& dir, const std::string& part) {
+  std::error_code ec;
+  const fs::path p = fs::path(dir) / part;
+  return fs::exists(fs::path(dir) / "loong.json", ec) && fs::is_directory(p, ec) ? p.string() : dir;
+}
+
 Bundle load_bundle(const std::string& dir, c10::Device device) {
   if (!fs::is_directory(dir)) fail(dir, "no such model folder (expected a bundle from `loong model init` or `loong model pack`)");
   const std::string info_path = (fs::path(dir) / "loong.json").string();

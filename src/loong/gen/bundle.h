@@ -61,6 +61,11 @@ struct SamplingGiven {
 // comes out concrete (never 0).
 void resolve_sampling(const BundleInfo& info, const SamplingGiven& given, SamplingOptions& s, double& first_clip);
 
+// `dir`'s `part` folder ("tokenizer", "lm") when `dir` is a bundle (a
+// loong.json beside that part), else `dir` itself: lets a command that takes
+// one model (`train --init`, `tokenizer train --init`) take a bundle too.
+std::string bundle_part_or_self(const std::string& dir, const std::string& part);
+
 // Loads and cross-checks a bundle: vocabulary sizes of the parts agree, the
 // clip fits the model's positions. Errors name the file.
 Bundle load_bundle(const std::string& dir, c10::Device device = c10::Device("cpu"));

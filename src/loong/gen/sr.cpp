@@ -137,7 +137,7 @@ SrNet load_sr(const std::string& dir_in, c10::Device device) {
   const std::string dir = train::model_folder(dir_in, kFormat, "a super-resolution model");
   const std::string cfg = (fs::path(dir) / "config.json").string();
   SrNet net(SrConfig::from_json(read_json_file(cfg), cfg));
-  train::load_model_folder(dir, *net, kFormat, "a super-resolution model", device);
+  train::load_model_folder(dir, *net, device);
   return net;
 }
 

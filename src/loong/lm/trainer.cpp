@@ -16,6 +16,7 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/torch_compat.h"
+#include "loong/gen/bundle.h"
 #include "loong/io/image.h"
 #include "loong/io/safetensors.h"
 #include "loong/lm/batch.h"
@@ -60,7 +61,7 @@ void save_lm(const std::string& dir, const Llama& model, const std::map<std::str
 Llama load_lm(const std::string& dir_in, c10::Device device) {
   const std::string dir = train::model_folder(dir_in, "loong-lm", "a language model");
   Llama model(LmConfig::load((fs::path(dir) / "config.json").string()));
-  train::load_model_folder(dir, *model, "loong-lm", "a language model", device);
+  train::load_model_folder(dir, *model, device);
   return model;
 }
 
@@ -242,10 +243,7 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   // The --init model is loaded and checked before anything is written.
   Llama init{nullptr};
   if (!s.opts.init_model.empty()) {
-    std::string dir = s.opts.init_model;
-    if (fs::exists(fs::path(dir) / "loong.json") && fs::is_directory(fs::path(dir) / "lm"))
-      dir = (fs::path(dir) / "lm").string();  // a packed bundle (`loong model pack`): its language model
-    init = load_lm(dir, s.opts.device);
+    init = load_lm(gen::bundle_part_or_self(s.opts.init_model, "lm"), s.opts.device);
     train::check_init_architecture(cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
                                    "--init needs the architecture and vocabulary the run trains (text_vocab and "
                                    "video_vocab come from the shards)");
@@ -255,9 +253,7 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   torch::manual_seed(cfg.seed);
   s.model = Llama(cfg.model);
   if (init) {
-    torch::NoGradGuard ng;
-    auto dst = train::named_tensors(*s.model), src = train::named_tensors(*init);
-    for (size_t i = 0; i < dst.size(); ++i) dst[i].second.copy_(src[i].second);  // widens f16/bf16 weights
+    train::copy_weights(*s.model, *init);  // widens f16/bf16 weights
     s.print("initialised from " + s.opts.init_model);
   }
   s.model->to(s.opts.device);

@@ -22,7 +22,7 @@ void save_model(const std::string& dir, const VideoTokenizer& model, const std::
 VideoTokenizer load_model(const std::string& dir_in, c10::Device device) {
   const std::string dir = train::model_folder(dir_in, "loong-video-tokenizer", "a video tokenizer");
   VideoTokenizer model(TokenizerConfig::load((fs::path(dir) / "config.json").string()));
-  train::load_model_folder(dir, *model, "loong-video-tokenizer", "a video tokenizer", device);
+  train::load_model_folder(dir, *model, device);
   return model;
 }
 

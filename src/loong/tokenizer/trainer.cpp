@@ -15,6 +15,7 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/torch_compat.h"
+#include "loong/gen/bundle.h"
 #include "loong/io/image.h"
 #include "loong/io/safetensors.h"
 #include "loong/tokenizer/checkpoint.h"
@@ -38,13 +39,6 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 // [B, T, H, W, 3] uint8 -> [B, 3, T, H, W] float in [-1, 1] on `device`.
 torch::Tensor clips_to_input(const torch::Tensor& clips, c10::Device device) {
   return clips.to(device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div(127.5).sub(1.0);
-}
-
-// Same architecture: copies every parameter and buffer of src into dst.
-void copy_weights(torch::nn::Module& dst, const torch::nn::Module& src) {
-  torch::NoGradGuard ng;
-  auto d = named_tensors(dst), s = named_tensors(src);
-  for (size_t i = 0; i < d.size(); ++i) d[i].second.copy_(s[i].second);
 }
 
 }  // namespace
@@ -147,7 +141,7 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   // The --init model is loaded and checked before anything is written.
   VideoTokenizer init{nullptr};
   if (!s.opts.init_model.empty()) {
-    init = load_model(s.opts.init_model, s.opts.device);
+    init = load_model(gen::bundle_part_or_self(s.opts.init_model, "tokenizer"), s.opts.device);
     train::check_init_architecture(s.cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
                                    "--init needs the architecture the run trains");
   }
@@ -158,7 +152,7 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   s.ema = VideoTokenizer(s.cfg.model);
   s.model->to(s.opts.device);
   s.ema->to(s.opts.device);
-  copy_weights(*s.ema, *s.model);
+  train::copy_weights(*s.ema, *s.model);
   s.model->train();
   s.ema->train();
   for (auto& p : s.ema->parameters()) p.set_requires_grad(false);
@@ -176,8 +170,8 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
         torch::optim::AdamWOptions(t.disc_lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
   }
   if (init) {
-    copy_weights(*s.model, *init);
-    copy_weights(*s.ema, *init);
+    train::copy_weights(*s.model, *init);
+    train::copy_weights(*s.ema, *init);
     s.print("initialised from " + s.opts.init_model);
   }
   s.lecam.decay = t.lecam_decay;
@@ -309,7 +303,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   if (t.ema_decay > 0) {
     s.ema_update();
   } else {
-    copy_weights(*s.ema, *s.model);
+    train::copy_weights(*s.ema, *s.model);
   }
 
   const double mse = l2.item<double>();

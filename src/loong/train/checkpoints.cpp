@@ -144,33 +144,33 @@ void save_model_folder(const std::string& dir, const torch::nn::Module& m, const
   write_json_file((fs::path(dir) / "config.json").string(), config);
 }
 
-namespace {
-void check_format(const std::string& weights, const std::map<std::string, std::string>& meta,
-                  const std::string& format, const std::string& what) {
-  auto f = meta.find("format");
-  if (f != meta.end() && f->second != format) fail(weights, "this is a " + squote(f->second) + " file, not " + what);
-}
-}  // namespace
-
 std::string model_folder(const std::string& dir_in, const std::string& format, const std::string& what) {
   const std::string dir = resolve_model_dir(dir_in);
   if (!format.empty()) {
     const std::string weights = (fs::path(dir) / "model.safetensors").string();
-    check_format(weights, safetensors::read_header(weights).metadata, format, what);
+    const auto meta = safetensors::read_header(weights).metadata;
+    auto f = meta.find("format");
+    if (f != meta.end() && f->second != format) fail(weights, "this is a " + squote(f->second) + " file, not " + what);
   }
   if (!fs::exists(fs::path(dir) / "config.json")) fail(dir, "missing config.json next to model.safetensors");
   return dir;
 }
 
-void load_model_folder(const std::string& dir, torch::nn::Module& m, const std::string& format,
-                       const std::string& what, c10::Device device) {
+void load_model_folder(const std::string& dir, torch::nn::Module& m, c10::Device device) {
   const std::string weights = (fs::path(dir) / "model.safetensors").string();
-  std::map<std::string, std::string> meta;
-  auto tensors = safetensors::load(weights, &meta);
-  check_format(weights, meta, format, what);
-  load_named_tensors(m, tensors, weights);
+  load_named_tensors(m, safetensors::load(weights), weights);
   m.to(device);
   m.eval();
+}
+
+void copy_weights(torch::nn::Module& dst, const torch::nn::Module& src) {
+  torch::NoGradGuard ng;
+  auto d = named_tensors(dst), s = named_tensors(src);
+  TORCH_CHECK(d.size() == s.size(), "copy_weights: modules of different architectures");
+  for (size_t i = 0; i < d.size(); ++i) {
+    TORCH_CHECK(d[i].first == s[i].first, "copy_weights: ", d[i].first, " against ", s[i].first);
+    d[i].second.copy_(s[i].second);
+  }
 }
 
 namespace {

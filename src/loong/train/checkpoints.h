@@ -64,11 +64,14 @@ void save_model_folder(const std::string& dir, const torch::nn::Module& m, const
 // another format (checked before the config is read, so a model of another
 // kind is named as such, not by its config's first unknown key).
 std::string model_folder(const std::string& dir, const std::string& format = "", const std::string& what = "");
-// Fills `m` from model_dir/model.safetensors (a folder from model_folder):
-// a file of another format is refused with `what` ("a language model") in
-// the message. Moves the module to `device` and sets eval mode.
-void load_model_folder(const std::string& model_dir, torch::nn::Module& m, const std::string& format,
-                       const std::string& what, c10::Device device);
+// Fills `m` from model_dir/model.safetensors, a folder model_folder returned
+// (and so whose format it checked). Moves the module to `device` and sets
+// eval mode.
+void load_model_folder(const std::string& model_dir, torch::nn::Module& m, c10::Device device);
+
+// Copies every parameter and buffer of `src` into `dst`, a module of the same
+// architecture, converting the type (f16/bf16 weights are widened).
+void copy_weights(torch::nn::Module& dst, const torch::nn::Module& src);
 
 // For --init: throws loong::Error naming `init_path` and the first key of
 // `want` (the run's model config) that `got` (the loaded model's) lacks or
