@@ -272,6 +272,24 @@ TEST(Eval, ProbeCropPhaseTrainsTheCropClassifierAlone) {
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(trunk[i], before[i])) << "trunk parameter " << i;
   EXPECT_FALSE(torch::equal(net->crop_head->parameters()[0], crop_before[0]));
   EXPECT_GT(s.class_accuracy, 0.3) << "items are 10 pixels here (0.57 when written)";
+  // Per class: each class's recall over its items; weighted by them, the overall accuracy.
+  ASSERT_EQ(s.class_recall.size(), 10u);
+  ASSERT_EQ(s.class_items.size(), 10u);
+  double right = 0;
+  int64_t items = 0, classes_seen = 0;
+  for (size_t c = 0; c < 10; ++c) {
+    if (s.class_items[c] == 0) {
+      EXPECT_TRUE(std::isnan(s.class_recall[c])) << c;
+      continue;
+    }
+    EXPECT_GE(s.class_recall[c], 0);
+    EXPECT_LE(s.class_recall[c], 1);
+    right += s.class_recall[c] * static_cast<double>(s.class_items[c]);
+    items += s.class_items[c];
+    ++classes_seen;
+  }
+  EXPECT_GE(classes_seen, 5) << "16 videos show most classes";
+  EXPECT_NEAR(right / static_cast<double>(items), s.class_accuracy, 1e-9);
 }
 
 TEST(Eval, ProbeCellTargetsReadBackToTheTruth) {

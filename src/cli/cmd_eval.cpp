@@ -13,6 +13,7 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
+#include "loong/data/fashion_mnist.h"
 #include "loong/data/manifest.h"
 #include "loong/eval/clip.h"
 #include "loong/eval/fvd.h"
@@ -348,12 +349,18 @@ void add_eval_commands(CLI::App& app, Globals& g) {
                       {"from", p->from},
                       {"tokenizer", p->tokenizer}});
     auto scores = [](const eval::ProbeScores& s) {
+      json by_class = json::object();  // recall and items of each class: which classes are missed
+      for (size_t c = 0; c < s.class_recall.size(); ++c)
+        by_class[data::kFashionClassNames[c]] = {
+            {"recall", std::isnan(s.class_recall[c]) ? json(nullptr) : json(s.class_recall[c])},
+            {"items", s.class_items[c]}};
       return json{{"frames", s.frames},
                   {"background_accuracy", s.background_accuracy},
                   {"items_exact", s.items_exact},
                   {"class_accuracy", s.class_accuracy},
                   {"colour_accuracy", s.colour_accuracy},
                   {"cell_class_accuracy", s.cell_class_accuracy},
+                  {"class_accuracy_by_class", by_class},
                   {"position_error", s.position_error}};
     };
     json out = {{"probe", p->out}};

@@ -361,6 +361,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   torch::NoGradGuard ng;
   ProbeScores s;
   double bg_ok = 0, exact = 0, pos_err = 0, pos_n = 0, cls_ok = 0, col_ok = 0, items_n = 0, cell_cls_ok = 0, cell_n = 0;
+  auto per_class_ok = torch::zeros({kProbeClasses}, torch::kDouble), per_class_n = per_class_ok.clone();
   for (int v = 0; v < videos; v += 8) {
     std::vector<int64_t> idx;
     for (int k = v; k < std::min(videos, v + 8); ++k) idx.push_back(k);
@@ -390,7 +391,10 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
     const auto seen = visible_items(b.t);
     if (seen.frame.size(0) > 0) {
       auto named = net->classify_crops(x.index_select(0, seen.frame.to(device)), seen.centre.unsqueeze(1).to(device));
-      cls_ok += (named.first.squeeze(1).argmax(-1).cpu() == seen.item_class).sum().item<double>();
+      const auto right = (named.first.squeeze(1).argmax(-1).cpu() == seen.item_class).to(torch::kDouble);
+      cls_ok += right.sum().item<double>();
+      per_class_ok.index_add_(0, seen.item_class, right);
+      per_class_n.index_add_(0, seen.item_class, torch::ones_like(right));
       col_ok += (named.second.squeeze(1).argmax(-1).cpu() == seen.colour).sum().item<double>();
       items_n += static_cast<double>(seen.frame.size(0));
     }
@@ -404,6 +408,11 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   s.position_error = pos_n > 0 ? pos_err / pos_n : 0;
   s.class_accuracy = items_n > 0 ? cls_ok / items_n : 0;
   s.colour_accuracy = items_n > 0 ? col_ok / items_n : 0;
+  for (int64_t c = 0; c < kProbeClasses; ++c) {
+    const double n = per_class_n[c].item<double>();
+    s.class_items.push_back(static_cast<int64_t>(n));
+    s.class_recall.push_back(n > 0 ? per_class_ok[c].item<double>() / n : std::nan(""));
+  }
   s.cell_class_accuracy = cell_n > 0 ? cell_cls_ok / cell_n : 0;
   return s;
 }
