@@ -360,7 +360,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   net->eval();
   torch::NoGradGuard ng;
   ProbeScores s;
-  double bg_ok = 0, exact = 0, pos_err = 0, pos_n = 0, cls_ok = 0, col_ok = 0, items_n = 0, cell_cls_ok = 0, cell_n = 0;
+  double bg_ok = 0, exact = 0, pos_err = 0, pos_n = 0, col_ok = 0, items_n = 0, cell_cls_ok = 0, cell_n = 0;
   auto per_class_ok = torch::zeros({kProbeClasses}, torch::kDouble), per_class_n = per_class_ok.clone();
   for (int v = 0; v < videos; v += 8) {
     std::vector<int64_t> idx;
@@ -392,7 +392,6 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
     if (seen.frame.size(0) > 0) {
       auto named = net->classify_crops(x.index_select(0, seen.frame.to(device)), seen.centre.unsqueeze(1).to(device));
       const auto right = (named.first.squeeze(1).argmax(-1).cpu() == seen.item_class).to(torch::kDouble);
-      cls_ok += right.sum().item<double>();
       per_class_ok.index_add_(0, seen.item_class, right);
       per_class_n.index_add_(0, seen.item_class, torch::ones_like(right));
       col_ok += (named.second.squeeze(1).argmax(-1).cpu() == seen.colour).sum().item<double>();
@@ -406,7 +405,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
   s.background_accuracy = bg_ok / static_cast<double>(s.frames);
   s.items_exact = exact / static_cast<double>(s.frames);
   s.position_error = pos_n > 0 ? pos_err / pos_n : 0;
-  s.class_accuracy = items_n > 0 ? cls_ok / items_n : 0;
+  s.class_accuracy = items_n > 0 ? per_class_ok.sum().item<double>() / items_n : 0;
   s.colour_accuracy = items_n > 0 ? col_ok / items_n : 0;
   for (int64_t c = 0; c < kProbeClasses; ++c) {
     const double n = per_class_n[c].item<double>();

@@ -156,12 +156,12 @@ struct ProbeScores {
   double items_exact = 0;          // share of frames whose k most likely items are the k visible ones
   double position_error = 0;       // mean |error| of the centre, fraction of the frame, over visible items
   double class_accuracy = 0;       // of visible items, by the crop classifier at their true centre
-  // The same per true class (recall; NaN for a class no item had), and the
-  // items of each class: which classes the probe confuses.
-  std::vector<double> class_recall;
-  std::vector<int64_t> class_items;
   double colour_accuracy = 0;      // the same for their colour
   double cell_class_accuracy = 0;  // of visible items, read from the cell map at their true centre
+  // class_accuracy per true class (recall; NaN for a class no item had), and
+  // the items of each class: which classes the probe confuses.
+  std::vector<double> class_recall;
+  std::vector<int64_t> class_items;
   int64_t frames = 0;
 };
 

@@ -146,12 +146,10 @@ void save_model_folder(const std::string& dir, const torch::nn::Module& m, const
 
 std::string model_folder(const std::string& dir_in, const std::string& format, const std::string& what) {
   const std::string dir = resolve_model_dir(dir_in);
-  if (!format.empty()) {
-    const std::string weights = (fs::path(dir) / "model.safetensors").string();
-    const auto meta = safetensors::read_header(weights).metadata;
-    auto f = meta.find("format");
-    if (f != meta.end() && f->second != format) fail(weights, "this is a " + squote(f->second) + " file, not " + what);
-  }
+  const std::string weights = (fs::path(dir) / "model.safetensors").string();
+  const auto meta = safetensors::read_header(weights).metadata;
+  auto f = meta.find("format");
+  if (f != meta.end() && f->second != format) fail(weights, "this is a " + squote(f->second) + " file, not " + what);
   if (!fs::exists(fs::path(dir) / "config.json")) fail(dir, "missing config.json next to model.safetensors");
   return dir;
 }

@@ -60,10 +60,11 @@ void save_model_folder(const std::string& dir, const torch::nn::Module& m, const
                        const nlohmann::json& config, const std::map<std::string, std::string>& metadata = {},
                        c10::ScalarType float_type = c10::ScalarType::Float);
 // Resolves `dir` (resolve_model_dir) and returns the folder; throws when
-// config.json is missing, or, with `format`, when model.safetensors records
-// another format (checked before the config is read, so a model of another
-// kind is named as such, not by its config's first unknown key).
-std::string model_folder(const std::string& dir, const std::string& format = "", const std::string& what = "");
+// config.json is missing, or when model.safetensors records a format other
+// than `format`, naming `what` ("a language model"). The format is checked
+// before the config is read, so a model of another kind is named as such,
+// not by its config's first unknown key.
+std::string model_folder(const std::string& dir, const std::string& format, const std::string& what);
 // Fills `m` from model_dir/model.safetensors, a folder model_folder returned
 // (and so whose format it checked). Moves the module to `device` and sets
 // eval mode.
