@@ -187,20 +187,27 @@ TEST(Gen, FusedDecodeGivesTheReferenceCodes) {
   // The sampler's fused step (lm::DecodeStep) against the model's general
   // forward pass: guided, left-padded prompts with video prefixes, top-k
   // sampling from one seed. The same codes, down to the last draw.
-  torch::manual_seed(6);
-  lm::Llama model(micro_lm());
-  lm::Vocab vocab(20, 64);
-  SamplingOptions o;
-  o.cfg_scale = 2.5;
-  o.top_k = 8;
-  o.seed = 11;
-  std::vector<ClipPrompt> prompts = {{{1, 2, 3, 4, 5}, {7, 8}}, {{9}, {10, 11}}};
-  ClipSampler fused(model, vocab, o), reference(model, vocab, o);
-  reference.set_reference_decode(true);
-  auto a = fused.generate(prompts, 60), b = reference.generate(prompts, 60);
-  EXPECT_TRUE(torch::equal(a, b));
-  EXPECT_GT(std::set<int64_t>(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel()).size(), 4u)
-      << "sampled codes vary, so a wrong step would show";
+  // With 3D rotary positions too (a 2 x 2 latent grid), where each step's
+  // positions come from the <sov> the prompt holds.
+  for (const std::string rope : {"1d", "3d"}) {
+    SCOPED_TRACE("rope " + rope);
+    torch::manual_seed(6);
+    auto c = micro_lm();
+    if (rope == "3d") c.rope = "3d", c.rope_rows = 2, c.rope_cols = 2;
+    lm::Llama model(c);
+    lm::Vocab vocab(20, 64);
+    SamplingOptions o;
+    o.cfg_scale = 2.5;
+    o.top_k = 8;
+    o.seed = 11;
+    std::vector<ClipPrompt> prompts = {{{1, 2, 3, 4, 5}, {7, 8}}, {{9}, {10, 11}}};
+    ClipSampler fused(model, vocab, o), reference(model, vocab, o);
+    reference.set_reference_decode(true);
+    auto a = fused.generate(prompts, 60), b = reference.generate(prompts, 60);
+    EXPECT_TRUE(torch::equal(a, b));
+    EXPECT_GT(std::set<int64_t>(a.data_ptr<int64_t>(), a.data_ptr<int64_t>() + a.numel()).size(), 4u)
+        << "sampled codes vary, so a wrong step would show";
+  }
 }
 
 TEST(Gen, BatchedPromptsMatchOneAtATime) {
@@ -475,6 +482,9 @@ TEST(Gen, BundleRoundTripAndMismatches) {
 
   lm::Llama wrong(micro_lm(32));
   expect_error([&] { write_bundle(dir / "c", info, tok, text, wrong); }, {"32 video codes", "64"});
+  auto grid = micro_lm();
+  grid.rope = "3d", grid.rope_rows = 4, grid.rope_cols = 4;
+  expect_error([&] { write_bundle(dir / "c", info, tok, text, lm::Llama(grid)); }, {"4 x 4 latent grid", "2 x 2"});
   info.clip_frames = 65 * 4 + 1;  // 66 latent frames x 4 codes > 160 positions
   expect_error([&] { write_bundle(dir / "c", info, tok, text, model); }, {"max_seq_len"});
   expect_error([&] { load_bundle(dir / "nothing"); }, {"nothing", "no such model folder"});

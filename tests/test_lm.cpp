@@ -1,6 +1,7 @@
 // The LLaMA language model: vocabulary layout, presets and their sizes, the
 // causal mask, rotary embeddings against their formula, the KV cache,
 // grouped-query attention, parameter names, and that it can learn.
+#include <array>
 #include <cmath>
 #include <filesystem>
 
@@ -89,6 +90,22 @@ TEST(Lm, ConfigErrors) {
                {"m.json", "key 'n_kv_heads'", "does not divide"});
   expect_error([] { LmConfig::from_json({{"layers", 4}}, "m.json"); }, {"m.json", "unknown key 'layers'"});
   expect_error([] { LmConfig::from_json({{"dim", "wide"}}, "m.json"); }, {"m.json", "key 'dim'"});
+  // Rotary positions: 1D configs write no rope keys; 3D ones round-trip with their grid.
+  EXPECT_FALSE(LmConfig::preset("tiny").to_json().contains("rope"));
+  auto r3 = LmConfig::from_json({{"rope", "3d"}, {"rope_grid", {8, 4}}}, "m.json");
+  EXPECT_TRUE(r3.rope_3d());
+  EXPECT_EQ(r3.rope_rows, 8);
+  EXPECT_EQ(r3.rope_cols, 4);
+  EXPECT_EQ(LmConfig::from_json(r3.to_json(), "x").to_json(), r3.to_json());
+  expect_error([] { LmConfig::from_json({{"rope", "2d"}}, "m.json"); }, {"m.json", "key 'rope'", "\"1d\" or \"3d\""});
+  expect_error([] { LmConfig::from_json({{"rope", "3d"}, {"rope_grid", {8}}}, "m.json"); },
+               {"m.json", "key 'rope_grid'", "[rows, cols]"});
+  expect_error([] { LmConfig::from_json({{"rope", "3d"}, {"rope_grid", {8, 0}}}, "m.json"); }, {"key 'rope_grid'"});
+  expect_error([] { LmConfig::from_json({{"rope_grid", {8, 8}}}, "m.json"); }, {"key 'rope_grid'", "only 3d"});
+  expect_error([] { LmConfig::from_json({{"rope", "3d"}, {"dim", 16}, {"n_heads", 4}}, "m.json"); },
+               {"key 'rope'", "head width of at least 6"});
+  // A grid is needed to build the model (the trainer takes it from the shards).
+  expect_error([] { Llama m(LmConfig::from_json({{"rope", "3d"}, {"dim", 32}}, "m.json")); }, {"rope_grid", "shards"});
 }
 
 TEST(Lm, ForwardShapesAndParameterNames) {
@@ -148,15 +165,79 @@ TEST(Lm, RotaryEmbeddingMatchesItsFormula) {
   EXPECT_TRUE(torch::allclose(apply_rope(x0, c0, s0), x0));
 }
 
+TEST(Lm, ThreeDRotaryPositionsFollowTheLatentGrid) {
+  auto c = micro();
+  c.rope = "3d";
+  c.rope_rows = 2;
+  c.rope_cols = 3;
+  const Vocab v(c.text_vocab, c.video_vocab);
+  // <pad> <sot> text <eot> <sov>, then 8 codes: a 2 x 3 frame and 2 codes of the next.
+  std::vector<int64_t> ids = {v.pad(), v.sot(), 4, v.eot(), v.sov()};
+  for (int k = 0; k < 8; ++k) ids.push_back(v.video_id(k));
+  auto tokens = torch::tensor(ids).view({1, -1});
+  const std::vector<std::array<int64_t, 3>> expected = {
+      {0, 0, 0}, {1, 1, 1}, {2, 2, 2}, {3, 3, 3}, {4, 4, 4},  // text and specials: their index
+      {5, 5, 5}, {5, 5, 6}, {5, 5, 7}, {5, 6, 5}, {5, 6, 6}, {5, 6, 7},  // frame 0: (frame, row, column) + 5
+      {6, 5, 5}, {6, 5, 6}};                                             // frame 1
+  torch::Tensor video_start;
+  auto pos = rope_positions(c, tokens, 0, video_start);
+  ASSERT_EQ(pos.sizes(), (std::vector<int64_t>{1, 13, 3}));
+  for (int i = 0; i < 13; ++i)
+    for (int a = 0; a < 3; ++a) EXPECT_EQ(pos[0][i][a].item<int64_t>(), expected[i][a]) << "token " << i << " axis " << a;
+  EXPECT_EQ(video_start.item<int64_t>(), 4);
+  // In chunks, the <sov> of an earlier chunk places the later ones.
+  torch::Tensor vs;
+  auto a = rope_positions(c, tokens.narrow(1, 0, 6), 0, vs);
+  auto b = rope_positions(c, tokens.narrow(1, 6, 7), 6, vs);
+  EXPECT_TRUE(torch::equal(torch::cat({a, b}, 1), pos));
+  // Left padding by 2 shifts every axis by 2, which rotary attention does not see.
+  torch::Tensor vp;
+  auto padded = rope_positions(c, torch::cat({torch::full({1, 2}, v.pad(), torch::kLong), tokens}, 1), 0, vp);
+  EXPECT_TRUE(torch::equal(padded.narrow(1, 2, 13), pos + 2));
+  // 1D models: the index on every axis; 3D before any <sov> too.
+  torch::Tensor none;
+  auto one_d = rope_positions(micro(), tokens, 3, none);
+  EXPECT_TRUE(torch::equal(one_d.select(2, 2), torch::arange(3, 16).view({1, 13})));
+  auto text_only = rope_positions(c, tokens.narrow(1, 0, 4), 0, none);
+  EXPECT_TRUE(torch::equal(text_only.select(2, 1), torch::arange(0, 4).view({1, 4})));
+  // Pairs: a third each for rows and columns, the rest for frames; each axis
+  // has a pair turning one radian a step.
+  auto [axis, freq] = rope_pairs(c, torch::kCPU);  // head width 8: 4 pairs
+  EXPECT_TRUE(torch::equal(axis, torch::tensor({0, 0, 1, 2}, torch::kLong)));
+  EXPECT_DOUBLE_EQ(freq[0].item<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(freq[1].item<double>(), 0.01);  // 10000^(-1/2)
+  EXPECT_DOUBLE_EQ(freq[2].item<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(freq[3].item<double>(), 1.0);
+  // 1D pairs with positions (i, i, i) are exactly LLaMA's tables.
+  auto [a1, f1] = rope_pairs(micro(), torch::kCPU);
+  auto [cos, sin] = rope_angles(one_d, a1, f1);
+  auto [tc, ts] = rope_tables(micro().head_dim(), 3, 13, micro().rope_theta);
+  EXPECT_TRUE(torch::allclose(cos[0], tc, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(sin[0], ts, 1e-6, 1e-6));
+}
+
+namespace {
+// micro() with 3D positions on a 2 x 3 grid, or as it is.
+LmConfig micro_rope(const std::string& rope) {
+  auto c = micro();
+  if (rope == "3d") c.rope = "3d", c.rope_rows = 2, c.rope_cols = 3;
+  return c;
+}
+}  // namespace
+
 TEST(Lm, KvCacheGivesTheSameLogitsAsOneForward) {
+  for (const std::string rope : {"1d", "3d"})
   for (int kv_heads : {4, 2, 1}) {
-    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads));
+    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope);
     torch::manual_seed(2);
     torch::NoGradGuard ng;
-    auto c = micro();
+    auto c = micro_rope(rope);
     c.n_kv_heads = kv_heads;
     Llama m(c);
-    auto tokens = torch::randint(0, c.vocab_size(), {2, 12});
+    auto tokens = torch::randint(0, c.text_vocab + c.video_vocab, {2, 12});
+    // Videos starting in different chunks: row 0's <sov> in the prefill, row 1's in the next chunk.
+    tokens[0][3] = Vocab(c.text_vocab, c.video_vocab).sov();
+    tokens[1][6] = Vocab(c.text_vocab, c.video_vocab).sov();
     auto full = m->forward(tokens);
     KvCache cache(c, 2, 12, torch::kCPU);
     auto prefix = m->forward(tokens.narrow(1, 0, 5), &cache, 0);  // prefill
@@ -174,11 +255,12 @@ TEST(Lm, KvCacheGivesTheSameLogitsAsOneForward) {
 }
 
 TEST(Lm, DecodeStepMatchesTheGeneralForward) {
+  for (const std::string rope : {"1d", "3d"})
   for (int kv_heads : {4, 2, 1}) {
-    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads));
+    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope);
     torch::manual_seed(3);
     c10::InferenceMode guard;
-    auto c = micro();
+    auto c = micro_rope(rope);
     c.n_kv_heads = kv_heads;
     Llama m(c);
     {  // norm weights away from 1, so folding them into the products is tested
@@ -186,8 +268,11 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
       for (auto& p : m->named_parameters())
         if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
     }
-    // Row 1 is left-padded by 3 positions, which the mask hides.
+    // Row 1 is left-padded by 3 positions, which the mask hides. Both prompts
+    // end in <sov> and a video code, as a sampler's do.
     auto prompt = torch::randint(0, c.vocab_size(), {2, 7});
+    prompt.select(1, 5).fill_(Vocab(c.text_vocab, c.video_vocab).sov());
+    prompt.select(1, 6).fill_(c.text_vocab + 1);
     KvCache ref(c, 2, 20, torch::kCPU), fast(c, 2, 20, torch::kCPU);
     ref.valid = torch::ones({2, 20}, torch::kBool);
     ref.valid[1].narrow(0, 0, 3).fill_(false);

@@ -224,6 +224,15 @@ TEST(LmTrain, ChecksDataAgainstModelAndTokenizers) {
     EXPECT_EQ(t.config().model.video_vocab, 16);
     EXPECT_EQ(t.model()->config.vocab_size(), 12 + 16 + 10);
   }
+  // 3D rotary positions take their grid from the shards (2 x 2 latent frames here) and record it.
+  {
+    LmTrainer t(make({{"model", {{"rope", "3d"}}}}), options(dir / "rope"));
+    EXPECT_EQ(t.model()->config.rope_rows, 2);
+    EXPECT_EQ(t.model()->config.rope_cols, 2);
+    EXPECT_EQ(t.config().model.to_json()["rope_grid"], nlohmann::json({2, 2}));
+  }
+  expect_error([&] { LmTrainer t(make({{"model", {{"rope", "3d"}, {"rope_grid", {4, 4}}}}}), options(dir / "a")); },
+               {"model.rope_grid", "[4, 4]", "2 x 2"});
   expect_error([&] { LmTrainer t(make({{"model", {{"text_vocab", 40}}}}), options(dir / "a")); },
                {"text_vocab 40", "12 text pieces"});
   expect_error([&] { LmTrainer t(make({{"model", {{"video_vocab", 8}}}}), options(dir / "a")); },

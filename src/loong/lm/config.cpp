@@ -49,12 +49,18 @@ LmConfig LmConfig::preset(const std::string& name) {
 }
 
 nlohmann::json LmConfig::to_json() const {
-  return {{"name", name},         {"dim", dim},
-          {"n_layers", n_layers}, {"n_heads", n_heads},
-          {"n_kv_heads", n_kv_heads}, {"ffn_dim", ffn_dim},
-          {"norm_eps", norm_eps}, {"rope_theta", rope_theta},
-          {"max_seq_len", max_seq_len}, {"text_vocab", text_vocab},
-          {"video_vocab", video_vocab}};
+  nlohmann::json j = {{"name", name},         {"dim", dim},
+                      {"n_layers", n_layers}, {"n_heads", n_heads},
+                      {"n_kv_heads", n_kv_heads}, {"ffn_dim", ffn_dim},
+                      {"norm_eps", norm_eps}, {"rope_theta", rope_theta},
+                      {"max_seq_len", max_seq_len}, {"text_vocab", text_vocab},
+                      {"video_vocab", video_vocab}};
+  // 1D configs stay as they were written before 3D positions existed.
+  if (rope_3d()) {
+    j["rope"] = rope;
+    if (rope_rows > 0) j["rope_grid"] = {rope_rows, rope_cols};
+  }
+  return j;
 }
 
 LmConfig LmConfig::from_json(const nlohmann::json& j, const std::string& where) {
@@ -72,6 +78,17 @@ LmConfig LmConfig::from_json(const nlohmann::json& j, const std::string& where) 
   r.integer("ffn_dim", c.ffn_dim, 1, 1 << 20);
   r.number("norm_eps", c.norm_eps, 1e-12, 1);
   r.number("rope_theta", c.rope_theta, 1, 1e9);
+  r.string("rope", c.rope);
+  if (r.take("rope_grid")) {
+    const auto& g = j["rope_grid"];
+    if (!g.is_array() || g.size() != 2 || !g[0].is_number_integer() || !g[1].is_number_integer() ||
+        g[0].get<long long>() < 1 || g[1].get<long long>() < 1 || g[0].get<long long>() > 4096 ||
+        g[1].get<long long>() > 4096)
+      fail(where, "key 'rope_grid': expected [rows, cols], two integers in [1, 4096] (the latent frame's grid), got " +
+                      g.dump());
+    c.rope_rows = g[0].get<int>();
+    c.rope_cols = g[1].get<int>();
+  }
   r.integer("max_seq_len", c.max_seq_len, 1, 1 << 24);
   r.integer("text_vocab", c.text_vocab, 1, 1 << 22);
   r.integer("video_vocab", c.video_vocab, 1, 1 << 22);
@@ -88,6 +105,11 @@ void LmConfig::validate(const std::string& where) const {
   if (head_dim() % 2 != 0)
     fail(where, "key 'n_heads': the head width dim / n_heads = " + std::to_string(head_dim()) +
                     " must be even for rotary embeddings");
+  if (rope != "1d" && rope != "3d") fail(where, "key 'rope': expected \"1d\" or \"3d\", got " + squote(rope));
+  if (rope_3d() && head_dim() < 6)
+    fail(where, "key 'rope': 3d positions need a head width of at least 6 (a rotary pair per axis), got " +
+                    std::to_string(head_dim()));
+  if (!rope_3d() && rope_rows > 0) fail(where, "key 'rope_grid': only 3d positions (\"rope\": \"3d\") use a grid");
   if (n_heads % n_kv_heads != 0)
     fail(where, "key 'n_kv_heads': " + std::to_string(n_kv_heads) + " does not divide n_heads (" +
                     std::to_string(n_heads) + ")");

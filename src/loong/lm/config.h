@@ -18,6 +18,15 @@ struct LmConfig {
   int ffn_dim = 512;        // SwiGLU hidden width
   double norm_eps = 1e-5;   // RMSNorm
   double rope_theta = 10000;
+  // Rotary positions. "1d" (LLaMA's, the paper's): one index along the whole
+  // sequence. "3d": text keeps those indices, but each video token turns by
+  // its latent frame, row and column, each on its own third of the rotary
+  // pairs, so "the same cell one frame back" is one fixed offset however wide
+  // a frame is (docs/lm.md). The grid is the video tokenizer's latent frame;
+  // the trainer takes it from the shards when not given.
+  std::string rope = "1d";
+  int rope_rows = 0, rope_cols = 0;  // "rope_grid": [rows, cols]; 0 = not yet known
+  bool rope_3d() const { return rope == "3d"; }
   int max_seq_len = 4608;   // positions the model is trained for (4,352 video + text + specials)
   // The vocabulary: [0, text_vocab) text, then video_vocab codes, then 10 specials.
   int text_vocab = 512;

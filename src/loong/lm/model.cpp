@@ -8,6 +8,7 @@
 
 #include "loong/core/error.h"
 #include "loong/core/torch_compat.h"
+#include "loong/lm/vocab.h"
 
 namespace loong::lm {
 
@@ -35,9 +36,52 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
   auto shape = x.sizes().vec();
   auto p = x.to(torch::kFloat).reshape({shape[0], shape[1], shape[2], shape[3] / 2, 2});
   auto a = p.select(-1, 0), b = p.select(-1, 1);
-  auto c = cos.view({1, shape[1], 1, shape[3] / 2}), s = sin.view({1, shape[1], 1, shape[3] / 2});
+  const int64_t rows = cos.dim() == 3 ? cos.size(0) : 1;
+  auto c = cos.view({rows, shape[1], 1, shape[3] / 2}), s = sin.view({rows, shape[1], 1, shape[3] / 2});
   auto out = torch::stack({a * c - b * s, a * s + b * c}, -1);
   return out.reshape(shape).to(x.scalar_type());
+}
+
+torch::Tensor rope_positions(const LmConfig& c, const torch::Tensor& tokens, int64_t start,
+                             torch::Tensor& video_start) {
+  const int64_t B = tokens.size(0), T = tokens.size(1);
+  const auto opts = torch::TensorOptions().dtype(torch::kLong).device(tokens.device());
+  auto idx = torch::arange(start, start + T, opts).view({1, T}).expand({B, T});
+  if (!c.rope_3d()) return idx.unsqueeze(-1).expand({B, T, 3});
+  if (!video_start.defined()) video_start = torch::full({B}, -1, opts);
+  // Each row's first <sov> in this chunk, where no earlier chunk had one.
+  auto is_sov = tokens.eq(Vocab(c.text_vocab, c.video_vocab).sov());
+  auto first = torch::where(is_sov, idx, torch::full_like(idx, start + T)).amin(1);  // start + T: none
+  video_start = torch::where(video_start.ge(0) | first.ge(start + T), video_start, first);
+  auto origin = video_start.view({B, 1}) + 1;  // the first video token's index
+  auto k = idx - origin;                       // video token number
+  auto in_video = video_start.view({B, 1}).ge(0) & k.ge(0);
+  k = k.clamp_min(0);
+  const int64_t per_frame = int64_t(c.rope_rows) * c.rope_cols;
+  auto axis = [&](const torch::Tensor& offset) { return torch::where(in_video, origin + offset, idx); };
+  return torch::stack({axis(k.div(per_frame, "floor")), axis(k.remainder(per_frame).div(c.rope_cols, "floor")),
+                       axis(k.remainder(c.rope_cols))},
+                      -1);
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_pairs(const LmConfig& c, torch::Device device) {
+  const int n = c.head_dim() / 2;
+  std::vector<int64_t> axis(n, 0);
+  std::vector<double> freq(n);
+  const int spatial = c.rope_3d() ? n / 3 : 0;
+  const int runs[3] = {n - 2 * spatial, spatial, spatial};
+  for (int a = 0, i = 0; a < 3; ++a)
+    for (int k = 0; k < runs[a]; ++k, ++i) {
+      axis[i] = a;
+      freq[i] = std::pow(c.rope_theta, -static_cast<double>(k) / runs[a]);
+    }
+  return {torch::tensor(axis, torch::kLong).to(device), torch::tensor(freq, torch::kDouble).to(device)};
+}
+
+std::pair<torch::Tensor, torch::Tensor> rope_angles(const torch::Tensor& positions, const torch::Tensor& axis,
+                                                    const torch::Tensor& freq) {
+  auto angle = positions.to(torch::kDouble).index_select(-1, axis) * freq;  // [B, T, hd/2]
+  return {angle.cos().to(torch::kFloat), angle.sin().to(torch::kFloat)};
 }
 
 KvCache::KvCache(const LmConfig& c, int64_t batch, int64_t cap, torch::Device device, torch::Dtype dtype)
@@ -123,6 +167,9 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch:
 
 LlamaImpl::LlamaImpl(LmConfig c) : config(std::move(c)) {
   config.validate("model config");
+  if (config.rope_3d() && config.rope_rows < 1)
+    fail("model config", "key 'rope_grid': 3d rotary positions need the latent frame's grid [rows, cols] (the "
+                         "trainer takes it from the shards)");
   tok_embeddings = register_module("tok_embeddings", torch::nn::Embedding(config.vocab_size(), config.dim));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int l = 0; l < config.n_layers; ++l) layers->push_back(TransformerBlock(config));
@@ -166,10 +213,21 @@ torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, KvCache* cache, int
   if (lo < 0 || hi >= config.vocab_size())
     fail("model input", "token ids must be in [0, " + std::to_string(config.vocab_size()) + "), got [" +
                             std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  if (!rope_cos_.defined() || rope_cos_.device() != tokens.device())
-    std::tie(rope_cos_, rope_sin_) = rope_tables(config.head_dim(), 0, config.max_seq_len, config.rope_theta,
-                                                 tokens.device());
-  auto cos = rope_cos_.narrow(0, start, T), sin = rope_sin_.narrow(0, start, T);
+  torch::Tensor cos, sin;
+  if (config.rope_3d()) {
+    if (!rope_axis_.defined() || rope_axis_.device() != tokens.device())
+      std::tie(rope_axis_, rope_freq_) = rope_pairs(config, tokens.device());
+    torch::Tensor video_start;  // a new sequence (start 0) forgets the cache's
+    if (cache && start > 0) video_start = cache->video_start;
+    auto positions = rope_positions(config, tokens, start, video_start);
+    if (cache) cache->video_start = video_start;
+    std::tie(cos, sin) = rope_angles(positions, rope_axis_, rope_freq_);
+  } else {
+    if (!rope_cos_.defined() || rope_cos_.device() != tokens.device())
+      std::tie(rope_cos_, rope_sin_) = rope_tables(config.head_dim(), 0, config.max_seq_len, config.rope_theta,
+                                                   tokens.device());
+    cos = rope_cos_.narrow(0, start, T), sin = rope_sin_.narrow(0, start, T);
+  }
   auto h = tok_embeddings(tokens.to(torch::kLong));
   for (size_t l = 0; l < layers->size(); ++l)
     h = layers[l]->as<TransformerBlock>()->forward(h, cos, sin, cache, static_cast<int>(l), start);
@@ -206,7 +264,8 @@ DecodeStep::DecodeStep(const Llama& model)
       head_dim_(model->config.head_dim()),
       ffn_dim_(model->config.ffn_dim),
       eps_(model->config.norm_eps),
-      max_seq_len_(model->config.max_seq_len) {
+      max_seq_len_(model->config.max_seq_len),
+      config_(model->config) {
   torch::NoGradGuard ng;
   // W [out, in] times the norm weight [in]: norm(x) W^T = (x / rms(x)) (W diag(w))^T.
   auto fold_t = [](const torch::Tensor& w, const torch::Tensor& norm) {
@@ -224,8 +283,12 @@ DecodeStep::DecodeStep(const Llama& model)
   embedding_ = model->tok_embeddings->weight.detach();
   norm_ = model->norm->weight.detach();
   const auto device = embedding_.device();
-  auto [cos, sin] = rope_tables(head_dim_, 0, max_seq_len_, model->config.rope_theta, device);
-  rotation_ = torch::complex(cos, sin);  // (a + ib)(cos + i sin) is apply_rope's pair rotation
+  if (config_.rope_3d()) {
+    std::tie(rope_axis_, rope_freq_) = rope_pairs(config_, device);
+  } else {
+    auto [cos, sin] = rope_tables(head_dim_, 0, max_seq_len_, config_.rope_theta, device);
+    rotation_ = torch::complex(cos, sin);  // (a + ib)(cos + i sin) is apply_rope's pair rotation
+  }
 }
 
 torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) const {
@@ -248,7 +311,15 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
     mask.select(1, p).fill_(0);
     mask = mask.view({B, 1, 1, S});
   }
-  const auto rotation = rotation_[p];  // [hd / 2]
+  torch::Tensor rotation;  // [hd / 2], or [B, 1, hd / 2] with 3D positions
+  if (config_.rope_3d()) {
+    if (cache.length == 0) cache.video_start = torch::Tensor();
+    auto positions = rope_positions(config_, ids.to(embedding_.device()).view({B, 1}), p, cache.video_start);
+    auto [cos, sin] = rope_angles(positions, rope_axis_, rope_freq_);
+    rotation = torch::complex(cos, sin);  // [B, 1, hd / 2]
+  } else {
+    rotation = rotation_[p];
+  }
 
   auto h = embedding_.index_select(0, ids.to(embedding_.device(), torch::kLong));  // [B, dim]
   for (size_t l = 0; l < layers_.size(); ++l) {

@@ -29,7 +29,30 @@ TORCH_MODULE(RMSNorm);
 std::pair<torch::Tensor, torch::Tensor> rope_tables(int head_dim, int64_t start, int64_t length, double theta,
                                                     torch::Device device = torch::kCPU);
 // x [B, T, H, head_dim]: rotates each channel pair (2i, 2i+1) by angle pos * freq_i.
+// cos and sin are [T, head_dim / 2] (every row at the same positions) or
+// [B, T, head_dim / 2].
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+
+// Rotary positions int64 [B, T, 3] of tokens [B, T] at sequence indices
+// [start, start + T): (frame, row, column). Text, specials and padding sit at
+// (i, i, i), so 1D models get their index on every axis. With 3D positions
+// (config.rope "3d", grid R x C), the k-th video token after a row's <sov> at
+// index s sits at s + 1 + (k / (R C), (k % (R C)) / C, k % C): a latent frame
+// advances every axis' origin by one, not by R C. Left padding shifts every
+// axis alike, so rotary attention (relative) does not see it.
+// video_start int64 [B] holds each row's <sov> index from earlier chunks (-1:
+// none yet) and is updated from this one.
+torch::Tensor rope_positions(const LmConfig& config, const torch::Tensor& tokens, int64_t start,
+                             torch::Tensor& video_start);
+// Per rotary pair: the position axis it turns with (int64 [head_dim / 2]) and
+// its frequency (double). 1D: every pair on axis 0 at theta^(-2i / head_dim),
+// LLaMA's. 3D: rows and columns get a third of the pairs each, frames (which
+// also order the text) the rest; each run has its own ladder theta^(-k / n),
+// k < n, so each axis has a pair turning one radian a step.
+std::pair<torch::Tensor, torch::Tensor> rope_pairs(const LmConfig& config, torch::Device device);
+// cos and sin, float [B, T, head_dim / 2], of positions [B, T, 3].
+std::pair<torch::Tensor, torch::Tensor> rope_angles(const torch::Tensor& positions, const torch::Tensor& axis,
+                                                    const torch::Tensor& freq);
 
 // Keys and values of earlier positions, for generation one token at a time.
 // Preallocated per layer: [B, n_kv_heads, capacity, head_dim].
@@ -42,6 +65,9 @@ struct KvCache {
   // Rotary positions are relative, so a prompt padded by P on the left gives
   // the same outputs as the same prompt unpadded.
   torch::Tensor valid;
+  // int64 [B]: each row's <sov> index, for 3D rotary positions (-1: none yet).
+  // Set by the chunk that holds it; reset when a chunk starts at 0.
+  torch::Tensor video_start;
   int64_t length = 0;    // positions filled
   int64_t capacity = 0;
 };
@@ -96,7 +122,9 @@ struct LlamaImpl : torch::nn::Module {
  private:
   // Rotary tables for positions [0, max_seq_len), built once per device (not
   // parameters: Meta's state_dict has none), so a decode step only slices them.
-  torch::Tensor rope_cos_, rope_sin_;
+  // 3D positions differ per row and are turned into angles per call from the
+  // pairs' axes and frequencies.
+  torch::Tensor rope_cos_, rope_sin_, rope_axis_, rope_freq_;
 };
 TORCH_MODULE(Llama);
 
@@ -125,10 +153,12 @@ class DecodeStep {
     torch::Tensor wqkv_t, wo_t, w13_t, w2_t;  // [in, out], contiguous; RMSNorm weights folded in
   };
   std::vector<Layer> layers_;
-  torch::Tensor embedding_, norm_, rotation_;  // rotation_: complex [max_seq_len, head_dim / 2]
+  torch::Tensor embedding_, norm_, rotation_;  // rotation_: complex [max_seq_len, head_dim / 2] (1D positions)
+  torch::Tensor rope_axis_, rope_freq_;        // 3D positions
   int n_heads_, n_kv_heads_, head_dim_, ffn_dim_;
   double eps_;
   int64_t max_seq_len_;
+  LmConfig config_;
 };
 
 }  // namespace loong::lm

@@ -209,6 +209,17 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   s.image_pool = s.shards->images();
   if (s.image_pool.empty()) s.image_pool = s.shards->with_frames(1);
   s.tokens_per_frame = s.shards->at(0).tokens_per_frame();
+  if (cfg.model.rope_3d()) {  // the grid of 3D positions is the shards' latent frame, like the vocabulary
+    const auto first = s.shards->at(0);
+    if (cfg.model.rope_rows == 0) {
+      cfg.model.rope_rows = first.height;
+      cfg.model.rope_cols = first.width;
+    } else if (cfg.model.rope_rows != first.height || cfg.model.rope_cols != first.width) {
+      fail("training config", "key 'model.rope_grid': [" + std::to_string(cfg.model.rope_rows) + ", " +
+                                  std::to_string(cfg.model.rope_cols) + "] but the latent frames in " + cfg.data +
+                                  " are " + std::to_string(first.height) + " x " + std::to_string(first.width));
+    }
+  }
   int longest = 0;
   int64_t longest_text = 0;
   for (int64_t i = 0; i < s.shards->size(); ++i) {
