@@ -19,10 +19,11 @@
 //     greedy codes compared.
 //
 //   bench_generate [--seconds 60] [--codes 272] [--reps 3] [--threads 0] [--naive-clips 7]
-//                  [--step-codes 272,1088] [--kv-heads 4] [--tokenizer tiny|FILE.json]
+//                  [--step-codes 272,1088] [--kv-heads 4] [--rope 1d|3d] [--tokenizer tiny|FILE.json]
 // --tokenizer takes a tokenizer run config (scripts/tokenizer_tiny_1024_4x.json:
 // 4x in space, so a clip is 4,352 codes); --kv-heads sets the language model's
-// key/value heads (grouped-query attention reads a smaller cache).
+// key/value heads (grouped-query attention reads a smaller cache); --rope 3d
+// gives it 3D rotary positions on the tokenizer's latent grid.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -93,7 +94,7 @@ int main(int argc, char** argv) {
   double seconds = 60;
   int64_t codes = 272;  // 4 latent frames of 8 x 8
   int reps = 3, threads = 0, naive_clips = 7, kv_heads = 0;
-  std::string step_codes = "272,1088", tokenizer_config = "tiny";
+  std::string step_codes = "272,1088", tokenizer_config = "tiny", rope = "1d";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--codes")) codes = std::atoll(argv[i + 1]);
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--step-codes")) step_codes = argv[i + 1];
     else if (!std::strcmp(argv[i], "--kv-heads")) kv_heads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_config = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--rope")) rope = argv[i + 1];
   }
   init_threads(threads);
   torch::manual_seed(0);
@@ -111,6 +113,9 @@ int main(int argc, char** argv) {
   if (kv_heads > 0) lc.n_kv_heads = kv_heads;
   lc.text_vocab = 128;
   lc.video_vocab = tc.codebook_size;
+  lc.rope = rope;
+  if (lc.rope_3d()) lc.rope_rows = lc.rope_cols = tc.image_size / tc.spatial_factor();
+  lc.validate("--rope");
   tokenizer::VideoTokenizer tok(tc);
   lm::Llama model(lc);
   model->eval();
@@ -122,6 +127,7 @@ int main(int argc, char** argv) {
                  {"threads", at::get_num_threads()},
                  {"lm_parameters", model->parameter_count()},
                  {"lm_kv_heads", lc.n_kv_heads},
+                 {"lm_rope", lc.rope},
                  {"tokenizer", tokenizer_config},
                  {"codes_per_latent_frame", codes_per_latent}};
 

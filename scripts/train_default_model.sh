@@ -35,7 +35,8 @@
 # (only when it beats the committed one on the figures in docs/results.md).
 # Environment: LOONG (the binary, default build/bin/loong), LOONG_THREADS, DEVICE, and
 # LM_MODEL: a JSON object of model keys over the tiny preset's, e.g. '{"dim": 192, "n_heads": 6,
-# "n_kv_heads": 6, "ffn_dim": 768}' (the wider run of docs/results.md), and LM_IMAGE_STEPS:
+# "n_kv_heads": 6, "ffn_dim": 768}' (the wider run of docs/results.md) or '{"rope": "3d"}' (3D rotary
+# positions on the tokenizer's latent grid, docs/lm.md), and LM_IMAGE_STEPS:
 # the steps of stage 1 (default 3000; 6000 is the longer run of docs/results.md).
 set -euo pipefail
 work="${1:-}"
