@@ -106,6 +106,8 @@ TEST(TrainConfig, PresetsOverridesAndErrors) {
   bad(R"({"train": {"stages": [{"frames": 17, "steps": 10, "batch": 2}]}})", {"stages[0]", "unknown key 'batch'"});
   bad(R"({"train": {"stages": []}})", {"key 'stages'", "non-empty"});
   bad(R"({"train": {"gan_loss": "wasserstein"}})", {"gan_loss", "hinge"});
+  bad(R"({"train": {"gan_start": 10, "disc_warmup_steps": 20}})", {"disc_warmup_steps", "gan_start 10"});
+  bad(R"({"train": {"disc_warmup_steps": 20}})", {"disc_warmup_steps", "gan_start -1"});
   bad(R"({"train": {"perceptual_model": "/nonexistent/lpips.pt"}})", {"perceptual_model", "no such file"});
   bad(R"({"model": {"codebook_size": -3}})", {"model", "codebook_size"});
   bad(R"({"preset": "huge"})", {"unknown tokenizer preset 'huge'"});
@@ -152,7 +154,8 @@ TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {
   TempDir dir;
   torch::manual_seed(0);
   auto cfg = micro_run();
-  cfg.train.gan_start = 2;  // the discriminator joins at step 2
+  cfg.train.gan_start = 2;          // the generator's GAN term from step 2,
+  cfg.train.disc_warmup_steps = 1;  // the discriminator alone at step 1
   TrainerOptions o;
   o.run_dir = dir / "run";
   TokenizerTrainer trainer(cfg, o);
@@ -168,7 +171,9 @@ TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {
       ASSERT_TRUE(r.contains(k)) << k;
       EXPECT_TRUE(std::isfinite(r[k].get<double>())) << k;
     }
-    EXPECT_EQ(r.contains("disc"), i >= 2) << i;
+    EXPECT_EQ(r.contains("disc"), i >= 1) << i;
+    EXPECT_EQ(r.contains("gan_g"), i >= 2) << i;
+    if (i == 1) EXPECT_EQ(r["adaptive_weight"].get<double>(), 0);
     if (i >= 2) {
       EXPECT_GT(r["adaptive_weight"].get<double>(), 0);
       EXPECT_TRUE(std::isfinite(r["gan_g"].get<double>()));

@@ -62,6 +62,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"perceptual_model", perceptual_model},
           {"codebook_weight", codebook_weight},
           {"gan_start", gan_start},
+          {"disc_warmup_steps", disc_warmup_steps},
           {"gan_loss", gan_loss},
           {"gan_weight", gan_weight},
           {"adaptive_weight_max", adaptive_weight_max},
@@ -111,6 +112,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
   r.string("perceptual_model", c.perceptual_model);
   r.number("codebook_weight", c.codebook_weight, 0, 1e6);
   r.integer("gan_start", c.gan_start, int64_t(-1), int64_t(1) << 40);
+  r.integer("disc_warmup_steps", c.disc_warmup_steps, int64_t(0), int64_t(1) << 40);
   r.string("gan_loss", c.gan_loss);
   r.number("gan_weight", c.gan_weight, 0, 1e6);
   r.number("adaptive_weight_max", c.adaptive_weight_max, 0, 1e12);
@@ -139,6 +141,10 @@ void TrainConfig::validate(const TokenizerConfig& model, const std::string& wher
                       std::to_string(stages[i].frames));
   }
   if (total_steps() < 1) fail(where, "the stages add up to 0 steps");
+  if (disc_warmup_steps > 0 && (gan_start < 0 || disc_warmup_steps > gan_start))
+    fail(where, "key 'disc_warmup_steps': the discriminator trains alone for the steps before gan_start, so it "
+                "needs gan_start >= disc_warmup_steps (got gan_start " + std::to_string(gan_start) + ", " +
+                    std::to_string(disc_warmup_steps) + " warm-up steps)");
   if (gan_loss != "hinge" && gan_loss != "non_saturating")
     fail(where, "key 'gan_loss': expected \"hinge\" or \"non_saturating\", got " + squote(gan_loss));
   if (!perceptual_model.empty() && !std::filesystem::is_regular_file(perceptual_model))

@@ -49,6 +49,10 @@ struct TrainConfig {
 
   // 3D PatchGAN discriminator, on from gan_start (< 0 = never).
   int64_t gan_start = -1;
+  // The discriminator trains alone for this many steps before gan_start, so
+  // that the generator's GAN term starts against one that already tells
+  // reconstructions from real frames (docs/results.md, "A GAN fine-tune").
+  int64_t disc_warmup_steps = 0;
   std::string gan_loss = "hinge";  // or "non_saturating"
   double gan_weight = 0.1;         // times the adaptive weight
   double adaptive_weight_max = 1e4;

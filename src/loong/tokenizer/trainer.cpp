@@ -234,7 +234,8 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   auto x = clips_to_input(clips, s.opts.device);
   const double factor = t.lr_factor(s.step);
   set_lr(*s.opt, t.lr * factor);
-  const bool gan = s.disc && s.step >= t.gan_start;
+  const bool gan = s.disc && s.step >= t.gan_start;                                   // the generator's GAN term
+  const bool train_disc = s.disc && s.step >= t.gan_start - t.disc_warmup_steps;  // from its warm-up on
   const bool amp = s.opts.device.is_cuda() && t.mixed_precision;
 
   nlohmann::json rec;
@@ -275,7 +276,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
                                      : torch::nn::utils::clip_grad_norm_(s.model->parameters(), 1e30);
   s.opt->step();
 
-  if (gan) {
+  if (train_disc) {
     set_lr(*s.dopt, t.disc_lr * factor);
     torch::Tensor real, fake;
     {
