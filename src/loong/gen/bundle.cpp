@@ -72,11 +72,12 @@ void check_bundle(const std::string& where, const BundleInfo& info, const tokeni
   if (info.overlap < 1 || (info.overlap - 1) % f != 0 || info.overlap >= info.clip_frames)
     fail(where, "overlap_frames must be 1 + " + std::to_string(f) + "k and below clip_frames, got " +
                     std::to_string(info.overlap));
-  const int64_t per_frame = static_cast<int64_t>(tok.image_size / s) * (tok.image_size / s);
-  if (lm.rope_3d() && (lm.rope_rows != tok.image_size / s || lm.rope_cols != tok.image_size / s))
+  const int grid = tok.image_size / s;  // latent rows and columns
+  const int64_t per_frame = static_cast<int64_t>(grid) * grid;
+  if (lm.rope_3d() && (lm.rope_rows != grid || lm.rope_cols != grid))
     fail(where, "the language model's 3d positions are for a " + std::to_string(lm.rope_rows) + " x " +
-                    std::to_string(lm.rope_cols) + " latent grid but the tokenizer's is " +
-                    std::to_string(tok.image_size / s) + " x " + std::to_string(tok.image_size / s));
+                    std::to_string(lm.rope_cols) + " latent grid but the tokenizer's is " + std::to_string(grid) +
+                    " x " + std::to_string(grid));
   const int64_t clip_tokens = ((info.clip_frames - 1) / f + 1) * per_frame;
   if (clip_tokens + 4 > lm.max_seq_len)
     fail(where, "a clip of " + std::to_string(info.clip_frames) + " frames is " + std::to_string(clip_tokens) +

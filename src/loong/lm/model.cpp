@@ -84,6 +84,22 @@ std::pair<torch::Tensor, torch::Tensor> rope_angles(const torch::Tensor& positio
   return {angle.cos().to(torch::kFloat), angle.sin().to(torch::kFloat)};
 }
 
+namespace {
+// cos and sin [B, T, head_dim / 2] of tokens [B, T] at [start, start + T) with
+// 3D positions, for the general forward pass and the decode step alike. The
+// cache's <sov> indices are read (unless the chunk starts a new sequence at 0)
+// and updated.
+std::pair<torch::Tensor, torch::Tensor> rope_3d_angles(const LmConfig& c, const torch::Tensor& axis,
+                                                       const torch::Tensor& freq, const torch::Tensor& tokens,
+                                                       int64_t start, KvCache* cache) {
+  torch::Tensor video_start;
+  if (cache && start > 0) video_start = cache->video_start;
+  auto positions = rope_positions(c, tokens, start, video_start);
+  if (cache) cache->video_start = video_start;
+  return rope_angles(positions, axis, freq);
+}
+}  // namespace
+
 KvCache::KvCache(const LmConfig& c, int64_t batch, int64_t cap, torch::Device device, torch::Dtype dtype)
     : capacity(cap) {
   auto opts = torch::TensorOptions().dtype(dtype).device(device);
@@ -217,11 +233,7 @@ torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, KvCache* cache, int
   if (config.rope_3d()) {
     if (!rope_axis_.defined() || rope_axis_.device() != tokens.device())
       std::tie(rope_axis_, rope_freq_) = rope_pairs(config, tokens.device());
-    torch::Tensor video_start;  // a new sequence (start 0) forgets the cache's
-    if (cache && start > 0) video_start = cache->video_start;
-    auto positions = rope_positions(config, tokens, start, video_start);
-    if (cache) cache->video_start = video_start;
-    std::tie(cos, sin) = rope_angles(positions, rope_axis_, rope_freq_);
+    std::tie(cos, sin) = rope_3d_angles(config, rope_axis_, rope_freq_, tokens, start, cache);
   } else {
     if (!rope_cos_.defined() || rope_cos_.device() != tokens.device())
       std::tie(rope_cos_, rope_sin_) = rope_tables(config.head_dim(), 0, config.max_seq_len, config.rope_theta,
@@ -313,9 +325,8 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
   }
   torch::Tensor rotation;  // [hd / 2], or [B, 1, hd / 2] with 3D positions
   if (config_.rope_3d()) {
-    if (cache.length == 0) cache.video_start = torch::Tensor();
-    auto positions = rope_positions(config_, ids.to(embedding_.device()).view({B, 1}), p, cache.video_start);
-    auto [cos, sin] = rope_angles(positions, rope_axis_, rope_freq_);
+    auto [cos, sin] = rope_3d_angles(config_, rope_axis_, rope_freq_, ids.to(embedding_.device()).view({B, 1}), p,
+                                     &cache);
     rotation = torch::complex(cos, sin);  // [B, 1, hd / 2]
   } else {
     rotation = rotation_[p];
