@@ -68,6 +68,17 @@ bool same_weights(const torch::nn::Module& a, const torch::nn::Module& b) {
   return true;
 }
 
+// A micro run trained for its 6 steps in RUN_DIR (what the fine-tuning tests give --init):
+// its exported EMA weights.
+VideoTokenizer trained_micro(const fs::path& run_dir) {
+  torch::manual_seed(0);
+  TrainerOptions o;
+  o.run_dir = run_dir;
+  TokenizerTrainer trainer(micro_run(), o);
+  trainer.run(synthetic);
+  return trainer.ema_model();
+}
+
 }  // namespace
 
 TEST(TrainConfig, PresetsOverridesAndErrors) {
@@ -173,7 +184,9 @@ TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {
     }
     EXPECT_EQ(r.contains("disc"), i >= 1) << i;
     EXPECT_EQ(r.contains("gan_g"), i >= 2) << i;
-    if (i == 1) EXPECT_EQ(r["adaptive_weight"].get<double>(), 0);
+    if (i == 1) {
+      EXPECT_EQ(r["adaptive_weight"].get<double>(), 0);
+    }
     if (i >= 2) {
       EXPECT_GT(r["adaptive_weight"].get<double>(), 0);
       EXPECT_TRUE(std::isfinite(r["gan_g"].get<double>()));
@@ -198,12 +211,8 @@ TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {
 
 TEST(Trainer, InitStartsFromAnotherModelsWeights) {
   TempDir dir;
-  torch::manual_seed(0);
   auto cfg = micro_run();
-  TrainerOptions o;
-  o.run_dir = dir / "first";
-  TokenizerTrainer first(cfg, o);
-  first.run(synthetic);
+  const auto first = trained_micro(dir / "first");
 
   // A new run from the first one's exported (EMA) weights, with other losses.
   auto tuned = cfg;
@@ -211,24 +220,24 @@ TEST(Trainer, InitStartsFromAnotherModelsWeights) {
   tuned.train.stages = {{1, 2, 4}};
   TrainerOptions t;
   t.run_dir = dir / "tuned";
-  t.init_model = o.run_dir;
+  t.init_model = dir / "first";
   torch::manual_seed(1);  // a random initialisation would differ
   TokenizerTrainer second(tuned, t);
-  EXPECT_TRUE(same_weights(*second.model(), *first.ema_model()));
-  EXPECT_TRUE(same_weights(*second.ema_model(), *first.ema_model()));
+  EXPECT_TRUE(same_weights(*second.model(), *first));
+  EXPECT_TRUE(same_weights(*second.ema_model(), *first));
   EXPECT_EQ(second.run(synthetic), 2);
-  EXPECT_FALSE(same_weights(*second.model(), *first.ema_model()));  // and it trains from there
+  EXPECT_FALSE(same_weights(*second.model(), *first));  // and it trains from there
 
   // A packed bundle (`loong model pack`: loong.json beside tokenizer/, f16 as the default model's)
   // gives its tokenizer, widened back to f32.
   const fs::path bundle = dir / "bundle";
   fs::create_directories(bundle);
   loong::write_json_file((bundle / "loong.json").string(), {{"format", "loong-model"}});
-  save_model((bundle / "tokenizer").string(), first.ema_model(), {}, torch::kHalf);
+  save_model((bundle / "tokenizer").string(), first, {}, torch::kHalf);
   t.init_model = bundle;
   t.run_dir = dir / "from-bundle";
   TokenizerTrainer third(tuned, t);
-  auto pa = named_tensors(*third.model()), pb = named_tensors(*first.ema_model());
+  auto pa = named_tensors(*third.model()), pb = named_tensors(*first);
   ASSERT_EQ(pa.size(), pb.size());
   for (size_t i = 0; i < pa.size(); ++i) {
     if (!pa[i].second.is_floating_point()) continue;
@@ -251,6 +260,54 @@ TEST(Trainer, InitStartsFromAnotherModelsWeights) {
   t.run_dir = dir / "missing-run";
   expect_error([&] { TokenizerTrainer x(tuned, t); }, {"missing"});
   EXPECT_FALSE(fs::exists(dir / "missing-run"));
+}
+
+TEST(Trainer, DecoderOnlyKeepsTheEncoderCodebookAndCodes) {
+  TempDir dir;
+  const auto first = trained_micro(dir / "first");
+
+  auto tuned = micro_run();
+  tuned.train.decoder_only = true;
+  tuned.train.gan_start = 1;
+  tuned.train.disc_warmup_steps = 1;
+  tuned.train.stages = {{1, 2, 4}, {5, 2, 2}};
+  TrainerOptions t;
+  t.run_dir = dir / "tuned";
+  t.init_model = dir / "first";
+  TokenizerTrainer second(tuned, t);
+  EXPECT_EQ(second.run(synthetic), 4);
+
+  // Encoder, codebook and the quantizer's usage are those of --init, bit for bit, in the raw
+  // weights and in the exported EMA ones; the decoder has trained.
+  auto before = named_tensors(*first);
+  for (const auto& m : {second.model(), load_model(t.run_dir)}) {
+    auto after = named_tensors(*m);
+    ASSERT_EQ(after.size(), before.size());
+    int decoder_changed = 0;
+    for (size_t i = 0; i < after.size(); ++i) {
+      const auto& name = after[i].first;
+      if (name.rfind("decoder.", 0) == 0)
+        decoder_changed += !torch::equal(after[i].second, before[i].second);
+      else
+        EXPECT_TRUE(torch::equal(after[i].second, before[i].second)) << name;
+    }
+    EXPECT_GT(decoder_changed, 0);
+  }
+  // So a video gets the same codes as before, and decodes differently.
+  std::mt19937_64 rng(3);
+  auto x = synthetic(5, 2, rng).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div(127.5).sub(1.0);
+  torch::NoGradGuard ng;
+  auto old_model = first, new_model = load_model(t.run_dir);
+  old_model->eval();
+  auto ids = old_model->encode(x);
+  EXPECT_TRUE(torch::equal(new_model->encode(x), ids));
+  EXPECT_FALSE(torch::equal(new_model->decode(ids), old_model->decode(ids)));
+
+  // Without a tokenizer to start from there is no encoder to keep: refused before anything is written.
+  t.init_model.clear();
+  t.run_dir = dir / "no-init";
+  expect_error([&] { TokenizerTrainer x(tuned, t); }, {"decoder_only", "--init"});
+  EXPECT_FALSE(fs::exists(dir / "no-init"));
 }
 
 TEST(Trainer, TheLossIsTheWeightedSumOfItsTerms) {

@@ -71,6 +71,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"disc_layers", disc_layers},
           {"lecam_weight", lecam_weight},
           {"lecam_decay", lecam_decay},
+          {"decoder_only", decoder_only},
           {"mixed_precision", mixed_precision},
           {"log_every", log_every},
           {"sample_every", sample_every},
@@ -121,6 +122,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
   r.integer("disc_layers", c.disc_layers, 1, 6);
   r.number("lecam_weight", c.lecam_weight, 0, 1e6);
   r.number("lecam_decay", c.lecam_decay, 0, 0.999999);
+  r.boolean("decoder_only", c.decoder_only);
   r.boolean("mixed_precision", c.mixed_precision);
   r.integer("log_every", c.log_every, int64_t(1), int64_t(1) << 40);
   r.integer("sample_every", c.sample_every, int64_t(0), int64_t(1) << 40);

@@ -62,6 +62,11 @@ struct TrainConfig {
   double lecam_weight = 0.001;
   double lecam_decay = 0.999;
 
+  // Fine-tune the decoder alone: the encoder and the codebook stay those of
+  // --init, so every video gets the same codes as before and a language model
+  // trained on them keeps working with the new decoder.
+  bool decoder_only = false;
+
   bool mixed_precision = true;     // bfloat16 autocast on CUDA (ignored on CPU)
 
   // Logging and checkpoints (in steps). log_every is for the console; the

@@ -77,7 +77,12 @@ struct TokenizerTrainer::State {
     torch::NoGradGuard ng;
     const double d = std::min(cfg.train.ema_decay, (1.0 + step) / (10.0 + step));
     auto ep = ema->parameters(), mp = model->parameters();
-    for (size_t i = 0; i < ep.size(); ++i) ep[i].mul_(d).add_(mp[i], 1 - d);
+    for (size_t i = 0; i < ep.size(); ++i) {
+      if (mp[i].requires_grad())
+        ep[i].mul_(d).add_(mp[i], 1 - d);
+      else
+        ep[i].copy_(mp[i]);  // frozen (decoder_only): kept bit for bit, which d x + (1 - d) x is not
+    }
     auto eb = ema->buffers(), mb = model->buffers();
     for (size_t i = 0; i < eb.size(); ++i) eb[i].copy_(mb[i]);
   }
@@ -145,6 +150,9 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
     train::check_init_architecture(s.cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
                                    "--init needs the architecture the run trains");
   }
+  if (t.decoder_only && init.is_empty() && !s.opts.resume)
+    fail("run config: train", "key 'decoder_only' fine-tunes the decoder of a trained tokenizer, keeping its encoder "
+                              "and codebook; give that tokenizer with --init");
   train::prepare_checkpoint_dir(s.opts.run_dir);
   make_dirs((run / "samples").string());
 
@@ -159,8 +167,16 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   auto* last = s.model->decoder->ptr(s.model->decoder->size() - 1)->as<CausalConv3dImpl>();
   s.last_layer = last->conv->weight;
 
+  if (t.decoder_only) {
+    // Frozen and in eval mode, so that neither gradients nor the quantizer's
+    // usage-driven code updates move the encoder or the codebook.
+    for (auto m : std::vector<std::shared_ptr<torch::nn::Module>>{s.model->encoder.ptr(), s.model->quantizer.ptr()}) {
+      m->eval();
+      for (auto& p : m->parameters()) p.set_requires_grad(false);
+    }
+  }
   s.opt = std::make_unique<torch::optim::AdamW>(
-      s.model->parameters(),
+      t.decoder_only ? s.model->decoder->parameters() : s.model->parameters(),
       torch::optim::AdamWOptions(t.lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
   if (t.gan_start >= 0) {
     s.disc = PatchDiscriminator(s.cfg.model.in_channels, t.disc_channels, t.disc_layers);
