@@ -35,6 +35,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
+
 #include "bench_common.h"
 #include "loong/core/runtime.h"
 #include "loong/gen/clip.h"
@@ -95,17 +97,19 @@ int main(int argc, char** argv) {
   int64_t codes = 272;  // 4 latent frames of 8 x 8
   int reps = 3, threads = 0, naive_clips = 7, kv_heads = 0;
   std::string step_codes = "272,1088", tokenizer_config = "tiny", rope = "1d";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--codes")) codes = std::atoll(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--naive-clips")) naive_clips = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--step-codes")) step_codes = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--kv-heads")) kv_heads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--tokenizer")) tokenizer_config = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--rope")) rope = argv[i + 1];
-  }
+  CLI::App app{"Generation speed and memory: loong's KV-cache sampler against a naive loop (docs/benchmarks.md)"};
+  app.add_option("--seconds", seconds, "Length of the video of section 2")->check(CLI::PositiveNumber);
+  app.add_option("--codes", codes, "Codes per decode in section 1")->check(CLI::PositiveNumber);
+  app.add_option("--reps", reps, "Repetitions; medians are reported")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--naive-clips", naive_clips, "Clips the naive loop decodes in section 2")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--step-codes", step_codes, "Comma-separated code counts for section 4 (fused step against forward)");
+  app.add_option("--kv-heads", kv_heads, "Key/value heads of the language model (0 = the tiny preset's)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--tokenizer", tokenizer_config, "Tokenizer config: a preset or a JSON file");
+  app.add_option("--rope", rope, "Rotary positions: 1d or 3d")->check(CLI::IsMember({"1d", "3d"}));
+  CLI11_PARSE(app, argc, argv);
   init_threads(threads);
   torch::manual_seed(0);
   auto tc = tokenizer::RunConfig::load(tokenizer_config).model;

@@ -16,6 +16,8 @@
 
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
+
 #include "bench_common.h"
 #include "loong/core/runtime.h"
 #include "loong/lm/shards.h"
@@ -92,16 +94,12 @@ struct PlainLlama : torch::nn::Module {
 
 int main(int argc, char** argv) {
   int frames = 17, batch = 16, steps = 12, threads = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--frames")) frames = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else {
-      std::fprintf(stderr, "usage: bench_lm_train [--frames 1|17|65] [--batch N] [--steps N] [--threads N]\n");
-      return 2;
-    }
-  }
+  CLI::App app{"Language-model training throughput: loong's trainer against a plain LibTorch loop"};
+  app.add_option("--frames", frames, "Frames per sample")->check(CLI::IsMember({1, 17, 65}));
+  app.add_option("--batch", batch, "Samples per step")->check(CLI::PositiveNumber);
+  app.add_option("--steps", steps, "Timed steps per loop")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
   const int nthreads = init_threads(threads);
   const int latent = (frames - 1) / 4 + 1, text_len = 12, grid = 8;  // 64x64 frames -> 8x8 tokens
 

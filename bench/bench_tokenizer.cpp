@@ -16,6 +16,8 @@
 
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
+
 #include "bench_common.h"
 #include "loong/core/runtime.h"
 #include "loong/tokenizer/model.h"
@@ -35,15 +37,13 @@ double peak_rss_mb() {
 int main(int argc, char** argv) {
   std::string preset = "tiny", device_name = "cpu";
   int frames = 65, runs = 3, single = 16;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--preset") preset = argv[i + 1];
-    else if (a == "--frames") frames = std::atoi(argv[i + 1]);
-    else if (a == "--runs") runs = std::atoi(argv[i + 1]);
-    else if (a == "--single-frames") single = std::atoi(argv[i + 1]);
-    else if (a == "--device") device_name = argv[i + 1];
-    else { std::cerr << "unknown option " << a << "\n"; return 2; }
-  }
+  CLI::App app{"Video tokenizer throughput: encode and decode frames/s, peak memory, batched round trips"};
+  app.add_option("--preset", preset, "Tokenizer preset")->check(CLI::IsMember({"tiny", "paper"}));
+  app.add_option("--frames", frames, "Frames per clip (1 + 4k)")->check(CLI::PositiveNumber);
+  app.add_option("--runs", runs, "Repetitions; medians are reported")->check(CLI::PositiveNumber);
+  app.add_option("--single-frames", single, "Frames of the one-frame round trip")->check(CLI::PositiveNumber);
+  app.add_option("--device", device_name, "cpu or cuda[:N]");
+  CLI11_PARSE(app, argc, argv);
   try {
     loong::init_threads(0);
     const auto device = loong::parse_device(device_name);

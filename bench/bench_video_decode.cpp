@@ -13,6 +13,8 @@
 
 #include <torch/torch.h>
 
+#include <CLI/CLI.hpp>
+
 #include "bench_common.h"
 #include "loong/core/runtime.h"
 #include "loong/io/video.h"
@@ -60,13 +62,11 @@ int run_ffmpeg(const std::string& in, const std::string& out, int threads) {
 int main(int argc, char** argv) {
   double seconds = 20;
   int runs = 5, threads = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    else if (a == "--runs") runs = std::atoi(argv[i + 1]);
-    else if (a == "--threads") threads = std::atoi(argv[i + 1]);
-    else { std::cerr << "unknown option " << a << "\n"; return 2; }
-  }
+  CLI::App app{"Video decode + resample + resize against the ffmpeg program"};
+  app.add_option("--seconds", seconds, "Length of the test video")->check(CLI::PositiveNumber);
+  app.add_option("--runs", runs, "Repetitions; medians are reported")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "Decoder threads for both (0 = automatic)")->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
   loong::init_threads(0);
   const fs::path dir = fs::temp_directory_path() / ("loong_bench_decode_" + std::to_string(::getpid()));
   fs::create_directories(dir);
