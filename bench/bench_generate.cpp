@@ -28,7 +28,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <string>
 
@@ -96,17 +95,20 @@ int main(int argc, char** argv) {
   double seconds = 60;
   int64_t codes = 272;  // 4 latent frames of 8 x 8
   int reps = 3, threads = 0, naive_clips = 7, kv_heads = 0;
-  std::string step_codes = "272,1088", tokenizer_config = "tiny", rope = "1d";
+  std::vector<int64_t> step_codes = {272, 1088};
+  std::string tokenizer_config = "tiny", rope = "1d";
   CLI::App app{"Generation speed and memory: loong's KV-cache sampler against a naive loop (docs/benchmarks.md)"};
-  app.add_option("--seconds", seconds, "Length of the video of section 2")->check(CLI::PositiveNumber);
-  app.add_option("--codes", codes, "Codes per decode in section 1")->check(CLI::PositiveNumber);
-  app.add_option("--reps", reps, "Repetitions; medians are reported")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--seconds", seconds, "Length of the video of section 2")->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--codes", codes, "Codes per decode in section 1")->check(CLI::Range(1, 1000000));
+  app.add_option("--reps", reps, "Repetitions; medians are reported")->check(CLI::Range(1, 1000000));
+  app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::Range(0, 4096));
   app.add_option("--naive-clips", naive_clips, "Clips the naive loop decodes in section 2")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--step-codes", step_codes, "Comma-separated code counts for section 4 (fused step against forward)");
+      ->check(CLI::Range(0, 4096));
+  app.add_option("--step-codes", step_codes, "Comma-separated code counts for section 4 (fused step against forward)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1000000));
   app.add_option("--kv-heads", kv_heads, "Key/value heads of the language model (0 = the tiny preset's)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 4096));
   app.add_option("--tokenizer", tokenizer_config, "Tokenizer config: a preset or a JSON file");
   app.add_option("--rope", rope, "Rotary positions: 1d or 3d")->check(CLI::IsMember({"1d", "3d"}));
   CLI11_PARSE(app, argc, argv);
@@ -220,11 +222,7 @@ int main(int argc, char** argv) {
   }
   // 4: the fused step against the general forward pass, per length.
   json steps = json::array();
-  for (size_t at = 0; at < step_codes.size();) {
-    const size_t comma = std::min(step_codes.find(',', at), step_codes.size());
-    const int64_t n = std::atoll(step_codes.substr(at, comma - at).c_str());
-    at = comma + 1;
-    if (n < 1) continue;
+  for (const int64_t n : step_codes) {
     std::vector<double> fused_ms, reference_ms;
     bool identical = true;
     for (int r = 0; r < reps; ++r) {

@@ -9,7 +9,6 @@
 //   bench_lm_train [--frames 17] [--batch 16] [--steps 12] [--threads 0]
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -96,9 +95,9 @@ int main(int argc, char** argv) {
   int frames = 17, batch = 16, steps = 12, threads = 0;
   CLI::App app{"Language-model training throughput: loong's trainer against a plain LibTorch loop"};
   app.add_option("--frames", frames, "Frames per sample")->check(CLI::IsMember({1, 17, 65}));
-  app.add_option("--batch", batch, "Samples per step")->check(CLI::PositiveNumber);
-  app.add_option("--steps", steps, "Timed steps per loop")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--batch", batch, "Samples per step")->check(CLI::Range(1, 1000000));
+  app.add_option("--steps", steps, "Timed steps per loop")->check(CLI::Range(1, 1000000));
+  app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::Range(0, 4096));
   CLI11_PARSE(app, argc, argv);
   const int nthreads = init_threads(threads);
   const int latent = (frames - 1) / 4 + 1, text_len = 12, grid = 8;  // 64x64 frames -> 8x8 tokens

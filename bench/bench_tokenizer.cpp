@@ -39,9 +39,9 @@ int main(int argc, char** argv) {
   int frames = 65, runs = 3, single = 16;
   CLI::App app{"Video tokenizer throughput: encode and decode frames/s, peak memory, batched round trips"};
   app.add_option("--preset", preset, "Tokenizer preset")->check(CLI::IsMember({"tiny", "paper"}));
-  app.add_option("--frames", frames, "Frames per clip (1 + 4k)")->check(CLI::PositiveNumber);
-  app.add_option("--runs", runs, "Repetitions; medians are reported")->check(CLI::PositiveNumber);
-  app.add_option("--single-frames", single, "Frames of the one-frame round trip")->check(CLI::PositiveNumber);
+  app.add_option("--frames", frames, "Frames per clip (1 + 4k)")->check(CLI::Range(1, 1000000));
+  app.add_option("--runs", runs, "Repetitions; medians are reported")->check(CLI::Range(1, 1000000));
+  app.add_option("--single-frames", single, "Frames of the one-frame round trip")->check(CLI::Range(1, 1000000));
   app.add_option("--device", device_name, "cpu or cuda[:N]");
   CLI11_PARSE(app, argc, argv);
   try {

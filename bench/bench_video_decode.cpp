@@ -63,9 +63,9 @@ int main(int argc, char** argv) {
   double seconds = 20;
   int runs = 5, threads = 0;
   CLI::App app{"Video decode + resample + resize against the ffmpeg program"};
-  app.add_option("--seconds", seconds, "Length of the test video")->check(CLI::PositiveNumber);
-  app.add_option("--runs", runs, "Repetitions; medians are reported")->check(CLI::PositiveNumber);
-  app.add_option("--threads", threads, "Decoder threads for both (0 = automatic)")->check(CLI::NonNegativeNumber);
+  app.add_option("--seconds", seconds, "Length of the test video")->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--runs", runs, "Repetitions; medians are reported")->check(CLI::Range(1, 1000000));
+  app.add_option("--threads", threads, "Decoder threads for both (0 = automatic)")->check(CLI::Range(0, 4096));
   CLI11_PARSE(app, argc, argv);
   loong::init_threads(0);
   const fs::path dir = fs::temp_directory_path() / ("loong_bench_decode_" + std::to_string(::getpid()));
