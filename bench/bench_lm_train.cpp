@@ -5,8 +5,13 @@
 // built in every forward, a masked softmax attention, cross-entropy over
 // every position. Both run the same shapes, interleaved step by step; the
 // result is the ratio of median tokens/s (loong / reference).
+// Then the attention alone, forward and backward of one sample at the step's
+// sequence length: the blocked causal kernel loong uses for long sequences on
+// LibTorch 1.13 (core/attention.h) against the dense masked softmax.
 //
-//   bench_lm_train [--frames 17] [--batch 16] [--steps 12] [--threads 0]
+//   bench_lm_train [--frames 17] [--batch 16] [--steps 12] [--threads 0] [--grid 8]
+// --grid 16 gives a tokenizer's 16 x 16 latent frame (4x in space at 64 x 64):
+// 4,367 positions a 65-frame sample.
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +23,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench_common.h"
+#include "loong/core/attention.h"
 #include "loong/core/runtime.h"
 #include "loong/lm/shards.h"
 #include "loong/lm/trainer.h"
@@ -92,15 +98,17 @@ struct PlainLlama : torch::nn::Module {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int frames = 17, batch = 16, steps = 12, threads = 0;
+  int frames = 17, batch = 16, steps = 12, threads = 0, grid = 8;
   CLI::App app{"Language-model training throughput: loong's trainer against a plain LibTorch loop"};
   app.add_option("--frames", frames, "Frames per sample")->check(CLI::IsMember({1, 17, 65}));
   app.add_option("--batch", batch, "Samples per step")->check(CLI::Range(1, 1000000));
   app.add_option("--steps", steps, "Timed steps per loop")->check(CLI::Range(1, 1000000));
   app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--grid", grid, "Latent cells per side of a frame (8: 64x64 frames at 8x in space; 16: at 4x)")
+      ->check(CLI::Range(1, 64));
   CLI11_PARSE(app, argc, argv);
   const int nthreads = init_threads(threads);
-  const int latent = (frames - 1) / 4 + 1, text_len = 12, grid = 8;  // 64x64 frames -> 8x8 tokens
+  const int latent = (frames - 1) / 4 + 1, text_len = 12;
 
   // Shards like the tiny run's: the tiny preset's vocabulary, fixed caption length (no padding).
   const fs::path dir = fs::temp_directory_path() / ("loong_bench_lm_" + std::to_string(::getpid()));
@@ -152,10 +160,29 @@ int main(int argc, char** argv) {
     if (i >= 2) ours.push_back(a), ref.push_back(b);
   }
   const double ours_ms = bench::median(ours), ref_ms = bench::median(ref);
+
+  // The attention alone: one sample, the model's heads, forward and backward.
+  const auto& model = trainer.config().model;
+  auto make = [&] { return torch::randn({1, model.n_heads, L, model.head_dim()}).requires_grad_(true); };
+  auto aq = make(), ak = make(), av = make();
+  auto upstream = torch::randn({1, model.n_heads, L, model.head_dim()});
+  auto dense = [&] {
+    auto sc = torch::matmul(aq * (1.0 / std::sqrt(double(model.head_dim()))), ak.transpose(-2, -1));
+    sc.masked_fill_(torch::ones({L, L}, torch::kBool).triu(1), -INFINITY);
+    torch::autograd::grad({torch::matmul(torch::softmax(sc, -1), av)}, {aq, ak, av}, {upstream});
+  };
+  auto blocked = [&] { torch::autograd::grad({blocked_causal_attention(aq, ak, av)}, {aq, ak, av}, {upstream}); };
+  std::vector<double> att_dense, att_blocked;
+  for (int i = 0; i < steps + 1; ++i) {
+    const double a = bench::time_ms(blocked), b = bench::time_ms(dense);
+    if (i >= 1) att_blocked.push_back(a), att_dense.push_back(b);
+  }
+  const double blocked_ms = bench::median(att_blocked), dense_ms = bench::median(att_dense);
   nlohmann::json out = {{"bench", "lm_train"},
                         {"preset", "tiny"},
                         {"parameters", trainer.config().model.parameter_count()},
                         {"frames", frames},
+                        {"grid", grid},
                         {"batch", batch},
                         {"sequence", L},
                         {"tokens_per_step", tokens},
@@ -165,7 +192,10 @@ int main(int argc, char** argv) {
                         {"reference_ms", ref_ms},
                         {"loong_tokens_per_s", tokens / (ours_ms / 1000)},
                         {"reference_tokens_per_s", double(batch * L) / (ref_ms / 1000)},
-                        {"ratio", (tokens / ours_ms) / (double(batch * L) / ref_ms)}};
+                        {"ratio", (tokens / ours_ms) / (double(batch * L) / ref_ms)},
+                        {"attention_blocked_ms", blocked_ms},
+                        {"attention_dense_ms", dense_ms},
+                        {"attention_ratio", dense_ms / blocked_ms}};
   std::printf("%s\n", out.dump().c_str());
   fs::remove_all(dir);
   return 0;

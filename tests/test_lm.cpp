@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/attention.h"
+#include "loong/core/torch_compat.h"
 #include "loong/lm/batch.h"
 #include "loong/lm/config.h"
 #include "loong/lm/model.h"
@@ -140,6 +142,46 @@ TEST(Lm, AttentionIsCausal) {
   auto other = m->forward(changed);
   EXPECT_TRUE(torch::allclose(other.narrow(1, 0, 9), base.narrow(1, 0, 9), 1e-5, 1e-6));
   EXPECT_FALSE(torch::allclose(other.narrow(1, 9, 7), base.narrow(1, 9, 7), 1e-3, 1e-4));
+}
+
+// The blocked causal attention (long sequences on LibTorch 1.13) against a
+// dense masked softmax written out here: outputs and the gradients of q, k
+// and v, in double, with a length that is not a multiple of the block and
+// non-contiguous inputs (the model passes transposed views).
+TEST(Lm, BlockedCausalAttentionMatchesDenseValuesAndGradients) {
+  torch::manual_seed(3);
+  const int64_t B = 2, H = 3, T = 37, D = 8;
+  auto make = [&] {
+    return torch::randn({B, T, H, D}, torch::kDouble).transpose(1, 2).requires_grad_(true);
+  };
+  auto q = make(), k = make(), v = make();
+  auto upstream = torch::randn({B, H, T, D}, torch::kDouble);
+  auto dense = [&](const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+    auto s = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(D));
+    s = s.masked_fill(torch::ones({T, T}, torch::kBool).triu(1), -INFINITY);
+    return torch::matmul(s.softmax(-1), v);
+  };
+  auto want = dense(q, k, v);
+  auto want_grads = torch::autograd::grad({want}, {q, k, v}, {upstream});
+  for (int64_t block : {1, 5, 16, 37, 64}) {
+    SCOPED_TRACE("block " + std::to_string(block));
+    auto got = loong::blocked_causal_attention(q, k, v, block);
+    EXPECT_TRUE(torch::allclose(got, want, 1e-10, 1e-12));
+    auto grads = torch::autograd::grad({got}, {q, k, v}, {upstream});
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(grads[i], want_grads[i], 1e-10, 1e-12)) << "input " << i;
+  }
+  // The attention the model calls takes the blocked path for long sequences (on LibTorch 1.13;
+  // a fused kernel on 2.x) and gives the dense result there too.
+  const int64_t T2 = loong::kBlockedAttentionFrom + 9;
+  auto q2 = torch::randn({1, 2, T2, D}, torch::kDouble), k2 = torch::randn({1, 2, T2, D}, torch::kDouble),
+       v2 = torch::randn({1, 2, T2, D}, torch::kDouble);
+  auto s2 = torch::matmul(q2, k2.transpose(-2, -1)) / std::sqrt(double(D));
+  auto want2 = torch::matmul(s2.masked_fill(torch::ones({T2, T2}, torch::kBool).triu(1), -INFINITY).softmax(-1), v2);
+  EXPECT_TRUE(torch::allclose(loong::attention(q2, k2, v2, true), want2, 1e-10, 1e-12));
+  // Causal: the gradient of the first 10 outputs reaches no key after position 9.
+  auto g = torch::autograd::grad({loong::blocked_causal_attention(q, k, v, 4).narrow(2, 0, 10).sum()}, {k});
+  EXPECT_EQ(g[0].narrow(2, 10, T - 10).abs().max().item<double>(), 0.0);
+  EXPECT_GT(g[0].narrow(2, 0, 10).abs().max().item<double>(), 0.0);
 }
 
 TEST(Lm, RotaryEmbeddingMatchesItsFormula) {

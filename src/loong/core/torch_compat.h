@@ -16,6 +16,8 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 
+#include "loong/core/attention.h"
+
 namespace loong {
 
 // Softmax attention: q [B, H, L, D], k and v [B, H, S, D] -> [B, H, L, D].
@@ -24,7 +26,8 @@ namespace loong {
 // `key_valid` (bool [B, S], optional) hides padding keys (left-padded prompts
 // in a batch); a query still sees its own position, so a padding query's row
 // is never empty. LibTorch 2.x has a fused kernel (flash / memory-efficient on
-// CUDA); 1.13 computes it directly.
+// CUDA); 1.13 computes it directly, and a long causal sequence (training) a
+// block of queries at a time (attention.h).
 inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, bool causal,
                             const at::Tensor& key_valid = {}) {
   const int64_t L = q.size(2), S = k.size(2);
@@ -43,6 +46,7 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
   if (!key_valid.defined() && L == S) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
   return at::scaled_dot_product_attention(q, k, v, allowed);
 #else
+  if (masked && !key_valid.defined() && L == S && L >= kBlockedAttentionFrom) return blocked_causal_attention(q, k, v);
   // Scaling q ([L, D]) costs less than scaling the scores ([L, S]).
   auto scores = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))), k.transpose(-2, -1));
   if (allowed.defined()) scores.masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
