@@ -26,8 +26,8 @@ constexpr int64_t kBlockedAttentionFrom = 320;
 // attention over a 65-frame clip at 4x spatial downsampling (4,352 positions)
 // builds [T, T] scores and probabilities for every layer and sample, keeps the
 // probabilities for backward (300 MB a layer and sample at 4 heads), and
-// computes every product in full to mask half of it away. Written with LibTorch operations:
-// no package offers a CPU kernel for 1.13.
+// computes every product in full to mask half of it away. Written with
+// LibTorch operations: no package offers a CPU kernel for 1.13.
 at::Tensor blocked_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     int64_t block = kAttentionBlock);
 

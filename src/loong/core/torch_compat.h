@@ -32,6 +32,9 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
                             const at::Tensor& key_valid = {}) {
   const int64_t L = q.size(2), S = k.size(2);
   const bool masked = causal && L > 1;
+#if !LOONG_HAS_SDPA
+  if (masked && !key_valid.defined() && L == S && L >= kBlockedAttentionFrom) return blocked_causal_attention(q, k, v);
+#endif
   at::Tensor allowed;  // bool, broadcastable to [B, H, L, S]; undefined = everything
   if (key_valid.defined()) {
     auto self = at::zeros({L, S}, q.options().dtype(at::kBool));
@@ -46,7 +49,6 @@ inline at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::
   if (!key_valid.defined() && L == S) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
   return at::scaled_dot_product_attention(q, k, v, allowed);
 #else
-  if (masked && !key_valid.defined() && L == S && L >= kBlockedAttentionFrom) return blocked_causal_attention(q, k, v);
   // Scaling q ([L, D]) costs less than scaling the scores ([L, S]).
   auto scores = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))), k.transpose(-2, -1));
   if (allowed.defined()) scores.masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity());
