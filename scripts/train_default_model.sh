@@ -29,8 +29,9 @@
 # L1-only scripts/tokenizer_tiny_l1.json, and 'tiny' is the preset's own 256 codes.
 # scripts/tokenizer_tiny_1024_4x.json downsamples 4x in space, not 8x: a higher ceiling
 # (docs/results.md) but 4x the tokens. Its language model is best trained on a GPU; on 2 CPU
-# cores bench_lm_train puts it at about 4 hours (65-frame steps about 22 s, 17-frame steps
-# about 6 s; blocked attention, docs/benchmarks.md). Give it LM_MODEL='{"n_kv_heads": 1}':
+# cores bench_lm_train puts it at about 5 hours (steps of 32 stills 1.7 s, of 16 17-frame
+# clips 6.8 s, of 8 65-frame clips about 22 s; blocked attention, docs/benchmarks.md), after
+# about an hour of tokenizing. Give it LM_MODEL='{"n_kv_heads": 1}':
 # one key/value head is what lets a 4x minute generate near the 60 s limit on 2 cores.
 # VIDEO_TOKENIZER=DIR uses an already trained video tokenizer instead of training one (e.g.
 # VIDEO_TOKENIZER=models/default/tokenizer, to try a language-model change alone).
