@@ -295,10 +295,62 @@ TEST(Lm, KvCacheGivesTheSameLogitsAsOneForward) {
   }
 }
 
+TEST(Lm, DecodeAttentionMatchesASoftmaxOverTheCache) {
+  // One query position per row against the first S positions of a cache,
+  // with shared key/value heads and padding keys, against softmax(q k^T) v
+  // written out in double. S = 1 (the query alone), lengths that are not a
+  // multiple of a vector, and one long enough to split rows over threads.
+  torch::manual_seed(5);
+  const int64_t B = 2, H = 4, C = 5000;
+  for (int64_t Hkv : {4, 2, 1})
+    for (int64_t D : {32, 64, 5})
+      for (int64_t S : {1, 9, 333, 4999}) {
+        SCOPED_TRACE("Hkv " + std::to_string(Hkv) + ", D " + std::to_string(D) + ", S " + std::to_string(S));
+        auto q = torch::randn({B, D, H}).transpose(1, 2);  // not contiguous
+        auto k = torch::randn({B, Hkv, C, D}) * 2, v = torch::randn({B, Hkv, C, D});
+        auto valid = torch::rand({B, C}) > 0.3;
+        valid[0].fill_(true);
+        valid[1][S - 1] = false;  // the query's own key is read all the same
+        const double scale = 1 / std::sqrt(double(D));
+        auto got = loong::decode_attention(q, k, v, S, valid, scale);
+        ASSERT_EQ(got.sizes(), (std::vector<int64_t>{B, H, D}));
+
+        auto kd = k.narrow(2, 0, S).to(torch::kDouble).repeat_interleave(H / Hkv, 1);  // [B, H, S, D]
+        auto vd = v.narrow(2, 0, S).to(torch::kDouble).repeat_interleave(H / Hkv, 1);
+        auto s =
+            torch::matmul(q.to(torch::kDouble).unsqueeze(2), kd.transpose(2, 3)) * scale;  // [B, H, 1, S]
+        auto seen = valid.narrow(1, 0, S).clone();
+        seen.select(1, S - 1).fill_(true);
+        s = s.masked_fill(seen.logical_not().view({B, 1, 1, S}), -INFINITY);
+        auto want = torch::matmul(s.softmax(-1), vd).squeeze(2);
+        EXPECT_LT((got.to(torch::kDouble) - want).abs().max().item<double>(), 1e-5);
+        if (S > 1) {  // the mask counts: a padding key changed changes nothing
+          auto hidden = torch::nonzero(seen[1].logical_not());
+          if (hidden.size(0) > 0) {
+            auto v2 = v.clone();
+            v2[1].select(1, hidden[0].item<int64_t>()).fill_(1e3);
+            EXPECT_TRUE(torch::allclose(loong::decode_attention(q, k, v2, S, valid, scale), got));
+          }
+        }
+      }
+  EXPECT_FALSE(loong::decode_attention_supported(torch::zeros({1, 1, 4, 2}, torch::kDouble),
+                                                 torch::zeros({1, 1, 4, 2}), {}));
+  EXPECT_FALSE(loong::decode_attention_supported(torch::zeros({1, 1, 2, 4}).transpose(2, 3),
+                                                 torch::zeros({1, 1, 4, 2}), {}));
+  EXPECT_TRUE(loong::decode_attention_supported(torch::zeros({1, 1, 4, 2}), torch::zeros({1, 1, 4, 2}), {}));
+  auto k = torch::zeros({1, 1, 4, 2});
+  EXPECT_THROW(loong::decode_attention(torch::zeros({1, 3, 2}), torch::zeros({1, 2, 4, 2}),
+                                       torch::zeros({1, 2, 4, 2}), 2, {}, 1),
+               c10::Error);
+  EXPECT_THROW(loong::decode_attention(torch::zeros({1, 1, 2}), k, k, 5, {}, 1), c10::Error);
+}
+
 TEST(Lm, DecodeStepMatchesTheGeneralForward) {
+  // hand false: LibTorch's attention operations, as on a GPU.
+  for (bool hand : {true, false})
   for (const std::string rope : {"1d", "3d"})
   for (int kv_heads : {4, 2, 1}) {
-    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope);
+    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope + (hand ? "" : ", LibTorch attention"));
     torch::manual_seed(3);
     c10::InferenceMode guard;
     auto c = micro_rope(rope);
@@ -320,7 +372,7 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
     fast.valid = ref.valid.clone();
     m->hidden(prompt, &ref, 0);
     m->hidden(prompt, &fast, 0);
-    const DecodeStep step(m);
+    const DecodeStep step(m, hand);
     for (int64_t t = 7; t < 20; ++t) {
       auto ids = torch::randint(0, c.vocab_size(), {2});
       auto a = m->hidden(ids.view({2, 1}), &ref, t).select(1, 0);

@@ -66,6 +66,9 @@ class ClipSampler {
   // fused lm::DecodeStep: the same codes, slower. For tests and benchmarks.
   // Models above kFusedDecodeMaxParameters always decode that way.
   void set_reference_decode(bool on) { reference_decode_ = on; }
+  // The fused step with LibTorch's attention operations instead of the
+  // hand-written CPU loops (lm::DecodeStep): the same codes. For benchmarks.
+  void set_hand_attention(bool on) { hand_attention_ = on; }
 
  private:
   lm::Llama model_;
@@ -75,6 +78,7 @@ class ClipSampler {
   std::unique_ptr<lm::KvCache> cache_;  // reused while the batch fits
   ClipTimings timings_;
   bool reference_decode_ = false;
+  bool hand_attention_ = true;
 };
 
 }  // namespace loong::gen

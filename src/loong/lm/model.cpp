@@ -270,13 +270,14 @@ torch::Tensor normalise(const torch::Tensor& x, double eps) {
 }
 }  // namespace
 
-DecodeStep::DecodeStep(const Llama& model)
+DecodeStep::DecodeStep(const Llama& model, bool hand_attention)
     : n_heads_(model->config.n_heads),
       n_kv_heads_(model->config.n_kv_heads),
       head_dim_(model->config.head_dim()),
       ffn_dim_(model->config.ffn_dim),
       eps_(model->config.norm_eps),
       max_seq_len_(model->config.max_seq_len),
+      hand_attention_(hand_attention),
       config_(model->config) {
   torch::NoGradGuard ng;
   // W [out, in] times the norm weight [in]: norm(x) W^T = (x / rms(x)) (W diag(w))^T.
@@ -316,8 +317,11 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
   const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_, rep = H / Hkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
 
+  // On the CPU the attention is one pass over the cache (decode_attention);
+  // elsewhere it is the general product, softmax and product with a mask.
+  const bool by_hand = hand_attention_ && decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
   torch::Tensor mask;  // additive, [B, 1, 1, S]: -inf at padding keys; a query always sees itself
-  if (cache.valid.defined()) {
+  if (!by_hand && cache.valid.defined()) {
     mask = torch::zeros({B, S}, embedding_.options()).masked_fill_(cache.valid.narrow(1, 0, S).logical_not(),
                                                                    -std::numeric_limits<float>::infinity());
     mask.select(1, p).fill_(0);
@@ -340,12 +344,17 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
     auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);  // [B, H + Hkv, hd/2, 2]
     cache.k[l].select(2, p).copy_(qk.narrow(1, H, Hkv).reshape({B, Hkv, hd}));
     cache.v[l].select(2, p).copy_(qkv.narrow(1, (H + Hkv) * hd, Hkv * hd).view({B, Hkv, hd}));
-    auto k = cache.k[l].narrow(2, 0, S), v = cache.v[l].narrow(2, 0, S);  // [B, Hkv, S, hd]
-    // Query head h uses kv head h / rep, as repeat_kv lays them out.
-    auto q = qk.narrow(1, 0, H).reshape({B, Hkv, rep, hd}) * scale;
-    auto scores = torch::matmul(q, k.transpose(2, 3));  // [B, Hkv, rep, S]
-    if (mask.defined()) scores.add_(mask);
-    auto y = torch::matmul(torch::softmax(scores, -1), v);  // [B, Hkv, rep, hd]
+    torch::Tensor y;
+    if (by_hand) {
+      y = decode_attention(qk.narrow(1, 0, H).reshape({B, H, hd}), cache.k[l], cache.v[l], S, cache.valid, scale);
+    } else {
+      auto k = cache.k[l].narrow(2, 0, S), v = cache.v[l].narrow(2, 0, S);  // [B, Hkv, S, hd]
+      // Query head h uses kv head h / rep, as repeat_kv lays them out.
+      auto q = qk.narrow(1, 0, H).reshape({B, Hkv, rep, hd}) * scale;
+      auto scores = torch::matmul(q, k.transpose(2, 3));  // [B, Hkv, rep, S]
+      if (mask.defined()) scores.add_(mask);
+      y = torch::matmul(torch::softmax(scores, -1), v);  // [B, Hkv, rep, hd]
+    }
     h = torch::addmm(h, y.reshape({B, H * hd}), w.wo_t);
     auto g = torch::mm(normalise(h, eps_), w.w13_t);  // [B, 2 ffn]
     h = torch::addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);

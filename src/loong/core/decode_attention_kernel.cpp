@@ -1,0 +1,92 @@
+// Written by hand because each decoding step attends one query to a cache
+// of up to a few thousand keys, and LibTorch's general operations spend most
+// of that step on themselves rather than on the arithmetic: the score and
+// value products go to a BLAS that first copies the whole cache into its
+// packed layout, the padding mask and the softmax are further passes, and each
+// operation has its own dispatch and thread hand-off (docs/benchmarks.md,
+// "Decode attention written for one query"). These loops read each key and
+// value once.
+//
+// Compiled with -ffast-math (CMakeLists.txt): the dot products may then be
+// summed in any order, which lets the compiler vectorise them, and expf goes
+// to glibc's vector variants. Nothing here depends on infinities or NaNs:
+// padding keys get a finite score far below any real one and so a weight of 0.
+#include "loong/core/decode_attention_kernel.h"
+
+#include <cmath>
+
+namespace loong::detail {
+
+// An AVX2 copy of the loops beside the baseline x86-64 one, chosen when the
+// library loads (function multiversioning), so one binary runs everywhere.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LOONG_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LOONG_VECTOR_CLONES
+#endif
+
+namespace {
+
+// One query vector at a time against the keys, then against the values, so
+// that its D sums stay in registers (D fixed at compile time: the head widths
+// models use) instead of going through memory once a key.
+template <int D>
+LOONG_VECTOR_CLONES void head(const float* __restrict q, const float* __restrict k, const float* __restrict v,
+                              const bool* __restrict valid, int64_t S, int rep, int d_runtime,
+                              float* __restrict scratch, float* __restrict out) {
+  const int dims = D > 0 ? D : d_runtime;
+  constexpr float kHidden = -1e30f;  // exp(kHidden - max) is 0 in float
+  for (int r = 0; r < rep; ++r) {
+    const float* qr = q + r * dims;
+    float* s = scratch;
+    for (int64_t j = 0; j < S; ++j) {
+      const float* kj = k + j * dims;
+      float acc = 0;
+      for (int d = 0; d < dims; ++d) acc += qr[d] * kj[d];
+      s[j] = acc;
+    }
+    if (valid != nullptr)
+      for (int64_t j = 0; j + 1 < S; ++j) s[j] = valid[j] ? s[j] : kHidden;
+    float m = s[S - 1];
+    for (int64_t j = 0; j < S; ++j) m = s[j] > m ? s[j] : m;
+    float sum = 0;
+    for (int64_t j = 0; j < S; ++j) {
+      s[j] = expf(s[j] - m);
+      sum += s[j];
+    }
+    float acc[D > 0 ? D : 1];
+    if constexpr (D > 0) {
+      for (int d = 0; d < D; ++d) acc[d] = 0;
+      for (int64_t j = 0; j < S; ++j) {
+        const float p = s[j];
+        const float* vj = v + j * D;
+        for (int d = 0; d < D; ++d) acc[d] += p * vj[d];
+      }
+      for (int d = 0; d < D; ++d) out[r * D + d] = acc[d] / sum;
+    } else {
+      float* o = out + r * dims;
+      for (int d = 0; d < dims; ++d) o[d] = 0;
+      for (int64_t j = 0; j < S; ++j)
+        for (int d = 0; d < dims; ++d) o[d] += s[j] * v[j * dims + d];
+      for (int d = 0; d < dims; ++d) o[d] /= sum;
+    }
+  }
+}
+
+}  // namespace
+
+void decode_attention_head(const float* q, const float* k, const float* v, const bool* valid, int64_t S,
+                           int rep, int D, float* scratch, float* out) {
+  switch (D) {
+    case 32:
+      return head<32>(q, k, v, valid, S, rep, D, scratch, out);
+    case 64:
+      return head<64>(q, k, v, valid, S, rep, D, scratch, out);
+    case 128:
+      return head<128>(q, k, v, valid, S, rep, D, scratch, out);
+    default:
+      return head<0>(q, k, v, valid, S, rep, D, scratch, out);
+  }
+}
+
+}  // namespace loong::detail
