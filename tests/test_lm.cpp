@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "loong/core/attention.h"
+#include "loong/core/decode_ops.h"
 #include "loong/core/torch_compat.h"
 #include "loong/lm/batch.h"
 #include "loong/lm/config.h"
@@ -345,12 +346,30 @@ TEST(Lm, DecodeAttentionMatchesASoftmaxOverTheCache) {
   EXPECT_THROW(loong::decode_attention(torch::zeros({1, 1, 2}), k, k, 5, {}, 1), c10::Error);
 }
 
+TEST(Lm, SmallMatmulMatchesAddmm) {
+  // Widths inside one block of columns, across several and a partial last
+  // one, and products large enough to be split over threads.
+  torch::manual_seed(6);
+  for (int64_t M : {1, 2, 3})
+    for (int64_t K : {5, 128})
+      for (int64_t N : {7, 256, 1000}) {
+        SCOPED_TRACE(std::to_string(M) + " x " + std::to_string(K) + " x " + std::to_string(N));
+        auto x = torch::randn({M, K}), w = torch::randn({K, N}), r = torch::randn({M, N});
+        EXPECT_TRUE(torch::allclose(loong::small_matmul(x, w), torch::mm(x, w), 1e-5, 1e-5));
+        EXPECT_TRUE(torch::allclose(loong::small_matmul(x, w, r), torch::addmm(r, x, w), 1e-5, 1e-5));
+      }
+  EXPECT_FALSE(loong::small_matmul_supported(torch::zeros({2, 3}).t(), torch::zeros({2, 4})));
+  EXPECT_FALSE(loong::small_matmul_supported(torch::zeros({2, 3}, torch::kDouble), torch::zeros({3, 4})));
+  EXPECT_THROW(loong::small_matmul(torch::zeros({2, 3}), torch::zeros({4, 5})), c10::Error);
+  EXPECT_THROW(loong::small_matmul(torch::zeros({2, 3}), torch::zeros({3, 5}), torch::zeros({2, 4})), c10::Error);
+}
+
 TEST(Lm, DecodeStepMatchesTheGeneralForward) {
-  // hand false: LibTorch's attention operations, as on a GPU.
+  // hand false: LibTorch's operations, as on a GPU.
   for (bool hand : {true, false})
   for (const std::string rope : {"1d", "3d"})
   for (int kv_heads : {4, 2, 1}) {
-    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope + (hand ? "" : ", LibTorch attention"));
+    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope + (hand ? "" : ", LibTorch operations"));
     torch::manual_seed(3);
     c10::InferenceMode guard;
     auto c = micro_rope(rope);

@@ -2,12 +2,8 @@
 
 #include <cmath>
 #include <limits>
-#include <vector>
 
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
-
-#include "loong/core/decode_attention_kernel.h"
 
 namespace loong {
 namespace {
@@ -77,47 +73,6 @@ at::Tensor blocked_causal_attention(const at::Tensor& q, const at::Tensor& k, co
               "blocked_causal_attention: expected q, k, v of one shape [B, H, T, D]");
   TORCH_CHECK(block > 0, "blocked_causal_attention: block must be positive");
   return BlockedCausalAttention::apply(q, k, v, block);
-}
-
-bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const at::Tensor& valid) {
-  auto fits = [](const at::Tensor& t) {
-    return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == 4 && t.is_contiguous();
-  };
-  return fits(k) && fits(v) && k.sizes() == v.sizes() &&
-         (!valid.defined() ||
-          (valid.device().is_cpu() && valid.scalar_type() == at::kBool && valid.is_contiguous()));
-}
-
-at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v, int64_t S,
-                            const at::Tensor& valid, double scale) {
-  TORCH_CHECK(decode_attention_supported(k, v, valid),
-              "decode_attention: expected contiguous float32 CPU caches [B, Hkv, C, D] and a bool mask");
-  const int64_t B = k.size(0), Hkv = k.size(1), C = k.size(2), D = k.size(3);
-  TORCH_CHECK(q_in.dim() == 3 && q_in.size(0) == B && q_in.size(2) == D && q_in.size(1) % Hkv == 0,
-              "decode_attention: expected queries [", B, ", H, ", D, "] with H a multiple of ", Hkv, ", got ",
-              q_in.sizes());
-  TORCH_CHECK(S >= 1 && S <= C, "decode_attention: ", S, " positions of a cache of ", C);
-  TORCH_CHECK(!valid.defined() || (valid.dim() == 2 && valid.size(0) == B && valid.size(1) >= S),
-              "decode_attention: expected a mask [", B, ", >= ", S, "]");
-  const auto q = (q_in.to(at::kFloat) * scale).contiguous();
-  const int rep = static_cast<int>(q.size(1) / Hkv);
-  auto out = at::empty({B, q.size(1), D}, q.options());
-  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
-  const bool* mp = valid.defined() ? valid.data_ptr<bool>() : nullptr;
-  float* op = out.data_ptr<float>();
-  // One task per row and key/value head. Below a few thousand products a
-  // task, handing work to the other threads costs more than it saves.
-  const int64_t grain = S * rep * D >= 16384 ? 1 : B * Hkv;
-  at::parallel_for(0, B * Hkv, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(static_cast<size_t>(S));
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / Hkv;
-      detail::decode_attention_head(qp + t * rep * D, kp + t * C * D, vp + t * C * D,
-                                    mp ? mp + b * valid.size(1) : nullptr, S, rep, static_cast<int>(D),
-                                    scratch.data(), op + t * rep * D);
-    }
-  });
-  return out.to(q_in.scalar_type());
 }
 
 }  // namespace loong

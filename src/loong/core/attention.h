@@ -31,16 +31,4 @@ constexpr int64_t kBlockedAttentionFrom = 320;
 at::Tensor blocked_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                     int64_t block = kAttentionBlock);
 
-// The attention of one decoding step: each row's one query position against
-// the first S positions of its key/value cache. q [B, H, D]; k, v [B, Hkv, C,
-// D] with C >= S; query head h reads key/value head h / (H / Hkv), as
-// repeat_kv lays them out. valid: bool [B, C] (false: padding, never read; the
-// query's own position S - 1 always is) or undefined. Returns softmax(q k^T *
-// scale) v, [B, H, D]. The same as the general path (tested to 1e-5) in one
-// pass over the cache (decode_attention_kernel.cpp says why it is written by
-// hand). Float32 contiguous CPU tensors only: see decode_attention_supported.
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t S,
-                            const at::Tensor& valid, double scale);
-bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const at::Tensor& valid);
-
 }  // namespace loong

@@ -110,7 +110,7 @@ at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   // step is bound by the cost of each small operation, that is for small
   // models; larger ones decode with the general forward pass.
   std::optional<lm::DecodeStep> step;
-  if (!reference_decode_ && model_->parameter_count() <= kFusedDecodeMaxParameters) step.emplace(model_, hand_attention_);
+  if (!reference_decode_ && model_->parameter_count() <= kFusedDecodeMaxParameters) step.emplace(model_, hand_kernels_);
   for (int64_t i = 1; i < n; ++i) {
     auto ids = codes + T;
     if (guided) ids = torch::cat({ids, ids});

@@ -66,9 +66,9 @@ class ClipSampler {
   // fused lm::DecodeStep: the same codes, slower. For tests and benchmarks.
   // Models above kFusedDecodeMaxParameters always decode that way.
   void set_reference_decode(bool on) { reference_decode_ = on; }
-  // The fused step with LibTorch's attention operations instead of the
-  // hand-written CPU loops (lm::DecodeStep): the same codes. For benchmarks.
-  void set_hand_attention(bool on) { hand_attention_ = on; }
+  // The fused step with LibTorch's operations instead of the hand-written CPU
+  // loops (lm::DecodeStep): the same codes. For benchmarks.
+  void set_hand_kernels(bool on) { hand_kernels_ = on; }
 
  private:
   lm::Llama model_;
@@ -78,7 +78,7 @@ class ClipSampler {
   std::unique_ptr<lm::KvCache> cache_;  // reused while the batch fits
   ClipTimings timings_;
   bool reference_decode_ = false;
-  bool hand_attention_ = true;
+  bool hand_kernels_ = true;
 };
 
 }  // namespace loong::gen

@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/decode_ops.h"
 #include "loong/core/error.h"
 #include "loong/core/torch_compat.h"
 #include "loong/lm/vocab.h"
@@ -270,14 +271,14 @@ torch::Tensor normalise(const torch::Tensor& x, double eps) {
 }
 }  // namespace
 
-DecodeStep::DecodeStep(const Llama& model, bool hand_attention)
+DecodeStep::DecodeStep(const Llama& model, bool hand_kernels)
     : n_heads_(model->config.n_heads),
       n_kv_heads_(model->config.n_kv_heads),
       head_dim_(model->config.head_dim()),
       ffn_dim_(model->config.ffn_dim),
       eps_(model->config.norm_eps),
       max_seq_len_(model->config.max_seq_len),
-      hand_attention_(hand_attention),
+      hand_kernels_(hand_kernels),
       config_(model->config) {
   torch::NoGradGuard ng;
   // W [out, in] times the norm weight [in]: norm(x) W^T = (x / rms(x)) (W diag(w))^T.
@@ -317,9 +318,16 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
   const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_, rep = H / Hkv;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
 
-  // On the CPU the attention is one pass over the cache (decode_attention);
-  // elsewhere it is the general product, softmax and product with a mask.
-  const bool by_hand = hand_attention_ && decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
+  // On the CPU, in float32, the products and the attention are the loops of
+  // decode_ops.h; elsewhere LibTorch's general operations.
+  const bool by_hand = hand_kernels_ && small_matmul_supported(embedding_, norm_) &&
+                       decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
+  auto addmm = [by_hand](const torch::Tensor& r, const torch::Tensor& x, const torch::Tensor& w) {
+    return by_hand ? small_matmul(x.contiguous(), w, r) : torch::addmm(r, x, w);
+  };
+  auto mm = [by_hand](const torch::Tensor& x, const torch::Tensor& w) {
+    return by_hand ? small_matmul(x.contiguous(), w) : torch::mm(x, w);
+  };
   torch::Tensor mask;  // additive, [B, 1, 1, S]: -inf at padding keys; a query always sees itself
   if (!by_hand && cache.valid.defined()) {
     mask = torch::zeros({B, S}, embedding_.options()).masked_fill_(cache.valid.narrow(1, 0, S).logical_not(),
@@ -339,7 +347,7 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
   auto h = embedding_.index_select(0, ids.to(embedding_.device(), torch::kLong));  // [B, dim]
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto& w = layers_[l];
-    auto qkv = torch::mm(normalise(h, eps_), w.wqkv_t);  // [B, (H + 2 Hkv) hd]
+    auto qkv = mm(normalise(h, eps_), w.wqkv_t);  // [B, (H + 2 Hkv) hd]
     auto pairs = qkv.narrow(1, 0, (H + Hkv) * hd).to(torch::kFloat).view({B, H + Hkv, hd / 2, 2});
     auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);  // [B, H + Hkv, hd/2, 2]
     cache.k[l].select(2, p).copy_(qk.narrow(1, H, Hkv).reshape({B, Hkv, hd}));
@@ -355,9 +363,9 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
       if (mask.defined()) scores.add_(mask);
       y = torch::matmul(torch::softmax(scores, -1), v);  // [B, Hkv, rep, hd]
     }
-    h = torch::addmm(h, y.reshape({B, H * hd}), w.wo_t);
-    auto g = torch::mm(normalise(h, eps_), w.w13_t);  // [B, 2 ffn]
-    h = torch::addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
+    h = addmm(h, y.reshape({B, H * hd}), w.wo_t);
+    auto g = mm(normalise(h, eps_), w.w13_t);  // [B, 2 ffn]
+    h = addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
   }
   cache.length = S;
   return normalise(h, eps_) * norm_;

@@ -141,9 +141,10 @@ TORCH_MODULE(Llama);
 // norm weight are shared): build a new one after the weights change.
 class DecodeStep {
  public:
-  // hand_attention false: the attention by LibTorch's general operations on
-  // the CPU too, as on other devices (for tests and benchmarks).
-  explicit DecodeStep(const Llama& model, bool hand_attention = true);
+  // hand_kernels false: LibTorch's general operations on the CPU too, as on
+  // other devices, instead of the loops of core/decode_ops.h (for tests and
+  // benchmarks).
+  explicit DecodeStep(const Llama& model, bool hand_kernels = true);
   // ids int64 [B] at position cache.length -> final hidden states [B, dim]
   // (after the last RMSNorm); their keys and values are appended to the
   // cache. The ids are not range-checked (a sampler draws them from the
@@ -160,7 +161,7 @@ class DecodeStep {
   int n_heads_, n_kv_heads_, head_dim_, ffn_dim_;
   double eps_;
   int64_t max_seq_len_;
-  bool hand_attention_;
+  bool hand_kernels_;
   LmConfig config_;
 };
 

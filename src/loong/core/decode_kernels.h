@@ -1,6 +1,6 @@
-// The inner loop of a decoding step's attention, on raw float arrays.
-// Kept apart from attention.cpp so that it can be compiled with its own
-// floating-point flags (CMakeLists.txt) without LibTorch's headers.
+// The inner loops of a decoding step's operations (decode_ops.h), on raw
+// float arrays. Kept apart so that they can be compiled with their own
+// floating-point flags (CMakeLists.txt) and without LibTorch's headers.
 #pragma once
 #include <cstdint>
 
@@ -13,5 +13,10 @@ namespace loong::detail {
 // S floats.
 void decode_attention_head(const float* q, const float* k, const float* v, const bool* valid, int64_t S,
                            int rep, int D, float* scratch, float* out);
+
+// Columns [n0, n1) of y [M, N] = x [M, K] w [K, N] (+ residual [M, N] when not
+// null), all row-major.
+void small_matmul_columns(const float* x, const float* w, const float* residual, int64_t M, int64_t K,
+                          int64_t N, int64_t n0, int64_t n1, float* y);
 
 }  // namespace loong::detail

@@ -1,17 +1,18 @@
-// Written by hand because each decoding step attends one query to a cache
-// of up to a few thousand keys, and LibTorch's general operations spend most
-// of that step on themselves rather than on the arithmetic: the score and
-// value products go to a BLAS that first copies the whole cache into its
-// packed layout, the padding mask and the softmax are further passes, and each
-// operation has its own dispatch and thread hand-off (docs/benchmarks.md,
-// "Decode attention written for one query"). These loops read each key and
-// value once.
+// Written by hand because a decoding step multiplies a batch of one or two
+// rows (a prompt, and its unguided twin) by the model's weights and attends
+// one query to a cache of up to a few thousand keys, and LibTorch's general
+// operations spend most of such a step on themselves rather than on the
+// arithmetic: each product goes to a BLAS that first copies the whole weight
+// matrix or cache into its packed layout, the padding mask and the softmax are
+// further passes, and each operation has its own dispatch and thread hand-off
+// (docs/benchmarks.md, "Decode attention written for one query, and the
+// decode step's products"). These loops read each weight, key and value once.
 //
 // Compiled with -ffast-math (CMakeLists.txt): the dot products may then be
 // summed in any order, which lets the compiler vectorise them, and expf goes
 // to glibc's vector variants. Nothing here depends on infinities or NaNs:
 // padding keys get a finite score far below any real one and so a weight of 0.
-#include "loong/core/decode_attention_kernel.h"
+#include "loong/core/decode_kernels.h"
 
 #include <cmath>
 
@@ -86,6 +87,25 @@ void decode_attention_head(const float* q, const float* k, const float* v, const
       return head<128>(q, k, v, valid, S, rep, D, scratch, out);
     default:
       return head<0>(q, k, v, valid, S, rep, D, scratch, out);
+  }
+}
+
+LOONG_VECTOR_CLONES
+void small_matmul_columns(const float* __restrict x, const float* __restrict w,
+                          const float* __restrict residual, int64_t M, int64_t K, int64_t N, int64_t n0,
+                          int64_t n1, float* __restrict y) {
+  for (int64_t m = 0; m < M; ++m) {
+    float* ym = y + m * N;
+    for (int64_t n = n0; n < n1; ++n) ym[n] = residual ? residual[m * N + n] : 0.0f;
+  }
+  // Row k of w once for every row of x, added into the rows of y.
+  for (int64_t k = 0; k < K; ++k) {
+    const float* wk = w + k * N;
+    for (int64_t m = 0; m < M; ++m) {
+      const float a = x[m * K + k];
+      float* ym = y + m * N;
+      for (int64_t n = n0; n < n1; ++n) ym[n] += a * wk[n];
+    }
   }
 }
 

@@ -1,0 +1,82 @@
+#include "loong/core/decode_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "loong/core/decode_kernels.h"
+
+namespace loong {
+namespace {
+bool cpu_float(const at::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous();
+}
+}  // namespace
+
+bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const at::Tensor& valid) {
+  return cpu_float(k) && cpu_float(v) && k.dim() == 4 && k.sizes() == v.sizes() &&
+         (!valid.defined() ||
+          (valid.device().is_cpu() && valid.scalar_type() == at::kBool && valid.is_contiguous()));
+}
+
+at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const at::Tensor& v, int64_t S,
+                            const at::Tensor& valid, double scale) {
+  TORCH_CHECK(decode_attention_supported(k, v, valid),
+              "decode_attention: expected contiguous float32 CPU caches [B, Hkv, C, D] and a bool mask");
+  const int64_t B = k.size(0), Hkv = k.size(1), C = k.size(2), D = k.size(3);
+  TORCH_CHECK(q_in.dim() == 3 && q_in.size(0) == B && q_in.size(2) == D && q_in.size(1) % Hkv == 0,
+              "decode_attention: expected queries [", B, ", H, ", D, "] with H a multiple of ", Hkv, ", got ",
+              q_in.sizes());
+  TORCH_CHECK(S >= 1 && S <= C, "decode_attention: ", S, " positions of a cache of ", C);
+  TORCH_CHECK(!valid.defined() || (valid.dim() == 2 && valid.size(0) == B && valid.size(1) >= S),
+              "decode_attention: expected a mask [", B, ", >= ", S, "]");
+  const auto q = (q_in.to(at::kFloat) * scale).contiguous();
+  const int rep = static_cast<int>(q.size(1) / Hkv);
+  auto out = at::empty({B, q.size(1), D}, q.options());
+  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const bool* mp = valid.defined() ? valid.data_ptr<bool>() : nullptr;
+  float* op = out.data_ptr<float>();
+  // One task per row and key/value head. Below a few thousand products a
+  // task, handing work to the other threads costs more than it saves.
+  const int64_t grain = S * rep * D >= 16384 ? 1 : B * Hkv;
+  at::parallel_for(0, B * Hkv, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(static_cast<size_t>(S));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / Hkv;
+      detail::decode_attention_head(qp + t * rep * D, kp + t * C * D, vp + t * C * D,
+                                    mp ? mp + b * valid.size(1) : nullptr, S, rep, static_cast<int>(D),
+                                    scratch.data(), op + t * rep * D);
+    }
+  });
+  return out.to(q_in.scalar_type());
+}
+
+bool small_matmul_supported(const at::Tensor& x, const at::Tensor& w) { return cpu_float(x) && cpu_float(w); }
+
+at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual) {
+  TORCH_CHECK(small_matmul_supported(x, w), "small_matmul: expected contiguous float32 CPU tensors");
+  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(0), "small_matmul: cannot multiply ",
+              x.sizes(), " by ", w.sizes());
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(1);
+  at::Tensor r;
+  if (residual.defined()) {
+    TORCH_CHECK(residual.sizes() == at::IntArrayRef({M, N}), "small_matmul: expected a residual [", M, ", ",
+                N, "], got ", residual.sizes());
+    r = residual.to(at::kFloat).contiguous();
+  }
+  auto y = at::empty({M, N}, x.options());
+  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(),
+              *rp = r.defined() ? r.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  // Columns in blocks of 256 (a multiple of any vector width), split over
+  // threads only when there is enough work to pay for the hand-off.
+  constexpr int64_t kColumns = 256;
+  const int64_t blocks = (N + kColumns - 1) / kColumns;
+  const int64_t grain = M * K * N >= 65536 ? 1 : blocks;
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+    detail::small_matmul_columns(xp, wp, rp, M, K, N, begin * kColumns, std::min(N, end * kColumns), yp);
+  });
+  return y;
+}
+
+}  // namespace loong

@@ -1,0 +1,31 @@
+// The operations of one decoding step on the CPU, written for a batch of a
+// few rows (decode_kernels.cpp says why they are written by hand).
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace loong {
+
+// Whether decode_attention takes these caches: contiguous float32 CPU tensors
+// [B, Hkv, C, D] of one shape, and a contiguous bool CPU mask or none.
+bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const at::Tensor& valid);
+
+// The attention of one decoding step: each row's one query position against
+// the first S positions of its key/value cache. q [B, H, D]; k, v [B, Hkv, C,
+// D] with C >= S; query head h reads key/value head h / (H / Hkv), as
+// repeat_kv lays them out. valid: bool [B, C] (false: padding, never read; the
+// query's own position S - 1 always is) or undefined. Returns softmax(q k^T *
+// scale) v, [B, H, D], in one pass over the cache.
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t S,
+                            const at::Tensor& valid, double scale);
+
+// Whether small_matmul takes these: contiguous float32 CPU tensors.
+bool small_matmul_supported(const at::Tensor& x, const at::Tensor& w);
+
+// x [M, K] times w [K, N] (plus residual [M, N] when defined): addmm for the
+// few rows of a decoding step, reading w once and without copying it into a
+// BLAS layout first.
+at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {});
+
+}  // namespace loong
