@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
   app.add_option("--rope", rope, "Rotary positions: 1d or 3d")->check(CLI::IsMember({"1d", "3d"}));
   CLI11_PARSE(app, argc, argv);
   init_threads(threads);
+  const bool kept = keep_freed_memory();  // as loong generate does; LOONG_KEEP_FREED_MEMORY=0 turns it off
   torch::manual_seed(0);
   auto tc = tokenizer::RunConfig::load(tokenizer_config).model;
   auto lc = lm::LmConfig::preset("tiny");
@@ -135,7 +136,8 @@ int main(int argc, char** argv) {
                  {"lm_kv_heads", lc.n_kv_heads},
                  {"lm_rope", lc.rope},
                  {"tokenizer", tokenizer_config},
-                 {"codes_per_latent_frame", codes_per_latent}};
+                 {"codes_per_latent_frame", codes_per_latent},
+                 {"freed_memory_kept", kept}};
 
   // 3 (first, so that nothing else has raised the peak): the 60-second video.
   gen::LongVideoOptions o;

@@ -1,4 +1,8 @@
 // Core utilities: atomic files, typed JSON access, thread set-up, contact sheets.
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "loong/core/atomic_file.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
@@ -45,6 +49,29 @@ TEST(Runtime, ThreadsAndDevices) {
   EXPECT_TRUE(loong::parse_device("cpu").is_cpu());
   expect_error([] { loong::parse_device("tpu"); }, {"--device", "'tpu'"});
   if (!torch::cuda::is_available()) expect_error([] { loong::parse_device("cuda"); }, {"no CUDA"});
+}
+
+TEST(Runtime, KeepFreedMemoryServesLargeTensorsFromTheHeap) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  if (std::getenv("MALLOC_MMAP_MAX_") || std::getenv("MALLOC_TRIM_THRESHOLD_"))
+    GTEST_SKIP() << "glibc's malloc settings come from the environment";
+  setenv("MALLOC_MMAP_MAX_", "65536", 1);
+  EXPECT_FALSE(loong::keep_freed_memory()) << "glibc's own settings are left to decide";
+  unsetenv("MALLOC_MMAP_MAX_");
+  setenv("LOONG_KEEP_FREED_MEMORY", "0", 1);
+  EXPECT_FALSE(loong::keep_freed_memory());
+  unsetenv("LOONG_KEEP_FREED_MEMORY");
+  ASSERT_TRUE(loong::keep_freed_memory());
+  const size_t bytes = size_t{64} << 20;
+  const auto mapped = mallinfo2().hblkhd;
+  {
+    auto t = torch::ones({static_cast<int64_t>(bytes / sizeof(float))});
+    EXPECT_EQ(mallinfo2().hblkhd, mapped) << "a 64 MB tensor is not mapped on its own";
+  }
+  EXPECT_GE(mallinfo2().fordblks, bytes) << "its memory stays in the heap once freed";
+#else
+  GTEST_SKIP() << "glibc 2.33 or later only";
+#endif
 }
 
 TEST(ContactSheet, GridLayoutAndFrameChoice) {

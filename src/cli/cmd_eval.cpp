@@ -438,6 +438,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   auto* temp_opt = lg->add_option("--temperature", la->s.temperature, "Softmax temperature; default: the model's, else 1");
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
   lg->callback(command(g, [la, cfg_opt, first_cfg_opt, temp_opt] {
+    keep_freed_memory();  // as loong generate
     gen::validate(la->s);
     const auto device = parse_device(la->device);
     if (la->prompts.empty() == la->real.empty()) fail("eval long", "give --prompts or --real");

@@ -80,6 +80,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_flag("--quiet", a->quiet, "Only errors and the output path");
   cmd->callback(command(g, [a, cmd, cfg_opt, first_cfg_opt, temp_opt] {
+    keep_freed_memory();  // the tokenizer's activations are reused clip after clip (runtime.h)
     const bool cmd_upscale_given = cmd->count("--upscale") > 0;
     // Everything the user typed is checked before the model is loaded.
     if (a->prompt.empty() == a->prompts.empty())

@@ -1,9 +1,14 @@
 #include "loong/core/runtime.h"
 
+#include <climits>
 #include <cstdlib>
 #include <thread>
 
 #include <torch/torch.h>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "loong/core/error.h"
 #include "loong/core/torch_compat.h"
@@ -24,6 +29,20 @@ int init_threads(int threads) {
   }
   at::set_num_threads(threads);
   return at::get_num_threads();
+}
+
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  if (const char* off = std::getenv("LOONG_KEEP_FREED_MEMORY"); off != nullptr && std::string(off) == "0") return false;
+  if (std::getenv("MALLOC_MMAP_MAX_") != nullptr || std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr ||
+      std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr)
+    return false;
+  // Every block from the heap (none mapped on its own), and the heap never
+  // trimmed below 2 GB of free space.
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+  return false;
+#endif
 }
 
 c10::Device parse_device(const std::string& name) {

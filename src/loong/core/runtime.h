@@ -11,6 +11,20 @@ namespace loong {
 // machines, so this must always be called.) Returns the count in effect.
 int init_threads(int threads = 0);
 
+// Keeps the memory LibTorch frees in the process's heap, for the next tensor
+// of its size, instead of giving it back to the system: glibc maps blocks of
+// more than a few MB on their own and unmaps them when freed, so every large
+// tensor (a tokenizer's activations, clip after clip) comes back as fresh
+// pages the kernel has to fault in and zero. `loong generate` calls it: its
+// tokenizer decodes 30% faster and a minute takes 11% less time, for 25% more
+// peak memory (docs/benchmarks.md, "Freed memory kept"). Training does not:
+// in bench_lm_train the heap grew to 2.4 times the peak for a 10-15% faster
+// step.
+// LOONG_KEEP_FREED_MEMORY=0, or glibc's own MALLOC_MMAP_MAX_,
+// MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_, leave glibc to decide.
+// No-op without glibc. Returns whether it changed anything.
+bool keep_freed_memory();
+
 // "cpu", "cuda", "cuda:1". Throws loong::Error when the device is unknown or
 // this build/machine has no CUDA.
 c10::Device parse_device(const std::string& name);
