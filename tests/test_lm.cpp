@@ -358,8 +358,11 @@ TEST(Lm, SmallMatmulMatchesAddmm) {
         EXPECT_TRUE(torch::allclose(loong::small_matmul(x, w), torch::mm(x, w), 1e-5, 1e-5));
         EXPECT_TRUE(torch::allclose(loong::small_matmul(x, w, r), torch::addmm(r, x, w), 1e-5, 1e-5));
       }
-  EXPECT_FALSE(loong::small_matmul_supported(torch::zeros({2, 3}).t(), torch::zeros({2, 4})));
-  EXPECT_FALSE(loong::small_matmul_supported(torch::zeros({2, 3}, torch::kDouble), torch::zeros({3, 4})));
+  EXPECT_FALSE(loong::small_matmul_supported(torch::zeros({2, 3}).t()));
+  EXPECT_FALSE(loong::small_matmul_supported(torch::zeros({3, 4}, torch::kDouble)));
+  auto x = torch::randn({3, 2}).t(), w = torch::randn({3, 5});  // x not contiguous
+  EXPECT_TRUE(torch::allclose(loong::small_matmul(x, w), torch::mm(x, w), 1e-5, 1e-5));
+  EXPECT_THROW(loong::small_matmul(x.to(torch::kDouble), w), c10::Error);
   EXPECT_THROW(loong::small_matmul(torch::zeros({2, 3}), torch::zeros({4, 5})), c10::Error);
   EXPECT_THROW(loong::small_matmul(torch::zeros({2, 3}), torch::zeros({3, 5}), torch::zeros({2, 4})), c10::Error);
 }

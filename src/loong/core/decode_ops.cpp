@@ -51,12 +51,14 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
   return out.to(q_in.scalar_type());
 }
 
-bool small_matmul_supported(const at::Tensor& x, const at::Tensor& w) { return cpu_float(x) && cpu_float(w); }
+bool small_matmul_supported(const at::Tensor& w) { return cpu_float(w); }
 
-at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual) {
-  TORCH_CHECK(small_matmul_supported(x, w), "small_matmul: expected contiguous float32 CPU tensors");
-  TORCH_CHECK(x.dim() == 2 && w.dim() == 2 && x.size(1) == w.size(0), "small_matmul: cannot multiply ",
-              x.sizes(), " by ", w.sizes());
+at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& residual) {
+  TORCH_CHECK(small_matmul_supported(w) && x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat,
+              "small_matmul: expected float32 CPU tensors, the weight contiguous");
+  TORCH_CHECK(x_in.dim() == 2 && w.dim() == 2 && x_in.size(1) == w.size(0), "small_matmul: cannot multiply ",
+              x_in.sizes(), " by ", w.sizes());
+  const auto x = x_in.contiguous();
   const int64_t M = x.size(0), K = x.size(1), N = w.size(1);
   at::Tensor r;
   if (residual.defined()) {

@@ -20,10 +20,10 @@ bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t S,
                             const at::Tensor& valid, double scale);
 
-// Whether small_matmul takes these: contiguous float32 CPU tensors.
-bool small_matmul_supported(const at::Tensor& x, const at::Tensor& w);
+// Whether small_matmul takes this weight: a contiguous float32 CPU tensor.
+bool small_matmul_supported(const at::Tensor& w);
 
-// x [M, K] times w [K, N] (plus residual [M, N] when defined): addmm for the
+// x [M, K] (float32, CPU) times w [K, N] (plus residual [M, N] when defined): addmm for the
 // few rows of a decoding step, reading w once and without copying it into a
 // BLAS layout first.
 at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {});

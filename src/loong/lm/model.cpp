@@ -1,5 +1,6 @@
 #include "loong/lm/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -294,6 +295,12 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels)
                        fold_t(torch::cat({f->w1->weight, f->w3->weight}), block->ffn_norm->weight),
                        f->w2->weight.t().contiguous()});
   }
+  // The hand-written loops take the weights as laid out here when they are
+  // float32 on the CPU; whether the cache suits them is checked each step.
+  hand_kernels_ = hand_kernels_ && std::all_of(layers_.begin(), layers_.end(), [](const Layer& w) {
+                    return small_matmul_supported(w.wqkv_t) && small_matmul_supported(w.wo_t) &&
+                           small_matmul_supported(w.w13_t) && small_matmul_supported(w.w2_t);
+                  });
   embedding_ = model->tok_embeddings->weight.detach();
   norm_ = model->norm->weight.detach();
   const auto device = embedding_.device();
@@ -320,13 +327,12 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
 
   // On the CPU, in float32, the products and the attention are the loops of
   // decode_ops.h; elsewhere LibTorch's general operations.
-  const bool by_hand = hand_kernels_ && small_matmul_supported(embedding_, norm_) &&
-                       decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
+  const bool by_hand = hand_kernels_ && decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
   auto addmm = [by_hand](const torch::Tensor& r, const torch::Tensor& x, const torch::Tensor& w) {
-    return by_hand ? small_matmul(x.contiguous(), w, r) : torch::addmm(r, x, w);
+    return by_hand ? small_matmul(x, w, r) : torch::addmm(r, x, w);
   };
   auto mm = [by_hand](const torch::Tensor& x, const torch::Tensor& w) {
-    return by_hand ? small_matmul(x.contiguous(), w) : torch::mm(x, w);
+    return by_hand ? small_matmul(x, w) : torch::mm(x, w);
   };
   torch::Tensor mask;  // additive, [B, 1, 1, S]: -inf at padding keys; a query always sees itself
   if (!by_hand && cache.valid.defined()) {
