@@ -350,6 +350,47 @@ TEST(Eval, ProbeCropWindowsAreCentredOnTheirPoints) {
   EXPECT_NEAR(w[3][0][0][10].item<float>(), 10 - 5.6f, 1e-4);
 }
 
+TEST(Eval, ProbeCropClassifierOfItsOwnWidth) {
+  // A crop classifier wider than the trunk: saved and loaded with its config;
+  // a probe saved before the key existed reads as crop_channels = channels;
+  // reshaped_probe keeps the first stage's weights and starts a crop
+  // classifier of another width or window anew.
+  auto c = small_probe();
+  c.crop_channels = 16;
+  torch::manual_seed(4);
+  ProbeNet net(c);
+  EXPECT_EQ(net->crop_trunk->parameters()[0].size(0), 16);
+  auto x = torch::rand({2, 3, 32, 32});
+  auto centres = torch::full({2, 1, 2}, 0.5);
+  net->eval();
+  auto a = net->classify_crops(x, centres).first;
+  TempDir dir;
+  save_probe(dir / "p", net);
+  auto back = load_probe(dir / "p");
+  EXPECT_EQ(back->config.crop_width(), 16);
+  back->eval();
+  EXPECT_TRUE(torch::equal(a, back->classify_crops(x, centres).first));
+
+  auto old = small_probe().to_json();
+  old.erase("crop_channels");
+  EXPECT_EQ(ProbeConfig::from_json(old, "old config").crop_width(), small_probe().channels);
+  auto bad = small_probe().to_json();
+  bad["crop_channels"] = 2;
+  expect_error([&] { ProbeConfig::from_json(bad, "p/config.json"); }, {"p/config.json", "crop_channels"});
+
+  auto other = c;
+  other.crop_channels = 8;
+  other.crop_pixels = 32;
+  auto re = reshaped_probe(net, other);
+  EXPECT_EQ(re->crop_trunk->parameters()[0].size(0), 8);
+  EXPECT_EQ(re->crop_head->weight.size(1), 4 * 8 * 8 * 8);
+  for (const auto& name : {"trunk.0.weight", "trunk.10.bias", "cells.weight", "embed.weight", "background.bias"})
+    EXPECT_TRUE(torch::equal(re->named_parameters()[name], net->named_parameters()[name])) << name;
+  auto same = reshaped_probe(net, c);  // the same shapes: every weight kept
+  same->eval();
+  EXPECT_TRUE(torch::equal(a, same->classify_crops(x, centres).first));
+}
+
 TEST(Eval, ProbeFeatureFrechetPerSegment) {
   // Segments are cut as the scores' are: 25 frames at 10 fps, 1 s -> 10, 10, 5.
   torch::manual_seed(0);

@@ -45,7 +45,8 @@ nlohmann::json ProbeConfig::to_json() const {
           {"channels", channels},
           {"features", features},
           {"crop_fraction", crop_fraction},
-          {"crop_pixels", crop_pixels}};
+          {"crop_pixels", crop_pixels},
+          {"crop_channels", crop_width()}};
 }
 
 ProbeConfig ProbeConfig::from_json(const nlohmann::json& j, const std::string& where) {
@@ -57,6 +58,7 @@ ProbeConfig ProbeConfig::from_json(const nlohmann::json& j, const std::string& w
   r.integer("features", c.features, 8, 4096);
   r.number("crop_fraction", c.crop_fraction, 0.05, 1.0);
   r.integer("crop_pixels", c.crop_pixels, 8, 256);
+  if (j.contains("crop_channels")) r.integer("crop_channels", c.crop_channels, 4, 512);
   r.finish();
   c.validate(where);
   return c;
@@ -65,6 +67,7 @@ ProbeConfig ProbeConfig::from_json(const nlohmann::json& j, const std::string& w
 void ProbeConfig::validate(const std::string& where) const {
   if (image_size % 8 != 0) fail(where + ": image_size", "expected a multiple of 8, got " + std::to_string(image_size));
   if (crop_pixels % 4 != 0) fail(where + ": crop_pixels", "expected a multiple of 4, got " + std::to_string(crop_pixels));
+  if (crop_channels < 0) fail(where + ": crop_channels", "expected 0 (as channels) or a width, got " + std::to_string(crop_channels));
 }
 
 ProbeNetImpl::ProbeNetImpl(ProbeConfig c) : config(c) {
@@ -83,12 +86,26 @@ ProbeNetImpl::ProbeNetImpl(ProbeConfig c) : config(c) {
   // The crop classifier: a window around one centre, down to a quarter of its
   // size; the flattened map keeps where in the window each feature is (an
   // item's shape is what tells its class).
+  const int cw = config.crop_width();
   crop_trunk = register_module(
-      "crop_trunk", torch::nn::Sequential(conv(3, w, 1), torch::nn::ReLU(), conv(w, 2 * w, 2), torch::nn::ReLU(),
-                                          conv(2 * w, 2 * w, 1), torch::nn::ReLU(), conv(2 * w, 4 * w, 2),
-                                          torch::nn::ReLU(), conv(4 * w, 4 * w, 1), torch::nn::ReLU()));
+      "crop_trunk", torch::nn::Sequential(conv(3, cw, 1), torch::nn::ReLU(), conv(cw, 2 * cw, 2), torch::nn::ReLU(),
+                                          conv(2 * cw, 2 * cw, 1), torch::nn::ReLU(), conv(2 * cw, 4 * cw, 2),
+                                          torch::nn::ReLU(), conv(4 * cw, 4 * cw, 1), torch::nn::ReLU()));
   const int q = config.crop_pixels / 4;
-  crop_head = register_module("crop_head", torch::nn::Linear(4 * w * q * q, kProbeClasses + kProbeColours));
+  crop_head = register_module("crop_head", torch::nn::Linear(4 * cw * q * q, kProbeClasses + kProbeColours));
+}
+
+ProbeNet reshaped_probe(const ProbeNet& from, const ProbeConfig& config) {
+  ProbeNet net(config);
+  const auto device = from->parameters()[0].device();
+  net->to(device);
+  const auto old = from->named_parameters();
+  torch::NoGradGuard ng;
+  for (auto& p : net->named_parameters()) {
+    const auto* q = old.find(p.key());
+    if (q != nullptr && q->sizes() == p.value().sizes()) p.value().copy_(*q);
+  }
+  return net;
 }
 
 torch::Tensor crop_windows(const torch::Tensor& x, const torch::Tensor& centres, double fraction, int64_t pixels) {

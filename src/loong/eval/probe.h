@@ -47,6 +47,10 @@ struct ProbeConfig {
   // around a centre (items are 0.3125 of the frame), resampled to crop_pixels.
   double crop_fraction = 0.375;
   int crop_pixels = 24;
+  // The crop classifier's own width (its first layer; then x2, x2, x4, x4).
+  // 0: `channels`, as in probes saved before it was a key of its own.
+  int crop_channels = 0;
+  int crop_width() const { return crop_channels > 0 ? crop_channels : channels; }
 
   nlohmann::json to_json() const;
   static ProbeConfig from_json(const nlohmann::json& j, const std::string& where);
@@ -92,6 +96,12 @@ struct ProbeNetImpl : torch::nn::Module {
   torch::nn::Linear crop_head{nullptr};  // 10 + 8
 };
 TORCH_MODULE(ProbeNet);
+
+// A probe of `config` holding `from`'s weights wherever a parameter has the
+// same name and shape; the rest (the crop classifier's layers when its width
+// or resampled window changes) starts fresh. For `--from P` with another crop
+// classifier.
+ProbeNet reshaped_probe(const ProbeNet& from, const ProbeConfig& config);
 
 // Square windows of `fraction` of the frame around centres [N, M, 2] (x, y
 // as fractions), resampled bilinearly to pixels x pixels: x [N, C, S, S] ->
