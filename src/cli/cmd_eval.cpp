@@ -294,9 +294,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     std::string out, tokenizer, from, device = "cpu";
     eval::ProbeConfig cfg;
     eval::ProbeTrainOptions o;
-    int crop_channels = 0, crop_pixels = 24;
-    double crop_window = 0.375;
-    CLI::Option *crop_channels_given = nullptr, *crop_window_given = nullptr, *crop_pixels_given = nullptr;
+    CLI::Option *crop_channels = nullptr, *crop_window = nullptr, *crop_pixels = nullptr;  // given or not
   };
   auto p = std::make_shared<ProbeArgs>();
   auto* pt = probe->add_subcommand("train", "Train on rendered moving-fashion frames; scores unseen (t10k) items");
@@ -312,15 +310,15 @@ void add_eval_commands(CLI::App& app, Globals& g) {
       ->check(CLI::Range(1e-6, 1.0));
   // The crop classifier's shape. With --from, the loaded probe's weights are
   // kept where their shapes still fit; the rest start anew.
-  p->crop_channels_given =
-      pt->add_option("--crop-channels", p->crop_channels,
+  p->crop_channels =
+      pt->add_option("--crop-channels", p->cfg.crop_channels,
                      "The crop classifier's first-layer width (default: --channels; with --from, a new width starts anew)")
           ->check(CLI::Range(4, 512));
-  p->crop_window_given =
-      pt->add_option("--crop-window", p->crop_window, "The crop classifier's window, as a fraction of the frame (items are 0.3125)")
+  p->crop_window =
+      pt->add_option("--crop-window", p->cfg.crop_fraction, "The crop classifier's window, as a fraction of the frame (items are 0.3125)")
           ->check(CLI::Range(0.05, 1.0));
-  p->crop_pixels_given =
-      pt->add_option("--crop-pixels", p->crop_pixels,
+  p->crop_pixels =
+      pt->add_option("--crop-pixels", p->cfg.crop_pixels,
                      "The window is resampled to this many pixels a side (a multiple of 4; with --from, a new size starts anew)")
           ->check(CLI::Range(8, 256));
   pt->add_option("--from", p->from, "Start from this trained probe (its config replaces --size and --channels)");
@@ -339,16 +337,15 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     if (!p->from.empty() && !fs::is_directory(p->from))
       fail("--from", p->from + ": no such probe folder (expected one from `loong eval probe train`)");
     torch::manual_seed(p->o.seed);
-    // The crop classifier asked for; with --from, over the loaded probe's.
-    auto crop_asked = [&](eval::ProbeConfig cfg) {
-      if (p->crop_channels_given->count() > 0) cfg.crop_channels = p->crop_channels;
-      if (p->crop_window_given->count() > 0) cfg.crop_fraction = p->crop_window;
-      if (p->crop_pixels_given->count() > 0) cfg.crop_pixels = p->crop_pixels;
-      cfg.validate(p->from.empty() ? "--crop-*" : "--crop-* over --from " + p->from);
-      return cfg;
-    };
-    eval::ProbeNet net = p->from.empty() ? eval::ProbeNet(crop_asked(p->cfg)) : eval::load_probe(p->from, device);
-    if (!p->from.empty()) net = eval::reshaped_probe(net, crop_asked(net->config));
+    p->cfg.validate("--crop-pixels");
+    eval::ProbeNet net = p->from.empty() ? eval::ProbeNet(p->cfg) : eval::load_probe(p->from, device);
+    if (!p->from.empty() && (*p->crop_channels || *p->crop_window || *p->crop_pixels)) {
+      auto cfg = net->config;  // the loaded probe's, with the crop classifier asked for
+      if (*p->crop_channels) cfg.crop_channels = p->cfg.crop_channels;
+      if (*p->crop_window) cfg.crop_fraction = p->cfg.crop_fraction;
+      if (*p->crop_pixels) cfg.crop_pixels = p->cfg.crop_pixels;
+      net = eval::reshaped_probe(net, cfg);
+    }
     net->to(device);
     const int size = net->config.image_size;
     if (!p->tokenizer.empty()) {
