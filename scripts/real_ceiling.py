@@ -73,12 +73,15 @@ def main(argv):
         sys.exit(f'{manifest_path}:{n}: expected a moving-fashion manifest line with "video" and "truth" ({e})')
     videos = []
     for v in scores:
-        key = os.path.normpath(v['video'])
-        if key not in truths:
+        # The score file holds the path as given to `loong eval probe score` (absolute, or
+        # relative to where it ran): match it as a suffix of the manifest's own paths.
+        tail = os.sep + os.path.normpath(v['video']).lstrip(os.sep)
+        keys = [k for k in truths if (os.sep + k).endswith(tail)]
+        if len(keys) != 1:
             sys.exit(f'{scores_path}: {v["video"]} is not in {manifest_path}')
-        truth = json.load(open(truths[key]))
+        truth = json.load(open(truths[keys[0]]))
         o = v['overall']
-        videos.append({'video': os.path.basename(key), 'items': len(truth['items']), 'overlap': overlap_share(truth),
+        videos.append({'video': os.path.basename(keys[0]), 'items': len(truth['items']), 'overlap': overlap_share(truth),
                        'text': o['text_match'], 'identity': o['identity'], 'seen': o['items_seen']})
     for v in videos:
         print('%-12s items %d  overlapping %.2f  text %.2f  identity %.2f  seen %.2f' %
