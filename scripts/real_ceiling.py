@@ -64,12 +64,15 @@ def main(argv):
         sys.exit(f'{scores_path}: expected the JSON of `loong eval probe score --json` ({e})')
     root = os.path.dirname(os.path.abspath(manifest_path))
     truths = {}
+    n = 0
     try:
         for n, line in enumerate(open(manifest_path), 1):
             if line.strip():
                 entry = json.loads(line)
                 truths[os.path.normpath(os.path.join(root, entry['video']))] = os.path.join(root, entry['truth'])
-    except (OSError, ValueError, KeyError) as e:
+    except OSError as e:
+        sys.exit(f'{manifest_path}: cannot read it ({e})')
+    except (ValueError, KeyError) as e:
         sys.exit(f'{manifest_path}:{n}: expected a moving-fashion manifest line with "video" and "truth" ({e})')
     videos = []
     for v in scores:
