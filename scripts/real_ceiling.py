@@ -10,7 +10,8 @@ centre in every frame. Needs only python3.
 A video shows the same item images for its whole length, so a probe names each item for the
 whole video or not at all. Where it names them, a frame still fails when the probe finds fewer
 items than the prompt names (one item hides the other): its items-seen share. So:
-- a perfect classifier on the same detector scores at most the mean items-seen share;
+- a perfect classifier on the same detector scores at most the mean items-seen share
+  (`items_seen`);
 - with each item named right with probability p, a video of k items scores about
   p^k x its items-seen share, and the script solves for the p that gives --target text match.
 Per video it also prints the share of frames whose item centres are closer than 0.6 item
@@ -53,7 +54,9 @@ def main(argv):
         try:
             target = float(argv[i + 1])
         except (IndexError, ValueError):
-            sys.exit('--target: expected a number between 0 and 1')
+            target = -1
+        if not 0 < target <= 1:
+            sys.exit('--target: expected a number in (0, 1]')
         del argv[i:i + 2]
     if len(argv) != 2:
         sys.exit('usage: real_ceiling.py SCORES.json MANIFEST.jsonl [--target 0.8]')
@@ -82,10 +85,15 @@ def main(argv):
         keys = [k for k in truths if (os.sep + k).endswith(tail)]
         if len(keys) != 1:
             sys.exit(f'{scores_path}: {v["video"]} is not in {manifest_path}')
-        truth = json.load(open(truths[keys[0]]))
+        try:
+            truth = json.load(open(truths[keys[0]]))
+        except (OSError, ValueError) as e:
+            sys.exit(f'{truths[keys[0]]}: expected a moving-fashion truth file ({e})')
         o = v['overall']
         videos.append({'video': os.path.basename(keys[0]), 'items': len(truth['items']), 'overlap': overlap_share(truth),
                        'text': o['text_match'], 'identity': o['identity'], 'seen': o['items_seen']})
+    if not videos:
+        sys.exit(f'{scores_path}: no videos scored')
     for v in videos:
         print('%-12s items %d  overlapping %.2f  text %.2f  identity %.2f  seen %.2f' %
               (v['video'], v['items'], v['overlap'], v['text'], v['identity'], v['seen']))
@@ -93,8 +101,8 @@ def main(argv):
     p = solve_p(videos, target)
     print(json.dumps({
         'videos': len(videos),
-        'text_match': mean('text'), 'identity': mean('identity'), 'items_seen': mean('seen'),
-        'perfect_classifier_ceiling': mean('seen'),
+        'text_match': mean('text'), 'identity': mean('identity'),
+        'items_seen': mean('seen'),  # at most what a perfect classifier on this detector scores
         'target': target, 'class_accuracy_needed': p,
     }, indent=1))
 

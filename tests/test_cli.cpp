@@ -695,6 +695,9 @@ TEST(Cli, EvalLongGeneratesScoresAndPlots) {
   EXPECT_EQ(pj["heldout_through_tokenizer"]["frames"], 64);
   expect_one_line_error(run("eval probe train --out " + (dir / "p32") + " --size 32 --tokenizer " + (dir / "model/tokenizer")),
                         1, "works on 64-pixel frames");
+  expect_one_line_error(run("eval probe train --out " + (dir / "p20") + " --size 20"), 1, "--size: expected a multiple of 8");
+  expect_one_line_error(run("eval probe train --out " + (dir / "p20") + " --crop-pixels 30"), 1,
+                        "--crop-pixels: expected a multiple of 4");
   loong::test::write_bytes(dir / "prompts.txt", "a red sneaker on a black background\na blue bag on a white background\n");
   auto r = run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +
                (dir / "prompts.txt") + " --seconds 3 --segment 2 --out " + (dir / "long"));

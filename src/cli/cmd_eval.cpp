@@ -337,7 +337,10 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     if (!p->from.empty() && !fs::is_directory(p->from))
       fail("--from", p->from + ": no such probe folder (expected one from `loong eval probe train`)");
     torch::manual_seed(p->o.seed);
-    p->cfg.validate("--crop-pixels");
+    // Named by the flag that sets them (the config's own check names its keys).
+    if (p->cfg.image_size % 8 != 0) fail("--size", "expected a multiple of 8, got " + std::to_string(p->cfg.image_size));
+    if (p->cfg.crop_pixels % 4 != 0)
+      fail("--crop-pixels", "expected a multiple of 4, got " + std::to_string(p->cfg.crop_pixels));
     eval::ProbeNet net = p->from.empty() ? eval::ProbeNet(p->cfg) : eval::load_probe(p->from, device);
     if (!p->from.empty() && (*p->crop_channels || *p->crop_window || *p->crop_pixels)) {
       auto cfg = net->config;  // the loaded probe's, with the crop classifier asked for
