@@ -38,7 +38,7 @@
 
 #include "bench_common.h"
 #include "loong/core/runtime.h"
-#include "loong/gen/clip.h"
+#include "loong/gen/code_sampler.h"
 #include "loong/gen/long_video.h"
 #include "loong/tokenizer/train_config.h"
 
@@ -146,15 +146,15 @@ int main(int argc, char** argv) {
   std::vector<gen::ClipPlan> plans;
   int64_t frames = 0;
   gen::LongVideoCallbacks cb;
-  cb.text = [&](int64_t, int64_t, double) { return text; };
   cb.clip_started = [&](const gen::ClipEvent& ev) { plans.push_back(*ev.plan); };
   cb.frames = [&](const at::Tensor& f, int64_t) {
     frames += f.size(1);
     rss.push_back(rss_mb());
     peak.push_back(peak_rss_mb());
   };
-  gen::LongVideoGenerator g(tok, model, vocab, so);
-  const auto t = g.run(o, 1, cb);
+  // Random weights have no text tokenizer: every prompt is the 10-piece caption.
+  gen::LongVideoGenerator g(tok, model, vocab, so, [&](const std::string&) { return text; });
+  const auto t = g.run(o, {gen::PromptSchedule::single("a caption")}, cb);
   result["video"] = {{"seconds", seconds},
                      {"frames", frames},
                      {"clips", plans.size()},
@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
   for (int r = 0; r < reps; ++r) {
     gen::SamplingOptions greedy = so;
     greedy.top_k = r == 0 ? 1 : so.top_k;  // the first round also checks that both give the same codes
-    gen::ClipSampler s(model, vocab, greedy);
+    gen::CodeSampler s(model, vocab, greedy);
     torch::Tensor a, b;
     cached_ms.push_back(bench::time_ms([&] { a = s.generate({{text, {}}}, codes); }));
     auto rng = gen::make_generator(greedy.seed);
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
   for (const auto& p : plans) {
     const int64_t hw = codes_per_latent, n = (p.latents - p.prefix_latents) * hw;
     std::vector<int32_t> prefix(static_cast<size_t>(p.prefix_latents * hw), 0);
-    gen::ClipSampler s(model, vocab, so), reference(model, vocab, so);
+    gen::CodeSampler s(model, vocab, so), reference(model, vocab, so);
     reference.set_reference_decode(true);
     const double lm_s = bench::time_ms([&] { s.generate({{text, prefix}}, n); }) / 1000;
     all_lm_s += lm_s;
@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < reps; ++r) {
       gen::SamplingOptions o = so;
       o.top_k = r == 0 ? 1 : so.top_k;  // the first round compares greedy codes
-      gen::ClipSampler fused(model, vocab, o), libtorch_ops(model, vocab, o), reference(model, vocab, o);
+      gen::CodeSampler fused(model, vocab, o), libtorch_ops(model, vocab, o), reference(model, vocab, o);
       libtorch_ops.set_hand_kernels(false);
       reference.set_reference_decode(true);
       torch::Tensor a, b, c;

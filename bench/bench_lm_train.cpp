@@ -23,7 +23,7 @@
 #include <CLI/CLI.hpp>
 
 #include "bench_common.h"
-#include "loong/core/attention.h"
+#include "loong/ops/attention.h"
 #include "loong/core/runtime.h"
 #include "loong/lm/shards.h"
 #include "loong/lm/trainer.h"

@@ -17,7 +17,7 @@
 #include "loong/lm/shards.h"
 #include "detector_util.h"
 #include "lm_test_data.h"
-#include "loong/train/checkpoints.h"
+#include "loong/store/checkpoints.h"
 #include "test_util.h"
 
 using loong::test::TempDir;
@@ -361,7 +361,7 @@ TEST(Cli, TrainSurvivesKillDuringCheckpointAndResumes) {
   EXPECT_NE(killed.code, 0);
   EXPECT_NE(killed.out.find("step 4/6"), std::string::npos) << killed.out;
   EXPECT_TRUE(std::filesystem::exists(run_dir + "/checkpoints/step-00000004.partial"));
-  EXPECT_EQ(loong::train::newest_checkpoint(run_dir), run_dir + "/checkpoints/step-00000002");
+  EXPECT_EQ(loong::store::newest_checkpoint(run_dir), run_dir + "/checkpoints/step-00000002");
 
   auto resumed = run("train --resume " + run_dir);
   ASSERT_EQ(resumed.code, 0) << resumed.err;
@@ -369,7 +369,7 @@ TEST(Cli, TrainSurvivesKillDuringCheckpointAndResumes) {
       << resumed.out;
   EXPECT_NE(resumed.out.find("step 6/6"), std::string::npos) << resumed.out;
   EXPECT_FALSE(std::filesystem::exists(run_dir + "/checkpoints/step-00000004.partial"));
-  EXPECT_EQ(loong::train::newest_checkpoint(run_dir), run_dir + "/checkpoints/step-00000006");
+  EXPECT_EQ(loong::store::newest_checkpoint(run_dir), run_dir + "/checkpoints/step-00000006");
   // The log holds each step once: the steps after the kept checkpoint were trained again.
   EXPECT_EQ(lines(loong::test::read_bytes(run_dir + "/log.jsonl")), 6);
 

@@ -9,10 +9,12 @@
 #include <torch/script.h>
 
 #include "loong/eval/caption.h"
-#include "loong/eval/clip.h"
+#include "loong/eval/clipsim.h"
 #include "loong/eval/fvd.h"
 #include "loong/eval/metrics.h"
 #include "loong/eval/probe.h"
+#include "loong/eval/probe_score.h"
+#include "loong/eval/probe_train.h"
 #include "loong/data/moving_fashion.h"
 #include "detector_util.h"
 #include "test_util.h"

@@ -1,4 +1,4 @@
-// Generation (SPEC.md §5): cached decoding, guidance, sampling, the clip plan
+// Generation (docs/method.md §5): cached decoding, guidance, sampling, the clip plan
 // of minute-level videos, re-encoding, prompt schedules, upscaling, bundles.
 #include <cstdlib>
 #include <filesystem>
@@ -8,7 +8,7 @@
 
 #include "loong/core/json_util.h"
 #include "loong/gen/bundle.h"
-#include "loong/gen/clip.h"
+#include "loong/gen/code_sampler.h"
 #include "loong/gen/long_video.h"
 #include "loong/gen/sampling.h"
 #include "loong/gen/sr.h"
@@ -16,39 +16,17 @@
 #include "loong/io/safetensors.h"
 #include "loong/lm/model.h"
 #include "loong/tokenizer/model.h"
+#include "fixtures.h"
 #include "test_util.h"
 
 using namespace loong;
 using namespace loong::gen;
 using loong::test::expect_error;
 using loong::test::TempDir;
+using loong::test::micro_lm;
+using loong::test::micro_tokenizer;
 
 namespace {
-
-lm::LmConfig micro_lm(int video_vocab = 64) {
-  lm::LmConfig c;
-  c.name = "micro";
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;  // grouped-query attention, so the cache path covers it
-  c.ffn_dim = 64;
-  c.max_seq_len = 160;
-  c.text_vocab = 20;
-  c.video_vocab = video_vocab;
-  return c;
-}
-
-tokenizer::TokenizerConfig micro_tokenizer() {
-  tokenizer::TokenizerConfig c;
-  c.name = "micro";
-  c.image_size = 16;  // 2 x 2 codes per latent frame
-  c.base_channels = 8;
-  c.channel_mult = {1, 1, 2, 2};
-  c.codebook_size = 64;
-  c.codebook_dim = 8;
-  return c;
-}
 
 LongVideoOptions micro_options(double seconds) {
   LongVideoOptions o;
@@ -157,7 +135,7 @@ TEST(Gen, OnlyVideoCodesAreSampledAndGreedyIsDeterministic) {
   SamplingOptions o;
   o.top_k = 1000;  // the whole vocabulary
   o.cfg_scale = 3;
-  ClipSampler s(model, vocab, o);
+  CodeSampler s(model, vocab, o);
   std::vector<ClipPrompt> prompts = {{{1, 2, 3}, {}}, {{4}, {}}};
   auto codes = s.generate(prompts, 30);
   ASSERT_EQ(codes.sizes(), (std::vector<int64_t>{2, 30}));
@@ -170,17 +148,17 @@ TEST(Gen, OnlyVideoCodesAreSampledAndGreedyIsDeterministic) {
   SamplingOptions greedy;
   greedy.top_k = 1;
   greedy.seed = 1;
-  auto g1 = ClipSampler(m2, v2, greedy).generate(prompts, 25);
+  auto g1 = CodeSampler(m2, v2, greedy).generate(prompts, 25);
   greedy.seed = 99;
-  auto g2 = ClipSampler(m2, v2, greedy).generate(prompts, 25);
+  auto g2 = CodeSampler(m2, v2, greedy).generate(prompts, 25);
   EXPECT_TRUE(torch::equal(g1, g2));
   SamplingOptions sampled;
   sampled.seed = 5;
-  auto s1 = ClipSampler(m2, v2, sampled).generate(prompts, 25);
-  auto s2 = ClipSampler(m2, v2, sampled).generate(prompts, 25);
+  auto s1 = CodeSampler(m2, v2, sampled).generate(prompts, 25);
+  auto s2 = CodeSampler(m2, v2, sampled).generate(prompts, 25);
   EXPECT_TRUE(torch::equal(s1, s2)) << "the same seed gives the same codes";
   sampled.seed = 6;
-  EXPECT_FALSE(torch::equal(s1, ClipSampler(m2, v2, sampled).generate(prompts, 25)));
+  EXPECT_FALSE(torch::equal(s1, CodeSampler(m2, v2, sampled).generate(prompts, 25)));
 }
 
 TEST(Gen, FusedDecodeGivesTheReferenceCodes) {
@@ -201,7 +179,7 @@ TEST(Gen, FusedDecodeGivesTheReferenceCodes) {
     o.top_k = 8;
     o.seed = 11;
     std::vector<ClipPrompt> prompts = {{{1, 2, 3, 4, 5}, {7, 8}}, {{9}, {10, 11}}};
-    ClipSampler fused(model, vocab, o), reference(model, vocab, o);
+    CodeSampler fused(model, vocab, o), reference(model, vocab, o);
     reference.set_reference_decode(true);
     auto a = fused.generate(prompts, 60), b = reference.generate(prompts, 60);
     EXPECT_TRUE(torch::equal(a, b));
@@ -218,7 +196,7 @@ TEST(Gen, BatchedPromptsMatchOneAtATime) {
   lm::Vocab vocab(20, 64);
   SamplingOptions o;
   o.top_k = 1;
-  ClipSampler s(model, vocab, o);
+  CodeSampler s(model, vocab, o);
   std::vector<ClipPrompt> prompts = {{{1, 2, 3, 4, 5, 6}, {7, 8}}, {{9}, {10, 11}}};
   auto both = s.generate(prompts, 12);
   for (size_t i = 0; i < prompts.size(); ++i)
@@ -264,12 +242,11 @@ TEST(Gen, LongVideoHasExactlyTheRequestedFrames) {
   lm::Llama model(micro_lm());
   SamplingOptions s;
   s.seed = 1;
-  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s);
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, loong::test::id_encoder());
   for (double seconds : {0.1, 2.0, 2.6, 7.7}) {
     auto o = micro_options(seconds);
     int64_t frames = 0, calls = 0, last_done = 0, last_total = 0;
     LongVideoCallbacks cb;
-    cb.text = [](int64_t, int64_t, double) { return std::vector<int32_t>{1, 2}; };
     cb.frames = [&](const at::Tensor& f, int64_t) {
       ASSERT_EQ(f.dim(), 5);
       EXPECT_EQ(f.size(0), 2);
@@ -279,7 +256,7 @@ TEST(Gen, LongVideoHasExactlyTheRequestedFrames) {
       ++calls;
     };
     cb.progress = [&](int64_t d, int64_t t) { last_done = d, last_total = t; };
-    auto t = g.run(o, 2, cb);
+    auto t = g.run(o, loong::test::prompts({"1 2", "1 2"}), cb);
     EXPECT_EQ(frames, std::llround(seconds * 6.5)) << seconds << " s";
     EXPECT_EQ(calls, static_cast<int64_t>(plan_clips(frames, 17, 5, 4).size()));
     EXPECT_EQ(last_done, last_total);
@@ -292,14 +269,13 @@ TEST(Gen, EachClipStartsFromExactlyNReencodedFrames) {
   tokenizer::VideoTokenizer tok(micro_tokenizer());
   tok->eval();
   lm::Llama model(micro_lm());
-  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), SamplingOptions{});
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), SamplingOptions{}, loong::test::id_encoder());
   for (bool reencode : {true, false}) {
     auto o = micro_options(6);  // 39 frames: 17 + 12 + 10 new frames
     o.reencode = reencode;
     std::vector<at::Tensor> output;
     int checked = 0;
     LongVideoCallbacks cb;
-    cb.text = [](int64_t item, int64_t, double) { return std::vector<int32_t>{static_cast<int32_t>(item + 1)}; };
     cb.frames = [&](const at::Tensor& f, int64_t) { output.push_back(f); };
     cb.clip_started = [&](const ClipEvent& ev) {
       if (ev.clip == 0) {
@@ -320,7 +296,7 @@ TEST(Gen, EachClipStartsFromExactlyNReencodedFrames) {
       EXPECT_TRUE(torch::equal(ev.prefix, tok->encode(x)));
       ++checked;
     };
-    g.run(o, 2, cb);
+    g.run(o, loong::test::prompts({"1", "2"}), cb);
     EXPECT_EQ(checked, reencode ? 2 : 0);
   }
 }
@@ -333,14 +309,13 @@ TEST(Gen, FirstClipGuidanceAppliesToTheFirstClipOnly) {
     SamplingOptions s;
     s.seed = 3;
     s.cfg_scale = cfg;
-    LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s);
+    LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, loong::test::id_encoder());
     auto o = micro_options(6);  // three clips
     o.first_clip_cfg = first;
     std::vector<at::Tensor> out;
     LongVideoCallbacks cb;
-    cb.text = [](int64_t, int64_t, double) { return std::vector<int32_t>{1, 2}; };
     cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
-    g.run(o, 1, cb);
+    g.run(o, loong::test::prompts({"1 2"}), cb);
     return out;
   };
   const auto none = clips(1, 0), all = clips(4, 0), later = clips(4, 1);
@@ -354,29 +329,65 @@ TEST(Gen, FirstClipGuidanceAppliesToTheFirstClipOnly) {
   expect_error([&] { validate(o, 4); }, {"--first-clip-cfg"});
 }
 
+TEST(Gen, EachClipTakesItsSchedulesPromptEncodedOnce) {
+  torch::manual_seed(8);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  lm::Llama model(micro_lm());
+  SamplingOptions s;
+  s.seed = 4;
+  std::vector<std::string> encoded;
+  auto counting = [&](const std::string& p) {
+    encoded.push_back(p);
+    return loong::test::id_encoder()(p);
+  };
+  auto clips = [&](const PromptSchedule& schedule) {
+    LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, counting);  // the sampler's generator starts anew
+    std::vector<at::Tensor> out;
+    LongVideoCallbacks cb;
+    cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
+    g.run(micro_options(6), {schedule}, cb);  // clips from 0, 2.6 and 4.5 s
+    return out;
+  };
+  const auto story = clips(PromptSchedule::parse("0: 1 2\n2: 3\n4: 1 2\n", "story"));
+  EXPECT_EQ(encoded, (std::vector<std::string>{"1 2", "3"})) << "each distinct prompt once, before any clip";
+  encoded.clear();
+  const auto same = clips(PromptSchedule::single("1 2"));
+  ASSERT_EQ(story.size(), 3u);
+  EXPECT_TRUE(torch::equal(story[0], same[0])) << "clip 0 is made from the story's first prompt";
+  EXPECT_FALSE(torch::equal(story[1], same[1])) << "clip 1 (from 2.6 s) takes the prompt given from 2 s";
+
+  // A prompt that gives no text pieces is refused before any frame is made.
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, counting);
+  int64_t frames = 0;
+  LongVideoCallbacks cb;
+  cb.frames = [&](const at::Tensor&, int64_t) { ++frames; };
+  expect_error([&] { g.run(micro_options(6), loong::test::prompts({"1", "no ids here"}), cb); },
+               {"--prompt", "no text pieces", "no ids here"});
+  EXPECT_EQ(frames, 0);
+}
+
 TEST(Gen, InitVideoIsContinued) {
   torch::manual_seed(7);
   tokenizer::VideoTokenizer tok(micro_tokenizer());
   lm::Llama model(micro_lm());
-  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), SamplingOptions{});
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), SamplingOptions{}, loong::test::id_encoder());
   auto o = micro_options(2);
   o.init_frames = loong::test::natural_clip(9, 16, 16);
   at::Tensor first_condition;
   int64_t frames = 0;
   LongVideoCallbacks cb;
-  cb.text = [](int64_t, int64_t, double) { return std::vector<int32_t>{1}; };
   cb.frames = [&](const at::Tensor& f, int64_t) { frames += f.size(1); };
   cb.clip_started = [&](const ClipEvent& ev) {
     if (ev.clip == 0) first_condition = ev.condition_frames;
   };
-  g.run(o, 1, cb);
+  g.run(o, loong::test::prompts({"1"}), cb);
   EXPECT_EQ(frames, 13);
   ASSERT_TRUE(first_condition.defined());
   EXPECT_TRUE(torch::equal(first_condition[0], o.init_frames.narrow(0, 4, 5)));
   o.init_frames = loong::test::natural_clip(3, 16, 16);
-  expect_error([&] { g.run(o, 1, cb); }, {"--init-video", "3 frames", "at least 5"});
+  expect_error([&] { g.run(o, loong::test::prompts({"1"}), cb); }, {"--init-video", "3 frames", "at least 5"});
   o.init_frames = loong::test::natural_clip(9, 32, 32);
-  expect_error([&] { g.run(o, 1, cb); }, {"--init-video", "16"});
+  expect_error([&] { g.run(o, loong::test::prompts({"1"}), cb); }, {"--init-video", "16"});
 }
 
 TEST(Gen, PromptSchedules) {

@@ -7,31 +7,26 @@
 
 #include <torch/torch.h>
 
-#include "loong/core/attention.h"
-#include "loong/core/decode_ops.h"
-#include "loong/core/torch_compat.h"
+#include "loong/ops/attention.h"
+#include "loong/ops/decode_ops.h"
+#include "loong/ops/attention.h"
 #include "loong/lm/batch.h"
 #include "loong/lm/config.h"
 #include "loong/lm/model.h"
 #include "loong/lm/shards.h"
 #include "loong/lm/vocab.h"
+#include "fixtures.h"
 #include "test_util.h"
 
 using namespace loong::lm;
 using loong::test::expect_error;
 
 namespace {
+// The shared micro model (fixtures.h) with full attention heads and 30 codes.
 LmConfig micro() {
-  LmConfig c;
-  c.name = "micro";
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
+  auto c = loong::test::micro_lm(30);
   c.n_kv_heads = 4;
-  c.ffn_dim = 64;
   c.max_seq_len = 64;
-  c.text_vocab = 20;
-  c.video_vocab = 30;
   return c;
 }
 }  // namespace

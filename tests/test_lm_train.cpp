@@ -9,9 +9,10 @@
 #include "loong/core/json_util.h"
 #include "loong/lm/shards.h"
 #include "loong/lm/train_config.h"
+#include "loong/lm/checkpoint.h"
 #include "loong/lm/trainer.h"
-#include "loong/train/checkpoints.h"
-#include "loong/train/plot.h"
+#include "loong/store/checkpoints.h"
+#include "loong/io/plot.h"
 #include "lm_test_data.h"
 #include "test_util.h"
 
@@ -166,7 +167,7 @@ TEST(LmTrain, InitStartsFromAnotherModelsWeights) {
   expect_error([&] { LmTrainer x(tuned, o); }, {"missing"});
   EXPECT_FALSE(fs::exists(dir / "missing-run"));
   // Another kind of model (its config has keys a language model's lacks) is named as such.
-  loong::train::save_model_folder(dir / "tok", *first.model(), "loong-video-tokenizer", {{"base_channels", 8}});
+  loong::store::save_model_folder(dir / "tok", *first.model(), "loong-video-tokenizer", {{"base_channels", 8}});
   o.init_model = dir / "tok";
   expect_error([&] { LmTrainer x(tuned, o); }, {"'loong-video-tokenizer' file", "not a language model"});
   EXPECT_FALSE(fs::exists(dir / "missing-run"));
@@ -267,7 +268,7 @@ TEST(LmTrain, RunWritesLogPlotAndRotatingCheckpoints) {
   o.print = [&](const std::string& s) { lines.push_back(s); };
   LmTrainer t(config_of(j), o);
   EXPECT_EQ(t.run(), 6);
-  auto cks = loong::train::list_checkpoints(dir / "run");
+  auto cks = loong::store::list_checkpoints(dir / "run");
   ASSERT_EQ(cks.size(), 2u);
   EXPECT_EQ(cks[0].first, 4);
   EXPECT_EQ(cks[1].first, 6);
@@ -321,15 +322,15 @@ TEST(LmTrain, OverfitsOneSample) {
 }
 
 TEST(LmTrain, LinePlotDrawsEachSeries) {
-  loong::train::Series a{"frame 1", {255, 0, 0}, {0, 1, 2, 3}, {4, 3, NAN, 1}};
-  loong::train::Series b{"frames 2-17", {0, 0, 255}, {0, 1, 2, 3}, {2, 2, 2, 2}};
-  auto img = loong::train::line_plot({a, b}, "step", "loss", 320, 200);
+  loong::plot::Series a{"frame 1", {255, 0, 0}, {0, 1, 2, 3}, {4, 3, NAN, 1}};
+  loong::plot::Series b{"frames 2-17", {0, 0, 255}, {0, 1, 2, 3}, {2, 2, 2, 2}};
+  auto img = loong::plot::line_plot({a, b}, "step", "loss", 320, 200);
   ASSERT_EQ(img.sizes(), (std::vector<int64_t>{200, 320, 3}));
   auto red = img.select(2, 0).eq(255) & img.select(2, 1).eq(0) & img.select(2, 2).eq(0);
   auto blue = img.select(2, 0).eq(0) & img.select(2, 1).eq(0) & img.select(2, 2).eq(255);
   EXPECT_GT(red.sum().item<int64_t>(), 100);
   EXPECT_GT(blue.sum().item<int64_t>(), 100);
-  auto s = loong::train::ema_smooth({1, NAN, 3}, 0.5);
+  auto s = loong::plot::ema_smooth({1, NAN, 3}, 0.5);
   EXPECT_DOUBLE_EQ(s[0], 1);
   EXPECT_TRUE(std::isnan(s[1]));
   EXPECT_NEAR(s[2], (0.25 * 1 + 0.5 * 3) / 0.75, 1e-12);

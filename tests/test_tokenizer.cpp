@@ -5,6 +5,7 @@
 #include "loong/io/safetensors.h"
 #include "loong/tokenizer/layers.h"
 #include "loong/tokenizer/model.h"
+#include "fixtures.h"
 #include "test_util.h"
 
 using namespace loong::tokenizer;
@@ -13,18 +14,7 @@ using loong::test::TempDir;
 
 namespace {
 
-// Small enough to run many forwards in a test.
-TokenizerConfig micro() {
-  TokenizerConfig c;
-  c.name = "micro";
-  c.image_size = 16;
-  c.base_channels = 8;
-  c.channel_mult = {1, 1, 2, 2};
-  c.num_res_blocks = 1;
-  c.codebook_size = 64;
-  c.codebook_dim = 8;
-  return c;
-}
+TokenizerConfig micro() { return loong::test::micro_tokenizer(); }
 
 }  // namespace
 

@@ -6,9 +6,7 @@
 #include "loong/core/error.h"
 #include "loong/data/manifest.h"
 #include "loong/data/moving_fashion.h"
-#ifdef LOONG_WITH_FFMPEG
 #include "loong/data/dataset.h"
-#endif
 
 namespace loong::cli {
 
@@ -35,7 +33,6 @@ void add_data_commands(CLI::App& app, Globals& g) {
       nlohmann::json report = {{"manifest", *path}, {"entries", m.entries.size()},
                                {"malformed_lines", m.errors}, {"bad", nlohmann::json::array()}};
       size_t bad_count = m.errors.size();
-#ifdef LOONG_WITH_FFMPEG
       data::ClipOptions opts;
       opts.read = *r;
       opts.frames = *frames;
@@ -43,9 +40,6 @@ void add_data_commands(CLI::App& app, Globals& g) {
         report["bad"].push_back({{"line", m.entries[b.index].line}, {"path", b.path}, {"reason", b.reason}});
         ++bad_count;
       }
-#else
-      throw Error("this build has no FFmpeg support: only manifest syntax can be checked");
-#endif
       report["ok"] = m.entries.size() - report["bad"].size();
       if (*as_json) {
         std::cout << report.dump(2) << std::endl;
@@ -88,13 +82,9 @@ void add_data_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--mnist-dir", o->mnist_dir, "Fashion-MNIST folder; empty = $LOONG_FASHION_MNIST or Debian's");
     cmd->add_flag("--quiet", *quiet, "Do not print a line per video");
     cmd->callback(command(g, [o, out, quiet, force] {
-#ifndef LOONG_WITH_FFMPEG
-      throw Error("this build has no FFmpeg support (configure with -DLOONG_WITH_FFMPEG=ON)");
-#else
       data::write_moving_fashion(*o, *out, !*quiet, *force);
       std::printf("wrote %d videos and %d images to %s (manifest.jsonl, images.jsonl, sheet.png)\n",
                   o->videos, o->images, out->c_str());
-#endif
     }));
   }
 }

@@ -11,16 +11,13 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
-#include "loong/eval/fvd.h"
-#include "loong/eval/metrics.h"
+#include "loong/eval/tokenizer_eval.h"
 #include "loong/tokenizer/checkpoint.h"
 #include "loong/tokenizer/tokens.h"
 #include "loong/tokenizer/train_config.h"
 #include "loong/tokenizer/trainer.h"
-#ifdef LOONG_WITH_FFMPEG
 #include "loong/data/clip_sampler.h"
 #include "loong/io/video.h"
-#endif
 
 namespace fs = std::filesystem;
 
@@ -28,25 +25,11 @@ namespace loong::cli {
 
 namespace {
 
-#ifndef LOONG_WITH_FFMPEG
-[[noreturn]] void no_ffmpeg() { throw Error("this build has no FFmpeg support (configure with -DLOONG_WITH_FFMPEG=ON)"); }
-#else
-// Reads a video for the tokenizer: frames at `fps`, shorter side to `size`, centre crop.
-video::Video read_for_model(const std::string& path, const tokenizer::VideoTokenizer& model, double fps, int size) {
-  video::ReadOptions r;
-  r.fps = fps;
-  r.size = size > 0 ? size : model->config.image_size;
-  const int f = model->config.spatial_factor();
-  if (r.size % f != 0) fail("--size", "must be a multiple of " + std::to_string(f) + ", got " + std::to_string(r.size));
-  return video::read(path, r);
-}
-
 void write_video(const std::string& path, const torch::Tensor& frames, double fps) {
   video::WriteOptions w;
   w.fps = fps > 0 ? fps : 6.5;
   video::write(path, frames, w);
 }
-#endif
 
 }  // namespace
 
@@ -82,9 +65,6 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--quiet", *quiet, "Only errors and the final checkpoint path");
     cmd->callback(command(g, [=] {
-#ifndef LOONG_WITH_FFMPEG
-      no_ffmpeg();
-#else
       const auto dev = parse_device(*device);
       tokenizer::RunConfig cfg;
       if (!config->empty()) {
@@ -121,7 +101,6 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
         std::printf("skipped %lld bad sample(s) of %lld; run `loong data check %s`\n",
                     static_cast<long long>(sampler.dataset().bad()), static_cast<long long>(sampler.dataset().tried()),
                     data->c_str());
-#endif
     }));
   }
 
@@ -149,20 +128,6 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--chunk", a.chunk, "Frames per independently encoded chunk (1 + 4k)")
         ->check(CLI::Range(1, 100000));
   };
-#ifdef LOONG_WITH_FFMPEG
-  // Loads the model, reads the input for it and encodes it (encode, reconstruct).
-  struct Encoded {
-    tokenizer::VideoTokenizer model;
-    video::Video video;
-    tokenizer::EncodedVideo tokens;
-  };
-  auto encode_input = [](const EncodeArgs& a) {
-    auto model = tokenizer::load_model(a.model, parse_device(a.device));
-    auto v = read_for_model(a.input, model, a.fps, a.size);
-    auto enc = tokenizer::encode_video(model, v.frames, a.chunk, v.fps);
-    return Encoded{model, v, enc};
-  };
-#endif
 
   {
     auto* cmd = tok->add_subcommand("encode", "Video -> tokens (safetensors, int32 [T', H', W'])");
@@ -171,17 +136,15 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     add_encode(cmd, *a);
     cmd->add_option("-o,--output", *out, "Output .safetensors")->required();
     cmd->callback(command(g, [=] {
-#ifndef LOONG_WITH_FFMPEG
-      no_ffmpeg();
-#else
-      auto [model, v, enc] = encode_input(*a);
+      auto model = tokenizer::load_model(a->model, parse_device(a->device));
+      auto v = eval::read_for_model(a->input, model, a->fps, a->size);
+      auto enc = tokenizer::encode_video(model, v.frames, a->chunk, v.fps);
       tokenizer::save_tokens(*out, enc);
       std::printf("%s: %lld frames -> tokens %s in %zu chunk(s)%s\n", out->c_str(), static_cast<long long>(enc.frames),
                   c10::str(enc.tokens.sizes()).c_str(), enc.chunks.size(),
                   enc.dropped ? (" (" + std::to_string(enc.dropped) + " trailing frame(s) left out: chunks take 1 + 4k)")
                                     .c_str()
                               : "");
-#endif
     }));
   }
   {
@@ -194,16 +157,12 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("-o,--output", *out, "Output .mp4 or .gif")->required();
     cmd->add_option("--fps", *fps, "Output frame rate; 0 = the token file's")->check(CLI::Range(0.0, 240.0));
     cmd->callback(command(g, [=] {
-#ifndef LOONG_WITH_FFMPEG
-      no_ffmpeg();
-#else
       auto model = tokenizer::load_model(m->model, parse_device(m->device));
       auto enc = tokenizer::load_tokens(*in);
       auto frames = tokenizer::decode_video(model, enc);
       write_video(*out, frames, *fps > 0 ? *fps : enc.fps);
       std::printf("%s: %lld frames %lldx%lld\n", out->c_str(), static_cast<long long>(frames.size(0)),
                   static_cast<long long>(frames.size(2)), static_cast<long long>(frames.size(1)));
-#endif
     }));
   }
   {
@@ -215,21 +174,15 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("-o,--output", *out, "Write the reconstruction (.mp4 or .gif)");
     cmd->add_flag("--side-by-side", *side, "Write input | reconstruction side by side");
     cmd->callback(command(g, [=] {
-#ifndef LOONG_WITH_FFMPEG
-      no_ffmpeg();
-#else
-      auto [model, v, enc] = encode_input(*a);
-      auto rec = tokenizer::decode_video(model, enc);
-      auto ref = v.frames.narrow(0, 0, rec.size(0));
-      const double psnr = eval::mean(eval::psnr_per_frame(ref, rec)), ssim = eval::mean(eval::ssim_per_frame(ref, rec));
-      nlohmann::json j = {{"input", a->input}, {"frames", rec.size(0)}, {"psnr", psnr}, {"ssim", ssim},
-                          {"tokens", enc.tokens.numel()}};
+      const auto r = eval::reconstruct(tokenizer::load_model(a->model, parse_device(a->device)), a->input, a->fps,
+                                       a->size, a->chunk);
+      nlohmann::json j = {{"input", a->input}, {"frames", r.frames.size(0)}, {"psnr", r.psnr}, {"ssim", r.ssim},
+                          {"tokens", r.tokens.tokens.numel()}};
       if (!out->empty()) {
-        write_video(*out, *side ? torch::cat({ref, rec}, 2) : rec, v.fps);
+        write_video(*out, *side ? torch::cat({r.reference, r.frames}, 2) : r.frames, r.input.fps);
         j["output"] = *out;
       }
       std::cout << j.dump() << std::endl;
-#endif
     }));
   }
   {
@@ -249,75 +202,13 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--detector", *detector,
                     "Also report FVD between originals and reconstructions with this I3D TorchScript file");
     cmd->callback(command(g, [=] {
-#ifndef LOONG_WITH_FFMPEG
-      no_ffmpeg();
-#else
-      std::unique_ptr<eval::VideoFeatureNet> i3d;
-      if (!detector->empty()) i3d = std::make_unique<eval::VideoFeatureNet>(*detector, parse_device(m->device));
-      eval::FeatureStats real_stats, rec_stats;
-      auto model = tokenizer::load_model(m->model, parse_device(m->device));
-      model->config.latent_frames(*frames);  // validates 1 + 4k
-      data::ClipOptions co;
-      co.read.fps = *fps;
-      co.read.size = model->config.image_size;
-      co.frames = *frames;
-      data::ClipDataset ds(data::load_manifest(*data), co);
-      const int K = model->config.codebook_size;
-      auto hist = torch::zeros({K}, torch::kLong);
-      std::vector<double> psnr_pos(*frames, 0.0), all_psnr, all_ssim;
-      int64_t clips = 0, skipped = 0;
-      const size_t n = *max_clips > 0 ? std::min<size_t>(*max_clips, ds.size()) : ds.size();
-      for (size_t i = 0; i < n; ++i) {
-        if (*frames > 1 && ds.manifest().entries[i].kind == data::MediaKind::Image) {
-          ++skipped;
-          continue;
-        }
-        auto clip = ds.get(i);
-        if (!clip) {
-          ++skipped;
-          continue;
-        }
-        auto enc = tokenizer::encode_video(model, clip->frames, *frames);
-        auto rec = tokenizer::decode_video(model, enc);
-        hist += torch::bincount(enc.tokens.flatten(), {}, K);
-        auto p = eval::psnr_per_frame(clip->frames, rec);
-        auto s = eval::ssim_per_frame(clip->frames, rec);
-        for (size_t k = 0; k < p.size(); ++k) psnr_pos[k] += p[k];
-        all_psnr.insert(all_psnr.end(), p.begin(), p.end());
-        all_ssim.insert(all_ssim.end(), s.begin(), s.end());
-        if (i3d) {
-          real_stats.add(i3d->features(clip->frames.unsqueeze(0)));
-          rec_stats.add(i3d->features(rec.unsqueeze(0)));
-        }
-        ++clips;
-      }
-      if (clips == 0) fail(*data, "no entry could be evaluated with " + std::to_string(*frames) + " frames");
-      for (auto& v : psnr_pos) v /= clips;
-      auto probs = hist.to(torch::kDouble) / hist.sum().item<int64_t>();
-      const double ppl = torch::exp(-(probs * (probs + 1e-12).log()).sum()).item<double>();
-      const int64_t used = (hist > 0).sum().item<int64_t>();
-      nlohmann::json j = {{"model", tokenizer::resolve_model_dir(m->model)},
-                          {"data", *data},
-                          {"clips", clips},
-                          {"skipped", skipped},
-                          {"frames", *frames},
-                          {"psnr", eval::mean(all_psnr)},
-                          {"ssim", eval::mean(all_ssim)},
-                          {"psnr_per_frame", psnr_pos},
-                          {"codes_used", used},
-                          {"codebook_size", K},
-                          {"codebook_usage", static_cast<double>(used) / K},
-                          {"perplexity", ppl},
-                          {"tokens", hist.sum().item<int64_t>()}};
-      if (i3d) {
-        if (clips < 2) fail("--detector", "FVD needs at least 2 clips");
-        j["fvd"] = eval::frechet_distance(real_stats.mean(), real_stats.covariance(), rec_stats.mean(),
-                                          rec_stats.covariance());
-        j["detector"] = *detector;
-      }
+      eval::TokenizerEvalOptions o;
+      o.model = m->model, o.data = *data, o.frames = *frames, o.fps = *fps, o.max_clips = *max_clips;
+      o.detector = *detector;
+      o.device = parse_device(m->device);
+      const auto j = eval::evaluate_tokenizer(tokenizer::load_model(o.model, o.device), o);
       if (!json_out->empty()) write_json_file(*json_out, j);
       std::cout << j.dump(2) << std::endl;
-#endif
     }));
   }
 }

@@ -7,32 +7,6 @@
 #include "loong/core/error.h"
 #include "loong/core/runtime.h"
 
-namespace loong::cli {
-
-std::function<void()> command(const Globals& g, std::function<void()> body) {
-  return [&g, body = std::move(body)] {
-    init_threads(g.threads);
-    body();
-  };
-}
-
-void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range) {
-  cmd->add_option("--fps", r.fps, "Output frame rate; 0 keeps every decoded frame")
-      ->check(CLI::Range(0.0, 1000.0));
-  cmd->add_option("--size", r.size, "Shorter side to this size, then centre crop to size x size; 0 keeps the size")
-      ->check(CLI::Range(0, 16384));
-  if (with_time_range) {
-    cmd->add_option("--start", r.start, "Start time in seconds")->check(CLI::NonNegativeNumber);
-    cmd->add_option("--end", r.end, "End time in seconds; negative = to the end");
-  }
-  cmd->add_option("--max-frames", r.max_frames, "Refuse inputs that give more output frames")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--max-pixels", r.max_pixels, "Refuse frames larger than this many pixels")
-      ->check(CLI::PositiveNumber);
-}
-
-}  // namespace loong::cli
-
 namespace {
 
 std::string first_line(const std::string& s) {

@@ -36,6 +36,7 @@ Clip load_clip(const Manifest& m, size_t index, const ClipOptions& opts) {
 std::vector<BadEntry> check_manifest(const Manifest& m, const ClipOptions& opts,
                                      const std::function<void(size_t, size_t)>& progress) {
   std::vector<BadEntry> bad;
+  video::require_video_support();
   for (size_t i = 0; i < m.entries.size(); ++i) {
     if (progress) progress(i, m.entries.size());
     try {
@@ -49,6 +50,7 @@ std::vector<BadEntry> check_manifest(const Manifest& m, const ClipOptions& opts,
 
 ClipDataset::ClipDataset(Manifest manifest, ClipOptions opts)
     : manifest_(std::move(manifest)), opts_(std::move(opts)) {
+  video::require_video_support();  // else every entry would be skipped as unreadable
   if (!(opts_.max_bad_fraction >= 0 && opts_.max_bad_fraction <= 1))
     fail("max_bad_fraction", "expected a share in [0, 1]");
 }

@@ -17,6 +17,7 @@ namespace loong::data {
 
 nlohmann::json write_moving_fashion(const MovingFashionOptions& o, const std::string& out_dir,
                                     bool verbose, bool overwrite) {
+  video::require_video_support();  // before any folder is made
   validate(o);
   std::error_code ec;
   if (fs::exists(out_dir, ec) && !fs::is_directory(out_dir, ec)) fail(out_dir, "exists and is not a folder");

@@ -1,12 +1,19 @@
 #include "loong/eval/fvd.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 
 #include <torch/script.h>
 #include <torch/torch.h>
 
 #include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/data/manifest.h"
+#include "loong/io/video.h"
 #include "loong/core/torchscript.h"
+
+namespace fs = std::filesystem;
 
 namespace loong::eval {
 
@@ -103,6 +110,87 @@ at::Tensor VideoFeatureNet::features(const at::Tensor& clips) {
   if (f.dim() != 2 || f.size(0) != clips.size(0))
     fail(path_, "the detector must return features [B, D], got " + c10::str(f.sizes()));
   return f.to(torch::kCPU, torch::kDouble);
+}
+
+std::vector<VideoRef> list_videos(const std::string& src, const std::string& flag) {
+  std::vector<VideoRef> out;
+  if (fs::is_directory(src)) {
+    for (const auto& e : fs::directory_iterator(src)) {
+      std::string ext = e.path().extension().string();
+      std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (e.is_regular_file() && (ext == ".mp4" || ext == ".mkv" || ext == ".mov" || ext == ".webm" ||
+                                  ext == ".avi" || ext == ".gif"))
+        out.push_back({e.path().string()});
+    }
+    std::sort(out.begin(), out.end(), [](const VideoRef& a, const VideoRef& b) { return a.path < b.path; });
+  } else if (fs::is_regular_file(src)) {
+    for (const auto& e : data::load_manifest(src).entries)
+      if (e.kind == data::MediaKind::Video) out.push_back({e.path, e.start, e.end});
+  } else {
+    fail(flag, "no such folder or manifest: " + src);
+  }
+  if (out.empty()) fail(flag, src + " holds no videos");
+  return out;
+}
+
+namespace {
+
+struct SetResult {
+  FeatureStats stats;
+  int64_t videos = 0, short_videos = 0;
+};
+
+SetResult set_features(VideoFeatureNet& net, const std::vector<VideoRef>& videos, int frames, double fps,
+                       int64_t max_videos, int batch) {
+  SetResult r;
+  std::vector<at::Tensor> pending;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    r.stats.add(net.features(torch::stack(pending)));
+    pending.clear();
+  };
+  for (const auto& v : videos) {
+    if (max_videos > 0 && r.videos >= max_videos) break;
+    video::ReadOptions o;
+    o.fps = fps;
+    o.start = v.start;
+    o.end = v.end;
+    std::vector<at::Tensor> clip;
+    video::read_frames(v.path, o, [&](const at::Tensor& f, double) {
+      clip.push_back(f);
+      return static_cast<int>(clip.size()) < frames;
+    });
+    if (static_cast<int>(clip.size()) < frames) {  // as StyleGAN-V: short videos are left out
+      ++r.short_videos;
+      continue;
+    }
+    if (!pending.empty() && clip[0].sizes() != pending[0][0].sizes()) flush();  // sizes may differ between files
+    pending.push_back(torch::stack(clip));
+    ++r.videos;
+    if (static_cast<int>(pending.size()) >= batch) flush();
+  }
+  flush();
+  return r;
+}
+
+}  // namespace
+
+json fvd_report(const FvdOptions& o) {
+  const auto real = list_videos(o.real, "--real"), fake = list_videos(o.fake, "--fake");
+  VideoFeatureNet net(o.detector, o.device);
+  auto r = set_features(net, real, o.frames, o.fps, o.max_videos, o.batch);
+  auto f = set_features(net, fake, o.frames, o.fps, o.max_videos, o.batch);
+  for (const auto* s : {&r, &f})
+    if (s->videos < 2)
+      fail(s == &r ? "--real" : "--fake", "needs at least 2 videos of " + std::to_string(o.frames) + " frames, got " +
+                                              std::to_string(s->videos) + " (" + std::to_string(s->short_videos) +
+                                              " too short)");
+  const double d = frechet_distance(r.stats.mean(), r.stats.covariance(), f.stats.mean(), f.stats.covariance());
+  return {{"fvd", d},
+          {"frames", o.frames},
+          {"detector", o.detector},
+          {"real", {{"source", o.real}, {"videos", r.videos}, {"too_short", r.short_videos}}},
+          {"fake", {{"source", o.fake}, {"videos", f.videos}, {"too_short", f.short_videos}}}};
 }
 
 }  // namespace loong::eval

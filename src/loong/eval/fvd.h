@@ -1,4 +1,4 @@
-// Fréchet Video Distance with the StyleGAN-V protocol (SPEC.md §6): features
+// Fréchet Video Distance with the StyleGAN-V protocol (docs/method.md §6): features
 // of an I3D network (a TorchScript file the user gives, e.g. StyleGAN-V's
 // i3d_torchscript.pt) on 16-frame uint8 clips, a Gaussian fitted to each set,
 // and the Fréchet distance between the two Gaussians.
@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
 
 namespace loong::eval {
 
@@ -51,5 +53,29 @@ class VideoFeatureNet {
   std::unique_ptr<Impl> impl_;
   std::string path_;
 };
+
+// A video of a set: a file, with the time range a manifest gives it.
+struct VideoRef {
+  std::string path;
+  double start = 0, end = -1;
+};
+
+// A folder (every video file in it, sorted) or a manifest (its video
+// entries). Errors name `flag`: no such source, or no videos in it.
+std::vector<VideoRef> list_videos(const std::string& source, const std::string& flag);
+
+struct FvdOptions {
+  std::string real, fake, detector;  // folders or manifests; the I3D TorchScript file
+  int frames = 16;                   // consecutive frames per video, from its start
+  double fps = 0;                    // read at this rate; 0 = the videos' own
+  int64_t max_videos = 0;            // per set; 0 = all
+  int batch = 8;                     // clips per detector call
+  c10::Device device = c10::Device("cpu");
+};
+
+// `loong eval fvd`: the distance and what each set held (videos used, too
+// short). Videos shorter than `frames` are left out, as StyleGAN-V does;
+// each set needs at least 2.
+nlohmann::json fvd_report(const FvdOptions& o);
 
 }  // namespace loong::eval

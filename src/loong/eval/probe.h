@@ -31,8 +31,6 @@
 #include <nlohmann/json.hpp>
 #include <torch/nn.h>
 
-#include "loong/eval/caption.h"
-#include "loong/eval/fvd.h"
 
 namespace loong::eval {
 
@@ -138,111 +136,8 @@ struct CellTargets {
 };
 CellTargets cell_targets(const ProbeTargets& t, int64_t G);
 
-struct ProbeTrainOptions {
-  int steps = 1500;
-  int batch = 32;           // frames per step (8 videos x 4 frames)
-  double lr = 2e-3;
-  uint64_t seed = 0;
-  int heldout_videos = 48;  // t10k split (unseen items), scored at the end
-  // A second phase that trains the crop classifier alone, on the items of
-  // `crop_batch` fresh stills a step. The first phase reads few items a step
-  // (its trunk runs on whole frames); the crop classifier is cheap, and with
-  // about 8 passes' worth of Fashion-MNIST items (the default) it names far
-  // more classes.
-  int crop_steps = 1500;
-  int crop_batch = 256;
-  double crop_lr = 1e-3;
-  // Frames pass through these before the probe sees them (e.g. a tokenizer
-  // round trip): uint8 [T, S, S, 3] -> the same shape. Optional.
-  // `degrade` takes a whole video (the held-out score at the end passes whole
-  // videos, as generated ones are decoded); `degrade_each` takes each frame
-  // as a clip of its own (in training half the frames go through it).
-  std::function<torch::Tensor(const torch::Tensor&)> degrade, degrade_each;
-  std::function<void(int step, double loss)> on_step;  // steps of both phases, counted on
-};
-
-struct ProbeScores {
-  double background_accuracy = 0;  // share of frames with the right background
-  double items_exact = 0;          // share of frames whose k most likely items are the k visible ones
-  double position_error = 0;       // mean |error| of the centre, fraction of the frame, over visible items
-  double class_accuracy = 0;       // of visible items, by the crop classifier at their true centre
-  double colour_accuracy = 0;      // the same for their colour
-  double cell_class_accuracy = 0;  // of visible items, read from the cell map at their true centre
-  // class_accuracy per true class (recall; NaN for a class no item had), and
-  // the items of each class: which classes the probe confuses.
-  std::vector<double> class_recall;
-  std::vector<int64_t> class_items;
-  int64_t frames = 0;
-};
-
-// Trains on rendered train-split videos and stills (`o.steps` of the whole
-// probe, then `o.crop_steps` of the crop classifier); returns held-out
-// scores. A trained probe may be trained on.
-ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o);
-// Scores on rendered videos of a split (t10k = items the probe never saw).
-ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uint64_t seed,
-                        const std::function<torch::Tensor(const torch::Tensor&)>& degrade = {});
-
-// Scores of a video (or one segment of it) against its prompt.
-struct SegmentScore {
-  double start = 0, end = 0;  // seconds
-  int64_t frames = 0;
-  double text_match = 0;  // share of frames showing a scene the prompt describes (background and items)
-  double identity = 0;    // share of frames showing the video's most common item set
-  double motion = 0;      // mean speed of the items seen in consecutive frames, frame widths per second
-  // Share of frames in which the probe finds as many items as the prompt names
-  // (that many peaks with P(centre) >= kItemSeen). Text match and identity
-  // read the k most likely items of every frame, even of one showing none: a
-  // video whose items fade into the background can keep its identity score.
-  double items_seen = 0;
-};
-
-constexpr double kItemSeen = 0.5;
-
-struct VideoScore {
-  std::vector<SegmentScore> segments;  // of `segment_seconds` each (the last may be shorter)
-  SegmentScore overall;
-};
-
-// From per-frame probe outputs: background logits [T, 6], presence logits
-// [T, 80], positions [T, 80, 2]. A frame matches the prompt when its
-// predicted background is the prompt's (when it names one) and its k most
-// likely items are the prompt's k items, for any scene of the prompt (the
-// first or one after a narrated change).
-// `peak_score` [T, M] (P(centre) of each frame's peaks) gives items_seen;
-// without it items_seen is NaN.
-VideoScore score_predictions(const torch::Tensor& background, const torch::Tensor& presence,
-                             const torch::Tensor& position, double fps, const CaptionFacts& facts,
-                             double segment_seconds, const torch::Tensor& peak_score = {});
-// Runs the probe over uint8 frames [T, S, S, 3] (S = its image size) and
-// scores them. With `features`, also returns the probe's features [T, F].
-VideoScore score_video(ProbeNet& net, const torch::Tensor& frames, double fps, const CaptionFacts& facts,
-                       double segment_seconds, int batch = 64, torch::Tensor* features = nullptr);
-
-// Probe features of many videos gathered per segment (every frame of segment
-// k of every video, and all frames), for Fréchet distances between generated
-// and real videos of the same prompts, segment by segment.
-class SegmentFeatures {
- public:
-  explicit SegmentFeatures(double segment_seconds) : segment_(segment_seconds) {}
-  void add(const torch::Tensor& features, double fps);  // [T, F] of one video
-  size_t segments() const { return per_segment_.size(); }
-  const FeatureStats& segment(size_t k) const { return per_segment_.at(k); }
-  const FeatureStats& overall() const { return overall_; }
-
- private:
-  double segment_;
-  std::vector<FeatureStats> per_segment_;
-  FeatureStats overall_;
-};
-
-// The Fréchet distance of each segment both sets have (a segment with fewer
-// than 2 frames in either gets NaN), then of all frames.
-struct SegmentDistances {
-  std::vector<double> segments;
-  double overall = 0;
-};
-SegmentDistances segment_frechet(const SegmentFeatures& a, const SegmentFeatures& b);
+// uint8 frames [T, S, S, 3] -> the probe's input, float [T, 3, S, S] in [0, 1].
+torch::Tensor probe_input(const torch::Tensor& frames);
 
 void save_probe(const std::string& dir, const ProbeNet& net, const nlohmann::json& provenance = {});
 ProbeNet load_probe(const std::string& dir, c10::Device device = c10::Device("cpu"));

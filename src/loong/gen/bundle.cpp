@@ -8,9 +8,13 @@
 #include <torch/torch.h>
 
 #include "loong/core/atomic_file.h"
+#include "loong/core/causal_frames.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
-#include "loong/lm/trainer.h"
+#include "loong/data/fashion_mnist.h"
+#include "loong/data/moving_fashion.h"
+#include "loong/lm/checkpoint.h"
+#include "loong/store/checkpoints.h"
 #include "loong/text/text_tokenizer.h"
 #include "loong/tokenizer/checkpoint.h"
 
@@ -67,9 +71,9 @@ void check_bundle(const std::string& where, const BundleInfo& info, const tokeni
     fail(where, "the language model has " + std::to_string(lm.text_vocab) +
                     " text ids but the text tokenizer has " + std::to_string(text_vocab) + " pieces");
   const int f = tok.temporal_factor(), s = tok.spatial_factor();
-  if (info.clip_frames < 1 || (info.clip_frames - 1) % f != 0)
+  if (!is_causal_length(info.clip_frames, f))
     fail(where, "clip_frames must be 1 + " + std::to_string(f) + "k, got " + std::to_string(info.clip_frames));
-  if (info.overlap < 1 || (info.overlap - 1) % f != 0 || info.overlap >= info.clip_frames)
+  if (!is_causal_length(info.overlap, f) || info.overlap >= info.clip_frames)
     fail(where, "overlap_frames must be 1 + " + std::to_string(f) + "k and below clip_frames, got " +
                     std::to_string(info.overlap));
   const int grid = tok.image_size / s;  // latent rows and columns
@@ -78,7 +82,7 @@ void check_bundle(const std::string& where, const BundleInfo& info, const tokeni
     fail(where, "the language model's 3d positions are for a " + std::to_string(lm.rope_rows) + " x " +
                     std::to_string(lm.rope_cols) + " latent grid but the tokenizer's is " + std::to_string(grid) +
                     " x " + std::to_string(grid));
-  const int64_t clip_tokens = ((info.clip_frames - 1) / f + 1) * per_frame;
+  const int64_t clip_tokens = latent_frames_of(info.clip_frames, f) * per_frame;
   if (clip_tokens + 4 > lm.max_seq_len)
     fail(where, "a clip of " + std::to_string(info.clip_frames) + " frames is " + std::to_string(clip_tokens) +
                     " tokens, more than the language model's max_seq_len " + std::to_string(lm.max_seq_len));
@@ -89,12 +93,6 @@ void resolve_sampling(const BundleInfo& info, const SamplingGiven& given, Sampli
   if (!given.first_clip_cfg && !given.cfg) first_clip = info.first_clip_cfg_scale;
   if (first_clip <= 0) first_clip = s.cfg_scale;
   if (!given.temperature && info.temperature > 0) s.temperature = info.temperature;
-}
-
-std::string bundle_part_or_self(const std::string& dir, const std::string& part) {
-  std::error_code ec;
-  const fs::path p = fs::path(dir) / part;
-  return fs::exists(fs::path(dir) / "loong.json", ec) && fs::is_directory(p, ec) ? p.string() : dir;
 }
 
 Bundle load_bundle(const std::string& dir, c10::Device device) {
@@ -152,6 +150,79 @@ void write_bundle(const std::string& out, const BundleInfo& info, const tokenize
   if (fs::exists(out)) fs::rename(out, old);
   fs::rename(partial, out);
   fs::remove_all(old, ec);
+}
+
+namespace {
+
+// Captions of the moving-fashion world (videos and stills), rendered tiny:
+// the sentences a random-weight bundle's text tokenizer is trained on.
+std::vector<std::string> moving_fashion_captions(int count, uint64_t seed) {
+  data::MovingFashionOptions o;
+  o.size = 32;
+  o.seconds = 1;
+  o.seed = seed;
+  o.scene_changes = 0.5;
+  const auto items = data::load_fashion_mnist("train", o.mnist_dir);
+  std::vector<std::string> out;
+  for (int i = 0; i < count; ++i)
+    out.push_back(i % 4 == 3 ? data::make_image(items, o, i).caption : data::make_video(items, o, i).caption);
+  return out;
+}
+
+}  // namespace
+
+void write_random_bundle(const RandomBundleOptions& o) {
+  if (o.preset != "tiny" && o.preset != "paper") fail("--preset", "expected tiny or paper, got " + squote(o.preset));
+  torch::manual_seed(o.seed);
+  auto tok_cfg = tokenizer::TokenizerConfig::preset(o.preset);
+  auto lm_cfg = lm::LmConfig::preset(o.preset == "paper" ? "700M" : "tiny");
+  std::string text_dir = o.text;
+  std::string tmp;
+  if (text_dir.empty()) {
+    tmp = o.out + ".text-tmp";
+    text::TextTrainOptions to;
+    to.vocab_size = o.text_vocab;
+    to.source = "moving-fashion captions (loong model init)";
+    text::TextTokenizer::train(moving_fashion_captions(2000, o.seed), to, tmp);
+    text_dir = tmp;
+  }
+  lm_cfg.text_vocab = text::recorded_vocab_size(text_dir);
+  lm_cfg.video_vocab = tok_cfg.codebook_size;
+  BundleInfo info;
+  info.name = o.preset + "-random";
+  info.cfg_scale = o.cfg;
+  info.extra = {{"command", "loong model init"}, {"preset", o.preset}, {"seed", o.seed}, {"trained", false}};
+  write_bundle(o.out, info, tokenizer::VideoTokenizer(tok_cfg), text_dir, lm::Llama(lm_cfg), o.force);
+  if (!tmp.empty()) fs::remove_all(tmp);
+}
+
+void pack_bundle(PackOptions o) {
+  o.info.extra = {{"command", "loong model pack"},
+                  {"tokenizer", store::resolve_model_dir(o.tokenizer)},
+                  {"lm", store::resolve_model_dir(o.lm)},
+                  {"text", o.text},
+                  {"dtype", o.dtype},
+                  {"trained", true}};
+  write_bundle(o.out, o.info, tokenizer::load_model(o.tokenizer), o.text, lm::load_lm(o.lm), o.force, o.dtype);
+}
+
+json describe_bundle(const std::string& dir) {
+  auto b = load_bundle(dir);
+  const auto& t = b.tokenizer->config;
+  const int64_t per_frame = static_cast<int64_t>(t.image_size / t.spatial_factor()) * (t.image_size / t.spatial_factor());
+  json j = b.info.to_json();
+  j["frame_size"] = t.image_size;
+  j["tokens_per_clip"] = latent_frames_of(b.info.clip_frames, t.temporal_factor()) * per_frame;
+  j["tokenizer"] = {{"parameters", b.tokenizer->parameter_count()}, {"codebook_size", t.codebook_size}};
+  j["lm"] = {{"parameters", b.lm->parameter_count()},
+             {"text_vocab", b.lm->config.text_vocab},
+             {"video_vocab", b.lm->config.video_vocab},
+             {"max_seq_len", b.lm->config.max_seq_len}};
+  int64_t bytes = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) bytes += static_cast<int64_t>(e.file_size());
+  j["bytes"] = bytes;
+  return j;
 }
 
 std::string default_model_dir(std::vector<std::string>* searched) {

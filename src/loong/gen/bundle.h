@@ -61,11 +61,6 @@ struct SamplingGiven {
 // comes out concrete (never 0).
 void resolve_sampling(const BundleInfo& info, const SamplingGiven& given, SamplingOptions& s, double& first_clip);
 
-// `dir`'s `part` folder ("tokenizer", "lm") when `dir` is a bundle (a
-// loong.json beside that part), else `dir` itself: lets a command that takes
-// one model (`train --init`, `tokenizer train --init`) take a bundle too.
-std::string bundle_part_or_self(const std::string& dir, const std::string& part);
-
 // Loads and cross-checks a bundle: vocabulary sizes of the parts agree, the
 // clip fits the model's positions. Errors name the file.
 Bundle load_bundle(const std::string& dir, c10::Device device = c10::Device("cpu"));
@@ -77,6 +72,31 @@ Bundle load_bundle(const std::string& dir, c10::Device device = c10::Device("cpu
 void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
                   const std::string& text_dir, const lm::Llama& lm, bool overwrite = false,
                   const std::string& weights_dtype = "f32");
+
+// `loong model init`: a complete bundle of a preset ("tiny" or "paper") with
+// random weights, which runs the whole path untrained. Without `text`, a
+// text tokenizer of `text_vocab` pieces is trained on moving-fashion captions.
+struct RandomBundleOptions {
+  std::string preset = "tiny", out, text;
+  int text_vocab = 128;
+  uint64_t seed = 0;
+  double cfg = 0;  // guidance recorded in loong.json (0: none)
+  bool force = false;
+};
+void write_random_bundle(const RandomBundleOptions& o);
+
+// `loong model pack`: trained parts (model, checkpoint or run folders) into a
+// bundle; `info`'s provenance is filled in here.
+struct PackOptions {
+  std::string tokenizer, text, lm, out, dtype = "f32";
+  BundleInfo info;
+  bool force = false;
+};
+void pack_bundle(PackOptions o);
+
+// `loong model info`: loong.json, frame size, codes per clip, the parts' sizes
+// and the bundle's bytes on disk.
+nlohmann::json describe_bundle(const std::string& dir);
 
 // The bundle `loong generate` uses when no --model is given, or "" when there
 // is none. $LOONG_MODEL when set (not checked here: load_bundle does); else

@@ -4,22 +4,22 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 
 #include <torch/torch.h>
 
 #include "loong/core/atomic_file.h"
+#include "loong/core/causal_frames.h"
+#include "loong/core/clock.h"
 #include "loong/core/error.h"
+#include "loong/text/text_tokenizer.h"
+#include "loong/tokenizer/pixels.h"
 
 namespace loong::gen {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-bool is_1fk(int64_t frames, int f) { return frames >= 1 && (frames - 1) % f == 0; }
-int64_t round_up_1fk(int64_t frames, int f) { return 1 + f * ((std::max<int64_t>(frames, 1) - 1 + f - 1) / f); }
 
 std::string trim(const std::string& s) {
   const auto a = s.find_first_not_of(" \t\r");
@@ -33,9 +33,9 @@ void validate(const LongVideoOptions& o, int f) {
   if (!std::isfinite(o.seconds) || o.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(o.seconds));
   if (o.seconds > 24 * 3600) fail("--seconds", "at most a day (86400), got " + std::to_string(o.seconds));
   if (!(o.fps > 0)) fail("fps", "must be > 0");
-  if (!is_1fk(o.clip_frames, f))
+  if (!is_causal_length(o.clip_frames, f))
     fail("clip frames", "must be 1 + " + std::to_string(f) + "k, got " + std::to_string(o.clip_frames));
-  if (!is_1fk(o.overlap, f))
+  if (!is_causal_length(o.overlap, f))
     fail("--overlap-frames", "must be 1 + " + std::to_string(f) + "k (1, " + std::to_string(1 + f) + ", " +
                                  std::to_string(1 + 2 * f) + ", ...) so it encodes to whole latent frames, got " +
                                  std::to_string(o.overlap));
@@ -48,7 +48,7 @@ void validate(const LongVideoOptions& o, int f) {
 
 std::vector<ClipPlan> plan_clips(int64_t total, int64_t clip_frames, int64_t overlap, int f, bool first_prefix) {
   if (total < 1) fail("plan", "a video needs at least one frame");
-  if (!is_1fk(clip_frames, f) || !is_1fk(overlap, f) || overlap >= clip_frames)
+  if (!is_causal_length(clip_frames, f) || !is_causal_length(overlap, f) || overlap >= clip_frames)
     fail("plan", "clip frames " + std::to_string(clip_frames) + " and overlap " + std::to_string(overlap) +
                      " must both be 1 + " + std::to_string(f) + "k with the overlap smaller");
   std::vector<ClipPlan> plans;
@@ -57,10 +57,10 @@ std::vector<ClipPlan> plan_clips(int64_t total, int64_t clip_frames, int64_t ove
     ClipPlan p;
     const bool prefixed = !plans.empty() || first_prefix;
     p.prefix_frames = prefixed ? overlap : 0;
-    p.prefix_latents = prefixed ? (overlap - 1) / f + 1 : 0;
+    p.prefix_latents = prefixed ? latent_frames_of(overlap, f) : 0;
     p.emit = std::min(total - produced, clip_frames - p.prefix_frames);
-    p.frames = round_up_1fk(p.prefix_frames + p.emit, f);
-    p.latents = (p.frames - 1) / f + 1;
+    p.frames = round_up_causal_length(p.prefix_frames + p.emit, f);
+    p.latents = latent_frames_of(p.frames, f);
     p.start = produced;
     produced += p.emit;
     plans.push_back(p);
@@ -123,26 +123,49 @@ size_t PromptSchedule::index(int64_t clip, double seconds) const {
   return k;
 }
 
-at::Tensor video_to_frames(const at::Tensor& video) {
-  return video.detach().to(torch::kCPU, torch::kFloat).add(1.0).mul(127.5).round().clamp(0, 255)
-      .to(torch::kUInt8).permute({0, 2, 3, 4, 1}).contiguous();
+LongVideoOptions bundle_video_options(const BundleInfo& info) {
+  LongVideoOptions o;
+  o.fps = info.fps;
+  o.clip_frames = info.clip_frames;
+  o.overlap = info.overlap;
+  return o;
 }
 
 LongVideoGenerator::LongVideoGenerator(tokenizer::VideoTokenizer tokenizer, lm::Llama model, lm::Vocab vocab,
-                                       SamplingOptions sampling)
-    : tokenizer_(std::move(tokenizer)), sampler_(std::move(model), vocab, sampling) {
+                                       SamplingOptions sampling, TextEncoder text)
+    : tokenizer_(std::move(tokenizer)), sampler_(std::move(model), vocab, sampling), text_(std::move(text)) {
+  if (!text_) fail("generation", "no text encoder");
   if (tokenizer_->config.codebook_size != vocab.video_size())
     fail("video tokenizer", "its codebook has " + std::to_string(tokenizer_->config.codebook_size) +
                                 " codes but the language model's vocabulary has " + std::to_string(vocab.video_size()));
   tokenizer_->eval();
 }
 
-GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, const LongVideoCallbacks& cb) {
+LongVideoGenerator LongVideoGenerator::from_bundle(const Bundle& bundle, SamplingOptions sampling) {
+  auto text = std::make_shared<text::TextTokenizer>(text::TextTokenizer::load(bundle.text_dir));
+  return LongVideoGenerator(bundle.tokenizer, bundle.lm, bundle.vocab(), sampling,
+                            [text](const std::string& prompt) { return text->encode(prompt); });
+}
+
+GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::vector<PromptSchedule>& schedules,
+                                          const LongVideoCallbacks& cb) {
   const auto& tc = tokenizer_->config;
   const int f = tc.temporal_factor(), sf = tc.spatial_factor();
   validate(o, f);
-  if (B < 1) fail("generation", "batch must be >= 1");
-  if (!cb.text) fail("generation", "no prompt source");
+  const int64_t B = static_cast<int64_t>(schedules.size());
+  if (B < 1) fail("generation", "no prompts");
+  // Every prompt's ids, once, before any work: a prompt that gives none fails here.
+  std::map<std::string, std::vector<int32_t>> ids;
+  for (const auto& s : schedules) {
+    if (s.entries.empty()) fail("prompts", "no prompts");
+    for (const auto& e : s.entries) {
+      if (ids.count(e.text)) continue;
+      if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail("--prompt", "is empty");
+      auto v = text_(e.text);
+      if (v.empty()) fail("--prompt", "gives no text pieces: " + squote(e.text));
+      ids.emplace(e.text, std::move(v));
+    }
+  }
   const auto device = tokenizer_->quantizer->embedding->weight.device();
   const int64_t S = tc.image_size, h = S / sf;
   const int64_t total = std::max<int64_t>(1, std::llround(o.seconds * o.fps));
@@ -167,7 +190,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
   // alone when first_clip_cfg is set; put back however the run ends.
   const double cfg = sampler_.options().cfg_scale;
   struct RestoreCfg {
-    ClipSampler& s;
+    CodeSampler& s;
     double cfg;
     ~RestoreCfg() { s.set_cfg_scale(cfg); }
   } restore{sampler_, cfg};
@@ -188,10 +211,8 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
       if (o.reencode || !prev_codes.defined()) {
         auto t0 = Clock::now();
         ev.condition_frames = tail.narrow(1, tail.size(1) - p.prefix_frames, p.prefix_frames).contiguous();
-        // [B, n, S, S, 3] uint8 -> [B, 3, n, S, S] in [-1, 1]
-        auto x = ev.condition_frames.permute({0, 4, 1, 2, 3}).to(device, torch::kFloat).div(127.5).sub(1.0);
-        prefix = tokenizer_->encode(x).to(torch::kCPU, torch::kLong);
-        t.encode_s += since(t0);
+        prefix = tokenizer_->encode(tokenizer::frames_to_video(ev.condition_frames, device)).to(torch::kCPU, torch::kLong);
+        t.encode_s += seconds_since(t0);
       } else {
         prefix = prev_codes.narrow(1, prev_codes.size(1) - p.prefix_latents, p.prefix_latents).contiguous();
       }
@@ -203,7 +224,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
     const double clip_time = static_cast<double>(p.start) / o.fps;
     auto flat = prefix.reshape({B, -1}).to(torch::kInt);
     for (int64_t b = 0; b < B; ++b) {
-      prompts[static_cast<size_t>(b)].text = cb.text(b, ev.clip, clip_time);
+      prompts[static_cast<size_t>(b)].text = ids.at(schedules[static_cast<size_t>(b)].at(ev.clip, clip_time));
       auto row = flat[b].contiguous();
       prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
     }
@@ -216,12 +237,12 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
 
     auto all = torch::cat({prefix.reshape({B, -1}), codes}, 1).view({B, p.latents, h, h});
     auto t0 = Clock::now();
-    auto frames = video_to_frames(tokenizer_->decode(all.to(device)));  // [B, frames, S, S, 3]
-    t.pixels_s += since(t0);
+    auto frames = tokenizer::video_to_frames(tokenizer_->decode(all.to(device)));  // [B, frames, S, S, 3]
+    t.pixels_s += seconds_since(t0);
     auto fresh = frames.narrow(1, p.prefix_frames, p.emit).contiguous();
     t0 = Clock::now();
     if (cb.frames) cb.frames(fresh, ev.clip);
-    t.output_s += since(t0);
+    t.output_s += seconds_since(t0);
     tail = tail.defined() ? torch::cat({tail, fresh}, 1) : fresh;
     if (tail.size(1) > o.overlap) tail = tail.narrow(1, tail.size(1) - o.overlap, o.overlap).contiguous();
     prev_codes = all;
@@ -230,7 +251,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, int64_t B, 
   t.prefill_s = after.prefill_s - before.prefill_s;
   t.decode_s = after.decode_s - before.decode_s;
   t.codes = codes_total;
-  t.total_s = since(run_start);
+  t.total_s = seconds_since(run_start);
   return t;
 }
 

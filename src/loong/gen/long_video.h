@@ -1,11 +1,11 @@
-// Minute-level videos (SPEC.md §5, paper Fig. 4): generate a first clip, then
+// Minute-level videos (docs/method.md §5, paper Fig. 4): generate a first clip, then
 // repeatedly decode to pixels, re-encode the last n frames with the tokenizer
 // as the start of a fresh clip, condition on text + those tokens, generate the
 // rest of the clip, decode, drop the overlap and append.
 //
 // Only the last n frames and the current clip's tokens are kept: finished
-// frames go to a callback (the CLI streams them to disk), so memory does not
-// grow with the video's length.
+// frames go to a callback (gen/generate.h streams them to disk), so memory
+// does not grow with the video's length.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -14,7 +14,8 @@
 
 #include <ATen/core/Tensor.h>
 
-#include "loong/gen/clip.h"
+#include "loong/gen/bundle.h"
+#include "loong/gen/code_sampler.h"
 #include "loong/tokenizer/model.h"
 
 namespace loong::gen {
@@ -84,8 +85,6 @@ struct ClipEvent {
 };
 
 struct LongVideoCallbacks {
-  // Text ids of item `item` for clip `clip`, whose first new frame is at `seconds`.
-  std::function<std::vector<int32_t>(int64_t item, int64_t clip, double seconds)> text;
   // New frames of every item after each clip: uint8 [B, t, H, W, 3] on the CPU.
   std::function<void(const at::Tensor& frames, int64_t clip)> frames;
   std::function<void(const ClipEvent&)> clip_started;
@@ -93,23 +92,40 @@ struct LongVideoCallbacks {
   std::function<void(int64_t done, int64_t total)> progress;
 };
 
+// A prompt's text piece ids (a bundle's SentencePiece tokenizer; tests and
+// benchmarks with random weights pass their own).
+using TextEncoder = std::function<std::vector<int32_t>(const std::string& prompt)>;
+
+// The clip settings a bundle was trained for: its fps, clip length and
+// overlap (LongVideoOptions' other fields keep their defaults).
+LongVideoOptions bundle_video_options(const BundleInfo& info);
+
 class LongVideoGenerator {
  public:
-  LongVideoGenerator(tokenizer::VideoTokenizer tokenizer, lm::Llama model, lm::Vocab vocab, SamplingOptions sampling);
+  LongVideoGenerator(tokenizer::VideoTokenizer tokenizer, lm::Llama model, lm::Vocab vocab, SamplingOptions sampling,
+                     TextEncoder text);
+  // The generator of a loaded bundle, prompts read by its own text tokenizer.
+  // `sampling` as resolve_sampling left it.
+  static LongVideoGenerator from_bundle(const Bundle& bundle, SamplingOptions sampling);
 
-  // Generates `batch` videos in lock step (their prompts may differ).
-  GenerationTimings run(const LongVideoOptions& o, int64_t batch, const LongVideoCallbacks& cb);
+  // Generates one video per prompt schedule, in lock step (their prompts may
+  // differ). A clip takes the prompt its schedule has at the clip's first new
+  // frame. Throws loong::Error naming --prompt for a prompt that gives no
+  // text pieces, before any work.
+  GenerationTimings run(const LongVideoOptions& o, const std::vector<PromptSchedule>& prompts,
+                        const LongVideoCallbacks& cb);
+
+  const tokenizer::TokenizerConfig& tokenizer_config() const { return tokenizer_->config; }
+  const SamplingOptions& sampling() const { return sampler_.options(); }
 
  private:
   tokenizer::VideoTokenizer tokenizer_;
-  ClipSampler sampler_;
+  CodeSampler sampler_;
+  TextEncoder text_;
 };
 
 // Throws loong::Error naming the option for bad values (seconds <= 0, an
 // overlap that is not 1 + f*k or leaves no new frames, ...).
 void validate(const LongVideoOptions& o, int temporal_factor);
-
-// float video [B, 3, T, H, W] in [-1, 1] -> uint8 [B, T, H, W, 3] on the CPU.
-at::Tensor video_to_frames(const at::Tensor& video);
 
 }  // namespace loong::gen

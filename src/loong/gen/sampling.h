@@ -1,4 +1,4 @@
-// Choosing the next video token (SPEC.md §5): classifier-free guidance,
+// Choosing the next video token (docs/method.md §5): classifier-free guidance,
 // temperature, top-k and optional top-p, restricted to video ids.
 #pragma once
 #include <cstdint>

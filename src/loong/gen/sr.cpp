@@ -12,8 +12,7 @@
 #include "loong/core/error.h"
 #include "loong/core/torchscript.h"
 #include "loong/core/json_util.h"
-#include "loong/eval/metrics.h"
-#include "loong/train/checkpoints.h"
+#include "loong/store/checkpoints.h"
 
 namespace fs = std::filesystem;
 namespace F = torch::nn::functional;
@@ -130,14 +129,14 @@ SrTrainResult train_sr(SrNet& net, const torch::Tensor& frames, int64_t heldout,
 void save_sr(const std::string& dir, const SrNet& net, const json& provenance) {
   std::map<std::string, std::string> meta;
   if (!provenance.is_null()) meta["made_by"] = provenance.dump();
-  train::save_model_folder(dir, *net, kFormat, net->config.to_json(), meta);
+  store::save_model_folder(dir, *net, kFormat, net->config.to_json(), meta);
 }
 
 SrNet load_sr(const std::string& dir_in, c10::Device device) {
-  const std::string dir = train::model_folder(dir_in, kFormat, "a super-resolution model");
+  const std::string dir = store::model_folder(dir_in, kFormat, "a super-resolution model");
   const std::string cfg = (fs::path(dir) / "config.json").string();
   SrNet net(SrConfig::from_json(read_json_file(cfg), cfg));
-  train::load_model_folder(dir, *net, device);
+  store::load_model_folder(dir, *net, device);
   return net;
 }
 

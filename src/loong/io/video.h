@@ -18,6 +18,11 @@
 
 namespace loong::video {
 
+// Throws loong::Error when this build has no video support (configured
+// without FFmpeg: io/video_unavailable.cpp); a no-op otherwise. For callers
+// that would otherwise count every file as unreadable.
+void require_video_support();
+
 struct ReadOptions {
   double fps = 0;             // output frame rate; 0 = every decoded frame
   int size = 0;               // 0 = native size; else shorter side -> size, centre crop size x size
@@ -122,5 +127,24 @@ class VideoWriter {
 
 // Convenience: write all frames [T, H, W, 3] at fps to path (.mp4 or .gif).
 void write(const std::string& path, const at::Tensor& frames, const WriteOptions& opts = {});
+
+// `loong video convert`: decodes `in`, resamples and resizes as `r` says
+// (exactly the preprocessing training uses) and writes `out`, a frame at a
+// time, so a long or large video never has to fit in memory. The output rate
+// is r.fps, else the stream's, else 25.
+struct ConvertResult {
+  int64_t frames = 0;
+  int width = 0, height = 0;
+  double fps = 0;
+};
+ConvertResult convert(const std::string& in, const std::string& out, const ReadOptions& r,
+                      const WriteOptions& w = {});
+
+// `loong video sheet`: a PNG grid of `tiles` frames evenly spaced in time
+// (`cols` columns; 0: near-square), keeping only the frames shown.
+struct SheetResult {
+  int64_t shown = 0, total = 0;
+};
+SheetResult write_sheet(const std::string& in, const std::string& out, const ReadOptions& r, int tiles, int cols = 0);
 
 }  // namespace loong::video

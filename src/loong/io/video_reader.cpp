@@ -463,37 +463,7 @@ class Decoder {
 
 }  // namespace
 
-void validate(const ReadOptions& o) {
-  if (!(o.fps >= 0) || o.fps > 1000) fail("--fps", "expected a number in [0, 1000], got " + std::to_string(o.fps));
-  if (o.size < 0 || o.size > 16384) fail("--size", "expected 0 (native) or a size in [1, 16384], got " + std::to_string(o.size));
-  if (!(o.start >= 0)) fail("--start", "expected a time >= 0 seconds, got " + std::to_string(o.start));
-  if (o.end >= 0 && o.end <= o.start)
-    fail("--end", "expected an end time after start (" + std::to_string(o.start) + " s), got " + std::to_string(o.end));
-  if (o.max_frames <= 0) fail("--max-frames", "expected a positive frame limit");
-  if (o.max_pixels <= 0) fail("--max-pixels", "expected a positive pixel limit");
-}
-
-nlohmann::json Info::to_json() const {
-  nlohmann::json j = {{"path", path}, {"format", format}, {"duration", duration},
-                      {"size_bytes", size_bytes}, {"video_stream", video_stream}};
-  j["streams"] = nlohmann::json::array();
-  for (const auto& s : streams) {
-    nlohmann::json e = {{"index", s.index}, {"type", s.type}, {"codec", s.codec}};
-    if (s.type == "video") {
-      e["width"] = s.width;
-      e["height"] = s.height;
-      e["fps"] = s.fps;
-      e["frames"] = s.frames;
-      e["rotation"] = s.rotation;
-    } else if (s.type == "audio") {
-      e["sample_rate"] = s.sample_rate;
-      e["channels"] = s.channels;
-    }
-    e["duration"] = s.duration;
-    j["streams"].push_back(e);
-  }
-  return j;
-}
+void require_video_support() {}
 
 Info probe(const std::string& path, const ReadOptions& limits, bool count_frames) {
   Input in(path, limits);

@@ -369,11 +369,6 @@ void VideoWriter::flush() {
   if (impl_->opts.streaming && !impl_->closed && impl_->mux) impl_->mux->flush();
 }
 
-std::string streaming_path(const std::string& path) {
-  fs::path p(path);
-  return (p.parent_path() / (p.stem().string() + ".partial" + p.extension().string())).string();
-}
-
 int64_t VideoWriter::frames_written() const { return impl_->frames; }
 
 void write(const std::string& path, const at::Tensor& frames, const WriteOptions& opts) {

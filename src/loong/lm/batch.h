@@ -1,4 +1,4 @@
-// Training batches for the language model (SPEC.md §3-§4): shard samples ->
+// Training batches for the language model (docs/method.md §3-§4): shard samples ->
 // padded [text; video] sequences with next-token targets, the Eq. 2 loss
 // weights and the frame range of every video target (the paper's Fig. 3:
 // frame 1, frames 2-17, frames 18-65).

@@ -1,5 +1,5 @@
 // Language-model configuration: a LLaMA decoder over one vocabulary of text,
-// video and special tokens (SPEC.md §3). Presets are data, validated on load.
+// video and special tokens (docs/method.md §3). Presets are data, validated on load.
 #pragma once
 #include <cstdint>
 #include <string>

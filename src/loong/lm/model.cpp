@@ -7,9 +7,9 @@
 
 #include <torch/torch.h>
 
-#include "loong/core/decode_ops.h"
+#include "loong/ops/decode_ops.h"
 #include "loong/core/error.h"
-#include "loong/core/torch_compat.h"
+#include "loong/ops/attention.h"
 #include "loong/lm/vocab.h"
 
 namespace loong::lm {

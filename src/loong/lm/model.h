@@ -1,4 +1,4 @@
-// The LLaMA decoder (SPEC.md §3, §6): token embedding, pre-norm blocks of
+// The LLaMA decoder (docs/method.md §3, §6): token embedding, pre-norm blocks of
 // RMSNorm -> causal self-attention with rotary positions (optionally
 // grouped-query) and RMSNorm -> SwiGLU MLP, a final RMSNorm and an untied
 // output head. Parameter names follow Meta's PyTorch LLaMA state_dict
@@ -142,7 +142,7 @@ TORCH_MODULE(Llama);
 class DecodeStep {
  public:
   // hand_kernels false: LibTorch's general operations on the CPU too, as on
-  // other devices, instead of the loops of core/decode_ops.h (for tests and
+  // other devices, instead of the loops of ops/decode_ops.h (for tests and
   // benchmarks).
   explicit DecodeStep(const Llama& model, bool hand_kernels = true);
   // ids int64 [B] at position cache.length -> final hidden states [B, dim]

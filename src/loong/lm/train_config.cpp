@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "loong/core/causal_frames.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 
@@ -98,7 +99,7 @@ LmTrainConfig LmTrainConfig::preset(const std::string& name) {
     c.plot_every = 50;
     c.checkpoint_every = 250;
   } else if (name == "paper") {
-    // SPEC.md §4 with the 700M model. Batches are micro-batch x accumulation:
+    // docs/method.md §4 with the 700M model. Batches are micro-batch x accumulation:
     // 512, 512, 256 sequences. The image share of stages 2-3 is ours (the
     // paper does not give it).
     c.model = LmConfig::preset("700M");
@@ -189,13 +190,13 @@ void LmTrainConfig::validate(const std::string& where) const {
   model.validate(where + ": model");
   if (stages.empty()) fail(where, "key 'stages': at least one stage is needed");
   if (total_steps() < 1) fail(where, "key 'stages': the stages add up to 0 steps");
-  if ((weighted_frames - 1) % temporal_factor != 0)
+  if (!is_causal_length(weighted_frames, temporal_factor))
     fail(where, "key 'weighted_frames': expected 1 + " + std::to_string(temporal_factor) + "k frames (e.g. 17), got " +
                     std::to_string(weighted_frames));
   for (size_t i = 0; i < stages.size(); ++i) {
     const auto& s = stages[i];
     const std::string sw = where + ": stages[" + std::to_string(i) + "]";
-    if ((s.frames - 1) % temporal_factor != 0)
+    if (!is_causal_length(s.frames, temporal_factor))
       fail(sw, "key 'frames': the video tokenizer takes 1 + " + std::to_string(temporal_factor) + "k frames (1, " +
                    std::to_string(1 + temporal_factor) + ", " + std::to_string(1 + 4 * temporal_factor) + ", ...), got " +
                    std::to_string(s.frames));

@@ -1,5 +1,5 @@
 // Language-model training configuration (`loong train --config TRAIN.json`):
-// the model, the data, and the progressive stages of SPEC.md §4. One JSON
+// the model, the data, and the progressive stages of docs/method.md §4. One JSON
 // document, every key optional over a preset ("tiny" or "paper"):
 //
 //   {"preset": "tiny",
@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "loong/core/causal_frames.h"
 #include "loong/lm/config.h"
 
 namespace loong::lm {
@@ -58,7 +59,7 @@ struct LmTrainConfig {
   int stage_index(int64_t step) const;         // the stage a 0-based global step belongs to
   int64_t stage_start(int stage) const;        // its first global step
   double lr_at(int64_t step) const;            // warm-up then cosine, within the step's stage
-  int latent_frames(int frames) const { return (frames - 1) / temporal_factor + 1; }
+  int latent_frames(int frames) const { return static_cast<int>(latent_frames_of(frames, temporal_factor)); }
 
   nlohmann::json to_json() const;
   // `base_dir` resolves relative paths (the config file's folder).

@@ -13,27 +13,26 @@
 #include <torch/torch.h>
 
 #include "loong/core/atomic_file.h"
+#include "loong/core/clock.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/torch_compat.h"
-#include "loong/gen/bundle.h"
 #include "loong/io/image.h"
 #include "loong/io/safetensors.h"
 #include "loong/lm/batch.h"
+#include "loong/lm/checkpoint.h"
 #include "loong/lm/shards.h"
 #include "loong/lm/vocab.h"
 #include "loong/tokenizer/config.h"
-#include "loong/train/checkpoints.h"
-#include "loong/train/plot.h"
+#include "loong/store/checkpoints.h"
+#include "loong/io/plot.h"
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace loong::lm {
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 // The step's batches come from this generator alone, so the step is the data position.
@@ -52,18 +51,6 @@ double json_or_nan(const nlohmann::json& j, const char* key) {
 }
 
 }  // namespace
-
-void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& meta,
-             c10::ScalarType float_type) {
-  train::save_model_folder(dir, *model, "loong-lm", model->config.to_json(), meta, float_type);
-}
-
-Llama load_lm(const std::string& dir_in, c10::Device device) {
-  const std::string dir = train::model_folder(dir_in, "loong-lm", "a language model");
-  Llama model(LmConfig::load((fs::path(dir) / "config.json").string()));
-  train::load_model_folder(dir, *model, device);
-  return model;
-}
 
 struct LmTrainer::State {
   LmTrainConfig cfg;
@@ -117,16 +104,16 @@ struct LmTrainer::State {
     const double alpha = std::min(1.0, 2.0 / (history.size() / 100.0 + 1));
     static const std::array<uint8_t, 3> colors[kRanges] = {{214, 39, 40}, {44, 160, 44}, {31, 119, 180}};
     static const char* labels[kRanges] = {"frame 1", "frames 2-17", "frames 18-65"};
-    std::vector<train::Series> series;
+    std::vector<plot::Series> series;
     for (int r = 0; r < kRanges; ++r) {
-      train::Series s{labels[r], colors[r], {}, {}};
+      plot::Series s{labels[r], colors[r], {}, {}};
       std::vector<double> raw;
       for (const auto& p : history) s.x.push_back(static_cast<double>(p.step)), raw.push_back(p.range[r]);
-      s.y = train::ema_smooth(raw, alpha);
+      s.y = plot::ema_smooth(raw, alpha);
       series.push_back(std::move(s));
     }
     image::write_png((fs::path(opts.run_dir) / "loss_curves.png").string(),
-                     train::line_plot(series, "step", "video token loss (cross-entropy)"));
+                     plot::line_plot(series, "step", "video token loss (cross-entropy)"));
 #endif
   }
 
@@ -170,10 +157,10 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
                    "give one of them");
   std::string resume_from;
   if (s.opts.resume) {
-    resume_from = train::newest_checkpoint(s.opts.run_dir);
+    resume_from = store::newest_checkpoint(s.opts.run_dir);
     if (resume_from.empty())
       fail(s.opts.run_dir, "nothing to resume: no complete checkpoint in " + (run / "checkpoints").string());
-  } else if (!train::list_checkpoints(s.opts.run_dir).empty()) {
+  } else if (!store::list_checkpoints(s.opts.run_dir).empty()) {
     fail(s.opts.run_dir, "already holds checkpoints; pass --resume to continue that run, or choose a new --out");
   }
 
@@ -191,7 +178,7 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
                    std::to_string(s.shards->text_vocab()) + " (tokenize again with this tokenizer, or name the one used)");
   }
   if (!cfg.video_tokenizer.empty()) {
-    const std::string tc = (fs::path(train::resolve_model_dir(cfg.video_tokenizer)) / "config.json").string();
+    const std::string tc = (fs::path(store::resolve_model_dir(cfg.video_tokenizer)) / "config.json").string();
     const auto t = tokenizer::TokenizerConfig::load(tc);
     if (t.codebook_size != s.shards->video_vocab())
       fail(tc, "the video tokenizer has " + std::to_string(t.codebook_size) + " codes but the shards in " + cfg.data +
@@ -254,17 +241,17 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   // The --init model is loaded and checked before anything is written.
   Llama init{nullptr};
   if (!s.opts.init_model.empty()) {
-    init = load_lm(gen::bundle_part_or_self(s.opts.init_model, "lm"), s.opts.device);
-    train::check_init_architecture(cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
+    init = load_lm(store::bundle_part_or_self(s.opts.init_model, "lm"), s.opts.device);
+    store::check_init_architecture(cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
                                    "--init needs the architecture and vocabulary the run trains (text_vocab and "
                                    "video_vocab come from the shards)");
   }
 
-  train::prepare_checkpoint_dir(s.opts.run_dir);
+  store::prepare_checkpoint_dir(s.opts.run_dir);
   torch::manual_seed(cfg.seed);
   s.model = Llama(cfg.model);
   if (init) {
-    train::copy_weights(*s.model, *init);  // widens f16/bf16 weights
+    store::copy_weights(*s.model, *init);  // widens f16/bf16 weights
     s.print("initialised from " + s.opts.init_model);
   }
   s.model->to(s.opts.device);
@@ -295,8 +282,8 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
     s.skipped = get_int(tj, "skipped_steps", tj_path);
     s.bad_in_row = static_cast<int>(get_int(tj, "bad_in_row", tj_path));
     const std::string weights = (ck / "model.safetensors").string();
-    train::load_named_tensors(*s.model, safetensors::load(weights), weights);
-    train::load_optimizer(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
+    store::load_named_tensors(*s.model, safetensors::load(weights), weights);
+    store::load_optimizer(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
     const std::string ts = (ck / "trainer.safetensors").string();
     auto state = safetensors::load(ts);
     auto rng = state.find("rng.cpu");
@@ -330,7 +317,7 @@ nlohmann::json LmTrainer::step() {
   const int si = cfg.stage_index(s.step);
   const LmStage& st = cfg.stages[si];
   const double lr = cfg.lr_at(s.step);
-  train::set_lr(*s.opt, lr);
+  store::set_lr(*s.opt, lr);
 
   // Micro-batches: each one all images or all clips, drawn from the stage's mix.
   auto rng = step_rng(cfg.seed, s.step);
@@ -412,7 +399,7 @@ nlohmann::json LmTrainer::step() {
   if (!finite) rec["skipped"] = true;
   ++s.step;
   if (!finite && s.bad_in_row >= cfg.max_bad_steps) {
-    const std::string last = train::newest_checkpoint(s.opts.run_dir);
+    const std::string last = store::newest_checkpoint(s.opts.run_dir);
     fail("training", std::to_string(s.bad_in_row) + " steps in a row (up to step " + std::to_string(s.step - 1) +
                          ") had a non-finite loss or gradient; stopped. " +
                          (last.empty() ? std::string("No checkpoint was written yet")
@@ -424,9 +411,9 @@ nlohmann::json LmTrainer::step() {
 
 void LmTrainer::save_checkpoint() {
   State& s = *s_;
-  train::write_checkpoint(s.opts.run_dir, s.step, s.cfg.keep_checkpoints, [&](const std::string& dir) {
+  store::write_checkpoint(s.opts.run_dir, s.step, s.cfg.keep_checkpoints, [&](const std::string& dir) {
     save_lm(dir, s.model, {{"step", std::to_string(s.step)}});
-    write_file_atomic((fs::path(dir) / "optimizer.pt").string(), train::optimizer_bytes(*s.opt));
+    write_file_atomic((fs::path(dir) / "optimizer.pt").string(), store::optimizer_bytes(*s.opt));
     safetensors::save((fs::path(dir) / "trainer.safetensors").string(),
                       {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}});
     nlohmann::json tj = {{"format", "loong-lm-trainer"},
@@ -491,7 +478,7 @@ int64_t LmTrainer::run() {
                           json_or_nan(rec, "loss_frames_18_65")}});
     auto& avg = s.stage_ms[si];
     avg = avg == 0 ? rec["ms"].get<double>() : 0.9 * avg + 0.1 * rec["ms"].get<double>();
-    const std::string eta = train::format_duration(s.eta_seconds());
+    const std::string eta = format_duration(s.eta_seconds());
     if (done % cfg.log_every == 0 || done == total) {
       auto r3 = [&](const char* k) {
         const double v = json_or_nan(rec, k);
@@ -528,7 +515,7 @@ int64_t LmTrainer::run() {
   if (s.saved_step != s.step) save_checkpoint();
   s.write_plot();
   if (s.skipped > 0) s.print("skipped " + std::to_string(s.skipped) + " step(s) with a non-finite loss or gradient");
-  s.print("checkpoint: " + train::newest_checkpoint(s.opts.run_dir));
+  s.print("checkpoint: " + store::newest_checkpoint(s.opts.run_dir));
   return s.step;
 }
 

@@ -1,4 +1,4 @@
-// Progressive short-to-long training of the language model (SPEC.md §4):
+// Progressive short-to-long training of the language model (docs/method.md §4):
 // stages of images, then images + 17-frame clips, then images + 65-frame
 // clips, each with its own AdamW schedule (linear warm-up, cosine decay to
 // the stage end) and Eq. 2's weight λ on the first frames' tokens.
@@ -70,12 +70,5 @@ class LmTrainer {
   struct State;
   std::unique_ptr<State> s_;
 };
-
-// A trained model folder (model.safetensors + config.json), a checkpoint
-// folder or a run folder (its newest checkpoint).
-Llama load_lm(const std::string& dir, c10::Device device = c10::Device("cpu"));
-// `float_type`: see train::save_model_folder.
-void save_lm(const std::string& dir, const Llama& model, const std::map<std::string, std::string>& metadata = {},
-             c10::ScalarType float_type = c10::ScalarType::Float);
 
 }  // namespace loong::lm

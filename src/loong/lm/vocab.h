@@ -1,5 +1,5 @@
 // The one vocabulary of the language model and the layout of a sequence
-// (SPEC.md §3): ids [0, T) are text pieces, [T, T+V) video codes, then 10
+// (docs/method.md §3): ids [0, T) are text pieces, [T, T+V) video codes, then 10
 // special tokens. A training sequence is
 //   <sot> text… <eot> <sov> video… <eov>
 // with video tokens in (t, h, w) raster order. Everything that turns ids

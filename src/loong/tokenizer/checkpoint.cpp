@@ -16,13 +16,13 @@ namespace loong::tokenizer {
 
 void save_model(const std::string& dir, const VideoTokenizer& model, const std::map<std::string, std::string>& meta,
                 c10::ScalarType float_type) {
-  train::save_model_folder(dir, *model, "loong-video-tokenizer", model->config.to_json(), meta, float_type);
+  store::save_model_folder(dir, *model, "loong-video-tokenizer", model->config.to_json(), meta, float_type);
 }
 
 VideoTokenizer load_model(const std::string& dir_in, c10::Device device) {
-  const std::string dir = train::model_folder(dir_in, "loong-video-tokenizer", "a video tokenizer");
+  const std::string dir = store::model_folder(dir_in, "loong-video-tokenizer", "a video tokenizer");
   VideoTokenizer model(TokenizerConfig::load((fs::path(dir) / "config.json").string()));
-  train::load_model_folder(dir, *model, device);
+  store::load_model_folder(dir, *model, device);
   return model;
 }
 

@@ -15,14 +15,14 @@
 #include <torch/nn/module.h>
 
 #include "loong/tokenizer/model.h"
-#include "loong/train/checkpoints.h"
+#include "loong/store/checkpoints.h"
 
 namespace loong::tokenizer {
 
-using train::load_named_tensors;
-using train::named_tensors;
+using store::load_named_tensors;
+using store::named_tensors;
 
-// `float_type`: see train::save_model_folder.
+// `float_type`: see store::save_model_folder.
 void save_model(const std::string& dir, const VideoTokenizer& model,
                 const std::map<std::string, std::string>& metadata = {},
                 c10::ScalarType float_type = c10::ScalarType::Float);
@@ -31,9 +31,9 @@ void save_model(const std::string& dir, const VideoTokenizer& model,
 // newest checkpoint). Throws loong::Error naming the file on any mismatch.
 VideoTokenizer load_model(const std::string& dir, c10::Device device = c10::Device("cpu"));
 
-using train::resolve_model_dir;
+using store::resolve_model_dir;
 
-using train::list_checkpoints;
-using train::newest_checkpoint;
+using store::list_checkpoints;
+using store::newest_checkpoint;
 
 }  // namespace loong::tokenizer

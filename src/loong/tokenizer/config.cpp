@@ -2,6 +2,7 @@
 
 #include <type_traits>
 
+#include "loong/core/causal_frames.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 
@@ -17,10 +18,10 @@ int TokenizerConfig::temporal_factor() const {
 
 int TokenizerConfig::latent_frames(int frames) const {
   const int f = temporal_factor();
-  if (frames < 1 || (frames - 1) % f != 0)
+  if (!is_causal_length(frames, f))
     fail("frames", "the tokenizer takes 1 + " + std::to_string(f) + "k frames (1, " + std::to_string(1 + f) +
                        ", " + std::to_string(1 + 4 * f) + ", ...), got " + std::to_string(frames));
-  return 1 + (frames - 1) / f;
+  return static_cast<int>(latent_frames_of(frames, f));
 }
 
 std::vector<std::string> preset_names() { return {"tiny", "paper"}; }

@@ -104,16 +104,4 @@ int64_t VideoTokenizerImpl::parameter_count() const {
   return n;
 }
 
-torch::Tensor frames_to_input(const torch::Tensor& frames) {
-  if (frames.dim() != 4 || frames.size(3) != 3 || frames.scalar_type() != torch::kUInt8)
-    fail("frames", "expected uint8 frames [T, H, W, 3], got " + c10::str(frames.sizes()));
-  return frames.permute({3, 0, 1, 2}).unsqueeze(0).to(torch::kFloat).div(127.5).sub(1.0);
-}
-
-torch::Tensor output_to_frames(const torch::Tensor& video) {
-  auto v = video.dim() == 5 ? video[0] : video;  // [3, T, H, W]
-  return v.detach().to(torch::kCPU, torch::kFloat).add(1.0).mul(127.5).round().clamp(0, 255).to(torch::kUInt8)
-      .permute({1, 2, 3, 0}).contiguous();
-}
-
 }  // namespace loong::tokenizer

@@ -11,6 +11,7 @@
 #include <torch/nn.h>
 
 #include "loong/tokenizer/config.h"
+#include "loong/tokenizer/pixels.h"
 #include "loong/tokenizer/quantizer.h"
 
 namespace loong::tokenizer {
@@ -46,10 +47,5 @@ struct VideoTokenizerImpl : torch::nn::Module {
   void check_input(const torch::Tensor& video) const;
 };
 TORCH_MODULE(VideoTokenizer);
-
-// uint8 frames [T, H, W, 3] -> float [1, 3, T, H, W] in [-1, 1]
-torch::Tensor frames_to_input(const torch::Tensor& frames);
-// float [B, 3, T, H, W] (or [3, T, H, W]) in [-1, 1] -> uint8 frames [T, H, W, 3] of the first item
-torch::Tensor output_to_frames(const torch::Tensor& video);
 
 }  // namespace loong::tokenizer

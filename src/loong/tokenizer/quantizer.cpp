@@ -46,7 +46,7 @@ QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
   torch::NoGradGuard ng;
   auto counts = torch::bincount(out.indices, {}, codebook_size).to(z.scalar_type());
   auto probs = counts / std::max<int64_t>(1, z.size(0));
-  out.perplexity = torch::exp(-(probs * (probs + 1e-10).log()).sum()).item<double>();
+  out.perplexity = code_perplexity(probs);
   out.codes_used = (counts > 0).sum().item<int64_t>();
   if (is_training()) {
     usage.mul_(decay).add_(probs.to(usage.scalar_type()), 1 - decay);
@@ -56,6 +56,10 @@ QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
     embedding->weight.mul_(1 - w).add_(anchors * w);
   }
   return out;
+}
+
+double code_perplexity(const torch::Tensor& probs) {
+  return torch::exp(-(probs * (probs + 1e-10).log()).sum()).item<double>();
 }
 
 }  // namespace loong::tokenizer

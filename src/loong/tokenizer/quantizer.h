@@ -39,4 +39,8 @@ struct CvqQuantizerImpl : torch::nn::Module {
 };
 TORCH_MODULE(CvqQuantizer);
 
+// exp(entropy) of a distribution over codes (probs [K] summing to 1): the
+// number of equally used codes that would give the same entropy.
+double code_perplexity(const torch::Tensor& probs);
+
 }  // namespace loong::tokenizer

@@ -2,13 +2,14 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/causal_frames.h"
 #include "loong/core/error.h"
 #include "loong/io/safetensors.h"
 
 namespace loong::tokenizer {
 
 std::vector<int64_t> chunk_lengths(int64_t frames, int64_t chunk_frames, int f) {
-  if (chunk_frames < 1 || (chunk_frames - 1) % f != 0)
+  if (!is_causal_length(chunk_frames, f))
     fail("--chunk", "the chunk length must be 1 + " + std::to_string(f) + "k frames, got " +
                         std::to_string(chunk_frames));
   std::vector<int64_t> out;

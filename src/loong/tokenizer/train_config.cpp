@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "loong/core/causal_frames.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 
@@ -137,7 +138,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
 void TrainConfig::validate(const TokenizerConfig& model, const std::string& where) const {
   for (size_t i = 0; i < stages.size(); ++i) {
     const int f = model.temporal_factor();
-    if ((stages[i].frames - 1) % f != 0)
+    if (!is_causal_length(stages[i].frames, f))
       fail(where, "stages[" + std::to_string(i) + "].frames: the tokenizer takes 1 + " + std::to_string(f) +
                       "k frames (1, " + std::to_string(1 + f) + ", " + std::to_string(1 + 4 * f) + ", ...), got " +
                       std::to_string(stages[i].frames));
@@ -203,7 +204,7 @@ RunConfig RunConfig::preset(const std::string& name) {
     t.sample_every = 250;
     t.checkpoint_every = 500;
   } else if (name == "paper") {
-    // SPEC.md §2: images, then 17-frame, then 65-frame clips at 128x128.
+    // docs/method.md §2: images, then 17-frame, then 65-frame clips at 128x128.
     t.stages = {{1, 100000, 64}, {17, 100000, 16}, {65, 100000, 4}};
     t.lr = 1e-4;
     t.warmup_steps = 2000;

@@ -12,10 +12,10 @@
 #include <torch/torch.h>
 
 #include "loong/core/atomic_file.h"
+#include "loong/core/clock.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/torch_compat.h"
-#include "loong/gen/bundle.h"
 #include "loong/io/image.h"
 #include "loong/io/safetensors.h"
 #include "loong/tokenizer/checkpoint.h"
@@ -23,25 +23,14 @@
 #include "loong/tokenizer/layers.h"
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 namespace loong::tokenizer {
 
-using train::load_optimizer;
-using train::optimizer_bytes;
-using train::set_lr;
-using train::step_name;
+using store::load_optimizer;
+using store::optimizer_bytes;
+using store::set_lr;
+using store::step_name;
 
-namespace {
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// [B, T, H, W, 3] uint8 -> [B, 3, T, H, W] float in [-1, 1] on `device`.
-torch::Tensor clips_to_input(const torch::Tensor& clips, c10::Device device) {
-  return clips.to(device).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div(127.5).sub(1.0);
-}
-
-}  // namespace
 
 struct TokenizerTrainer::State {
   RunConfig cfg;
@@ -96,7 +85,7 @@ struct TokenizerTrainer::State {
     {
       torch::NoGradGuard ng;
       ema->eval();
-      auto out = ema->forward(clips_to_input(clips, opts.device));
+      auto out = ema->forward(frames_to_video(clips, opts.device));
       rec = out.reconstruction;
       ema->train();
     }
@@ -146,21 +135,21 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   // The --init model is loaded and checked before anything is written.
   VideoTokenizer init{nullptr};
   if (!s.opts.init_model.empty()) {
-    init = load_model(gen::bundle_part_or_self(s.opts.init_model, "tokenizer"), s.opts.device);
-    train::check_init_architecture(s.cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
+    init = load_model(store::bundle_part_or_self(s.opts.init_model, "tokenizer"), s.opts.device);
+    store::check_init_architecture(s.cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
                                    "--init needs the architecture the run trains");
   }
   if (t.decoder_only && init.is_empty() && !s.opts.resume)
     fail("run config: train", "key 'decoder_only' fine-tunes the decoder of a trained tokenizer, keeping its encoder "
                               "and codebook; give that tokenizer with --init");
-  train::prepare_checkpoint_dir(s.opts.run_dir);
+  store::prepare_checkpoint_dir(s.opts.run_dir);
   make_dirs((run / "samples").string());
 
   s.model = VideoTokenizer(s.cfg.model);
   s.ema = VideoTokenizer(s.cfg.model);
   s.model->to(s.opts.device);
   s.ema->to(s.opts.device);
-  train::copy_weights(*s.ema, *s.model);
+  store::copy_weights(*s.ema, *s.model);
   s.model->train();
   s.ema->train();
   for (auto& p : s.ema->parameters()) p.set_requires_grad(false);
@@ -186,8 +175,8 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
         torch::optim::AdamWOptions(t.disc_lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
   }
   if (init) {
-    train::copy_weights(*s.model, *init);
-    train::copy_weights(*s.ema, *init);
+    store::copy_weights(*s.model, *init);
+    store::copy_weights(*s.ema, *init);
     s.print("initialised from " + s.opts.init_model);
   }
   s.lecam.decay = t.lecam_decay;
@@ -247,7 +236,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   const auto& t = s.cfg.train;
   const auto t0 = Clock::now();
   const Stage& stage = t.stage_at(s.step);
-  auto x = clips_to_input(clips, s.opts.device);
+  auto x = frames_to_video(clips, s.opts.device);
   const double factor = t.lr_factor(s.step);
   set_lr(*s.opt, t.lr * factor);
   const bool gan = s.disc && s.step >= t.gan_start;                                   // the generator's GAN term
@@ -320,7 +309,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   if (t.ema_decay > 0) {
     s.ema_update();
   } else {
-    train::copy_weights(*s.ema, *s.model);
+    store::copy_weights(*s.ema, *s.model);
   }
 
   const double mse = l2.item<double>();
@@ -352,7 +341,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
 
 void TokenizerTrainer::save_checkpoint() {
   State& s = *s_;
-  train::write_checkpoint(s.opts.run_dir, s.step, s.cfg.train.keep_checkpoints, [&](const std::string& dir) {
+  store::write_checkpoint(s.opts.run_dir, s.step, s.cfg.train.keep_checkpoints, [&](const std::string& dir) {
     const fs::path tmp(dir);
     save_model(dir, s.ema, {{"step", std::to_string(s.step)}});
     std::vector<std::pair<std::string, torch::Tensor>> state;

@@ -10,7 +10,7 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace loong::train {
+namespace loong::plot {
 
 struct Series {
   std::string label;               // legend text: digits, lowercase letters, ". - = ( ) /"
@@ -26,4 +26,4 @@ at::Tensor line_plot(const std::vector<Series>& series, const std::string& x_lab
 // curve starts at the first value); non-finite inputs stay non-finite.
 std::vector<double> ema_smooth(const std::vector<double>& y, double alpha);
 
-}  // namespace loong::train
+}  // namespace loong::plot

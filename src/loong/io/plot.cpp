@@ -1,4 +1,4 @@
-#include "loong/train/plot.h"
+#include "loong/io/plot.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #include <torch/torch.h>
 
-namespace loong::train {
+namespace loong::plot {
 
 namespace {
 
@@ -179,4 +179,4 @@ at::Tensor line_plot(const std::vector<Series>& series, const std::string& x_lab
   return torch::from_blob(cv.px.data(), {height, width, 3}, torch::kUInt8).clone();
 }
 
-}  // namespace loong::train
+}  // namespace loong::plot

@@ -1,4 +1,4 @@
-#include "loong/train/checkpoints.h"
+#include "loong/store/checkpoints.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -21,7 +21,7 @@
 
 namespace fs = std::filesystem;
 
-namespace loong::train {
+namespace loong::store {
 
 std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const torch::nn::Module& m) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
@@ -124,6 +124,12 @@ void check_init_architecture(nlohmann::json want, nlohmann::json got, const std:
                           " but the run's config has " + value.dump() + "; " + hint);
 }
 
+std::string bundle_part_or_self(const std::string& dir, const std::string& part) {
+  std::error_code ec;
+  const fs::path p = fs::path(dir) / part;
+  return fs::exists(fs::path(dir) / "loong.json", ec) && fs::is_directory(p, ec) ? p.string() : dir;
+}
+
 void prepare_checkpoint_dir(const std::string& run_dir) {
   const fs::path ck = fs::path(run_dir) / "checkpoints";
   make_dirs(ck.string());
@@ -199,17 +205,4 @@ void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
   for (size_t i = 0; i + keep < all.size(); ++i) fs::remove_all(all[i].second);
 }
 
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  const long long s = std::llround(seconds);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s / 60) % 60);
-  else if (s >= 60)
-    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%llds", s);
-  return buf;
-}
-
-}  // namespace loong::train
+}  // namespace loong::store

@@ -1,4 +1,4 @@
-// CLIP similarity (SPEC.md §6: MSR-VTT CLIPSIM 0.2903): the cosine between
+// CLIP similarity (docs/method.md §6: MSR-VTT CLIPSIM 0.2903): the cosine between
 // CLIP's image embedding of each frame and its text embedding of the caption,
 // unscaled (not CLIP's logit scale), averaged over frames and videos.
 //
@@ -16,6 +16,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
 
 namespace loong::eval {
 
@@ -60,6 +61,19 @@ class ClipModel {
   std::unique_ptr<Impl> impl_;
   std::string path_;
 };
+
+struct ClipsimOptions {
+  std::string clip, bpe, data;  // CLIP TorchScript file, its BPE merges, a manifest
+  int max_frames = 16;          // per video, spread evenly; 0 = every frame
+  double fps = 0;               // read at this rate; 0 = the videos' own
+  int64_t max_videos = 0;       // 0 = all
+  int batch = 32;               // frames per CLIP call
+  c10::Device device = c10::Device("cpu");
+};
+
+// `loong eval clipsim`: the mean over videos of each video's mean frame-caption
+// cosine, and each video's.
+nlohmann::json clipsim_report(const ClipsimOptions& o);
 
 // CLIP's preprocessing: shorter side to 224 (bicubic), centre crop 224 x 224,
 // [0, 1], normalised by CLIP's mean and std: uint8 [N, H, W, 3] -> float [N, 3, 224, 224].

@@ -1,4 +1,4 @@
-// Generating the video tokens of one clip with the language model (SPEC.md §5):
+// Generating the video tokens of one clip with the language model (docs/method.md §5):
 // prefill the prompts, then decode token by token with a preallocated KV
 // cache. Prompts of one batch may differ in text length: they are padded on
 // the left and the padding is masked, which rotary positions make exact.
@@ -24,7 +24,7 @@ struct ClipPrompt {
   std::vector<int32_t> prefix;  // video codes already given, raster order (same count for every item)
 };
 
-struct ClipTimings {
+struct SamplerTimings {
   double prefill_s = 0, decode_s = 0;
   int64_t prefill_tokens = 0, decoded_tokens = 0;  // positions run through the model (all rows)
   int64_t sampled = 0;                             // codes sampled (per item)
@@ -44,10 +44,10 @@ PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>
 // this size, in f32); past it a step's products outweigh its small operations.
 constexpr int64_t kFusedDecodeMaxParameters = 64'000'000;
 
-class ClipSampler {
+class CodeSampler {
  public:
   // The model is put in eval mode. Sampling options are validated.
-  ClipSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions options);
+  CodeSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions options);
 
   // Samples `n` codes after each prompt's prefix: int64 [B, n] on the CPU.
   // `on_step(i)` runs after code i (0-based) of every item is sampled.
@@ -57,7 +57,7 @@ class ClipSampler {
   // Positions a batch needs: the longest padded prompt plus n.
   int64_t positions_needed(const std::vector<ClipPrompt>& prompts, int64_t n) const;
 
-  const ClipTimings& timings() const { return timings_; }
+  const SamplerTimings& timings() const { return timings_; }
   const SamplingOptions& options() const { return options_; }
   // Changes the guidance scale for the next generate() calls (validated).
   void set_cfg_scale(double scale);
@@ -76,7 +76,7 @@ class ClipSampler {
   SamplingOptions options_;
   at::Generator gen_;
   std::unique_ptr<lm::KvCache> cache_;  // reused while the batch fits
-  ClipTimings timings_;
+  SamplerTimings timings_;
   bool reference_decode_ = false;
   bool hand_kernels_ = true;
 };

@@ -12,7 +12,7 @@
 // summed in any order, which lets the compiler vectorise them, and expf goes
 // to glibc's vector variants. Nothing here depends on infinities or NaNs:
 // padding keys get a finite score far below any real one and so a weight of 0.
-#include "loong/core/decode_kernels.h"
+#include "loong/ops/decode_kernels.h"
 
 #include <cmath>
 

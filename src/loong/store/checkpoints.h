@@ -1,5 +1,6 @@
-// What every trainer shares: module tensors by name, optimiser state as
-// bytes, and run folders whose checkpoints are written whole or not at all.
+// Models on disk, for training and inference alike: module tensors by name,
+// model folders (config.json + model.safetensors), optimiser state as bytes,
+// and run folders whose checkpoints are written whole or not at all.
 //
 //   RUN/checkpoints/step-NNNNNNNN/       a complete checkpoint (model.safetensors inside)
 //   RUN/checkpoints/step-NNNNNNNN.partial one being written: never read, removed on the next start
@@ -22,7 +23,7 @@ namespace torch::optim {
 class Optimizer;
 }
 
-namespace loong::train {
+namespace loong::store {
 
 // Parameters then buffers, by their dotted names.
 std::vector<std::pair<std::string, torch::Tensor>> named_tensors(const torch::nn::Module& m);
@@ -70,6 +71,12 @@ std::string model_folder(const std::string& dir, const std::string& format, cons
 // eval mode.
 void load_model_folder(const std::string& model_dir, torch::nn::Module& m, c10::Device device);
 
+// `dir`'s `part` folder ("tokenizer", "lm") when `dir` is a model bundle (a
+// loong.json beside that part; gen/bundle.h), else `dir` itself: lets a
+// command that takes one model (`train --init`, `tokenizer train --init`)
+// take a bundle too.
+std::string bundle_part_or_self(const std::string& dir, const std::string& part);
+
 // Copies every parameter and buffer of `src` into `dst`, a module of the same
 // architecture, converting the type (f16/bf16 weights are widened).
 void copy_weights(torch::nn::Module& dst, const torch::nn::Module& src);
@@ -90,7 +97,4 @@ void prepare_checkpoint_dir(const std::string& run_dir);
 void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
                       const std::function<void(const std::string& dir)>& fill);
 
-// "1h02m", "4m05s", "12s"
-std::string format_duration(double seconds);
-
-}  // namespace loong::train
+}  // namespace loong::store

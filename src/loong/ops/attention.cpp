@@ -1,4 +1,4 @@
-#include "loong/core/attention.h"
+#include "loong/ops/attention.h"
 
 #include <cmath>
 #include <limits>

@@ -1,4 +1,4 @@
-#include "loong/gen/clip.h"
+#include "loong/gen/code_sampler.h"
 
 #include <algorithm>
 #include <chrono>
@@ -6,15 +6,10 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/clock.h"
 #include "loong/core/error.h"
 
 namespace loong::gen {
-
-namespace {
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-}  // namespace
 
 PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>& prompts, bool guided, int64_t n) {
   std::vector<std::vector<int32_t>> rows;
@@ -37,7 +32,7 @@ PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>
   return out;
 }
 
-ClipSampler::ClipSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions options)
+CodeSampler::CodeSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions options)
     : model_(std::move(model)), vocab_(vocab), options_(options), gen_(make_generator(options.seed)) {
   validate(options_);
   if (model_->config.text_vocab != vocab_.text_size() || model_->config.video_vocab != vocab_.video_size())
@@ -47,13 +42,13 @@ ClipSampler::ClipSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions optio
   model_->eval();
 }
 
-int64_t ClipSampler::positions_needed(const std::vector<ClipPrompt>& prompts, int64_t n) const {
+int64_t CodeSampler::positions_needed(const std::vector<ClipPrompt>& prompts, int64_t n) const {
   size_t longest = 0;
   for (const auto& p : prompts) longest = std::max(longest, p.text.size() + p.prefix.size());
   return lm::Vocab::prefix_length(static_cast<int64_t>(longest)) + n;
 }
 
-at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t n,
+at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t n,
                                  const std::function<void(int64_t)>& on_step) {
   if (prompts.empty()) fail("generation", "no prompts");
   if (n < 1) fail("generation", "nothing to generate (n = " + std::to_string(n) + ")");
@@ -129,7 +124,7 @@ at::Tensor ClipSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   return out;
 }
 
-void ClipSampler::set_cfg_scale(double scale) {
+void CodeSampler::set_cfg_scale(double scale) {
   auto o = options_;
   o.cfg_scale = scale;
   validate(o);

@@ -1,4 +1,4 @@
-#include "loong/eval/clip.h"
+#include "loong/eval/clipsim.h"
 
 #include <zlib.h>
 
@@ -13,6 +13,9 @@
 
 #include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/data/manifest.h"
+#include "loong/io/video.h"
 #include "loong/core/torchscript.h"
 
 namespace loong::eval {
@@ -303,6 +306,45 @@ at::Tensor ClipModel::encode_images(const at::Tensor& frames) {
 
 at::Tensor ClipModel::encode_texts(const at::Tensor& tokens) {
   return run_method(impl_->module, "encode_text", tokens.to(impl_->device), path_);
+}
+
+json clipsim_report(const ClipsimOptions& o) {
+  const auto m = data::load_manifest(o.data);
+  const auto bpe = ClipBpe::load(o.bpe);
+  ClipModel clip(o.clip, o.device);
+  json per = json::array();
+  double sum = 0;
+  int64_t frames_total = 0;
+  for (const auto& e : m.entries) {
+    if (o.max_videos > 0 && static_cast<int64_t>(per.size()) >= o.max_videos) break;
+    at::Tensor frames;
+    if (e.kind == data::MediaKind::Image) {
+      frames = video::read_image(e.path).unsqueeze(0);
+    } else {
+      video::ReadOptions ro;
+      ro.fps = o.fps;
+      ro.start = e.start;
+      ro.end = e.end;
+      frames = video::read(e.path, ro).frames;
+    }
+    if (o.max_frames > 0 && frames.size(0) > o.max_frames)
+      frames = frames.index_select(0, torch::linspace(0, frames.size(0) - 1, o.max_frames).round().to(torch::kLong));
+    auto text = clip.encode_texts(bpe.tokenize({e.caption}));  // [1, D]
+    double video_sum = 0;
+    for (int64_t i = 0; i < frames.size(0); i += o.batch) {
+      auto img = clip.encode_images(frames.narrow(0, i, std::min<int64_t>(o.batch, frames.size(0) - i)));
+      video_sum += img.matmul(text[0]).sum().item<double>();
+    }
+    const double v = video_sum / static_cast<double>(frames.size(0));
+    per.push_back({{"video", e.path}, {"caption", e.caption}, {"frames", frames.size(0)}, {"clipsim", v}});
+    sum += v;
+    frames_total += frames.size(0);
+  }
+  return {{"clipsim", sum / static_cast<double>(per.size())},
+          {"videos", per.size()},
+          {"frames", frames_total},
+          {"clip", o.clip},
+          {"per_video", per}};
 }
 
 }  // namespace loong::eval

@@ -1,10 +1,10 @@
-#include "loong/core/decode_ops.h"
+#include "loong/ops/decode_ops.h"
 
 #include <ATen/Parallel.h>
 
 #include <vector>
 
-#include "loong/core/decode_kernels.h"
+#include "loong/ops/decode_kernels.h"
 
 namespace loong {
 namespace {

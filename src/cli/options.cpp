@@ -1,0 +1,52 @@
+// Options and wrappers shared by several commands.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "loong/core/runtime.h"
+
+namespace loong::cli {
+
+std::function<void()> command(const Globals& g, std::function<void()> body) {
+  return [&g, body = std::move(body)] {
+    init_threads(g.threads);
+    body();
+  };
+}
+
+void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range) {
+  cmd->add_option("--fps", r.fps, "Output frame rate; 0 keeps every decoded frame")
+      ->check(CLI::Range(0.0, 1000.0));
+  cmd->add_option("--size", r.size, "Shorter side to this size, then centre crop to size x size; 0 keeps the size")
+      ->check(CLI::Range(0, 16384));
+  if (with_time_range) {
+    cmd->add_option("--start", r.start, "Start time in seconds")->check(CLI::NonNegativeNumber);
+    cmd->add_option("--end", r.end, "End time in seconds; negative = to the end");
+  }
+  cmd->add_option("--max-frames", r.max_frames, "Refuse inputs that give more output frames")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-pixels", r.max_pixels, "Refuse frames larger than this many pixels")
+      ->check(CLI::PositiveNumber);
+}
+
+gen::SamplingGiven SamplingFlags::given() const {
+  return {cfg->count() > 0, first_clip_cfg->count() > 0, temperature->count() > 0};
+}
+
+SamplingFlags add_sampling_options(CLI::App* cmd, gen::SamplingOptions& s, double& first_clip_cfg) {
+  SamplingFlags f;
+  cmd->add_option("--seed", s.seed, "Random seed (the same seed and settings give the same video)");
+  f.cfg = cmd->add_option("--cfg", s.cfg_scale,
+                          "Classifier-free guidance scale; 1 switches guidance off. Default: the model's (loong.json "
+                          "cfg_scale), else 7.5");
+  f.first_clip_cfg = cmd->add_option("--first-clip-cfg", first_clip_cfg,
+                                     "Guidance scale of the first clip (made from the text alone). Default: the "
+                                     "model's (loong.json first_clip_cfg_scale) unless --cfg is given, else --cfg")
+                         ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", s.top_k, "Sample among the k most likely codes; 1 is greedy");
+  cmd->add_option("--top-p", s.top_p, "Then keep the smallest set of them holding this probability");
+  f.temperature = cmd->add_option("--temperature", s.temperature,
+                                  "Softmax temperature; default: the model's (loong.json temperature), else 1");
+  return f;
+}
+
+}  // namespace loong::cli

@@ -1,0 +1,150 @@
+#include "loong/gen/generate.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include <torch/torch.h>
+
+#include "loong/core/clock.h"
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/gen/sr.h"
+#include "loong/gen/upscale.h"
+#include "loong/io/image.h"
+#include "loong/io/video.h"
+
+namespace loong::gen {
+
+void validate(const GenerateRequest& r) {
+  validate(r.sampling);
+  resampling_upscaler(r.upscale, r.upscale_method);
+  if (!std::isfinite(r.seconds) || r.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(r.seconds));
+  if (r.prompts.entries.empty()) fail("--prompt", "required: what the video shows (or --prompts FILE)");
+  for (const auto& e : r.prompts.entries)
+    if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail("--prompt", "is empty");
+}
+
+GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& events) {
+  validate(r);
+  SamplingOptions sampling = r.sampling;
+  double first_clip_cfg = r.first_clip_cfg;
+  int upscale = r.upscale;
+  auto upscaler = resampling_upscaler(upscale, r.upscale_method);
+  if (!r.sr_model.empty()) {
+    int factor = 0;
+    upscaler = load_upscaler(r.sr_model, r.device, &factor);
+    if (r.upscale_given && upscale != factor)
+      fail("--upscale", std::to_string(upscale) + " does not match --sr-model's factor " + std::to_string(factor));
+    upscale = factor;
+  }
+
+  const std::string model = model_or_default(r.model);
+  auto bundle = load_bundle(model, r.device);
+  resolve_sampling(bundle.info, r.given, sampling, first_clip_cfg);
+  auto generator = LongVideoGenerator::from_bundle(bundle, sampling);
+  LongVideoOptions o = bundle_video_options(bundle.info);
+  o.seconds = r.seconds;
+  if (r.overlap > 0) o.overlap = r.overlap;
+  o.reencode = r.reencode;
+  o.first_clip_cfg = first_clip_cfg;
+  const int S = bundle.tokenizer->config.image_size;
+  if (!r.init_video.empty()) {
+    video::ReadOptions ro;
+    ro.fps = o.fps;
+    ro.size = S;
+    o.init_frames = video::read(r.init_video, ro).frames;
+  }
+  validate(o, bundle.tokenizer->config.temporal_factor());
+
+  const int64_t total = std::max<int64_t>(1, std::llround(o.seconds * o.fps));
+  const int out_size = S * upscale;
+  video::WriteOptions w;
+  w.fps = o.fps;
+  std::string ext = std::filesystem::path(r.out).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  w.streaming = ext != ".gif";  // a GIF's palette needs every frame first
+  video::VideoWriter writer(r.out, out_size, out_size, w);
+  const int64_t clips = static_cast<int64_t>(
+      plan_clips(total, o.clip_frames, o.overlap, bundle.tokenizer->config.temporal_factor(), o.init_frames.defined())
+          .size());
+  if (events.started)
+    events.started({model, r.out, w.streaming ? video::streaming_path(r.out) : "", total, clips, out_size, o.fps});
+
+  const auto sheet_at = image::spread_indices(total, 8);
+  std::set<int64_t> sheet_set(sheet_at.begin(), sheet_at.end());
+  std::vector<at::Tensor> sheet_tiles;
+  double upscale_s = 0;
+  int64_t written = 0, current = 0;
+
+  LongVideoCallbacks cb;
+  cb.clip_started = [&](const ClipEvent& ev) { current = ev.clip; };
+  cb.frames = [&](const at::Tensor& frames, int64_t clip) {
+    auto t0 = Clock::now();
+    auto f = upscaler(frames[0]);
+    upscale_s += seconds_since(t0);
+    for (int64_t i = 0; i < f.size(0); ++i)
+      if (sheet_set.count(written + i)) sheet_tiles.push_back(f[i]);
+    writer.write(f);
+    writer.flush();
+    written += f.size(0);
+    if (events.clip_written) events.clip_written({clip, clips, written - f.size(0), written - 1, total, o.fps, f});
+  };
+  const auto start = Clock::now();
+  cb.progress = [&](int64_t done, int64_t all) {
+    if (!events.progress) return;
+    const double el = seconds_since(start);
+    const double rate = done / std::max(el, 1e-9);
+    events.progress({done, all, current, clips, el, rate, (all - done) / std::max(rate, 1e-9)});
+  };
+
+  const auto t = generator.run(o, {r.prompts}, cb);
+  auto t0 = Clock::now();
+  writer.close();
+  const double close_s = seconds_since(t0);
+  if (!r.sheet.empty()) image::write_png(r.sheet, image::grid(sheet_tiles, 4));
+
+  GenerateResult res;
+  res.frames = written;
+  res.size = out_size;
+  res.fps = o.fps;
+  res.timings = t;
+  res.upscale_s = upscale_s;
+  res.write_s = t.output_s - upscale_s + close_s;
+  res.total_s = t.total_s + close_s;
+  json report = {{"model", model},
+                 {"out", r.out},
+                 {"prompts", json::array()},
+                 {"seconds", r.seconds},
+                 {"frames", written},
+                 {"fps", o.fps},
+                 {"size", out_size},
+                 {"seed", sampling.seed},
+                 {"cfg", sampling.cfg_scale},
+                 {"first_clip_cfg", first_clip_cfg},
+                 {"top_k", sampling.top_k},
+                 {"top_p", sampling.top_p},
+                 {"temperature", sampling.temperature},
+                 {"overlap_frames", o.overlap},
+                 {"reencode", o.reencode},
+                 {"upscale", upscale},
+                 {"codes", t.codes},
+                 {"timings_s",
+                  {{"prefill", t.prefill_s},
+                   {"decode", t.decode_s},
+                   {"tokenizer_encode", t.encode_s},
+                   {"tokenizer_decode", t.pixels_s},
+                   {"upscale", upscale_s},
+                   {"write", res.write_s},
+                   {"total", res.total_s}}},
+                 {"decode_tokens_per_s", t.codes / std::max(t.prefill_s + t.decode_s, 1e-9)}};
+  for (const auto& e : r.prompts.entries)
+    report["prompts"].push_back(e.start < 0 ? json(e.text) : json{{"start", e.start}, {"text", e.text}});
+  if (!r.report.empty()) write_json_file(r.report, report);
+  res.report = std::move(report);
+  return res;
+}
+
+}  // namespace loong::gen
