@@ -11,7 +11,7 @@
 //     naive wall time = its LM time + the same tokenizer time); and of every
 //     clip with the sampler's reference decoding (see 4).
 //  3. Memory over the 60-second run: resident and peak RSS after each clip.
-//     Frames go to a callback and are dropped, as the CLI streams them.
+//     Frames go to a callback and are dropped, as gen/generate.h streams them.
 //
 //  4. The fused decode step (lm::DecodeStep, what the sampler runs) against
 //     the model's general forward pass one position at a time (the sampler

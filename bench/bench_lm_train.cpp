@@ -7,7 +7,7 @@
 // result is the ratio of median tokens/s (loong / reference).
 // Then the attention alone, forward and backward of one sample at the step's
 // sequence length: the blocked causal kernel loong uses for long sequences on
-// LibTorch 1.13 (core/attention.h) against the dense masked softmax.
+// LibTorch 1.13 (ops/attention.h) against the dense masked softmax.
 //
 //   bench_lm_train [--frames 17] [--batch 16] [--steps 12] [--threads 0] [--grid 8]
 // --grid 16 gives a tokenizer's 16 x 16 latent frame (4x in space at 64 x 64):

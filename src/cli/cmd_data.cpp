@@ -29,26 +29,20 @@ void add_data_commands(CLI::App& app, Globals& g) {
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--json", *as_json, "Print a JSON report instead of text");
     cmd->callback(command(g, [path, r, frames, as_json] {
-      data::Manifest m = data::parse_manifest(*path);
-      nlohmann::json report = {{"manifest", *path}, {"entries", m.entries.size()},
-                               {"malformed_lines", m.errors}, {"bad", nlohmann::json::array()}};
-      size_t bad_count = m.errors.size();
       data::ClipOptions opts;
       opts.read = *r;
       opts.frames = *frames;
-      for (const auto& b : data::check_manifest(m, opts)) {
-        report["bad"].push_back({{"line", m.entries[b.index].line}, {"path", b.path}, {"reason", b.reason}});
-        ++bad_count;
-      }
-      report["ok"] = m.entries.size() - report["bad"].size();
+      const auto report = data::check_report(*path, opts);
+      const auto& malformed = report["malformed_lines"];
+      const size_t bad_count = malformed.size() + report["bad"].size();
       if (*as_json) {
         std::cout << report.dump(2) << std::endl;
       } else {
-        for (const auto& e : m.errors) std::printf("MALFORMED %s\n", e.c_str());
+        for (const auto& e : malformed) std::printf("MALFORMED %s\n", e.get<std::string>().c_str());
         for (const auto& b : report["bad"])
           std::printf("BAD %s:%d %s\n", path->c_str(), b["line"].get<int>(), b["reason"].get<std::string>().c_str());
         std::printf("%zu ok, %zu bad, %zu malformed line(s)\n", report["ok"].get<size_t>(),
-                    report["bad"].size(), m.errors.size());
+                    report["bad"].size(), malformed.size());
       }
       if (bad_count > 0)
         throw Error(*path + ": " + std::to_string(bad_count) + " problem(s) found");

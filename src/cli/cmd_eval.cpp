@@ -48,7 +48,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     eval::FvdOptions o;
     o.real = a->real, o.fake = a->fake, o.detector = a->detector;
     o.frames = a->frames, o.fps = a->fps, o.max_videos = a->max_videos, o.batch = a->batch;
-    o.device = parse_device(a->device);
+    o.device = a->device;
     std::cout << eval::fvd_report(o).dump(2) << std::endl;
   }));
 
@@ -74,7 +74,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     eval::ClipsimOptions o;
     o.clip = c->clip, o.bpe = c->bpe, o.data = c->data;
     o.max_frames = c->max_frames, o.fps = c->fps, o.max_videos = c->max_videos, o.batch = c->batch;
-    o.device = parse_device(c->device);
+    o.device = c->device;
     std::cout << eval::clipsim_report(o).dump(2) << std::endl;
   }));
 
@@ -220,7 +220,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     o.sampling = la->s;
     o.given = sampling.given();
     o.first_clip_cfg = la->first_clip_cfg;
-    o.device = parse_device(la->device);
+    o.device = la->device;
     eval::run_long_eval(o, [](const std::string& line) { std::printf("%s\n", line.c_str()), std::fflush(stdout); });
     std::printf("report: %s/report.json (plots: text_match.png, identity.png, motion.png, items_seen.png%s)\n",
                 la->out.c_str(), la->real.empty() ? "" : ", frechet.png");

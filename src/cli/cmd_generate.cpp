@@ -81,6 +81,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     r.out = a->out;
     r.sheet = a->sheet;
     r.report = a->report;
+    gen::validate_settings(r);  // the flags, before the prompts file is read
     r.prompts = a->prompts.empty() ? gen::PromptSchedule::single(a->prompt) : gen::PromptSchedule::load(a->prompts);
     gen::validate(r);  // everything typed, before the model is loaded
     r.device = parse_device(a->device);

@@ -6,10 +6,7 @@
 #include "cli/commands.h"
 #include "loong/core/error.h"
 #include "loong/core/runtime.h"
-#include "loong/data/manifest.h"
 #include "loong/gen/sr.h"
-#include "loong/io/image.h"
-#include "loong/io/video.h"
 
 namespace loong::cli {
 
@@ -43,24 +40,8 @@ void add_sr_commands(CLI::App& app, Globals& g) {
   train->add_option("--device", a->device, "cpu or cuda[:N]");
   train->callback(command(g, [a] {
     if (a->o.crop > a->size) fail("--crop", "must be at most --size (" + std::to_string(a->size) + ")");
-    const auto manifest = data::load_manifest(a->data);
-    const int hr = a->size * a->cfg.scale;
-    std::vector<at::Tensor> frames;
-    int64_t count = 0;
-    for (const auto& e : manifest.entries) {
-      if (count >= a->frames) break;
-      video::ReadOptions r;
-      r.size = hr;
-      r.fps = a->fps;
-      r.start = e.start;
-      r.end = e.end;
-      at::Tensor f = e.kind == data::MediaKind::Image ? video::read_image(e.path, hr).unsqueeze(0)
-                                                      : video::read(e.path, r).frames;
-      f = f.narrow(0, 0, std::min<int64_t>(f.size(0), a->frames - count));
-      count += f.size(0);
-      frames.push_back(f);
-    }
-    if (count < 10) fail(a->data, "gave " + std::to_string(count) + " frames; at least 10 are needed");
+    const auto all = gen::sr_training_frames(a->data, a->size * a->cfg.scale, a->fps, a->frames);
+    const int64_t count = all.size(0);
     torch::manual_seed(a->o.seed);
     gen::SrNet net(a->cfg);
     net->to(parse_device(a->device));
@@ -69,7 +50,6 @@ void add_sr_commands(CLI::App& app, Globals& g) {
       if (step % every == 0 || step == steps)
         std::printf("step %d/%d  l1 %.4f\n", step, steps, loss), std::fflush(stdout);
     };
-    const auto all = torch::cat(frames);
     const auto r = gen::train_sr(net, all, std::max<int64_t>(1, count / 10), a->o);
     gen::save_sr(a->out, net, {{"command", "loong sr train"}, {"data", a->data}, {"frames", count}, {"steps", a->o.steps}});
     std::printf("held-out PSNR: %.2f dB (bicubic %.2f dB) on %lld frames\nmodel: %s\n", r.psnr_sr, r.psnr_bicubic,

@@ -34,7 +34,7 @@ void add_tokenize_command(CLI::App& app, Globals& g) {
     std::tie(o.part, o.parts) = lm::parse_shard(a->shard);
     o.data = a->data, o.tokenizer = a->tokenizer, o.text = a->text, o.out = a->out;
     o.fps = a->fps, o.chunk = a->chunk, o.force = a->force;
-    o.device = parse_device(a->device);
+    o.device = a->device;
     const auto r = lm::build_shard(o);
     std::printf("%s: %lld samples from %lld entries (%lld skipped as unreadable), %lld video tokens, %.1f s\n",
                 r.path.c_str(), static_cast<long long>(r.samples), static_cast<long long>(r.entries),

@@ -70,22 +70,12 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
       if (!config->empty()) {
         cfg = tokenizer::RunConfig::load(*config);
       } else if (*resume) {
-        const std::string ck = tokenizer::newest_checkpoint(*out);
-        if (ck.empty()) fail(*out, "nothing to resume: no complete checkpoint in " + *out + "/checkpoints");
-        const std::string tj = (fs::path(ck) / "trainer.json").string();
-        cfg = tokenizer::RunConfig::from_json(read_json_file(tj).at("config"), tj + ": config");
+        cfg = tokenizer::TokenizerTrainer::run_config(*out);
       } else {
         fail("--config", "required (a preset: tiny, paper; or a JSON file) unless --resume is given");
       }
       if (*max_minutes >= 0) cfg.train.max_minutes = *max_minutes;
-      data::SamplerOptions so;
-      so.clip.read.fps = cfg.train.fps;
-      so.clip.read.size = cfg.model.image_size;
-      int max_frames = 1;
-      for (const auto& s : cfg.train.stages) max_frames = std::max(max_frames, s.frames);
-      so.clip.max_frames = 4 * max_frames;  // windows are cut from the first 4x stage length
-      so.cache_mb = cfg.train.cache_mb;
-      data::ClipSampler sampler(data::load_manifest(*data), so);
+      data::ClipSampler sampler(data::load_manifest(*data), tokenizer::TokenizerTrainer::sampler_options(cfg));
       tokenizer::TrainerOptions to;
       to.run_dir = *out;
       to.device = dev;
@@ -205,8 +195,8 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
       eval::TokenizerEvalOptions o;
       o.model = m->model, o.data = *data, o.frames = *frames, o.fps = *fps, o.max_clips = *max_clips;
       o.detector = *detector;
-      o.device = parse_device(m->device);
-      const auto j = eval::evaluate_tokenizer(tokenizer::load_model(o.model, o.device), o);
+      o.device = m->device;
+      const auto j = eval::evaluate_tokenizer(o);
       if (!json_out->empty()) write_json_file(*json_out, j);
       std::cout << j.dump(2) << std::endl;
     }));

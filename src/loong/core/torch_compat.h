@@ -1,5 +1,7 @@
-// The one place where LibTorch version differences are handled. Code must build
-// against Debian's LibTorch 1.13 (CPU) and LibTorch 2.x (CUDA).
+// Where LibTorch version differences are named: the version test, feature
+// macros and small shims. Code must build against Debian's LibTorch 1.13
+// (CPU) and LibTorch 2.x (CUDA). A subsystem whose code differs by version
+// keeps it in one module of its own that tests these macros (ops/attention.h).
 #pragma once
 #include <torch/version.h>
 

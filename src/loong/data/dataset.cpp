@@ -48,6 +48,16 @@ std::vector<BadEntry> check_manifest(const Manifest& m, const ClipOptions& opts,
   return bad;
 }
 
+nlohmann::json check_report(const std::string& path, const ClipOptions& opts) {
+  const Manifest m = parse_manifest(path);
+  nlohmann::json report = {{"manifest", path}, {"entries", m.entries.size()},
+                           {"malformed_lines", m.errors}, {"bad", nlohmann::json::array()}};
+  for (const auto& b : check_manifest(m, opts))
+    report["bad"].push_back({{"line", m.entries[b.index].line}, {"path", b.path}, {"reason", b.reason}});
+  report["ok"] = m.entries.size() - report["bad"].size();
+  return report;
+}
+
 ClipDataset::ClipDataset(Manifest manifest, ClipOptions opts)
     : manifest_(std::move(manifest)), opts_(std::move(opts)) {
   video::require_video_support();  // else every entry would be skipped as unreadable

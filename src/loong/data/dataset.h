@@ -1,6 +1,7 @@
 // Decoding manifest entries: the `data check` pass and the training-time clip
 // loader, which skips and counts bad samples and stops once too many fail.
 #pragma once
+#include <nlohmann/json.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,6 +40,11 @@ struct BadEntry {
 // Decodes every entry; returns the ones that fail. progress(i, n) is optional.
 std::vector<BadEntry> check_manifest(const Manifest& m, const ClipOptions& opts,
                                      const std::function<void(size_t, size_t)>& progress = {});
+
+// `loong data check`: parses the manifest (malformed lines are listed, not
+// fatal) and decodes every entry. JSON: manifest, entries, malformed_lines,
+// bad (line, path, reason), ok.
+nlohmann::json check_report(const std::string& manifest, const ClipOptions& opts);
 
 class ClipDataset {
  public:

@@ -27,6 +27,7 @@ std::string relative_to(const std::string& path, const std::string& out) {
 }  // namespace
 
 json write_long_benchmark(const BenchmarkOptions& o) {
+  video::require_video_support();  // else every video would count as unreadable
   const auto m = data::load_manifest(o.data);
   struct Candidate {
     const data::Entry* e;

@@ -14,6 +14,7 @@
 #include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
 #include "loong/data/manifest.h"
 #include "loong/io/video.h"
 #include "loong/core/torchscript.h"
@@ -311,7 +312,7 @@ at::Tensor ClipModel::encode_texts(const at::Tensor& tokens) {
 json clipsim_report(const ClipsimOptions& o) {
   const auto m = data::load_manifest(o.data);
   const auto bpe = ClipBpe::load(o.bpe);
-  ClipModel clip(o.clip, o.device);
+  ClipModel clip(o.clip, parse_device(o.device));
   json per = json::array();
   double sum = 0;
   int64_t frames_total = 0;

@@ -68,7 +68,7 @@ struct ClipsimOptions {
   double fps = 0;               // read at this rate; 0 = the videos' own
   int64_t max_videos = 0;       // 0 = all
   int batch = 32;               // frames per CLIP call
-  c10::Device device = c10::Device("cpu");
+  std::string device = "cpu";   // cpu or cuda[:N]
 };
 
 // `loong eval clipsim`: the mean over videos of each video's mean frame-caption

@@ -9,6 +9,7 @@
 
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
 #include "loong/data/manifest.h"
 #include "loong/io/video.h"
 #include "loong/core/torchscript.h"
@@ -177,7 +178,7 @@ SetResult set_features(VideoFeatureNet& net, const std::vector<VideoRef>& videos
 
 json fvd_report(const FvdOptions& o) {
   const auto real = list_videos(o.real, "--real"), fake = list_videos(o.fake, "--fake");
-  VideoFeatureNet net(o.detector, o.device);
+  VideoFeatureNet net(o.detector, parse_device(o.device));
   auto r = set_features(net, real, o.frames, o.fps, o.max_videos, o.batch);
   auto f = set_features(net, fake, o.frames, o.fps, o.max_videos, o.batch);
   for (const auto* s : {&r, &f})

@@ -70,7 +70,7 @@ struct FvdOptions {
   double fps = 0;                    // read at this rate; 0 = the videos' own
   int64_t max_videos = 0;            // per set; 0 = all
   int batch = 8;                     // clips per detector call
-  c10::Device device = c10::Device("cpu");
+  std::string device = "cpu";        // cpu or cuda[:N]
 };
 
 // `loong eval fvd`: the distance and what each set held (videos used, too

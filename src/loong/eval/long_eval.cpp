@@ -11,6 +11,7 @@
 #include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
 #include "loong/data/manifest.h"
 #include "loong/eval/caption.h"
 #include "loong/eval/metrics.h"
@@ -28,6 +29,7 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
   auto sampling = opt.sampling;
   double first_clip_cfg = opt.first_clip_cfg;
   gen::validate(sampling);
+  const auto device = parse_device(opt.device);
   if (opt.prompts.empty() == opt.real.empty()) fail("eval long", "give --prompts or --real");
   std::vector<std::string> prompts;
   std::vector<CaptionFacts> facts;
@@ -47,12 +49,18 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
     }
   }
   const std::string model = gen::model_or_default(opt.model);
-  auto bundle = gen::load_bundle(model, opt.device);
+  auto bundle = gen::load_bundle(model, device);
   gen::resolve_sampling(bundle.info, opt.given, sampling, first_clip_cfg);
-  auto net = load_probe(opt.probe, opt.device);
+  auto net = load_probe(opt.probe, device);
   if (net->config.image_size != bundle.tokenizer->config.image_size)
     fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +
                         std::to_string(bundle.tokenizer->config.image_size));
+  // The text tokenizer and every prompt's ids before any work (a caption that
+  // gives no text pieces fails here, naming where the prompts came from).
+  auto generator = gen::LongVideoGenerator::from_bundle(bundle, sampling);
+  std::vector<gen::PromptSchedule> all_prompts;
+  for (const auto& p : prompts) all_prompts.push_back(gen::PromptSchedule::single(p));
+  generator.check_prompts(all_prompts, opt.real.empty() ? opt.prompts : opt.real);
   gen::LongVideoOptions o = gen::bundle_video_options(bundle.info);
   o.seconds = opt.seconds;
   o.reencode = opt.reencode;
@@ -80,14 +88,12 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
                     score_video(net, v.frames, v.fps, facts[i], opt.segment, 64, &f), pixels(v.frames));
     real_features.add(f, v.fps);
   }
-  auto generator = gen::LongVideoGenerator::from_bundle(bundle, sampling);
   make_dirs(opt.out + "/videos");
   ScoreReport report;
   for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(opt.batch)) {
     const size_t n = std::min(prompts.size() - first, static_cast<size_t>(opt.batch));
     std::vector<std::vector<at::Tensor>> frames(n);
     std::vector<std::unique_ptr<video::VideoWriter>> writers;
-    std::vector<gen::PromptSchedule> schedules;
     video::WriteOptions w;
     w.fps = o.fps;
     w.streaming = true;
@@ -97,10 +103,9 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
       std::snprintf(buf, sizeof buf, "%06zu.mp4", first + i);
       return opt.out + "/videos/" + buf;
     };
-    for (size_t i = 0; i < n; ++i) {
-      writers.push_back(std::make_unique<video::VideoWriter>(name(i), S, S, w));
-      schedules.push_back(gen::PromptSchedule::single(prompts[first + i]));
-    }
+    for (size_t i = 0; i < n; ++i) writers.push_back(std::make_unique<video::VideoWriter>(name(i), S, S, w));
+    const std::vector<gen::PromptSchedule> schedules(all_prompts.begin() + static_cast<std::ptrdiff_t>(first),
+                                                     all_prompts.begin() + static_cast<std::ptrdiff_t>(first + n));
     gen::LongVideoCallbacks cb;
     cb.frames = [&](const at::Tensor& f, int64_t) {
       for (size_t i = 0; i < n; ++i) {
@@ -118,11 +123,10 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
       fake_features.add(f, o.fps);
       report.add({{"video", name(i)}, {"prompt", prompts[first + i]}}, sc, pixels(all));
       if (log) {
-        char line[512];
-        std::snprintf(line, sizeof line, "%s: text match %.3f, identity %.3f, motion %.3f, items seen %.3f",
-                      name(i).c_str(), sc.overall.text_match, sc.overall.identity, sc.overall.motion,
-                      sc.overall.items_seen);
-        log(line);
+        char scores[160];
+        std::snprintf(scores, sizeof scores, ": text match %.3f, identity %.3f, motion %.3f, items seen %.3f",
+                      sc.overall.text_match, sc.overall.identity, sc.overall.motion, sc.overall.items_seen);
+        log(name(i) + scores);
       }
     }
   }

@@ -30,7 +30,7 @@ struct LongEvalOptions {
   gen::SamplingOptions sampling;
   gen::SamplingGiven given;
   double first_clip_cfg = 0;
-  c10::Device device = c10::Device("cpu");
+  std::string device = "cpu";  // cpu or cuda[:N]
 };
 
 // Runs the evaluation; `log` gets a line per generated video. Returns the

@@ -8,6 +8,7 @@
 
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
 #include "loong/data/dataset.h"
 #include "loong/eval/fvd.h"
 #include "loong/eval/metrics.h"
@@ -37,10 +38,12 @@ Reconstruction reconstruct(tokenizer::VideoTokenizer model, const std::string& p
   return r;
 }
 
-json evaluate_tokenizer(tokenizer::VideoTokenizer model, const TokenizerEvalOptions& o) {
+json evaluate_tokenizer(const TokenizerEvalOptions& o) {
+  const auto device = parse_device(o.device);
   std::unique_ptr<VideoFeatureNet> i3d;
-  if (!o.detector.empty()) i3d = std::make_unique<VideoFeatureNet>(o.detector, o.device);
+  if (!o.detector.empty()) i3d = std::make_unique<VideoFeatureNet>(o.detector, device);
   FeatureStats real_stats, rec_stats;
+  auto model = tokenizer::load_model(o.model, device);
   model->config.latent_frames(o.frames);  // validates 1 + 4k
   data::ClipOptions co;
   co.read.fps = o.fps;
@@ -78,7 +81,7 @@ json evaluate_tokenizer(tokenizer::VideoTokenizer model, const TokenizerEvalOpti
   }
   if (clips == 0) fail(o.data, "no entry could be evaluated with " + std::to_string(o.frames) + " frames");
   for (auto& v : psnr_pos) v /= clips;
-  const double ppl = tokenizer::code_perplexity(hist.to(torch::kDouble) / hist.sum().item<int64_t>());
+  const double ppl = tokenizer::code_perplexity(hist.to(torch::kDouble) / hist.sum().item<int64_t>(), 1e-12);
   const int64_t used = (hist > 0).sum().item<int64_t>();
   json j = {{"model", tokenizer::resolve_model_dir(o.model)},
             {"data", o.data},

@@ -37,11 +37,11 @@ struct TokenizerEvalOptions {
   double fps = 6.5;
   int max_clips = 0;     // 0 = all entries
   std::string detector;  // I3D TorchScript file: also FVD between originals and reconstructions
-  c10::Device device = c10::Device("cpu");
+  std::string device = "cpu";
 };
 
 // `loong tokenizer eval`: PSNR and SSIM (overall and per frame position),
 // codebook usage and perplexity, and FVD with a detector.
-nlohmann::json evaluate_tokenizer(tokenizer::VideoTokenizer model, const TokenizerEvalOptions& o);
+nlohmann::json evaluate_tokenizer(const TokenizerEvalOptions& o);
 
 }  // namespace loong::eval

@@ -18,10 +18,14 @@
 
 namespace loong::gen {
 
-void validate(const GenerateRequest& r) {
+void validate_settings(const GenerateRequest& r) {
   validate(r.sampling);
   resampling_upscaler(r.upscale, r.upscale_method);
   if (!std::isfinite(r.seconds) || r.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(r.seconds));
+}
+
+void validate(const GenerateRequest& r) {
+  validate_settings(r);
   if (r.prompts.entries.empty()) fail("--prompt", "required: what the video shows (or --prompts FILE)");
   for (const auto& e : r.prompts.entries)
     if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail("--prompt", "is empty");
@@ -45,6 +49,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   auto bundle = load_bundle(model, r.device);
   resolve_sampling(bundle.info, r.given, sampling, first_clip_cfg);
   auto generator = LongVideoGenerator::from_bundle(bundle, sampling);
+  generator.check_prompts({r.prompts});  // before --init-video is read and the output opened
   LongVideoOptions o = bundle_video_options(bundle.info);
   o.seconds = r.seconds;
   if (r.overlap > 0) o.overlap = r.overlap;

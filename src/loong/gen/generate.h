@@ -78,8 +78,9 @@ struct GenerateResult {
   double upscale_s = 0, write_s = 0, total_s = 0;
 };
 
-// Throws loong::Error for what can be checked without the model: prompts,
-// seconds, sampling values, the upscaler.
+// Throws loong::Error for what can be checked without the model: the
+// settings (sampling values, the upscaler, seconds), then the prompts.
+void validate_settings(const GenerateRequest& r);
 void validate(const GenerateRequest& r);
 
 // Runs the whole pipeline. The output is streamed to

@@ -147,6 +147,19 @@ LongVideoGenerator LongVideoGenerator::from_bundle(const Bundle& bundle, Samplin
                             [text](const std::string& prompt) { return text->encode(prompt); });
 }
 
+void LongVideoGenerator::check_prompts(const std::vector<PromptSchedule>& schedules, const std::string& option) {
+  for (const auto& s : schedules) {
+    if (s.entries.empty()) fail(option, "no prompts");
+    for (const auto& e : s.entries) {
+      if (ids_.count(e.text)) continue;
+      if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail(option, "is empty");
+      auto v = text_(e.text);
+      if (v.empty()) fail(option, "gives no text pieces: " + squote(e.text));
+      ids_.emplace(e.text, std::move(v));
+    }
+  }
+}
+
 GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::vector<PromptSchedule>& schedules,
                                           const LongVideoCallbacks& cb) {
   const auto& tc = tokenizer_->config;
@@ -154,18 +167,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
   validate(o, f);
   const int64_t B = static_cast<int64_t>(schedules.size());
   if (B < 1) fail("generation", "no prompts");
-  // Every prompt's ids, once, before any work: a prompt that gives none fails here.
-  std::map<std::string, std::vector<int32_t>> ids;
-  for (const auto& s : schedules) {
-    if (s.entries.empty()) fail("prompts", "no prompts");
-    for (const auto& e : s.entries) {
-      if (ids.count(e.text)) continue;
-      if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail("--prompt", "is empty");
-      auto v = text_(e.text);
-      if (v.empty()) fail("--prompt", "gives no text pieces: " + squote(e.text));
-      ids.emplace(e.text, std::move(v));
-    }
-  }
+  check_prompts(schedules);  // every prompt's ids, once, before any work
   const auto device = tokenizer_->quantizer->embedding->weight.device();
   const int64_t S = tc.image_size, h = S / sf;
   const int64_t total = std::max<int64_t>(1, std::llround(o.seconds * o.fps));
@@ -224,7 +226,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     const double clip_time = static_cast<double>(p.start) / o.fps;
     auto flat = prefix.reshape({B, -1}).to(torch::kInt);
     for (int64_t b = 0; b < B; ++b) {
-      prompts[static_cast<size_t>(b)].text = ids.at(schedules[static_cast<size_t>(b)].at(ev.clip, clip_time));
+      prompts[static_cast<size_t>(b)].text = ids_.at(schedules[static_cast<size_t>(b)].at(ev.clip, clip_time));
       auto row = flat[b].contiguous();
       prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
     }

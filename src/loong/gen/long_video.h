@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -108,10 +109,15 @@ class LongVideoGenerator {
   // `sampling` as resolve_sampling left it.
   static LongVideoGenerator from_bundle(const Bundle& bundle, SamplingOptions sampling);
 
+  // Encodes every prompt of the schedules (each distinct text once; kept for
+  // run()). Throws loong::Error naming `option` for an empty prompt or one
+  // that gives no text pieces. run() calls it first; callers that do other
+  // work before run() (opening outputs) call it before that work.
+  void check_prompts(const std::vector<PromptSchedule>& schedules, const std::string& option = "--prompt");
+
   // Generates one video per prompt schedule, in lock step (their prompts may
   // differ). A clip takes the prompt its schedule has at the clip's first new
-  // frame. Throws loong::Error naming --prompt for a prompt that gives no
-  // text pieces, before any work.
+  // frame. Prompts are checked (check_prompts) before any work.
   GenerationTimings run(const LongVideoOptions& o, const std::vector<PromptSchedule>& prompts,
                         const LongVideoCallbacks& cb);
 
@@ -122,6 +128,7 @@ class LongVideoGenerator {
   tokenizer::VideoTokenizer tokenizer_;
   CodeSampler sampler_;
   TextEncoder text_;
+  std::map<std::string, std::vector<int32_t>> ids_;  // prompt -> its text ids
 };
 
 // Throws loong::Error naming the option for bad values (seconds <= 0, an

@@ -12,6 +12,8 @@
 #include "loong/core/error.h"
 #include "loong/core/torchscript.h"
 #include "loong/core/json_util.h"
+#include "loong/data/manifest.h"
+#include "loong/io/video.h"
 #include "loong/store/checkpoints.h"
 
 namespace fs = std::filesystem;
@@ -170,6 +172,27 @@ Upscaler load_upscaler(const std::string& path, c10::Device device, int* scale) 
     auto y = module->forward({frames_to_unit(frames).to(device)}).toTensor();
     return unit_to_frames(y.to(torch::kCPU, torch::kFloat));
   };
+}
+
+torch::Tensor sr_training_frames(const std::string& manifest_path, int hr, double fps, int64_t max_frames) {
+  const auto manifest = data::load_manifest(manifest_path);
+  std::vector<at::Tensor> frames;
+  int64_t count = 0;
+  for (const auto& e : manifest.entries) {
+    if (count >= max_frames) break;
+    video::ReadOptions r;
+    r.size = hr;
+    r.fps = fps;
+    r.start = e.start;
+    r.end = e.end;
+    at::Tensor f = e.kind == data::MediaKind::Image ? video::read_image(e.path, hr).unsqueeze(0)
+                                                    : video::read(e.path, r).frames;
+    f = f.narrow(0, 0, std::min<int64_t>(f.size(0), max_frames - count));
+    count += f.size(0);
+    frames.push_back(f);
+  }
+  if (count < 10) fail(manifest_path, "gave " + std::to_string(count) + " frames; at least 10 are needed");
+  return torch::cat(frames);
 }
 
 }  // namespace loong::gen

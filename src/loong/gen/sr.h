@@ -66,6 +66,12 @@ struct SrTrainResult {
 SrTrainResult train_sr(SrNet& net, const torch::Tensor& frames, int64_t heldout, const SrTrainOptions& o);
 
 void save_sr(const std::string& dir, const SrNet& net, const nlohmann::json& provenance = {});
+
+// `loong sr train`'s data: up to `max_frames` high-resolution frames
+// (hr_size x hr_size) from a manifest's images and videos (`fps` frames a
+// second of each video), uint8 [N, hr_size, hr_size, 3]. Fails naming the
+// manifest when it gives fewer than 10.
+torch::Tensor sr_training_frames(const std::string& manifest, int hr_size, double fps, int64_t max_frames);
 SrNet load_sr(const std::string& dir, c10::Device device = c10::Device("cpu"));
 
 // An upscaler from `path`: an SrNet folder or a TorchScript file. `scale`

@@ -9,6 +9,7 @@
 #include "loong/core/causal_frames.h"
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
+#include "loong/core/runtime.h"
 #include "loong/data/dataset.h"
 #include "loong/lm/shards.h"
 #include "loong/text/text_tokenizer.h"
@@ -39,7 +40,7 @@ ShardBuildResult build_shard(const ShardBuildOptions& o) {
   const std::string path = (fs::path(o.out) / shard_part_name(o.part, o.parts)).string();
   if (fs::exists(path) && !o.force) fail(path, "already exists; pass --force to replace it");
   auto text = text::TextTokenizer::load(o.text);
-  auto model = tokenizer::load_model(o.tokenizer, o.device);
+  auto model = tokenizer::load_model(o.tokenizer, parse_device(o.device));
   const int tf = model->config.temporal_factor();
   if (!is_causal_length(o.chunk, tf))
     fail("--chunk", "expected 1 + " + std::to_string(tf) + "k frames, got " + std::to_string(o.chunk));

@@ -20,7 +20,7 @@ struct ShardBuildOptions {
   double fps = 6.5;       // frame rate videos are sampled at
   int64_t chunk = 65;     // frames per video sample (1 + 4k)
   bool force = false;     // replace an existing part file
-  c10::Device device = c10::Device("cpu");
+  std::string device = "cpu";
 };
 
 struct ShardBuildResult {

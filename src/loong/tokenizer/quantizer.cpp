@@ -58,8 +58,8 @@ QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
   return out;
 }
 
-double code_perplexity(const torch::Tensor& probs) {
-  return torch::exp(-(probs * (probs + 1e-10).log()).sum()).item<double>();
+double code_perplexity(const torch::Tensor& probs, double eps) {
+  return torch::exp(-(probs * (probs + eps).log()).sum()).item<double>();
 }
 
 }  // namespace loong::tokenizer

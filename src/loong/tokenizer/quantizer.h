@@ -40,7 +40,8 @@ struct CvqQuantizerImpl : torch::nn::Module {
 TORCH_MODULE(CvqQuantizer);
 
 // exp(entropy) of a distribution over codes (probs [K] summing to 1): the
-// number of equally used codes that would give the same entropy.
-double code_perplexity(const torch::Tensor& probs);
+// number of equally used codes that would give the same entropy. `eps` keeps
+// log(0) finite (training: 1e-10; `tokenizer eval` reports with 1e-12).
+double code_perplexity(const torch::Tensor& probs, double eps = 1e-10);
 
 }  // namespace loong::tokenizer

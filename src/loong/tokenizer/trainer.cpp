@@ -418,4 +418,22 @@ int64_t TokenizerTrainer::run(const BatchFn& next_batch) {
   return s.step;
 }
 
+RunConfig TokenizerTrainer::run_config(const std::string& run_dir) {
+  const std::string ck = newest_checkpoint(run_dir);
+  if (ck.empty()) fail(run_dir, "nothing to resume: no complete checkpoint in " + run_dir + "/checkpoints");
+  const std::string tj = (fs::path(ck) / "trainer.json").string();
+  return RunConfig::from_json(read_json_file(tj).at("config"), tj + ": config");
+}
+
+data::SamplerOptions TokenizerTrainer::sampler_options(const RunConfig& cfg) {
+  data::SamplerOptions so;
+  so.clip.read.fps = cfg.train.fps;
+  so.clip.read.size = cfg.model.image_size;
+  int max_frames = 1;
+  for (const auto& s : cfg.train.stages) max_frames = std::max(max_frames, s.frames);
+  so.clip.max_frames = 4 * max_frames;  // windows are cut from the first 4x stage length
+  so.cache_mb = cfg.train.cache_mb;
+  return so;
+}
+
 }  // namespace loong::tokenizer

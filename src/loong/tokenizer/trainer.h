@@ -19,6 +19,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
+#include "loong/data/clip_sampler.h"
 #include "loong/tokenizer/model.h"
 #include "loong/tokenizer/train_config.h"
 
@@ -46,6 +47,13 @@ class TokenizerTrainer {
   // Trains until the last stage ends (or max_minutes), writing a final
   // checkpoint. Returns the number of steps done in total.
   int64_t run(const BatchFn& next_batch);
+
+  // The config a run folder's newest checkpoint was trained with (--resume
+  // without --config). Throws naming the folder when there is none.
+  static RunConfig run_config(const std::string& run_dir);
+  // How training clips are read for `cfg`: its frame rate and size, windows
+  // cut from the first 4x the longest stage's frames, its cache.
+  static data::SamplerOptions sampler_options(const RunConfig& cfg);
 
   // One optimisation step on uint8 clips [B, T, H, W, 3]; returns the log record.
   nlohmann::json step(const torch::Tensor& clips);
