@@ -12,6 +12,8 @@
 //   bench_lm_train [--frames 17] [--batch 16] [--steps 12] [--threads 0] [--grid 8]
 // --grid 16 gives a tokenizer's 16 x 16 latent frame (4x in space at 64 x 64):
 // 4,367 positions a 65-frame sample.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>

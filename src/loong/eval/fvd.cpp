@@ -53,10 +53,10 @@ double frechet_distance(const at::Tensor& mu1_in, const at::Tensor& s1_in, const
   // S1^1/2 from the eigendecomposition of the symmetric S1 (symmetrised
   // against rounding), then the eigenvalues of the symmetric S1^1/2 S2 S1^1/2.
   auto sym = [](const torch::Tensor& a) { return (a + a.t()) / 2; };
-  auto [e1, v1] = torch::linalg::eigh(sym(s1), "L");
+  auto [e1, v1] = at::linalg_eigh(sym(s1), "L");
   auto root1 = v1.matmul(torch::diag(e1.clamp_min(0).sqrt())).matmul(v1.t());
   auto m = sym(root1.matmul(s2).matmul(root1));
-  auto em = torch::linalg::eigvalsh(m, "L");
+  auto em = at::linalg_eigvalsh(m, "L");
   const double tr_sqrt = em.clamp_min(0).sqrt().sum().item<double>();
   const double diff = (mu1 - mu2).pow(2).sum().item<double>();
   return diff + s1.trace().item<double>() + s2.trace().item<double>() - 2 * tr_sqrt;
