@@ -328,7 +328,12 @@ TEST(Cli, TextTrainEncodeDecode) {
   loong::lm::ShardSet alone(dir / "stills"), among(dir / "mixed");
   ASSERT_EQ(alone.size(), 40);
   ASSERT_EQ(among.size(), 40 * 3);  // a still, then a video's two chunks
+  // A still's codes do not depend on the batch it was encoded in. One still in
+  // ten may differ: LibTorch 2.x's convolutions round differently for a batch
+  // of 40 and a batch of 1, and a code whose two nearest entries are almost
+  // tied can go either way (2 of 40 stills did in a CI run on 2.6; none on 1.13).
   bool differ = false;
+  int same = 0;
   for (int64_t i = 0; i < 40; ++i) {
     const auto a = alone.at(i), b = among.at(3 * i);
     ASSERT_EQ(a.kind, loong::lm::SampleKind::Image);
@@ -336,9 +341,10 @@ TEST(Cli, TextTrainEncodeDecode) {
     EXPECT_EQ(among.at(3 * i + 1).kind, loong::lm::SampleKind::Video);
     EXPECT_EQ(a.caption(), b.caption());
     ASSERT_EQ(a.frames * a.tokens_per_frame(), 4);
-    EXPECT_TRUE(std::equal(a.video, a.video + 4, b.video)) << "still " << i;
+    same += std::equal(a.video, a.video + 4, b.video);
     differ = differ || !std::equal(a.video, a.video + 4, alone.at(0).video);
   }
+  EXPECT_GE(same, 36) << "of 40 stills, encoded the same alone and among videos";
   EXPECT_TRUE(differ) << "different stills, different codes";
 }
 #endif
