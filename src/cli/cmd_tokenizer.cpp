@@ -1,7 +1,6 @@
 // loong tokenizer config | train | encode | decode | reconstruct | eval
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -18,8 +17,6 @@
 #include "loong/tokenizer/trainer.h"
 #include "loong/data/clip_sampler.h"
 #include "loong/io/video.h"
-
-namespace fs = std::filesystem;
 
 namespace loong::cli {
 

@@ -26,9 +26,7 @@ void validate_settings(const GenerateRequest& r) {
 
 void validate(const GenerateRequest& r) {
   validate_settings(r);
-  if (r.prompts.entries.empty()) fail("--prompt", "required: what the video shows (or --prompts FILE)");
-  for (const auto& e : r.prompts.entries)
-    if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail("--prompt", "is empty");
+  r.prompts.validate();
 }
 
 GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& events) {

@@ -147,12 +147,17 @@ LongVideoGenerator LongVideoGenerator::from_bundle(const Bundle& bundle, Samplin
                             [text](const std::string& prompt) { return text->encode(prompt); });
 }
 
+void PromptSchedule::validate(const std::string& option) const {
+  if (entries.empty()) fail(option, "required: what the video shows (or --prompts FILE)");
+  for (const auto& e : entries)
+    if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail(option, "is empty");
+}
+
 void LongVideoGenerator::check_prompts(const std::vector<PromptSchedule>& schedules, const std::string& option) {
   for (const auto& s : schedules) {
-    if (s.entries.empty()) fail(option, "no prompts");
+    s.validate(option);
     for (const auto& e : s.entries) {
       if (ids_.count(e.text)) continue;
-      if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail(option, "is empty");
       auto v = text_(e.text);
       if (v.empty()) fail(option, "gives no text pieces: " + squote(e.text));
       ids_.emplace(e.text, std::move(v));

@@ -53,6 +53,8 @@ struct PromptSchedule {
   // blank lines and lines starting with '#' are skipped. Errors name the line.
   static PromptSchedule load(const std::string& path);
   static PromptSchedule parse(const std::string& content, const std::string& where);
+  // Throws loong::Error naming `option` when there is no prompt or one is blank.
+  void validate(const std::string& option = "--prompt") const;
   // The entry of clip `clip`, whose first new frame is at `seconds`.
   size_t index(int64_t clip, double seconds) const;
   const std::string& at(int64_t clip, double seconds) const { return entries.at(index(clip, seconds)).text; }
@@ -120,9 +122,6 @@ class LongVideoGenerator {
   // frame. Prompts are checked (check_prompts) before any work.
   GenerationTimings run(const LongVideoOptions& o, const std::vector<PromptSchedule>& prompts,
                         const LongVideoCallbacks& cb);
-
-  const tokenizer::TokenizerConfig& tokenizer_config() const { return tokenizer_->config; }
-  const SamplingOptions& sampling() const { return sampler_.options(); }
 
  private:
   tokenizer::VideoTokenizer tokenizer_;
