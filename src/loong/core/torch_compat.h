@@ -12,6 +12,16 @@
 // LibTorch 2.0 added at::scaled_dot_product_attention (used by ops/attention.h)
 // and at::kFloat8 types.
 #define LOONG_HAS_SDPA LOONG_TORCH_AT_LEAST(2, 0)
+// at::_fused_adamw_ (one kernel for every parameter) has a CUDA kernel from
+// 2.0 and a CPU kernel from 2.4 (used by ops/adamw.h).
+#define LOONG_HAS_FUSED_ADAMW LOONG_TORCH_AT_LEAST(2, 4)
+// CMake defines LOONG_WITH_CUDA=1 when LibTorch was built with CUDA.
+#ifndef LOONG_WITH_CUDA
+#define LOONG_WITH_CUDA 0
+#endif
+// CUDA graphs that replay draws from a generator of our own
+// (CUDAGraph::register_generator_state(Generator), used by ops/device.h).
+#define LOONG_HAS_CUDA_GRAPHS (LOONG_WITH_CUDA && LOONG_TORCH_AT_LEAST(2, 6))
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -40,6 +50,15 @@ class CudaAutocast {
     at::autocast::set_enabled(false);
 #endif
     at::autocast::clear_cache();
+  }
+  // Whether bf16 autocast on CUDA is on now (activation checkpointing
+  // recomputes a block as its forward pass ran).
+  static bool active() {
+#if LOONG_TORCH_AT_LEAST(2, 4)
+    return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+    return at::autocast::is_enabled();
+#endif
   }
   CudaAutocast(const CudaAutocast&) = delete;
   CudaAutocast& operator=(const CudaAutocast&) = delete;

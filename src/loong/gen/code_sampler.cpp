@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <optional>
 
 #include <torch/torch.h>
@@ -91,16 +92,36 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
     return sample_codes(l, options_, gen_);
   };
 
+  // On CUDA, and where asked, the codes are drawn on the device.
+  const bool on_device = static_decode_ || device.is_cuda();
+  if (on_device && (!device_gen_ || device_gen_->device() != device))
+    device_gen_ = device_generator(device, options_.seed);
+
   auto out = torch::empty({B, n}, torch::kLong);
   auto t0 = std::chrono::steady_clock::now();
   auto h = model_->hidden(tokens.to(device), cache_.get(), 0);
-  auto codes = next_codes(video_logits(h.select(1, P - 1)));
+  torch::Tensor codes;
+  if (on_device) {
+    auto l = video_logits(h.select(1, P - 1));
+    if (guided) l = cfg_combine(l.narrow(0, 0, B), l.narrow(0, B, B), options_.cfg_scale);
+    codes = sample_codes_on_device(l, options_, *device_gen_);
+  } else {
+    codes = next_codes(video_logits(h.select(1, P - 1)));
+  }
+  synchronize(device);
   timings_.prefill_s += seconds_since(t0);
   timings_.prefill_tokens += R * P;
-  out.select(1, 0).copy_(codes);
   if (on_step) on_step(0);
 
   t0 = std::chrono::steady_clock::now();
+  if (on_device) {
+    decode_static(codes, P, n, B, guided, out, on_step);
+    timings_.decode_s += seconds_since(t0);
+    timings_.decoded_tokens += R * (n - 1);
+    timings_.sampled += n;
+    return out;
+  }
+  out.select(1, 0).copy_(codes);
   // The fused step copies most of the weights (once a clip). It pays where a
   // step is bound by the cost of each small operation, that is for small
   // models; larger ones decode with the general forward pass.
@@ -122,6 +143,92 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   timings_.decoded_tokens += R * (n - 1);
   timings_.sampled += n;
   return out;
+}
+
+// What static decoding keeps between clips: the fused step's weights, the
+// device buffers the graphs read and write, and the graphs, one per key span
+// and guidance scale. Built again when the cache or the batch changes.
+struct CodeSampler::StaticDecoder {
+  StaticDecoder(const lm::Llama& model, const lm::KvCache* c) : step(model, false), cache(c) {}
+  lm::DecodeStep step;
+  const lm::KvCache* cache;
+  at::Tensor ids, pos, column, out;  // [R] next input ids, [1] their position, [1] their code's column, [B, capacity]
+  at::Tensor valid, video_start;     // the cache's, in buffers that stay (prefill replaces the cache's tensors)
+  std::map<std::pair<int64_t, double>, std::unique_ptr<CudaGraph>> graphs;
+  CudaGraph* pool_owner = nullptr;
+};
+
+void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, int64_t B, bool guided, at::Tensor& out,
+                                const std::function<void(int64_t)>& on_step) {
+  auto& cache = *cache_;
+  const auto device = cache.k[0].device();
+  const int64_t R = cache.k[0].size(0), T = vocab_.text_size(), V = vocab_.video_size();
+  if (!static_ || static_->cache != cache_.get() || static_->out.size(0) != B) {
+    static_ = std::make_shared<StaticDecoder>(model_, cache_.get());
+    const auto opts = torch::TensorOptions().dtype(torch::kLong).device(device);
+    static_->ids = torch::zeros({R}, opts);
+    static_->pos = torch::zeros({1}, opts);
+    static_->column = torch::zeros({1}, opts);
+    static_->out = torch::zeros({B, cache.capacity}, opts);
+  }
+  auto& d = *static_;
+  // Graphs read the padding mask and the <sov> indices from fixed memory.
+  for (auto [from, to] : {std::pair<at::Tensor*, at::Tensor*>{&cache.valid, &d.valid}, {&cache.video_start, &d.video_start}}) {
+    if (!from->defined()) continue;
+    if (to->defined() && to->sizes() == from->sizes())
+      to->copy_(*from);
+    else
+      *to = from->clone();
+    *from = *to;
+  }
+  auto next_ids = [&](const torch::Tensor& codes) {
+    auto ids = codes + T;
+    d.ids.copy_(guided ? torch::cat({ids, ids}) : ids);
+  };
+  next_ids(first);
+  d.out.narrow(1, 0, 1).copy_(first.view({B, 1}));
+  d.pos.fill_(P);
+  d.column.fill_(1);
+
+  const auto head = model_->output->weight.narrow(0, T, V);
+  const auto options = options_;
+  auto& gen = *device_gen_;
+  // One step: its code goes to column `column` of out and becomes the next
+  // input; the position and column move on. Everything stays on the device.
+  auto body = [&, options](int64_t span) {
+    auto logits = torch::nn::functional::linear(d.step.at_position(d.ids, d.pos, cache, span), head);
+    if (guided) logits = cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), options.cfg_scale);
+    auto codes = sample_codes_on_device(logits, options, gen);
+    d.out.index_copy_(1, d.column, codes.view({B, 1}));
+    next_ids(codes);
+    d.pos.add_(1);
+    d.column.add_(1);
+  };
+  const bool graphs = cuda_graphs_ && device.is_cuda() && cuda_graphs_available();
+  for (int64_t i = 1; i < n; ++i) {
+    const int64_t p = P + i - 1;
+    const int64_t span = std::min(cache.capacity, (p / kStaticSpan + 1) * kStaticSpan);
+    if (graphs) {
+      auto& g = d.graphs[{span, options.cfg_scale}];
+      if (g) {
+        g->replay();
+        ++graph_replays_;
+      } else {
+        // This step runs eagerly (it also warms up what capture must not
+        // allocate lazily); the next steps of the span replay the graph.
+        body(span);
+        g = std::make_unique<CudaGraph>();
+        g->capture([&] { body(span); }, {gen}, d.pool_owner);
+        if (!d.pool_owner) d.pool_owner = g.get();  // the graphs share one memory pool
+        ++graphs_captured_;
+      }
+    } else {
+      body(span);
+    }
+    if (on_step) on_step(i);
+  }
+  cache.length = P + n - 1;
+  out.copy_(d.out.narrow(1, 0, n));  // the one copy to the host (and wait) of the clip
 }
 
 void CodeSampler::set_cfg_scale(double scale) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <ATen/core/Generator.h>
@@ -16,6 +17,7 @@
 #include "loong/gen/sampling.h"
 #include "loong/lm/model.h"
 #include "loong/lm/vocab.h"
+#include "loong/ops/device.h"
 
 namespace loong::gen {
 
@@ -69,8 +71,32 @@ class CodeSampler {
   // The fused step with LibTorch's operations instead of the hand-written CPU
   // loops (lm::DecodeStep): the same codes. For benchmarks.
   void set_hand_kernels(bool on) { hand_kernels_ = on; }
+  // Decodes as on CUDA, on any device: lm::DecodeStep::at_position with fixed
+  // shapes and the position on the device, codes sampled there
+  // (sample_codes_on_device), nothing copied to the host until the clip is
+  // done. On CUDA this is always the way, each step replayed from a CUDA
+  // graph where the build has them. On the CPU it is what the graph holds,
+  // run eagerly: for tests. Codes follow the device generator, so a seed
+  // gives other codes this way than the CPU's way (greedy gives the same).
+  void set_static_decode(bool on) { static_decode_ = on; }
+  // CUDA graphs for the static decode (default on where available); off
+  // launches the same kernels one by one (benchmarks compare the two).
+  void set_cuda_graphs(bool on) { cuda_graphs_ = on; }
+  // Static decoding: steps replayed from a graph, and graphs captured.
+  int64_t graph_replays() const { return graph_replays_; }
+  int64_t graphs_captured() const { return graphs_captured_; }
+
+  // Key positions a static decoding step reads: its position rounded up to a
+  // multiple of this (one CUDA graph per multiple), so early steps do not
+  // read the whole cache.
+  static constexpr int64_t kStaticSpan = 512;
 
  private:
+  struct StaticDecoder;
+  // Steps 1..n-1 of generate() the static way; `first` holds code 0.
+  void decode_static(const at::Tensor& first, int64_t P, int64_t n, int64_t B, bool guided, at::Tensor& out,
+                     const std::function<void(int64_t)>& on_step);
+
   lm::Llama model_;
   lm::Vocab vocab_;
   SamplingOptions options_;
@@ -79,6 +105,11 @@ class CodeSampler {
   SamplerTimings timings_;
   bool reference_decode_ = false;
   bool hand_kernels_ = true;
+  bool static_decode_ = false;
+  bool cuda_graphs_ = true;
+  int64_t graph_replays_ = 0, graphs_captured_ = 0;
+  std::shared_ptr<StaticDecoder> static_;
+  std::optional<at::Generator> device_gen_;  // kept across clips while the batch and cache stay
 };
 
 }  // namespace loong::gen

@@ -14,6 +14,7 @@
 #include "loong/core/causal_frames.h"
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
+#include "loong/core/torch_compat.h"
 #include "loong/text/text_tokenizer.h"
 #include "loong/tokenizer/pixels.h"
 
@@ -131,9 +132,21 @@ LongVideoOptions bundle_video_options(const BundleInfo& info) {
   return o;
 }
 
+namespace {
+// On CUDA the language model generates in bfloat16 (weights and KV cache):
+// decoding reads every weight once per step, so half the bytes is about half
+// the time (docs/method.md §7). On the CPU it keeps its type.
+lm::Llama for_inference(lm::Llama model) {
+  if (model->output->weight.device().is_cuda()) model->to(torch::kBFloat16);
+  return model;
+}
+}  // namespace
+
 LongVideoGenerator::LongVideoGenerator(tokenizer::VideoTokenizer tokenizer, lm::Llama model, lm::Vocab vocab,
                                        SamplingOptions sampling, TextEncoder text)
-    : tokenizer_(std::move(tokenizer)), sampler_(std::move(model), vocab, sampling), text_(std::move(text)) {
+    : tokenizer_(std::move(tokenizer)),
+      sampler_(for_inference(std::move(model)), vocab, sampling),
+      text_(std::move(text)) {
   if (!text_) fail("generation", "no text encoder");
   if (tokenizer_->config.codebook_size != vocab.video_size())
     fail("video tokenizer", "its codebook has " + std::to_string(tokenizer_->config.codebook_size) +
@@ -218,6 +231,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
       if (o.reencode || !prev_codes.defined()) {
         auto t0 = Clock::now();
         ev.condition_frames = tail.narrow(1, tail.size(1) - p.prefix_frames, p.prefix_frames).contiguous();
+        CudaAutocast bf16(device.is_cuda());  // the tokenizer runs in bfloat16 on CUDA
         prefix = tokenizer_->encode(tokenizer::frames_to_video(ev.condition_frames, device)).to(torch::kCPU, torch::kLong);
         t.encode_s += seconds_since(t0);
       } else {
@@ -244,7 +258,11 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
 
     auto all = torch::cat({prefix.reshape({B, -1}), codes}, 1).view({B, p.latents, h, h});
     auto t0 = Clock::now();
-    auto frames = tokenizer::video_to_frames(tokenizer_->decode(all.to(device)));  // [B, frames, S, S, 3]
+    torch::Tensor frames;  // [B, frames, S, S, 3]
+    {
+      CudaAutocast bf16(device.is_cuda());
+      frames = tokenizer::video_to_frames(tokenizer_->decode(all.to(device)));
+    }
     t.pixels_s += seconds_since(t0);
     auto fresh = frames.narrow(1, p.prefix_frames, p.emit).contiguous();
     t0 = Clock::now();

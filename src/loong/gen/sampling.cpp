@@ -45,4 +45,15 @@ at::Tensor sample_codes(const at::Tensor& logits, const SamplingOptions& o, at::
   return idx.gather(-1, pick).squeeze(-1);
 }
 
+at::Tensor sample_codes_on_device(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
+  if (logits.dim() != 2) fail("sampling", "expected logits [B, V], got " + c10::str(logits.sizes()));
+  if (o.top_k == 1) return logits.argmax(-1);
+  const int64_t k = std::min<int64_t>(o.top_k, logits.size(1));
+  auto [vals, idx] = logits.to(torch::kFloat).topk(k, -1, true, true);
+  auto probs = torch::softmax(vals / o.temperature, -1);
+  if (o.top_p < 1) probs = probs.masked_fill(probs.cumsum(-1) - probs >= o.top_p, 0);
+  auto race = probs / torch::empty_like(probs).exponential_(1, gen);
+  return idx.gather(-1, race.argmax(-1, true)).squeeze(-1);
+}
+
 }  // namespace loong::gen

@@ -34,4 +34,12 @@ at::Generator make_generator(uint64_t seed);
 // [B] in [0, V) on the CPU. Greedy (top_k == 1) ignores the generator.
 at::Tensor sample_codes(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen);
 
+// The same choice with every shape fixed and nothing copied to the host, so
+// that a CUDA graph can hold it: codes int64 [B] on the logits' device, drawn
+// from `gen` (a generator of that device, ops/device.h) by the exponential
+// race: argmax_i p_i / E_i with E_i ~ Exp(1) picks i with probability p_i
+// (LibTorch's multinomial draws one sample the same way). The same seed gives
+// other codes than sample_codes, whose draws come from the CPU.
+at::Tensor sample_codes_on_device(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen);
+
 }  // namespace loong::gen

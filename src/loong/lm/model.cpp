@@ -10,6 +10,7 @@
 #include "loong/ops/decode_ops.h"
 #include "loong/core/error.h"
 #include "loong/ops/attention.h"
+#include "loong/ops/checkpoint.h"
 #include "loong/lm/vocab.h"
 
 namespace loong::lm {
@@ -55,6 +56,11 @@ torch::Tensor rope_positions(const LmConfig& c, const torch::Tensor& tokens, int
   auto is_sov = tokens.eq(Vocab(c.text_vocab, c.video_vocab).sov());
   auto first = torch::where(is_sov, idx, torch::full_like(idx, start + T)).amin(1);  // start + T: none
   video_start = torch::where(video_start.ge(0) | first.ge(start + T), video_start, first);
+  return grid_positions(c, idx, video_start);
+}
+
+torch::Tensor grid_positions(const LmConfig& c, const torch::Tensor& idx, const torch::Tensor& video_start) {
+  const int64_t B = idx.size(0);
   auto origin = video_start.view({B, 1}) + 1;  // the first video token's index
   auto k = idx - origin;                       // video token number
   auto in_video = video_start.view({B, 1}).ge(0) & k.ge(0);
@@ -243,8 +249,14 @@ torch::Tensor LlamaImpl::hidden(const torch::Tensor& tokens, KvCache* cache, int
     cos = rope_cos_.narrow(0, start, T), sin = rope_sin_.narrow(0, start, T);
   }
   auto h = tok_embeddings(tokens.to(torch::kLong));
-  for (size_t l = 0; l < layers->size(); ++l)
-    h = layers[l]->as<TransformerBlock>()->forward(h, cos, sin, cache, static_cast<int>(l), start);
+  for (size_t l = 0; l < layers->size(); ++l) {
+    auto block = layers[l]->as<TransformerBlock>();
+    if (checkpoint_blocks && !cache && is_training())
+      h = checkpointed([block, cos, sin, start](const std::vector<torch::Tensor>& x) { return block->forward(x[0], cos, sin, nullptr, 0, start); },
+                       {h});
+    else
+      h = block->forward(h, cos, sin, cache, static_cast<int>(l), start);
+  }
   if (cache) cache->length = start + T;
   return norm(h);
 }
@@ -374,6 +386,57 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
     h = addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
   }
   cache.length = S;
+  return normalise(h, eps_) * norm_;
+}
+
+torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache,
+                                      int64_t span) const {
+  if (ids.dim() != 1 || pos.numel() != 1) fail("decode step", "expected token ids [B] and one position");
+  if (cache.k.size() != layers_.size() || ids.size(0) != cache.k[0].size(0))
+    fail("decode step", "the cache is for another model or batch");
+  if (span < 1 || span > cache.capacity || span > max_seq_len_)
+    fail("decode step", "span " + std::to_string(span) + " outside the cache (" + std::to_string(cache.capacity) +
+                            " positions)");
+  const int64_t B = ids.size(0);
+  const auto dtype = embedding_.scalar_type();
+  const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_, rep = H / Hkv;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const auto where = pos.view({1});
+
+  // Keys after pos, and padding keys other than pos itself, are masked.
+  auto key = torch::arange(span, where.options());
+  auto allowed = key.le(where).view({1, span});
+  if (cache.valid.defined()) allowed = allowed & (cache.valid.narrow(1, 0, span) | key.eq(where).view({1, span}));
+  auto mask = torch::zeros({B, span}, embedding_.options().dtype(torch::kFloat))
+                  .masked_fill_(allowed.logical_not().expand({B, span}), -std::numeric_limits<float>::infinity())
+                  .view({B, 1, 1, span});
+
+  torch::Tensor rotation;  // [1, hd / 2], or [B, 1, hd / 2] with 3D positions
+  if (config_.rope_3d()) {
+    auto positions = grid_positions(config_, where.view({1, 1}).expand({B, 1}), cache.video_start);
+    auto [cos, sin] = rope_angles(positions, rope_axis_, rope_freq_);
+    rotation = torch::complex(cos, sin);
+  } else {
+    rotation = rotation_.index_select(0, where);
+  }
+
+  auto h = embedding_.index_select(0, ids);  // [B, dim]
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const auto& w = layers_[l];
+    auto qkv = torch::mm(normalise(h, eps_), w.wqkv_t);
+    auto pairs = qkv.narrow(1, 0, (H + Hkv) * hd).to(torch::kFloat).view({B, H + Hkv, hd / 2, 2});
+    auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);
+    cache.k[l].index_copy_(2, where, qk.narrow(1, H, Hkv).reshape({B, Hkv, 1, hd}));
+    cache.v[l].index_copy_(2, where, qkv.narrow(1, (H + Hkv) * hd, Hkv * hd).reshape({B, Hkv, 1, hd}));
+    auto k = cache.k[l].narrow(2, 0, span), v = cache.v[l].narrow(2, 0, span);
+    auto q = qk.narrow(1, 0, H).reshape({B, Hkv, rep, hd}) * scale;
+    // Scores and softmax in float32, whatever the weights' type.
+    auto scores = torch::matmul(q, k.transpose(2, 3)).to(torch::kFloat).add_(mask);  // [B, Hkv, rep, span]
+    auto y = torch::matmul(torch::softmax(scores, -1).to(dtype), v);                 // [B, Hkv, rep, hd]
+    h = torch::addmm(h, y.reshape({B, H * hd}), w.wo_t);
+    auto g = torch::mm(normalise(h, eps_), w.w13_t);
+    h = torch::addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
+  }
   return normalise(h, eps_) * norm_;
 }
 

@@ -44,6 +44,10 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const
 // none yet) and is updated from this one.
 torch::Tensor rope_positions(const LmConfig& config, const torch::Tensor& tokens, int64_t start,
                              torch::Tensor& video_start);
+// The 3D positions [B, T, 3] of sequence indices idx int64 [B, T], each row's
+// <sov> at video_start [B] (-1: none): rope_positions' second half, for a
+// decoding step whose index is a device tensor.
+torch::Tensor grid_positions(const LmConfig& config, const torch::Tensor& idx, const torch::Tensor& video_start);
 // Per rotary pair: the position axis it turns with (int64 [head_dim / 2]) and
 // its frequency (double). 1D: every pair on axis 0 at theta^(-2i / head_dim),
 // LLaMA's. 3D: rows and columns get a third of the pairs each, frames (which
@@ -114,6 +118,9 @@ struct LlamaImpl : torch::nn::Module {
   int64_t parameter_count() const;
 
   LmConfig config;
+  // Training without a cache: recompute each block's activations in the
+  // backward pass instead of keeping them (ops/checkpoint.h).
+  bool checkpoint_blocks = false;
   torch::nn::Embedding tok_embeddings{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -150,6 +157,15 @@ class DecodeStep {
   // cache. The ids are not range-checked (a sampler draws them from the
   // vocabulary); index_select still refuses one outside it.
   torch::Tensor operator()(const torch::Tensor& ids, KvCache& cache) const;
+
+  // The same step with every shape fixed and the position held on the
+  // device, so that a CUDA graph can replay it (gen/code_sampler.h): ids [B]
+  // and pos int64 [1] (the position filled; read, not changed) live on the
+  // model's device. Keys are read from cache positions [0, span), those after
+  // pos masked, so one span serves every position below it; the caller keeps
+  // pos < span <= cache.capacity and cache.length. LibTorch's general
+  // operations only, no host synchronisation.
+  torch::Tensor at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache, int64_t span) const;
 
  private:
   struct Layer {

@@ -80,6 +80,8 @@ nlohmann::json LmTrainConfig::to_json() const {
           {"beta2", beta2},
           {"grad_clip", grad_clip},
           {"mixed_precision", mixed_precision},
+          {"fused_adamw", fused_adamw},
+          {"activation_checkpointing", activation_checkpointing},
           {"log_every", log_every},
           {"plot_every", plot_every},
           {"checkpoint_every", checkpoint_every},
@@ -175,6 +177,8 @@ LmTrainConfig LmTrainConfig::from_json(const nlohmann::json& j, const std::strin
   r.number("beta2", c.beta2, 0, 0.9999999);
   r.number("grad_clip", c.grad_clip, 0, 1e6);
   r.boolean("mixed_precision", c.mixed_precision);
+  r.boolean("fused_adamw", c.fused_adamw);
+  r.boolean("activation_checkpointing", c.activation_checkpointing);
   r.integer("log_every", c.log_every, 1, int64_t(1) << 40);
   r.integer("plot_every", c.plot_every, 0, int64_t(1) << 40);
   r.integer("checkpoint_every", c.checkpoint_every, 0, int64_t(1) << 40);

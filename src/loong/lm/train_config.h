@@ -48,6 +48,8 @@ struct LmTrainConfig {
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95;
   double grad_clip = 1.0;       // global norm; 0 = off
   bool mixed_precision = true;  // bfloat16 autocast on CUDA (ignored on CPU)
+  bool fused_adamw = true;      // one AdamW kernel for all parameters where LibTorch has it (2.4+; ops/adamw.h)
+  bool activation_checkpointing = false;  // recompute each block in backward (ops/checkpoint.h)
   int64_t log_every = 1;        // console lines; the JSONL log gets every step
   int64_t plot_every = 100;     // loss_curves.png
   int64_t checkpoint_every = 500;

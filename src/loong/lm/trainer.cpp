@@ -23,6 +23,7 @@
 #include "loong/lm/checkpoint.h"
 #include "loong/lm/shards.h"
 #include "loong/lm/vocab.h"
+#include "loong/ops/adamw.h"
 #include "loong/tokenizer/config.h"
 #include "loong/store/checkpoints.h"
 #include "loong/io/plot.h"
@@ -256,6 +257,7 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   }
   s.model->to(s.opts.device);
   s.model->train();
+  s.model->checkpoint_blocks = cfg.activation_checkpointing;
   // No weight decay on the RMSNorm gains (1-D), as in LLaMA.
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& p : s.model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
@@ -367,7 +369,7 @@ nlohmann::json LmTrainer::step() {
       torch::nn::utils::clip_grad_norm_(s.model->parameters(), cfg.grad_clip > 0 ? cfg.grad_clip : 1e30);
   const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
   if (finite) {
-    s.opt->step();
+    adamw_step(*s.opt, cfg.fused_adamw);
     s.bad_in_row = 0;
   } else {
     ++s.skipped;

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "loong/ops/checkpoint.h"
+
 namespace F = torch::nn::functional;
 
 namespace loong::tokenizer {
@@ -74,6 +76,12 @@ ResBlock3dImpl::ResBlock3dImpl(int in, int out, NormKind norm) {
 }
 
 torch::Tensor ResBlock3dImpl::forward(const torch::Tensor& x) {
+  // The block outlives its backward pass (the model owns it).
+  if (checkpoint && is_training()) return checkpointed([this](const std::vector<torch::Tensor>& in) { return body(in[0]); }, {x});
+  return body(x);
+}
+
+torch::Tensor ResBlock3dImpl::body(const torch::Tensor& x) {
   auto h = conv1(torch::silu(norm1(x)));
   h = conv2(torch::silu(norm2(h)));
   return (shortcut ? shortcut(x) : x) + h;

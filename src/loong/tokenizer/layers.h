@@ -46,6 +46,12 @@ struct ResBlock3dImpl : torch::nn::Module {
   FrameNorm norm1{nullptr}, norm2{nullptr};
   CausalConv3d conv1{nullptr}, conv2{nullptr};
   torch::nn::Conv3d shortcut{nullptr};
+  // In training, recompute the block's activations in backward instead of
+  // keeping them (ops/checkpoint.h).
+  bool checkpoint = false;
+
+ private:
+  torch::Tensor body(const torch::Tensor& x);
 };
 TORCH_MODULE(ResBlock3d);
 

@@ -74,6 +74,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"lecam_decay", lecam_decay},
           {"decoder_only", decoder_only},
           {"mixed_precision", mixed_precision},
+          {"fused_adamw", fused_adamw},
+          {"activation_checkpointing", activation_checkpointing},
           {"log_every", log_every},
           {"sample_every", sample_every},
           {"checkpoint_every", checkpoint_every},
@@ -125,6 +127,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
   r.number("lecam_decay", c.lecam_decay, 0, 0.999999);
   r.boolean("decoder_only", c.decoder_only);
   r.boolean("mixed_precision", c.mixed_precision);
+  r.boolean("fused_adamw", c.fused_adamw);
+  r.boolean("activation_checkpointing", c.activation_checkpointing);
   r.integer("log_every", c.log_every, int64_t(1), int64_t(1) << 40);
   r.integer("sample_every", c.sample_every, int64_t(0), int64_t(1) << 40);
   r.integer("checkpoint_every", c.checkpoint_every, int64_t(0), int64_t(1) << 40);

@@ -68,6 +68,10 @@ struct TrainConfig {
   bool decoder_only = false;
 
   bool mixed_precision = true;     // bfloat16 autocast on CUDA (ignored on CPU)
+  bool fused_adamw = true;         // one AdamW kernel for all parameters where LibTorch has it (2.4+; ops/adamw.h)
+  // Recompute the encoder's and decoder's blocks in backward instead of
+  // keeping their activations (ops/checkpoint.h).
+  bool activation_checkpointing = false;
 
   // Logging and checkpoints (in steps). log_every is for the console; the
   // JSONL log gets every step.

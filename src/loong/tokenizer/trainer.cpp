@@ -13,6 +13,7 @@
 
 #include "loong/core/atomic_file.h"
 #include "loong/core/clock.h"
+#include "loong/ops/adamw.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/torch_compat.h"
@@ -164,6 +165,8 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
       for (auto& p : m->parameters()) p.set_requires_grad(false);
     }
   }
+  for (auto& m : s.model->modules())
+    if (auto block = std::dynamic_pointer_cast<ResBlock3dImpl>(m)) block->checkpoint = t.activation_checkpointing;
   s.opt = std::make_unique<torch::optim::AdamW>(
       t.decoder_only ? s.model->decoder->parameters() : s.model->parameters(),
       torch::optim::AdamWOptions(t.lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
@@ -279,7 +282,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   loss.backward();
   double grad_norm = t.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(s.model->parameters(), t.grad_clip)
                                      : torch::nn::utils::clip_grad_norm_(s.model->parameters(), 1e30);
-  s.opt->step();
+  adamw_step(*s.opt, t.fused_adamw);
 
   if (train_disc) {
     set_lr(*s.dopt, t.disc_lr * factor);
@@ -299,7 +302,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
     s.dopt->zero_grad();
     total.backward();
     if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.disc->parameters(), t.grad_clip);
-    s.dopt->step();
+    adamw_step(*s.dopt, t.fused_adamw);
     s.lecam.update(real.mean().item<double>(), fake.mean().item<double>());
     rec["disc"] = d.item<double>();
     rec["adaptive_weight"] = adaptive;

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Everything the CUDA path needs checked on a GPU, in one call (docs/build.md,
+# "On a GPU machine"). The GPU machines are lent briefly, without network, and
+# may lack some build dependencies, so this script brings them along.
+#
+#   scripts/gpu_check.sh pack          here, before the call: copy the header-only
+#                                      dependencies (nlohmann-json, CLI11), zlib's
+#                                      headers and GoogleTest's sources into .gpu-deps/
+#                                      (ignored by git; the device call carries it)
+#   scripts/gpu_check.sh [OUT_DIR]     the check: versions, build, tests, benchmarks
+#
+# The check writes OUT_DIR (default $OUT, else out/gpu_check): gpu_check.log
+# (everything printed), summary.json (each step's status and seconds, the
+# versions, the benchmark figures) and bench.json.
+#
+# Environment: DEVICE=cuda (default) or cpu: the same steps on this machine
+# with tiny shapes, against Debian's LibTorch, to rehearse the script before
+# the GPU call. PYTHON (default: /opt/torch/.venv/bin/python3 if present, else
+# python3) gives the LibTorch to build against (torch.utils.cmake_prefix_path).
+# JOBS (default 16). BUILD_DIR (default build-gpu, or build-gpu-rehearsal on
+# the CPU). SKIP_TESTS=1 / SKIP_BENCH=1. FORCE_DEPS=1 uses the carried
+# dependencies even where the machine has its own (to rehearse that path).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DEPS=$ROOT/.gpu-deps
+
+if [ "${1:-}" = pack ]; then
+  set -e
+  rm -rf "$DEPS.tmp"
+  mkdir -p "$DEPS.tmp/include" "$DEPS.tmp/share/cmake" "$DEPS.tmp/src"
+  cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/zlib.h /usr/include/zconf.h "$DEPS.tmp/include/"
+  cp -r /usr/share/cmake/nlohmann_json /usr/share/cmake/CLI11 "$DEPS.tmp/share/cmake/"
+  cp -r /usr/src/googletest "$DEPS.tmp/src/"
+  rm -rf "$DEPS" && mv "$DEPS.tmp" "$DEPS"
+  echo "packed $(du -sh "$DEPS" | cut -f1) into .gpu-deps (carry it: run(carry=[\".gpu-deps\"]))"
+  exit 0
+fi
+
+DEVICE=${DEVICE:-cuda}
+OUT_DIR=${1:-${OUT:-out/gpu_check}}
+JOBS=${JOBS:-16}
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+LOG=$OUT_DIR/gpu_check.log
+: > "$LOG"
+exec > >(tee -a "$LOG") 2>&1
+STEPS=$OUT_DIR/steps.jsonl
+: > "$STEPS"
+
+# step NAME CMD...: runs and records status and seconds; never stops the script.
+step() {
+  local name=$1
+  shift
+  echo
+  echo "==> $name: $*"
+  local t0=$SECONDS
+  "$@"
+  local rc=$?
+  echo "<== $name: exit $rc in $((SECONDS - t0)) s"
+  printf '{"step":"%s","rc":%d,"seconds":%d}\n' "$name" "$rc" "$((SECONDS - t0))" >> "$STEPS"
+  return $rc
+}
+
+# 1. What we rely on.
+versions() {
+  command -v nvidia-smi >/dev/null && nvidia-smi || echo "nvidia-smi: not present"
+  command -v nvcc >/dev/null && nvcc --version || { [ -x /usr/local/cuda/bin/nvcc ] && /usr/local/cuda/bin/nvcc --version; } || echo "nvcc: not present"
+  if [ -n "$PYTHON" ]; then
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
+  else
+    echo "python torch: not used (Debian LibTorch)"
+  fi
+  cmake --version | head -1
+  ninja --version
+  nproc
+}
+
+if [ -z "${PYTHON+x}" ]; then
+  if [ "$DEVICE" = cpu ]; then PYTHON=""
+  elif [ -x /opt/torch/.venv/bin/python3 ]; then PYTHON=/opt/torch/.venv/bin/python3
+  else PYTHON=python3; fi
+fi
+step versions versions
+
+# 2. Configure and build (FFmpeg and SentencePiece off, as the GPU machines lack them).
+PREFIX=""
+if [ -n "$PYTHON" ]; then PREFIX=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)'); fi
+EXTRA=()
+if [ -d "$DEPS" ]; then
+  PREFIX="$PREFIX;$DEPS;$DEPS/gtest"
+  # zlib: the machine's library with the carried headers when its own are absent.
+  if [ "${FORCE_DEPS:-0}" = 1 ] || [ ! -f /usr/include/zlib.h ]; then
+    ZLIB_SO=$(ls /usr/lib/x86_64-linux-gnu/libz.so* /lib/x86_64-linux-gnu/libz.so* 2>/dev/null | head -1)
+    EXTRA+=(-DZLIB_INCLUDE_DIR="$DEPS/include" -DZLIB_LIBRARY="$ZLIB_SO")
+  fi
+fi
+gtest_from_source() {  # GoogleTest built here when the machine has none
+  if [ ! -d "$DEPS/src/googletest" ] || [ -d "$DEPS/gtest" ]; then return 0; fi
+  if [ "${FORCE_DEPS:-0}" != 1 ] && { [ -d /usr/lib/x86_64-linux-gnu/cmake/GTest ] || [ -d /usr/lib/cmake/GTest ]; }; then
+    return 0
+  fi
+  cmake -S "$DEPS/src/googletest" -B "$DEPS/gtest-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_INSTALL_PREFIX="$DEPS/gtest" -DBUILD_GMOCK=OFF >/dev/null &&
+    cmake --build "$DEPS/gtest-build" -j "$JOBS" >/dev/null && cmake --install "$DEPS/gtest-build" >/dev/null
+}
+step gtest gtest_from_source
+
+if [ "$DEVICE" = cpu ]; then BUILD_DIR=${BUILD_DIR:-build-gpu-rehearsal}; else BUILD_DIR=${BUILD_DIR:-build-gpu}; fi
+configure() {
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${PREFIX:+-DCMAKE_PREFIX_PATH="$PREFIX"} \
+        -DCMAKE_CUDA_ARCHITECTURES=90 -DLOONG_WITH_FFMPEG=OFF -DLOONG_WITH_SENTENCEPIECE=OFF -DLOONG_WITH_PNG=OFF \
+        "${EXTRA[@]}"
+}
+step configure configure && step build cmake --build "$BUILD_DIR" -j "$JOBS"
+BUILT=$?
+
+# 3. The tests, CUDA parts included (they skip, saying why, without a device).
+if [ "$BUILT" -eq 0 ] && [ "${SKIP_TESTS:-0}" != 1 ]; then
+  step tests ctest --test-dir "$BUILD_DIR" -j "$JOBS" -LE slow --output-on-failure --timeout 600
+  step cuda_tests "$BUILD_DIR/tests/loong_tests" --gtest_filter='Cuda.*:StaticDecode.*:FusedAdamW.*:ActivationCheckpointing.*'
+fi
+
+# 4. The figures (bench/bench_device.cpp says what each is).
+if [ "$BUILT" -eq 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
+  if [ "$DEVICE" = cpu ]; then
+    ARGS=(--device cpu --lm tiny --tokenizer tiny --contexts 64,256 --steps 16 --reps 2 --minute-seconds 12
+          --train-seq 256 --train-batch 2 --tokenizer-batch 1 --threads 2)
+  else
+    ARGS=(--device cuda --lm 700M,3B --tokenizer paper --contexts 512,2048,4352 --steps 128 --reps 5
+          --minute-seconds 60 --train-seq 4352 --train-batch 4 --tokenizer-batch 4)
+  fi
+  bench() { "$BUILD_DIR/bin/bench_device" "${ARGS[@]}" > "$OUT_DIR/bench.out"; local rc=$?; cat "$OUT_DIR/bench.out"; return $rc; }
+  step bench bench
+  grep '^RESULT ' "$OUT_DIR/bench.out" | sed 's/^RESULT //' > "$OUT_DIR/bench.json"
+fi
+
+# summary.json: the steps, the versions' first lines and the figures.
+{
+  printf '{"device":"%s","build_dir":"%s","steps":[' "$DEVICE" "$BUILD_DIR"
+  paste -sd, "$STEPS" | tr -d '\n'
+  printf '],"bench":'
+  if [ -s "$OUT_DIR/bench.json" ]; then tr -d '\n' < "$OUT_DIR/bench.json"; else printf 'null'; fi
+  printf '}\n'
+} > "$OUT_DIR/summary.json"
+echo
+echo "summary: $OUT_DIR/summary.json"
+grep -q '"rc":[1-9]' "$STEPS" && exit 1
+exit 0

@@ -1,0 +1,61 @@
+#include "loong/ops/adamw.h"
+
+#include <map>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "loong/core/torch_compat.h"
+
+namespace loong {
+
+bool fused_adamw_available() { return LOONG_HAS_FUSED_ADAMW; }
+
+void adamw_step(torch::optim::AdamW& opt, bool fused) {
+#if LOONG_HAS_FUSED_ADAMW
+  if (fused) {
+    torch::NoGradGuard ng;
+    for (auto& group : opt.param_groups()) {
+      const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
+      if (o.amsgrad()) {
+        opt.step();
+        return;
+      }
+      // The kernel takes one device and type per call.
+      struct Lists {
+        std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
+      };
+      std::map<std::pair<std::string, int>, Lists> by_kind;
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) continue;
+        auto& slot = opt.state()[p.unsafeGetTensorImpl()];
+        if (!slot) {
+          auto st = std::make_unique<torch::optim::AdamWParamState>();
+          st->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
+          st->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+          slot = std::move(st);
+        }
+        auto& st = static_cast<torch::optim::AdamWParamState&>(*slot);
+        st.step(st.step() + 1);  // the kernel reads the step after this update, as AdamW counts it
+        auto& l = by_kind[{p.device().str(), static_cast<int>(p.scalar_type())}];
+        l.params.push_back(p);
+        l.grads.push_back(p.grad());
+        l.exp_avgs.push_back(st.exp_avg());
+        l.exp_avg_sqs.push_back(st.exp_avg_sq());
+        l.steps.push_back(torch::full({}, static_cast<double>(st.step()),
+                                      torch::TensorOptions().dtype(torch::kFloat).device(p.device())));
+      }
+      for (auto& [kind, l] : by_kind)
+        at::_fused_adamw_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, {}, l.steps, o.lr(), std::get<0>(o.betas()),
+                          std::get<1>(o.betas()), o.weight_decay(), o.eps(), false, false);
+    }
+    return;
+  }
+#endif
+  (void)fused;
+  opt.step();
+}
+
+}  // namespace loong
