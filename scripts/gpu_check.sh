@@ -40,40 +40,61 @@ fi
 DEVICE=${DEVICE:-cuda}
 OUT_DIR=${1:-${OUT:-out/gpu_check}}
 JOBS=${JOBS:-16}
+# Seconds the whole check may take (the device tool's calls stop at 600 s):
+# each step gets what is left, and summary.json is rewritten after every step.
+BUDGET=${BUDGET:-570}
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 LOG=$OUT_DIR/gpu_check.log
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
+TEE=$!
 STEPS=$OUT_DIR/steps.jsonl
 : > "$STEPS"
+rm -f "$OUT_DIR/bench.json" "$OUT_DIR/bench.jsonl" "$OUT_DIR/summary.json"
 
-# step NAME CMD...: runs and records status and seconds; never stops the script.
+summary() {  # summary.json: the steps so far and the figures
+  {
+    printf '{"device":"%s","build_dir":"%s","steps":[' "$DEVICE" "${BUILD_DIR:-}"
+    paste -sd, "$STEPS" | tr -d '\n'
+    printf '],"bench":'
+    if [ -s "$OUT_DIR/bench.json" ]; then tr -d '\n' < "$OUT_DIR/bench.json"; else printf 'null'; fi
+    printf '}\n'
+  } > "$OUT_DIR/summary.json.tmp" && mv "$OUT_DIR/summary.json.tmp" "$OUT_DIR/summary.json"
+}
+
+# step NAME CMD...: runs CMD within the time left (timeout; this script's own
+# functions, which are short, run directly), records its exit
+# status and seconds, rewrites the summary; never stops the script.
 step() {
   local name=$1
   shift
+  local left=$((BUDGET - SECONDS))
   echo
-  echo "==> $name: $*"
+  if [ "$left" -le 5 ]; then
+    echo "==> $name: skipped, no time left"
+    printf '{"step":"%s","rc":"skipped","seconds":0}\n' "$name" >> "$STEPS"
+    summary
+    return 1
+  fi
+  echo "==> $name ($left s left): $*"
   local t0=$SECONDS
-  "$@"
+  if [ "$(type -t "$1")" = function ]; then "$@"; else timeout --kill-after=5 "$left" "$@"; fi
   local rc=$?
   echo "<== $name: exit $rc in $((SECONDS - t0)) s"
   printf '{"step":"%s","rc":%d,"seconds":%d}\n' "$name" "$rc" "$((SECONDS - t0))" >> "$STEPS"
+  summary
   return $rc
 }
 
-# 1. What we rely on.
-versions() {
-  command -v nvidia-smi >/dev/null && nvidia-smi || echo "nvidia-smi: not present"
-  command -v nvcc >/dev/null && nvcc --version || { [ -x /usr/local/cuda/bin/nvcc ] && /usr/local/cuda/bin/nvcc --version; } || echo "nvcc: not present"
-  if [ -n "$PYTHON" ]; then
-    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
-  else
-    echo "python torch: not used (Debian LibTorch)"
-  fi
-  cmake --version | head -1
-  ninja --version
-  nproc
+finish() {
+  echo
+  echo "summary: $OUT_DIR/summary.json"
+  local rc=0
+  grep -q '"rc":[1-9"]' "$STEPS" && rc=1
+  exec >&- 2>&-
+  wait "$TEE" 2>/dev/null
+  exit $rc
 }
 
 if [ -z "${PYTHON+x}" ]; then
@@ -81,12 +102,34 @@ if [ -z "${PYTHON+x}" ]; then
   elif [ -x /opt/torch/.venv/bin/python3 ]; then PYTHON=/opt/torch/.venv/bin/python3
   else PYTHON=python3; fi
 fi
+
+# 1. What we rely on.
+versions() {
+  if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "nvidia-smi: not present"; fi
+  if command -v nvcc >/dev/null; then nvcc --version
+  elif [ -x /usr/local/cuda/bin/nvcc ]; then /usr/local/cuda/bin/nvcc --version
+  else echo "nvcc: not present"; fi
+  if [ -n "$PYTHON" ]; then
+    "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cxx11_abi", torch._C._GLIBCXX_USE_CXX11_ABI, "device", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
+  else
+    echo "python torch: not used (Debian LibTorch)"
+  fi
+  cmake --version | head -1
+  if command -v ninja >/dev/null; then echo "ninja $(ninja --version)"; else echo "ninja: not present (Makefiles)"; fi
+  echo "cores: $(nproc)"
+}
 step versions versions
 
-# 2. Configure and build (FFmpeg and SentencePiece off, as the GPU machines lack them).
+# 2. Configure and build (FFmpeg, SentencePiece and PNG off, as the GPU
+# machines lack them), against the Python torch's LibTorch.
 PREFIX=""
-if [ -n "$PYTHON" ]; then PREFIX=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)'); fi
+ABI=1
+if [ -n "$PYTHON" ]; then
+  PREFIX=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  ABI=$("$PYTHON" -c 'import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))')
+fi
 EXTRA=()
+if command -v ninja >/dev/null; then GENERATOR=Ninja; else GENERATOR="Unix Makefiles"; fi
 if [ -d "$DEPS" ]; then
   PREFIX="$PREFIX;$DEPS;$DEPS/gtest"
   # zlib: the machine's library with the carried headers when its own are absent.
@@ -95,34 +138,38 @@ if [ -d "$DEPS" ]; then
     EXTRA+=(-DZLIB_INCLUDE_DIR="$DEPS/include" -DZLIB_LIBRARY="$ZLIB_SO")
   fi
 fi
-gtest_from_source() {  # GoogleTest built here when the machine has none
+# GoogleTest from the carried sources when the machine has none, or when its
+# LibTorch uses the old C++ ABI (a system GoogleTest uses the new one).
+gtest_from_source() {
   if [ ! -d "$DEPS/src/googletest" ] || [ -d "$DEPS/gtest" ]; then return 0; fi
-  if [ "${FORCE_DEPS:-0}" != 1 ] && { [ -d /usr/lib/x86_64-linux-gnu/cmake/GTest ] || [ -d /usr/lib/cmake/GTest ]; }; then
+  if [ "${FORCE_DEPS:-0}" != 1 ] && [ "$ABI" = 1 ] &&
+     { [ -d /usr/lib/x86_64-linux-gnu/cmake/GTest ] || [ -d /usr/lib/cmake/GTest ]; }; then
     return 0
   fi
-  cmake -S "$DEPS/src/googletest" -B "$DEPS/gtest-build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_INSTALL_PREFIX="$DEPS/gtest" -DBUILD_GMOCK=OFF >/dev/null &&
+  cmake -S "$DEPS/src/googletest" -B "$DEPS/gtest-build" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_INSTALL_PREFIX="$DEPS/gtest" -DBUILD_GMOCK=OFF -DCMAKE_CXX_FLAGS="-D_GLIBCXX_USE_CXX11_ABI=$ABI" \
+        >/dev/null &&
     cmake --build "$DEPS/gtest-build" -j "$JOBS" >/dev/null && cmake --install "$DEPS/gtest-build" >/dev/null
 }
 step gtest gtest_from_source
 
 if [ "$DEVICE" = cpu ]; then BUILD_DIR=${BUILD_DIR:-build-gpu-rehearsal}; else BUILD_DIR=${BUILD_DIR:-build-gpu}; fi
 configure() {
-  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${PREFIX:+-DCMAKE_PREFIX_PATH="$PREFIX"} \
+  cmake -S . -B "$BUILD_DIR" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release ${PREFIX:+-DCMAKE_PREFIX_PATH="$PREFIX"} \
         -DCMAKE_CUDA_ARCHITECTURES=90 -DLOONG_WITH_FFMPEG=OFF -DLOONG_WITH_SENTENCEPIECE=OFF -DLOONG_WITH_PNG=OFF \
         "${EXTRA[@]}"
 }
 step configure configure && step build cmake --build "$BUILD_DIR" -j "$JOBS"
 BUILT=$?
+if [ "$BUILT" -ne 0 ]; then finish; fi
 
-# 3. The tests, CUDA parts included (they skip, saying why, without a device).
-if [ "$BUILT" -eq 0 ] && [ "${SKIP_TESTS:-0}" != 1 ]; then
-  step tests ctest --test-dir "$BUILD_DIR" -j "$JOBS" -LE slow --output-on-failure --timeout 600
-  step cuda_tests "$BUILD_DIR/tests/loong_tests" --gtest_filter='Cuda.*:StaticDecode.*:FusedAdamW.*:ActivationCheckpointing.*'
+# 3. The CUDA tests first (they skip, saying why, without a device), then
+# 4. the figures (bench/bench_device.cpp says what each is), then the rest of
+# the suite with the time left.
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  step cuda_tests "$BUILD_DIR/tests/loong_tests" --gtest_filter='Cuda.*:Device.*:StaticDecode.*:FusedAdamW.*:ActivationCheckpointing.*'
 fi
-
-# 4. The figures (bench/bench_device.cpp says what each is).
-if [ "$BUILT" -eq 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
+if [ "${SKIP_BENCH:-0}" != 1 ]; then
   if [ "$DEVICE" = cpu ]; then
     ARGS=(--device cpu --lm tiny --tokenizer tiny --contexts 64,256 --steps 16 --reps 2 --minute-seconds 12
           --train-seq 256 --train-batch 2 --tokenizer-batch 1 --threads 2)
@@ -130,20 +177,25 @@ if [ "$BUILT" -eq 0 ] && [ "${SKIP_BENCH:-0}" != 1 ]; then
     ARGS=(--device cuda --lm 700M,3B --tokenizer paper --contexts 512,2048,4352 --steps 128 --reps 5
           --minute-seconds 60 --train-seq 4352 --train-batch 4 --tokenizer-batch 4)
   fi
-  bench() { "$BUILD_DIR/bin/bench_device" "${ARGS[@]}" > "$OUT_DIR/bench.out"; local rc=$?; cat "$OUT_DIR/bench.out"; return $rc; }
-  step bench bench
-  grep '^RESULT ' "$OUT_DIR/bench.out" | sed 's/^RESULT //' > "$OUT_DIR/bench.json"
+  # Each part alone, so one that fails or runs out of time leaves the others' figures.
+  for part in decode train tokenizer minute; do
+    step "bench_$part" "$BUILD_DIR/bench/bench_device" "${ARGS[@]}" --what "$part" | tee "$OUT_DIR/bench_$part.out"
+    if grep -q '^RESULT ' "$OUT_DIR/bench_$part.out"; then
+      grep '^RESULT ' "$OUT_DIR/bench_$part.out" | sed 's/^RESULT //' >> "$OUT_DIR/bench.jsonl"
+      # bench.json: one object, the parts merged.
+      python3 - "$OUT_DIR/bench.jsonl" "$OUT_DIR/bench.json" <<'PY' 2>/dev/null || cp "$OUT_DIR/bench.jsonl" "$OUT_DIR/bench.json"
+import json, sys
+merged = {}
+for line in open(sys.argv[1]):
+    merged.update(json.loads(line))
+json.dump(merged, open(sys.argv[2], "w"))
+PY
+      summary
+    fi
+  done
 fi
-
-# summary.json: the steps, the versions' first lines and the figures.
-{
-  printf '{"device":"%s","build_dir":"%s","steps":[' "$DEVICE" "$BUILD_DIR"
-  paste -sd, "$STEPS" | tr -d '\n'
-  printf '],"bench":'
-  if [ -s "$OUT_DIR/bench.json" ]; then tr -d '\n' < "$OUT_DIR/bench.json"; else printf 'null'; fi
-  printf '}\n'
-} > "$OUT_DIR/summary.json"
-echo
-echo "summary: $OUT_DIR/summary.json"
-grep -q '"rc":[1-9]' "$STEPS" && exit 1
-exit 0
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+  step tests ctest --test-dir "$BUILD_DIR" -j "$JOBS" -LE slow -E '^(Cuda|Device|StaticDecode|FusedAdamW|ActivationCheckpointing)\.' \
+       --output-on-failure --timeout 300
+fi
+finish

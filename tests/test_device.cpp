@@ -294,6 +294,13 @@ TEST(Cuda, GraphDecodingGivesTheCpuCodes) {
   o.top_k = 20;
   gen::CodeSampler s1(cuda_model, Vocab(c.text_vocab, c.video_vocab), o), s2(cuda_model, Vocab(c.text_vocab, c.video_vocab), o);
   EXPECT_TRUE(torch::equal(s1.generate(clip_prompts(), 100), s2.generate(clip_prompts(), 100)));
+  // Replays advance the generator as the eager steps do: the same draws.
+  gen::CodeSampler graphed(cuda_model, Vocab(c.text_vocab, c.video_vocab), o),
+      eager(cuda_model, Vocab(c.text_vocab, c.video_vocab), o);
+  eager.set_cuda_graphs(false);
+  EXPECT_TRUE(torch::equal(graphed.generate(clip_prompts(), 600), eager.generate(clip_prompts(), 600)));
+  EXPECT_GT(graphed.graph_replays(), 500);
+  EXPECT_EQ(eager.graph_replays(), 0);
 }
 
 TEST(Cuda, TokenizerCodesAndReconstructionsMatchTheCpu) {

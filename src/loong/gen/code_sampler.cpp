@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <optional>
 
@@ -73,9 +74,11 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   const int64_t P = packed.length;
 
   // The cache is allocated for the largest batch seen and reused after that.
-  if (!cache_ || cache_->k[0].size(0) != R || cache_->capacity < P + n)
+  if (!cache_ || cache_->k[0].size(0) != R || cache_->capacity < P + n) {
     cache_ = std::make_unique<lm::KvCache>(model_->config, R, std::max<int64_t>(P + n, needed), device,
                                            model_->output->weight.scalar_type());
+    ++cache_generation_;
+  }
   cache_->length = 0;
   cache_->valid = torch::zeros({R, cache_->capacity}, torch::TensorOptions().dtype(torch::kBool).device(device));
   cache_->valid.narrow(1, 0, P + n).copy_(packed.valid);
@@ -149,9 +152,9 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
 // device buffers the graphs read and write, and the graphs, one per key span
 // and guidance scale. Built again when the cache or the batch changes.
 struct CodeSampler::StaticDecoder {
-  StaticDecoder(const lm::Llama& model, const lm::KvCache* c) : step(model, false), cache(c) {}
+  StaticDecoder(const lm::Llama& model, int64_t c) : step(model, false), cache(c) {}
   lm::DecodeStep step;
-  const lm::KvCache* cache;
+  int64_t cache;  // the cache's generation (CodeSampler::cache_generation_)
   at::Tensor ids, pos, column, out;  // [R] next input ids, [1] their position, [1] their code's column, [B, capacity]
   at::Tensor valid, video_start;     // the cache's, in buffers that stay (prefill replaces the cache's tensors)
   std::map<std::pair<int64_t, double>, std::unique_ptr<CudaGraph>> graphs;
@@ -163,8 +166,8 @@ void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, i
   auto& cache = *cache_;
   const auto device = cache.k[0].device();
   const int64_t R = cache.k[0].size(0), T = vocab_.text_size(), V = vocab_.video_size();
-  if (!static_ || static_->cache != cache_.get() || static_->out.size(0) != B) {
-    static_ = std::make_shared<StaticDecoder>(model_, cache_.get());
+  if (!static_ || static_->cache != cache_generation_ || static_->out.size(0) != B) {
+    static_ = std::make_shared<StaticDecoder>(model_, cache_generation_);
     const auto opts = torch::TensorOptions().dtype(torch::kLong).device(device);
     static_->ids = torch::zeros({R}, opts);
     static_->pos = torch::zeros({1}, opts);
@@ -175,10 +178,13 @@ void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, i
   // Graphs read the padding mask and the <sov> indices from fixed memory.
   for (auto [from, to] : {std::pair<at::Tensor*, at::Tensor*>{&cache.valid, &d.valid}, {&cache.video_start, &d.video_start}}) {
     if (!from->defined()) continue;
-    if (to->defined() && to->sizes() == from->sizes())
+    if (to->defined() && to->sizes() == from->sizes()) {
       to->copy_(*from);
-    else
+    } else {
       *to = from->clone();
+      d.graphs.clear();  // they read the old buffer
+      d.pool_owner = nullptr;
+    }
     *from = *to;
   }
   auto next_ids = [&](const torch::Tensor& codes) {
@@ -204,22 +210,32 @@ void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, i
     d.pos.add_(1);
     d.column.add_(1);
   };
-  const bool graphs = cuda_graphs_ && device.is_cuda() && cuda_graphs_available();
+  bool graphs = cuda_graphs_ && device.is_cuda() && cuda_graphs_available();
   for (int64_t i = 1; i < n; ++i) {
     const int64_t p = P + i - 1;
     const int64_t span = std::min(cache.capacity, (p / kStaticSpan + 1) * kStaticSpan);
     if (graphs) {
-      auto& g = d.graphs[{span, options.cfg_scale}];
-      if (g) {
-        g->replay();
+      const auto key = std::make_pair(span, options.cfg_scale);
+      if (auto it = d.graphs.find(key); it != d.graphs.end()) {
+        it->second->replay();
         ++graph_replays_;
       } else {
         // This step runs eagerly (it also warms up what capture must not
         // allocate lazily); the next steps of the span replay the graph.
         body(span);
-        g = std::make_unique<CudaGraph>();
-        g->capture([&] { body(span); }, {gen}, d.pool_owner);
+        auto g = std::make_unique<CudaGraph>();
+        try {
+          g->capture([&] { body(span); }, {gen}, d.pool_owner);
+        } catch (const std::exception& e) {
+          // Capture records without running, so nothing was lost: this and
+          // later clips decode the same steps without graphs.
+          std::fprintf(stderr, "warning: CUDA graph capture failed, decoding without graphs: %s\n", e.what());
+          graphs = cuda_graphs_ = false;
+          if (on_step) on_step(i);
+          continue;
+        }
         if (!d.pool_owner) d.pool_owner = g.get();  // the graphs share one memory pool
+        d.graphs.emplace(key, std::move(g));
         ++graphs_captured_;
       }
     } else {

@@ -102,6 +102,7 @@ class CodeSampler {
   SamplingOptions options_;
   at::Generator gen_;
   std::unique_ptr<lm::KvCache> cache_;  // reused while the batch fits
+  int64_t cache_generation_ = 0;        // counts cache_'s allocations
   SamplerTimings timings_;
   bool reference_decode_ = false;
   bool hand_kernels_ = true;

@@ -1,6 +1,7 @@
 #include "loong/gen/sampling.h"
 
 #include <cmath>
+#include <limits>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
@@ -52,7 +53,8 @@ at::Tensor sample_codes_on_device(const at::Tensor& logits, const SamplingOption
   auto [vals, idx] = logits.to(torch::kFloat).topk(k, -1, true, true);
   auto probs = torch::softmax(vals / o.temperature, -1);
   if (o.top_p < 1) probs = probs.masked_fill(probs.cumsum(-1) - probs >= o.top_p, 0);
-  auto race = probs / torch::empty_like(probs).exponential_(1, gen);
+  // The CPU's exponential_ can return exactly 0 (0 / 0 would win the argmax).
+  auto race = probs / torch::empty_like(probs).exponential_(1, gen).clamp_min_(std::numeric_limits<float>::min());
   return idx.gather(-1, race.argmax(-1, true)).squeeze(-1);
 }
 

@@ -15,19 +15,19 @@ bool fused_adamw_available() { return LOONG_HAS_FUSED_ADAMW; }
 
 void adamw_step(torch::optim::AdamW& opt, bool fused) {
 #if LOONG_HAS_FUSED_ADAMW
-  if (fused) {
+  bool amsgrad = false;
+  for (auto& group : opt.param_groups())
+    amsgrad = amsgrad || static_cast<const torch::optim::AdamWOptions&>(group.options()).amsgrad();
+  if (fused && !amsgrad) {
     torch::NoGradGuard ng;
     for (auto& group : opt.param_groups()) {
       const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
-      if (o.amsgrad()) {
-        opt.step();
-        return;
-      }
       // The kernel takes one device and type per call.
       struct Lists {
         std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
       };
       std::map<std::pair<std::string, int>, Lists> by_kind;
+      std::map<std::pair<std::string, int64_t>, at::Tensor> step_tensors;  // the kernel only reads them
       for (auto& p : group.params()) {
         if (!p.grad().defined()) continue;
         auto& slot = opt.state()[p.unsafeGetTensorImpl()];
@@ -44,8 +44,10 @@ void adamw_step(torch::optim::AdamW& opt, bool fused) {
         l.grads.push_back(p.grad());
         l.exp_avgs.push_back(st.exp_avg());
         l.exp_avg_sqs.push_back(st.exp_avg_sq());
-        l.steps.push_back(torch::full({}, static_cast<double>(st.step()),
-                                      torch::TensorOptions().dtype(torch::kFloat).device(p.device())));
+        auto& step = step_tensors[{p.device().str(), st.step()}];
+        if (!step.defined())
+          step = torch::full({}, static_cast<double>(st.step()), torch::TensorOptions().dtype(torch::kFloat).device(p.device()));
+        l.steps.push_back(step);
       }
       for (auto& [kind, l] : by_kind)
         at::_fused_adamw_(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, {}, l.steps, o.lr(), std::get<0>(o.betas()),

@@ -16,7 +16,8 @@ namespace loong {
 bool fused_adamw_available();
 
 // opt.step(), fused when `fused` and available. Parameters without a gradient
-// are skipped, as torch::optim::AdamW does. amsgrad falls back to opt.step().
+// are skipped, as torch::optim::AdamW does. With amsgrad on in any group the
+// whole step is opt.step().
 void adamw_step(torch::optim::AdamW& opt, bool fused);
 
 }  // namespace loong

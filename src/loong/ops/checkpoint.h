@@ -10,7 +10,9 @@
 //
 // The block must compute the same function twice: no dropout or other
 // randomness (the language model's and the tokenizer's blocks have none).
-// bf16 autocast on CUDA is restored for the recomputation as it was.
+// bf16 autocast on CUDA is restored for the recomputation as it was. As in
+// PyTorch's reentrant variant, gradients of gradients (create_graph) are not
+// supported.
 #pragma once
 #include <functional>
 #include <vector>

@@ -64,6 +64,7 @@ bool cuda_graphs_available() { return LOONG_HAS_CUDA_GRAPHS && cuda_device_prese
 #if LOONG_WITH_CUDA && LOONG_HAS_CUDA_GRAPHS
 struct CudaGraph::Impl {
   at::cuda::CUDAGraph graph;
+  bool captured = false;
 };
 
 CudaGraph::CudaGraph() : impl_(std::make_unique<Impl>()) {}
@@ -81,15 +82,30 @@ void CudaGraph::capture(const std::function<void()>& body, const std::vector<at:
     c10::cuda::CUDAStreamGuard guard(side);
     for (const auto& g : generators) impl_->graph.register_generator_state(g);
     impl_->graph.capture_begin(pool_of ? pool_of->impl_->graph.pool() : decltype(impl_->graph.pool()){0, 0});
-    body();
+    try {
+      body();
+    } catch (...) {
+      // End the capture so the stream and the allocator leave capture mode;
+      // the caller gets the error and this graph stays unusable.
+      try {
+        impl_->graph.capture_end();
+      } catch (...) {
+      }
+      impl_->graph.reset();
+      throw;
+    }
     impl_->graph.capture_end();
+    impl_->captured = true;
   }
   at::cuda::CUDAEvent captured;
   captured.record(side);
   captured.block(current);
 }
 
-void CudaGraph::replay() { impl_->graph.replay(); }
+void CudaGraph::replay() {
+  if (!impl_->captured) fail("CUDA graphs", "nothing captured");
+  impl_->graph.replay();
+}
 #else
 struct CudaGraph::Impl {};
 CudaGraph::CudaGraph() = default;
