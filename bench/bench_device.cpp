@@ -144,17 +144,20 @@ json bench_decode(const Opts& o) {
   return out;
 }
 
-tokenizer::TokenizerConfig tokenizer_config(const Opts& o) {
+// The --tokenizer preset with random weights, on the device, in eval mode.
+tokenizer::VideoTokenizer make_tokenizer(const Opts& o) {
   auto t = tokenizer::TokenizerConfig::preset(o.tokenizer);
   if (o.tokenizer_size > 0) t.image_size = static_cast<int>(o.tokenizer_size);
-  return t;
+  torch::manual_seed(0);
+  tokenizer::VideoTokenizer tok(t);
+  tok->to(o.device);
+  tok->eval();
+  return tok;
 }
 
 json bench_minute(const Opts& o) {
-  auto tc = tokenizer_config(o);
-  torch::manual_seed(0);
-  tokenizer::VideoTokenizer tok(tc);
-  tok->to(o.device);
+  auto tok = make_tokenizer(o);
+  const auto& tc = tok->config;
   const int64_t grid = tc.image_size / tc.spatial_factor();
   const int64_t clip_codes = tc.latent_frames(65) * grid * grid;
   auto c = lm_config(o.lm_presets.at(0), tc.codebook_size, clip_codes + 64);
@@ -231,11 +234,8 @@ json bench_train(const Opts& o) {
 }
 
 json bench_tokenizer(const Opts& o) {
-  auto tc = tokenizer_config(o);
-  torch::manual_seed(0);
-  tokenizer::VideoTokenizer tok(tc);
-  tok->to(o.device);
-  tok->eval();
+  auto tok = make_tokenizer(o);
+  const auto& tc = tok->config;
   c10::InferenceMode guard;
   const int64_t T = 17;
   auto video = (torch::rand({o.tokenizer_batch, 3, T, tc.image_size, tc.image_size}) * 2 - 1).to(o.device);

@@ -13,6 +13,16 @@
 
 namespace loong::gen {
 
+namespace {
+// Logits [R, V] of a batch -> those codes are drawn from: with guidance, the
+// conditional rows [0, R/2) combined with the unconditional ones.
+at::Tensor guide(const at::Tensor& logits, bool guided, double scale) {
+  if (!guided) return logits;
+  const int64_t B = logits.size(0) / 2;
+  return cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), scale);
+}
+}  // namespace
+
 PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>& prompts, bool guided, int64_t n) {
   std::vector<std::vector<int32_t>> rows;
   for (const auto& p : prompts) rows.push_back(vocab.sequence(p.text, p.prefix, false));
@@ -83,18 +93,6 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   cache_->valid = torch::zeros({R, cache_->capacity}, torch::TensorOptions().dtype(torch::kBool).device(device));
   cache_->valid.narrow(1, 0, P + n).copy_(packed.valid);
 
-  // Only the video rows of the output head are needed: every other id is
-  // masked anyway, so they are never computed.
-  const int64_t T = vocab_.text_size(), V = vocab_.video_size();
-  auto head = model_->output->weight.narrow(0, T, V);
-  auto video_logits = [&](const torch::Tensor& h) {  // h [R, dim] -> [R, V]
-    return torch::nn::functional::linear(h, head);
-  };
-  auto next_codes = [&](const torch::Tensor& logits) {
-    auto l = guided ? cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), options_.cfg_scale) : logits;
-    return sample_codes(l, options_, gen_);
-  };
-
   // On CUDA, and where asked, the codes are drawn on the device.
   const bool on_device = static_decode_ || device.is_cuda();
   if (on_device && (!device_gen_ || device_gen_->device() != device))
@@ -103,33 +101,36 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   auto out = torch::empty({B, n}, torch::kLong);
   auto t0 = std::chrono::steady_clock::now();
   auto h = model_->hidden(tokens.to(device), cache_.get(), 0);
-  torch::Tensor codes;
-  if (on_device) {
-    auto l = video_logits(h.select(1, P - 1));
-    if (guided) l = cfg_combine(l.narrow(0, 0, B), l.narrow(0, B, B), options_.cfg_scale);
-    codes = sample_codes_on_device(l, options_, *device_gen_);
-  } else {
-    codes = next_codes(video_logits(h.select(1, P - 1)));
-  }
+  auto first = guide(torch::nn::functional::linear(h.select(1, P - 1), video_head()), guided, options_.cfg_scale);
+  auto codes = on_device ? sample_codes_on_device(first, options_, *device_gen_) : sample_codes(first, options_, gen_);
   synchronize(device);
   timings_.prefill_s += seconds_since(t0);
   timings_.prefill_tokens += R * P;
   if (on_step) on_step(0);
 
   t0 = std::chrono::steady_clock::now();
-  if (on_device) {
+  if (on_device)
     decode_static(codes, P, n, B, guided, out, on_step);
-    timings_.decode_s += seconds_since(t0);
-    timings_.decoded_tokens += R * (n - 1);
-    timings_.sampled += n;
-    return out;
-  }
+  else
+    decode_on_cpu(codes, P, n, guided, out, on_step);
+  timings_.decode_s += seconds_since(t0);
+  timings_.decoded_tokens += R * (n - 1);
+  timings_.sampled += n;
+  return out;
+}
+
+void CodeSampler::decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool guided, at::Tensor& out,
+                                const std::function<void(int64_t)>& on_step) {
+  const auto device = cache_->k[0].device();
+  const int64_t R = cache_->k[0].size(0), T = vocab_.text_size();
+  const auto head = video_head();
   out.select(1, 0).copy_(codes);
   // The fused step copies most of the weights (once a clip). It pays where a
   // step is bound by the cost of each small operation, that is for small
   // models; larger ones decode with the general forward pass.
   std::optional<lm::DecodeStep> step;
   if (!reference_decode_ && model_->parameter_count() <= kFusedDecodeMaxParameters) step.emplace(model_, hand_kernels_);
+  torch::Tensor h;
   for (int64_t i = 1; i < n; ++i) {
     auto ids = codes + T;
     if (guided) ids = torch::cat({ids, ids});
@@ -138,14 +139,10 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
       h = (*step)(ids, *cache_);
     else
       h = model_->hidden(ids.view({R, 1}), cache_.get(), P + i - 1).select(1, 0);
-    codes = next_codes(video_logits(h));
+    codes = sample_codes(guide(torch::nn::functional::linear(h, head), guided, options_.cfg_scale), options_, gen_);
     out.select(1, i).copy_(codes);
     if (on_step) on_step(i);
   }
-  timings_.decode_s += seconds_since(t0);
-  timings_.decoded_tokens += R * (n - 1);
-  timings_.sampled += n;
-  return out;
 }
 
 // What static decoding keeps between clips: the fused step's weights, the
@@ -165,7 +162,7 @@ void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, i
                                 const std::function<void(int64_t)>& on_step) {
   auto& cache = *cache_;
   const auto device = cache.k[0].device();
-  const int64_t R = cache.k[0].size(0), T = vocab_.text_size(), V = vocab_.video_size();
+  const int64_t R = cache.k[0].size(0), T = vocab_.text_size();
   if (!static_ || static_->cache != cache_generation_ || static_->out.size(0) != B) {
     static_ = std::make_shared<StaticDecoder>(model_, cache_generation_);
     const auto opts = torch::TensorOptions().dtype(torch::kLong).device(device);
@@ -196,15 +193,14 @@ void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, i
   d.pos.fill_(P);
   d.column.fill_(1);
 
-  const auto head = model_->output->weight.narrow(0, T, V);
+  const auto head = video_head();
   const auto options = options_;
   auto& gen = *device_gen_;
   // One step: its code goes to column `column` of out and becomes the next
   // input; the position and column move on. Everything stays on the device.
   auto body = [&, options](int64_t span) {
     auto logits = torch::nn::functional::linear(d.step.at_position(d.ids, d.pos, cache, span), head);
-    if (guided) logits = cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), options.cfg_scale);
-    auto codes = sample_codes_on_device(logits, options, gen);
+    auto codes = sample_codes_on_device(guide(logits, guided, options.cfg_scale), options, gen);
     d.out.index_copy_(1, d.column, codes.view({B, 1}));
     next_ids(codes);
     d.pos.add_(1);
@@ -245,6 +241,10 @@ void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, i
   }
   cache.length = P + n - 1;
   out.copy_(d.out.narrow(1, 0, n));  // the one copy to the host (and wait) of the clip
+}
+
+at::Tensor CodeSampler::video_head() const {
+  return model_->output->weight.narrow(0, vocab_.text_size(), vocab_.video_size());
 }
 
 void CodeSampler::set_cfg_scale(double scale) {

@@ -93,6 +93,13 @@ class CodeSampler {
 
  private:
   struct StaticDecoder;
+  // The output head's video rows: only they are computed, every other id
+  // being masked anyway.
+  at::Tensor video_head() const;
+  // Steps 1..n-1 of generate() on the CPU: the fused step (or the general
+  // forward pass), codes drawn on the CPU; `codes` holds code 0.
+  void decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool guided, at::Tensor& out,
+                     const std::function<void(int64_t)>& on_step);
   // Steps 1..n-1 of generate() the static way; `first` holds code 0.
   void decode_static(const at::Tensor& first, int64_t P, int64_t n, int64_t B, bool guided, at::Tensor& out,
                      const std::function<void(int64_t)>& on_step);

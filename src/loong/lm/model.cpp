@@ -324,6 +324,40 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels)
   }
 }
 
+namespace {
+// Softmax attention of one query per row, q [B, H, hd], over keys and values
+// [B, Hkv, S, hd], with an additive mask [B, 1, 1, S] (optional) -> [B, H, hd].
+// Query head h uses kv head h / rep, as repeat_kv lays them out. Scores and
+// softmax in float32, whatever the cache's type.
+torch::Tensor masked_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& mask, double scale) {
+  const int64_t B = q.size(0), H = q.size(1), hd = q.size(2), Hkv = k.size(1);
+  auto scores = torch::matmul(q.reshape({B, Hkv, H / Hkv, hd}) * scale, k.transpose(2, 3)).to(torch::kFloat);
+  if (mask.defined()) scores.add_(mask);
+  return torch::matmul(torch::softmax(scores, -1).to(v.scalar_type()), v).reshape({B, H, hd});
+}
+}  // namespace
+
+template <class Mm, class Addmm, class Store, class Attend>
+torch::Tensor DecodeStep::layers_step(torch::Tensor h, const torch::Tensor& rotation, Mm mm, Addmm addmm, Store store,
+                                      Attend attend) const {
+  const int64_t B = h.size(0);
+  const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_;
+  const auto dtype = embedding_.scalar_type();
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const auto& w = layers_[l];
+    auto qkv = mm(normalise(h, eps_), w.wqkv_t);  // [B, (H + 2 Hkv) hd]
+    auto pairs = qkv.narrow(1, 0, (H + Hkv) * hd).to(torch::kFloat).view({B, H + Hkv, hd / 2, 2});
+    auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);  // [B, H + Hkv, hd/2, 2]
+    store(l, qk.narrow(1, H, Hkv).reshape({B, Hkv, hd}), qkv.narrow(1, (H + Hkv) * hd, Hkv * hd).view({B, Hkv, hd}));
+    auto y = attend(l, qk.narrow(1, 0, H).reshape({B, H, hd}));
+    h = addmm(h, y.reshape({B, H * hd}), w.wo_t);
+    auto g = mm(normalise(h, eps_), w.w13_t);  // [B, 2 ffn]
+    h = addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
+  }
+  return normalise(h, eps_) * norm_;
+}
+
 torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) const {
   if (ids.dim() != 1) fail("decode step", "expected token ids [B], got " + c10::str(ids.sizes()));
   if (cache.k.size() != layers_.size() || ids.size(0) != cache.k[0].size(0))
@@ -333,9 +367,7 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
   if (S > cache.capacity) fail("model input", "the cache holds at most " + std::to_string(cache.capacity) + " positions");
   if (S > max_seq_len_)
     fail("model input", "position " + std::to_string(p) + " exceeds max_seq_len " + std::to_string(max_seq_len_));
-  const auto dtype = embedding_.scalar_type();
-  const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_, rep = H / Hkv;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
 
   // On the CPU, in float32, the products and the attention are the loops of
   // decode_ops.h; elsewhere LibTorch's general operations.
@@ -348,7 +380,7 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
   };
   torch::Tensor mask;  // additive, [B, 1, 1, S]: -inf at padding keys; a query always sees itself
   if (!by_hand && cache.valid.defined()) {
-    mask = torch::zeros({B, S}, embedding_.options()).masked_fill_(cache.valid.narrow(1, 0, S).logical_not(),
+    mask = torch::zeros({B, S}, embedding_.options().dtype(torch::kFloat)).masked_fill_(cache.valid.narrow(1, 0, S).logical_not(),
                                                                    -std::numeric_limits<float>::infinity());
     mask.select(1, p).fill_(0);
     mask = mask.view({B, 1, 1, S});
@@ -362,31 +394,18 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
     rotation = rotation_[p];
   }
 
-  auto h = embedding_.index_select(0, ids.to(embedding_.device(), torch::kLong));  // [B, dim]
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const auto& w = layers_[l];
-    auto qkv = mm(normalise(h, eps_), w.wqkv_t);  // [B, (H + 2 Hkv) hd]
-    auto pairs = qkv.narrow(1, 0, (H + Hkv) * hd).to(torch::kFloat).view({B, H + Hkv, hd / 2, 2});
-    auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);  // [B, H + Hkv, hd/2, 2]
-    cache.k[l].select(2, p).copy_(qk.narrow(1, H, Hkv).reshape({B, Hkv, hd}));
-    cache.v[l].select(2, p).copy_(qkv.narrow(1, (H + Hkv) * hd, Hkv * hd).view({B, Hkv, hd}));
-    torch::Tensor y;
-    if (by_hand) {
-      y = decode_attention(qk.narrow(1, 0, H).reshape({B, H, hd}), cache.k[l], cache.v[l], S, cache.valid, scale);
-    } else {
-      auto k = cache.k[l].narrow(2, 0, S), v = cache.v[l].narrow(2, 0, S);  // [B, Hkv, S, hd]
-      // Query head h uses kv head h / rep, as repeat_kv lays them out.
-      auto q = qk.narrow(1, 0, H).reshape({B, Hkv, rep, hd}) * scale;
-      auto scores = torch::matmul(q, k.transpose(2, 3));  // [B, Hkv, rep, S]
-      if (mask.defined()) scores.add_(mask);
-      y = torch::matmul(torch::softmax(scores, -1), v);  // [B, Hkv, rep, hd]
-    }
-    h = addmm(h, y.reshape({B, H * hd}), w.wo_t);
-    auto g = mm(normalise(h, eps_), w.w13_t);  // [B, 2 ffn]
-    h = addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
-  }
+  auto h = layers_step(
+      embedding_.index_select(0, ids.to(embedding_.device(), torch::kLong)), rotation, mm, addmm,
+      [&](size_t l, const torch::Tensor& k, const torch::Tensor& v) {
+        cache.k[l].select(2, p).copy_(k);
+        cache.v[l].select(2, p).copy_(v);
+      },
+      [&](size_t l, const torch::Tensor& q) {
+        if (by_hand) return decode_attention(q, cache.k[l], cache.v[l], S, cache.valid, scale);
+        return masked_attention(q, cache.k[l].narrow(2, 0, S), cache.v[l].narrow(2, 0, S), mask, scale);
+      });
   cache.length = S;
-  return normalise(h, eps_) * norm_;
+  return h;
 }
 
 torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache,
@@ -398,9 +417,7 @@ torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Ten
     fail("decode step", "span " + std::to_string(span) + " outside the cache (" + std::to_string(cache.capacity) +
                             " positions)");
   const int64_t B = ids.size(0);
-  const auto dtype = embedding_.scalar_type();
-  const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_, rep = H / Hkv;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
   const auto where = pos.view({1});
 
   // Keys after pos, and padding keys other than pos itself, are masked.
@@ -420,24 +437,17 @@ torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Ten
     rotation = rotation_.index_select(0, where);
   }
 
-  auto h = embedding_.index_select(0, ids);  // [B, dim]
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const auto& w = layers_[l];
-    auto qkv = torch::mm(normalise(h, eps_), w.wqkv_t);
-    auto pairs = qkv.narrow(1, 0, (H + Hkv) * hd).to(torch::kFloat).view({B, H + Hkv, hd / 2, 2});
-    auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);
-    cache.k[l].index_copy_(2, where, qk.narrow(1, H, Hkv).reshape({B, Hkv, 1, hd}));
-    cache.v[l].index_copy_(2, where, qkv.narrow(1, (H + Hkv) * hd, Hkv * hd).reshape({B, Hkv, 1, hd}));
-    auto k = cache.k[l].narrow(2, 0, span), v = cache.v[l].narrow(2, 0, span);
-    auto q = qk.narrow(1, 0, H).reshape({B, Hkv, rep, hd}) * scale;
-    // Scores and softmax in float32, whatever the weights' type.
-    auto scores = torch::matmul(q, k.transpose(2, 3)).to(torch::kFloat).add_(mask);  // [B, Hkv, rep, span]
-    auto y = torch::matmul(torch::softmax(scores, -1).to(dtype), v);                 // [B, Hkv, rep, hd]
-    h = torch::addmm(h, y.reshape({B, H * hd}), w.wo_t);
-    auto g = torch::mm(normalise(h, eps_), w.w13_t);
-    h = torch::addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
-  }
-  return normalise(h, eps_) * norm_;
+  auto mm = [](const torch::Tensor& x, const torch::Tensor& w) { return torch::mm(x, w); };
+  auto addmm = [](const torch::Tensor& r, const torch::Tensor& x, const torch::Tensor& w) { return torch::addmm(r, x, w); };
+  return layers_step(
+      embedding_.index_select(0, ids), rotation, mm, addmm,
+      [&](size_t l, const torch::Tensor& k, const torch::Tensor& v) {
+        cache.k[l].index_copy_(2, where, k.unsqueeze(2));
+        cache.v[l].index_copy_(2, where, v.unsqueeze(2));
+      },
+      [&](size_t l, const torch::Tensor& q) {
+        return masked_attention(q, cache.k[l].narrow(2, 0, span), cache.v[l].narrow(2, 0, span), mask, scale);
+      });
 }
 
 }  // namespace loong::lm

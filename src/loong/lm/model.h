@@ -171,6 +171,13 @@ class DecodeStep {
   struct Layer {
     torch::Tensor wqkv_t, wo_t, w13_t, w2_t;  // [in, out], contiguous; RMSNorm weights folded in
   };
+  // The layers and the final norm of one step from the embedded ids h [B, dim]
+  // and the rotation; what differs between operator() and at_position comes
+  // in as functions: the products mm(x, w) and addmm(r, x, w), store(l, k, v)
+  // of the new keys and values [B, Hkv, hd], and attend(l, q [B, H, hd]).
+  template <class Mm, class Addmm, class Store, class Attend>
+  torch::Tensor layers_step(torch::Tensor h, const torch::Tensor& rotation, Mm mm, Addmm addmm, Store store,
+                            Attend attend) const;
   std::vector<Layer> layers_;
   torch::Tensor embedding_, norm_, rotation_;  // rotation_: complex [max_seq_len, head_dim / 2] (1D positions)
   torch::Tensor rope_axis_, rope_freq_;        // 3D positions

@@ -63,15 +63,19 @@ bool cuda_graphs_available() { return LOONG_HAS_CUDA_GRAPHS && cuda_device_prese
 
 #if LOONG_WITH_CUDA && LOONG_HAS_CUDA_GRAPHS
 struct CudaGraph::Impl {
-  at::cuda::CUDAGraph graph;
+  at::cuda::CUDAGraph graph;  // its constructor needs a device: made in capture()
   bool captured = false;
 };
 
-CudaGraph::CudaGraph() : impl_(std::make_unique<Impl>()) {}
+CudaGraph::CudaGraph() = default;
 CudaGraph::~CudaGraph() = default;
 
 void CudaGraph::capture(const std::function<void()>& body, const std::vector<at::Generator>& generators,
                         const CudaGraph* pool_of) {
+  if (!cuda_device_present()) fail("CUDA graphs", "no CUDA device present");
+  if (impl_) fail("CUDA graphs", "this graph was already captured");
+  if (pool_of && !(pool_of->impl_ && pool_of->impl_->captured)) fail("CUDA graphs", "the pool's graph was not captured");
+  impl_ = std::make_unique<Impl>();
   // Capture runs on a side stream that first waits for the work queued so far.
   auto current = at::cuda::getCurrentCUDAStream();
   auto side = at::cuda::getStreamFromPool();
@@ -103,7 +107,7 @@ void CudaGraph::capture(const std::function<void()>& body, const std::vector<at:
 }
 
 void CudaGraph::replay() {
-  if (!impl_->captured) fail("CUDA graphs", "nothing captured");
+  if (!impl_ || !impl_->captured) fail("CUDA graphs", "nothing captured");
   impl_->graph.replay();
 }
 #else
