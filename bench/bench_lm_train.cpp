@@ -116,19 +116,7 @@ int main(int argc, char** argv) {
   const fs::path dir = fs::temp_directory_path() / ("loong_bench_lm_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   lm::LmConfig mc = lm::LmConfig::preset("tiny");
-  {
-    lm::ShardWriter w((dir / "part-00000-of-00001.loongshard").string(), mc.text_vocab, mc.video_vocab);
-    std::mt19937 rng(0);
-    for (int i = 0; i < 64; ++i) {
-      lm::ShardSample s;
-      s.kind = lm::SampleKind::Video;
-      s.frames = latent, s.height = s.width = grid;
-      for (int t = 0; t < text_len; ++t) s.text.push_back(static_cast<int32_t>(rng() % mc.text_vocab));
-      for (int t = 0; t < latent * grid * grid; ++t) s.video.push_back(static_cast<int32_t>(rng() % mc.video_vocab));
-      w.add(s);
-    }
-    w.finish();
-  }
+  bench::write_random_shards(dir.string(), mc, latent, grid, text_len);
   auto cfg = lm::LmTrainConfig::preset("tiny");
   cfg.data = dir.string();
   cfg.caption_dropout = 0;

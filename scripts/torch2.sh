@@ -29,7 +29,7 @@ VARIANT=${2:-cpu}
 MIRROR=${LOONG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 COMMON=(
-  g++ cmake ninja-build ccache pkg-config ca-certificates libopenblas0-openmp
+  g++ cmake ninja-build ccache pkg-config ca-certificates libopenblas0-openmp libgloo-dev
   nlohmann-json3-dev libcli11-dev libpng-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev dataset-fashion-mnist
 )
@@ -41,7 +41,7 @@ case "$VARIANT" in
     BUILD=build-torch2
     ;;
   cuda)
-    PACKAGES=("${COMMON[@]}" libtorch-cuda-dev nvidia-cuda-dev nvidia-cuda-toolkit)
+    PACKAGES=("${COMMON[@]}" libtorch-cuda-dev nvidia-cuda-dev nvidia-cuda-toolkit libnccl-dev)
     COMPONENTS=main,contrib,non-free,non-free-firmware
     BUILD=build-torch2-cuda
     ;;

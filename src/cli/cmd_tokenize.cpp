@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "loong/core/runtime.h"
+#include "loong/dist/env.h"
 #include "loong/lm/shard_builder.h"
 
 namespace loong::cli {
@@ -22,16 +23,21 @@ void add_tokenize_command(CLI::App& app, Globals& g) {
   cmd->add_option("--tokenizer", a->tokenizer, "Video tokenizer (model, checkpoint or run folder)")->required();
   cmd->add_option("--text", a->text, "Text tokenizer folder (from `loong text train`)")->required();
   cmd->add_option("--out", a->out, "Folder for the shards")->required();
-  cmd->add_option("--shard", a->shard, "Encode only entries i, i+N, i+2N, ... into part i of N (many machines, one dataset)");
+  auto* shard = cmd->add_option("--shard", a->shard,
+                                "Encode only entries i, i+N, i+2N, ... into part i of N (many machines, one dataset); "
+                                "under torchrun or Slurm the default is this rank's part");
   cmd->add_option("--fps", a->fps, "Frame rate videos are sampled at (65 frames = 10 s at 6.5)")
       ->check(CLI::Range(0.1, 240.0));
   cmd->add_option("--chunk", a->chunk, "Frames per video sample (1 + 4k): longer videos give several samples")
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--device", a->device, "cpu or cuda");
   cmd->add_flag("--force", a->force, "Replace an existing part file");
-  cmd->callback(command(g, [a] {
+  cmd->callback(command(g, [a, shard] {
     lm::ShardBuildOptions o;
     std::tie(o.part, o.parts) = lm::parse_shard(a->shard);
+    // One launcher command tokenizes a dataset on many machines: each rank its part.
+    if (const auto env = dist::env_from_process(); env.active() && shard->count() == 0)
+      o.part = env.rank, o.parts = env.world_size;
     o.data = a->data, o.tokenizer = a->tokenizer, o.text = a->text, o.out = a->out;
     o.fps = a->fps, o.chunk = a->chunk, o.force = a->force;
     o.device = a->device;

@@ -18,6 +18,7 @@ void add_train_command(CLI::App& app, Globals& g) {
     std::string config, out, resume, init, data, device = "cpu";
     double max_minutes = -1;
     int64_t stop_at = -1;
+    int nproc = 1;
     bool quiet = false, show_config = false;
   };
   auto a = std::make_shared<Args>();
@@ -34,9 +35,13 @@ void add_train_command(CLI::App& app, Globals& g) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--stop-at", a->stop_at, "End this session (with a checkpoint) at this global step; --resume continues")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--nproc", a->nproc,
+                  "Train on this many processes on this machine (data parallel, Gloo; docs/distributed.md). "
+                  "Under torchrun or Slurm, leave it out: their environment says the rank")
+      ->check(CLI::Range(1, 4096));
   cmd->add_flag("--quiet", a->quiet, "Only errors and the final checkpoint path");
   cmd->add_flag("--show-config", a->show_config, "Print the resolved training config as JSON and exit");
-  cmd->callback(command(g, [a] {
+  cmd->callback(command(g, [a, &g] {
     lm::LmTrainConfig cfg;
     std::string run_dir = a->out;
     if (!a->resume.empty()) {
@@ -59,6 +64,7 @@ void add_train_command(CLI::App& app, Globals& g) {
     lm::LmTrainerOptions o;
     o.run_dir = run_dir;
     o.device = parse_device(a->device);
+    o.group = join_job(g, a->nproc, o.device, cfg.dist_timeout_s);
     o.resume = !a->resume.empty();
     o.init_model = a->init;
     o.stop_at = a->stop_at;
@@ -69,8 +75,11 @@ void add_train_command(CLI::App& app, Globals& g) {
       out->print(line);
     };
     if (out->tty()) o.status = [out](const std::string& s) { out->status(s); };
-    lm::LmTrainer trainer(cfg, o);
-    trainer.run();
+    {
+      lm::LmTrainer trainer(cfg, o);
+      trainer.run();
+    }
+    if (o.group) o.group->finish();
     out->clear();
   }));
 }

@@ -3,10 +3,13 @@
 // work is in the library (src/loong), shared with the tests and benchmarks.
 #pragma once
 #include <functional>
+#include <memory>
+#include <vector>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "loong/dist/group.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/sampling.h"
 #include "loong/io/video.h"
@@ -14,11 +17,26 @@
 namespace loong::cli {
 
 struct Globals {
-  int threads = 0;  // 0 = $LOONG_THREADS or every core
+  int threads = 0;  // 0 = $LOONG_THREADS or every core (shared by the ranks on one machine)
+  std::vector<std::string> argv;  // as given, for --nproc's workers
+};
+
+// Thrown by a command that ends with an exit status of its own (--nproc: the workers').
+struct ExitStatus {
+  int code = 0;
 };
 
 // Wraps a command body: sets thread counts first. Errors propagate to main.
 std::function<void()> command(const Globals& g, std::function<void()> body);
+
+// Many processes (docs/distributed.md), for the commands that train:
+//  - `nproc` > 1: starts that many workers of this same command line on this
+//    machine and throws ExitStatus with their result (never returns);
+//  - under a launcher's environment (torchrun, Slurm, RANK/WORLD_SIZE): joins
+//    the job's process group and returns it, `device` set to this rank's GPU
+//    when it is CUDA;
+//  - else: null, and the command runs alone.
+std::shared_ptr<dist::Group> join_job(const Globals& g, int nproc, c10::Device& device, double timeout_s);
 
 // --fps --size --start --end --max-frames --max-pixels
 void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range = true);

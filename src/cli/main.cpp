@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", loong::build_info());
   app.require_subcommand(1);
   Globals g;
+  g.argv.assign(argv, argv + argc);
   app.add_option("--threads", g.threads, "CPU threads for LibTorch; 0 = $LOONG_THREADS or all cores")
       ->check(CLI::NonNegativeNumber);
   add_video_commands(app, g);
@@ -63,6 +64,8 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "%s: error: %s (see '%s --help')\n", cmd.c_str(), msg.c_str(), cmd.c_str());
     return 2;
+  } catch (const ExitStatus& e) {
+    return e.code;
   } catch (const loong::Error& e) {
     std::fprintf(stderr, "loong: error: %s\n", e.what());
     return 1;

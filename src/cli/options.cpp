@@ -1,16 +1,59 @@
 // Options and wrappers shared by several commands.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
 #include "cli/commands.h"
+#include "loong/core/error.h"
 #include "loong/core/runtime.h"
+#include "loong/dist/env.h"
+#include "loong/dist/launch.h"
 
 namespace loong::cli {
 
+namespace {
+
+// Ranks on one machine share its cores unless told otherwise.
+int threads_for(const Globals& g) {
+  if (g.threads > 0 || std::getenv("LOONG_THREADS")) return g.threads;
+  try {
+    const auto env = dist::env_from_process();
+    if (env.active() && env.local_world_size > 1)
+      return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.local_world_size);
+  } catch (const Error&) {
+    // A malformed launcher variable is reported by the command that reads it.
+  }
+  return 0;
+}
+
+}  // namespace
+
 std::function<void()> command(const Globals& g, std::function<void()> body) {
   return [&g, body = std::move(body)] {
-    init_threads(g.threads);
+    init_threads(threads_for(g));
     body();
   };
+}
+
+std::shared_ptr<dist::Group> join_job(const Globals& g, int nproc, c10::Device& device, double timeout_s) {
+  const auto env = dist::env_from_process();
+  if (nproc > 1) {
+    if (env.active())
+      fail("--nproc", "this process is already " + env.describe() +
+                          "; start the workers with --nproc or with a launcher, not both");
+    const auto ms = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+    // After a failure the others notice within the timeout (a dead peer: at once).
+    throw ExitStatus{dist::launch_local(nproc, dist::without_option(g.argv, "--nproc"), ms + std::chrono::seconds(5))};
+  }
+  if (!env.active()) return nullptr;
+  device = dist::rank_device(device, env);
+  dist::GroupOptions o;
+  o.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  o.device = device;
+  return std::make_shared<dist::Group>(env, o);
 }
 
 void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range) {

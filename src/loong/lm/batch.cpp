@@ -16,20 +16,34 @@ const char* range_name(int r) {
   return r >= 0 && r < kRanges ? names[r] : "none";
 }
 
+std::vector<bool> draw_caption_dropout(size_t samples, double p, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<bool> drop(samples, false);
+  if (p > 0)
+    for (size_t i = 0; i < samples; ++i) drop[i] = u(rng) < p;
+  return drop;
+}
+
 Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, const BatchOptions& o,
                  std::mt19937_64& rng) {
+  return make_batch(samples, vocab, o, draw_caption_dropout(samples.size(), o.caption_dropout, rng));
+}
+
+Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, const BatchOptions& o,
+                 const std::vector<bool>& drop) {
   if (samples.empty()) fail("batch", "no samples");
   if (o.latent_frames < 1) fail("batch", "latent_frames must be at least 1");
-  std::uniform_real_distribution<double> u(0, 1);
+  if (drop.size() != samples.size()) fail("batch", "one dropout decision per sample is needed");
   std::vector<std::vector<int32_t>> seqs;
   std::vector<int64_t> video_start;  // index of the first video token in each sequence
   std::vector<int64_t> per_frame;
-  for (const auto& s : samples) {
+  for (size_t k = 0; k < samples.size(); ++k) {
+    const auto& s = samples[k];
     if (s.frames < o.latent_frames)
       fail("batch", "a sample has " + std::to_string(s.frames) + " latent frames, the stage needs " +
                         std::to_string(o.latent_frames));
     std::vector<int32_t> text;
-    if (!(o.caption_dropout > 0 && u(rng) < o.caption_dropout)) text.assign(s.text, s.text + s.text_len);
+    if (!drop[k]) text.assign(s.text, s.text + s.text_len);
     const int64_t n = int64_t(o.latent_frames) * s.tokens_per_frame();
     seqs.push_back(vocab.sequence(text, std::vector<int32_t>(s.video, s.video + n)));
     video_start.push_back(Vocab::prefix_length(static_cast<int64_t>(text.size())));

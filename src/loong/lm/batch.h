@@ -41,6 +41,13 @@ struct Batch {
 // a sample with fewer is an error. Dropout draws from `rng`.
 Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, const BatchOptions& o,
                  std::mt19937_64& rng);
+// The same with the dropout decisions given (drop[i]: sample i's caption is
+// dropped): a rank builds its share of a micro-batch whose draws were made
+// for the whole of it.
+Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, const BatchOptions& o,
+                 const std::vector<bool>& drop);
+// The draws make_batch(..., rng) makes: one per sample, in order.
+std::vector<bool> draw_caption_dropout(size_t samples, double p, std::mt19937_64& rng);
 
 struct LossParts {
   torch::Tensor loss;                 // sum(weight * CE) / video tokens (Eq. 2), differentiable

@@ -82,6 +82,9 @@ nlohmann::json LmTrainConfig::to_json() const {
           {"mixed_precision", mixed_precision},
           {"fused_adamw", fused_adamw},
           {"activation_checkpointing", activation_checkpointing},
+          {"micro_batch", micro_batch},
+          {"bucket_mb", bucket_mb},
+          {"dist_timeout_s", dist_timeout_s},
           {"log_every", log_every},
           {"plot_every", plot_every},
           {"checkpoint_every", checkpoint_every},
@@ -179,6 +182,9 @@ LmTrainConfig LmTrainConfig::from_json(const nlohmann::json& j, const std::strin
   r.boolean("mixed_precision", c.mixed_precision);
   r.boolean("fused_adamw", c.fused_adamw);
   r.boolean("activation_checkpointing", c.activation_checkpointing);
+  r.integer("micro_batch", c.micro_batch, 0, 1 << 20);
+  r.number("bucket_mb", c.bucket_mb, 0.001, 1 << 20);
+  r.number("dist_timeout_s", c.dist_timeout_s, 1, 1e7);
   r.integer("log_every", c.log_every, 1, int64_t(1) << 40);
   r.integer("plot_every", c.plot_every, 0, int64_t(1) << 40);
   r.integer("checkpoint_every", c.checkpoint_every, 0, int64_t(1) << 40);

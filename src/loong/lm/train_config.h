@@ -50,6 +50,12 @@ struct LmTrainConfig {
   bool mixed_precision = true;  // bfloat16 autocast on CUDA (ignored on CPU)
   bool fused_adamw = true;      // one AdamW kernel for all parameters where LibTorch has it (2.4+; ops/adamw.h)
   bool activation_checkpointing = false;  // recompute each block in backward (ops/checkpoint.h)
+  // Many processes (docs/distributed.md): a stage's batch_size x grad_accum is the global batch;
+  // each rank takes its share of every micro-batch, in passes of at most micro_batch sequences
+  // (0 = the whole share in one pass).
+  int micro_batch = 0;
+  double bucket_mb = 25;        // gradients are summed across ranks in buckets of about this size
+  double dist_timeout_s = 600;  // a rank that hangs or dies this long stops the others with an error
   int64_t log_every = 1;        // console lines; the JSONL log gets every step
   int64_t plot_every = 100;     // loss_curves.png
   int64_t checkpoint_every = 500;

@@ -2,8 +2,10 @@
 #include "loong/text/text_tokenizer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -16,7 +18,9 @@
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
 #include "loong/core/torch_compat.h"
+#include "loong/dist/grad_sync.h"
 #include "loong/io/image.h"
 #include "loong/io/safetensors.h"
 #include "loong/lm/batch.h"
@@ -70,9 +74,20 @@ struct LmTrainer::State {
   std::ofstream log;
   std::vector<Point> history;
   std::map<int, double> stage_ms;  // recent ms per step of each stage (for the ETA)
+  dist::Group* group = nullptr;     // null: alone
+  std::unique_ptr<dist::GradSync> sync;
+  bool time_up = false;             // max_minutes passed (on any rank)
 
+  bool root() const { return !group || group->root(); }
+  int rank() const { return group ? group->rank() : 0; }
+  int world() const { return group ? group->size() : 1; }
   void print(const std::string& s) const {
-    if (opts.print) opts.print(s);
+    if (opts.print && root()) opts.print(s);
+  }
+  std::string last_good() const {
+    const std::string last = store::newest_checkpoint(opts.run_dir);
+    return last.empty() ? std::string("no checkpoint was written yet")
+                        : "the last good checkpoint is " + last + " (--resume continues from it)";
   }
   double elapsed() const { return elapsed_before + seconds_since(session_start); }
 
@@ -152,6 +167,12 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   auto& cfg = s.cfg;
   cfg.validate("training config");
   const fs::path run(s.opts.run_dir);
+  s.group = s.opts.group.get();
+  for (size_t i = 0; i < cfg.stages.size(); ++i)
+    if (cfg.stages[i].batch_size < s.world())
+      fail("training config: stages[" + std::to_string(i) + "] (" + cfg.stages[i].name + ")",
+           "key 'batch_size': " + std::to_string(cfg.stages[i].batch_size) + " sequences per micro-batch cannot be shared by " +
+               std::to_string(s.world()) + " ranks (each needs at least one; the batch is global, docs/distributed.md)");
 
   if (s.opts.resume && !s.opts.init_model.empty())
     fail("--init", "starts a new run from a model's weights and --resume continues a run from its own checkpoint; "
@@ -248,7 +269,22 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
                                    "video_vocab come from the shards)");
   }
 
-  store::prepare_checkpoint_dir(s.opts.run_dir);
+  if (s.group) {
+    // Every rank must train the same thing: the config (its data path aside), the
+    // data as files, the checkpoint it starts from, and the binary.
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& f : list_shards(cfg.data))
+      files.push_back({{"name", fs::path(f).filename().string()}, {"bytes", static_cast<int64_t>(fs::file_size(f))}});
+    auto c = cfg.to_json();
+    c.erase("data");
+    s.group->check_same("training setup", {{"config", c},
+                                           {"data", {{"samples", s.shards->size()}, {"files", files}}},
+                                           {"resume_from", fs::path(resume_from).filename().string()},
+                                           {"init", s.opts.init_model},
+                                           {"binary", build_info()}});
+    s.group->set_hint([&s] { return s.last_good(); });
+  }
+  if (s.root()) store::prepare_checkpoint_dir(s.opts.run_dir);
   torch::manual_seed(cfg.seed);
   s.model = Llama(cfg.model);
   if (init) {
@@ -298,15 +334,23 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
               std::to_string(s.shards->size()) + "; the batches after step " + std::to_string(s.step) +
               " differ from the original run's");
     s.saved_step = s.step;
-    s.load_history();
+    if (s.root()) s.load_history();
     s.print("resumed from " + resume_from + " at step " + std::to_string(s.step));
   }
+  if (s.group) {
+    dist::broadcast_module(*s.group, *s.model);
+    s.sync = std::make_unique<dist::GradSync>(*s.group, s.model->parameters(),
+                                              static_cast<int64_t>(cfg.bucket_mb * (1 << 20)));
+  }
+  if (!s.root()) return;
   write_json_file((run / "run.json").string(), cfg.to_json());
   s.log.open(run / "log.jsonl", std::ios::app);
   if (!s.log) fail((run / "log.jsonl").string(), "cannot open the training log for writing");
 }
 
-LmTrainer::~LmTrainer() = default;
+LmTrainer::~LmTrainer() {
+  if (s_->group) s_->group->set_hint(nullptr);
+}
 int64_t LmTrainer::global_step() const { return s_->step; }
 int64_t LmTrainer::skipped_steps() const { return s_->skipped; }
 Llama LmTrainer::model() const { return s_->model; }
@@ -322,10 +366,15 @@ nlohmann::json LmTrainer::step() {
   store::set_lr(*s.opt, lr);
 
   // Micro-batches: each one all images or all clips, drawn from the stage's mix.
+  // Every rank draws the whole step (the global batch) from (seed, step) and
+  // builds its share of each micro-batch, in passes of at most micro_batch.
   auto rng = step_rng(cfg.seed, s.step);
   std::uniform_real_distribution<double> u(0, 1);
   std::vector<Batch> micro;
   int image_batches = 0;
+  int64_t video_tokens = 0;  // of the global batch: Eq. 2's denominator
+  int64_t my_video_tokens = 0;
+  const int64_t world = s.world(), rank = s.rank();
   for (int m = 0; m < st.grad_accum; ++m) {
     const bool image = st.frames == 1 || u(rng) < st.image_fraction;
     const auto& pool = image ? s.image_pool : s.clip_pools.at(cfg.latent_frames(st.frames));
@@ -337,14 +386,22 @@ nlohmann::json LmTrainer::step() {
     bo.caption_dropout = cfg.caption_dropout;
     bo.lambda = st.lambda;
     bo.weighted_frames = cfg.latent_frames(cfg.weighted_frames);
-    micro.push_back(make_batch(samples, *s.vocab, bo, rng));
+    const auto drop = draw_caption_dropout(samples.size(), bo.caption_dropout, rng);
+    for (const auto& v : samples) video_tokens += int64_t(bo.latent_frames) * v.tokens_per_frame();
+    const int64_t n = st.batch_size, lo = n * rank / world, hi = n * (rank + 1) / world;
+    const int64_t pass = cfg.micro_batch > 0 ? cfg.micro_batch : hi - lo;
+    for (int64_t a = lo; a < hi; a += pass) {
+      const int64_t e = std::min(hi, a + pass);
+      micro.push_back(make_batch({samples.begin() + a, samples.begin() + e}, *s.vocab, bo,
+                                 std::vector<bool>(drop.begin() + a, drop.begin() + e)));
+      my_video_tokens += micro.back().video_tokens;
+      for (int64_t k = a; k < e; ++k) my_video_tokens -= int64_t(bo.latent_frames) * samples[k].tokens_per_frame();
+    }
     image_batches += image;
   }
-  int64_t video_tokens = 0, tokens = 0;
-  for (const auto& b : micro) {
-    video_tokens += b.video_tokens;
-    tokens += b.tokens;
-  }
+  if (my_video_tokens != 0) fail("training", "internal error: a batch's video tokens differ from its samples'");
+  int64_t tokens = 0;
+  for (const auto& b : micro) tokens += b.tokens;
   const double data_ms = seconds_since(t0) * 1000;
 
   // Eq. 2 over the whole step: sum of weighted CE / video tokens of all micro-batches.
@@ -352,7 +409,9 @@ nlohmann::json LmTrainer::step() {
   s.opt->zero_grad();
   double loss = 0, range_sum[kRanges] = {0, 0, 0};
   int64_t range_n[kRanges] = {0, 0, 0};
-  for (const auto& b : micro) {
+  double comm_ms = 0;
+  for (size_t i = 0; i < micro.size(); ++i) {
+    const auto& b = micro[i];
     LossParts parts;
     {
       CudaAutocast autocast(amp);
@@ -360,11 +419,41 @@ nlohmann::json LmTrainer::step() {
       parts = video_loss(logits, b);
     }
     auto scaled = parts.loss * (static_cast<double>(b.video_tokens) / std::max<int64_t>(1, video_tokens));
+    if (s.sync && i + 1 == micro.size()) s.sync->arm("gradient all-reduce of step " + std::to_string(s.step));
+    // Fault injection for the tests: "RANK:STEP" dies as kill -9 would, mid-step;
+    // "RANK:STEP:stop" stops (a hung rank).
+    if (const char* k = std::getenv("LOONG_TEST_KILL_RANK"); k && s.group && i + 1 == micro.size()) {
+      const std::string at = std::to_string(s.rank()) + ":" + std::to_string(s.step);
+      if (k == at) ::raise(SIGKILL);
+      if (k == at + ":stop") ::raise(SIGSTOP);
+    }
     scaled.backward();
     loss += scaled.item<double>();
     for (int r = 0; r < kRanges; ++r)
       if (parts.range_tokens[r] > 0) range_sum[r] += parts.range_loss[r] * parts.range_tokens[r], range_n[r] += parts.range_tokens[r];
   }
+  // A time limit reached on any rank ends the run on all of them, at the same step.
+  bool time_up = cfg.max_minutes > 0 && seconds_since(s.session_start) > cfg.max_minutes * 60;
+  if (s.group) {
+    // Gradients summed over the ranks (each rank's loss is already a share of
+    // the global Eq. 2), then the step's figures, so every rank takes the
+    // same clipping and skip decisions.
+    s.sync->finish();
+    const auto tc = Clock::now();
+    auto stats = torch::tensor({loss, range_sum[0], range_sum[1], range_sum[2], double(range_n[0]), double(range_n[1]),
+                                double(range_n[2]), double(tokens), double(time_up)},
+                               torch::kDouble)
+                     .to(s.group->device());
+    s.group->allreduce(stats, "loss all-reduce of step " + std::to_string(s.step));
+    stats = stats.cpu();
+    auto v = stats.accessor<double, 1>();
+    loss = v[0];
+    for (int r = 0; r < kRanges; ++r) range_sum[r] = v[1 + r], range_n[r] = static_cast<int64_t>(v[4 + r]);
+    tokens = static_cast<int64_t>(v[7]);
+    time_up = v[8] > 0;
+    comm_ms = s.sync->wait_ms() + seconds_since(tc) * 1000;
+  }
+  s.time_up = time_up;
   const double grad_norm =
       torch::nn::utils::clip_grad_norm_(s.model->parameters(), cfg.grad_clip > 0 ? cfg.grad_clip : 1e30);
   const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
@@ -395,17 +484,16 @@ nlohmann::json LmTrainer::step() {
   rec["video_tokens"] = video_tokens;
   rec["image_batches"] = image_batches;
   rec["micro_batches"] = st.grad_accum;
-  rec["tokens_per_s"] = tokens / std::max(1e-9, ms / 1000);
+  rec["tokens_per_s"] = tokens / std::max(1e-9, ms / 1000);  // of all ranks together
   rec["ms"] = ms;
   rec["data_ms"] = data_ms;
+  rec["world_size"] = world;
+  if (s.group) rec["comm_ms"] = comm_ms;  // waiting on communication the backward pass did not hide
   if (!finite) rec["skipped"] = true;
   ++s.step;
   if (!finite && s.bad_in_row >= cfg.max_bad_steps) {
-    const std::string last = store::newest_checkpoint(s.opts.run_dir);
     fail("training", std::to_string(s.bad_in_row) + " steps in a row (up to step " + std::to_string(s.step - 1) +
-                         ") had a non-finite loss or gradient; stopped. " +
-                         (last.empty() ? std::string("No checkpoint was written yet")
-                                       : "The last good checkpoint is " + last) +
+                         ") had a non-finite loss or gradient; stopped: " + s.last_good() +
                          "; lower the stage's lr or set grad_clip, then --resume");
   }
   return rec;
@@ -413,6 +501,9 @@ nlohmann::json LmTrainer::step() {
 
 void LmTrainer::save_checkpoint() {
   State& s = *s_;
+  // Rank 0 writes (the optimizer state is the same on every rank); the others
+  // wait for it, so none runs ahead of a checkpoint that failed.
+  if (s.root())
   store::write_checkpoint(s.opts.run_dir, s.step, s.cfg.keep_checkpoints, [&](const std::string& dir) {
     save_lm(dir, s.model, {{"step", std::to_string(s.step)}});
     write_file_atomic((fs::path(dir) / "optimizer.pt").string(), store::optimizer_bytes(*s.opt));
@@ -429,6 +520,7 @@ void LmTrainer::save_checkpoint() {
                          {"config", s.cfg.to_json()}};
     write_json_file((fs::path(dir) / "trainer.json").string(), tj);
   });
+  if (s.group) s.group->barrier("checkpoint of step " + std::to_string(s.step));
   s.saved_step = s.step;
 }
 
@@ -447,6 +539,9 @@ int64_t LmTrainer::run() {
                   kSpecialTokens, static_cast<long long>(total), cfg.stages.size(), s.opts.device.str().c_str(),
                   at::get_num_threads());
     s.print(head);
+    if (s.group)
+      s.print("distributed: " + std::to_string(s.world()) + " ranks (" + s.group->env().launcher + "), " +
+              s.group->backend() + ", " + std::to_string(s.sync->buckets()) + " gradient bucket(s); batches are global");
     s.print("data: " + cfg.data + ": " + std::to_string(s.shards->size()) + " samples, " +
             std::to_string(s.shards->images().size()) + " images, " + std::to_string(s.tokens_per_frame) +
             " tokens per latent frame");
@@ -454,7 +549,7 @@ int64_t LmTrainer::run() {
   int current = -1;
   const int64_t end = s.opts.stop_at >= 0 ? std::min(total, s.opts.stop_at) : total;
   while (s.step < end) {
-    if (cfg.max_minutes > 0 && seconds_since(s.session_start) > cfg.max_minutes * 60) {
+    if (s.time_up) {
       s.print("stopping at step " + std::to_string(s.step) + ": max_minutes (" + std::to_string(cfg.max_minutes) +
               ") reached; --resume continues");
       break;
@@ -472,8 +567,10 @@ int64_t LmTrainer::run() {
     }
     auto rec = step();
     rec["elapsed_s"] = s.elapsed();
-    s.log << rec.dump() << "\n";
-    s.log.flush();
+    if (s.root()) {
+      s.log << rec.dump() << "\n";
+      s.log.flush();
+    }
     const int64_t done = s.step;
     s.history.push_back({rec["step"].get<int64_t>(), json_or_nan(rec, "ce"),
                          {json_or_nan(rec, "loss_frame_1"), json_or_nan(rec, "loss_frames_2_17"),
@@ -500,7 +597,7 @@ int64_t LmTrainer::run() {
                     rec.contains("skipped") ? "  [skipped: non-finite]" : "");
       s.print(line);
     }
-    if (s.opts.status) {
+    if (s.opts.status && s.root()) {
       const int width = 30;
       const int filled = static_cast<int>(width * done / total);
       char bar[160];
@@ -510,12 +607,12 @@ int64_t LmTrainer::run() {
                     si + 1, cfg.stages.size(), eta.c_str());
       s.opts.status(bar);
     }
-    if (cfg.plot_every > 0 && done % cfg.plot_every == 0) s.write_plot();
+    if (cfg.plot_every > 0 && done % cfg.plot_every == 0 && s.root()) s.write_plot();
     if (cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done < end) save_checkpoint();
   }
   if (s.step < total && s.step == end) s.print("stopping at step " + std::to_string(s.step) + " (--stop-at); --resume continues");
   if (s.saved_step != s.step) save_checkpoint();
-  s.write_plot();
+  if (s.root()) s.write_plot();
   if (s.skipped > 0) s.print("skipped " + std::to_string(s.skipped) + " step(s) with a non-finite loss or gradient");
   s.print("checkpoint: " + store::newest_checkpoint(s.opts.run_dir));
   return s.step;

@@ -12,6 +12,13 @@
 // Batches are a function of (seed, step) alone, so a checkpoint's step is its
 // data position, and resuming is exact: on the CPU, N steps + resume + N
 // steps give the same weights bit for bit as 2N steps in one go.
+//
+// On many processes (opts.group) a stage's batch is the global batch: every
+// rank draws the whole step's sequences and takes its share of each
+// micro-batch, gradients are summed across ranks (dist/grad_sync.h) and
+// Eq. 2 is normalised by the whole batch's video tokens, so a config means
+// the same run at any world size (to float tolerance), and a checkpoint
+// resumes at any world size.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -23,6 +30,7 @@
 #include <c10/core/ScalarType.h>
 #include <nlohmann/json.hpp>
 
+#include "loong/dist/group.h"
 #include "loong/lm/model.h"
 #include "loong/lm/train_config.h"
 
@@ -39,6 +47,9 @@ struct LmTrainerOptions {
   int64_t stop_at = -1;                             // end this session (with a checkpoint) at this step; -1 = the end
   std::function<void(const std::string&)> print;    // console lines (null = quiet)
   std::function<void(const std::string&)> status;   // the progress bar, redrawn in place (null = none)
+  // Data-parallel training over this group (docs/distributed.md); null = this process alone.
+  // Rank 0 writes the log, plots and checkpoints; the others print nothing.
+  std::shared_ptr<dist::Group> group;
 };
 
 class LmTrainer {
