@@ -26,6 +26,7 @@
 #include "loong/dist/launch.h"
 #include "loong/io/safetensors.h"
 #include "loong/store/checkpoints.h"
+#include "loong/tokenizer/trainer.h"
 #include "lm_test_data.h"
 #include "test_util.h"
 
@@ -115,17 +116,21 @@ safetensors::TensorMap weights_of(const std::string& run) {
   return safetensors::load(store::newest_checkpoint(run) + "/model.safetensors");
 }
 
+// The largest difference of any tensor (the worst one named in the test's output).
 double max_diff(const safetensors::TensorMap& a, const safetensors::TensorMap& b) {
   EXPECT_EQ(a.size(), b.size());
   double d = 0;
+  std::string worst;
   for (const auto& [k, t] : a) {
     auto it = b.find(k);
     if (it == b.end()) {
       ADD_FAILURE() << k << " missing";
       continue;
     }
-    d = std::max(d, (t - it->second).abs().max().item<double>());
+    const double x = (t - it->second).abs().max().item<double>();
+    if (x > d) d = x, worst = k;
   }
+  if (!worst.empty()) std::printf("  largest difference: %g in %s\n", d, worst.c_str());
   return d;
 }
 
@@ -324,6 +329,33 @@ TEST(DistTrain, ResumesAtTheSameAndOtherWorldSizes) {
   EXPECT_EQ(log_of(dir / "one").back()["world_size"], 2);
 }
 
+TEST(DistTrain, ZeroOneGivesPlainDataParallelsWeightsAndReshards) {
+  TempDir dir;
+  const std::string plain = write_config(dir), zero = write_config(dir, {{"zero", 1}});
+  ASSERT_EQ(run_cli("train --config " + plain + " --out " + (dir / "plain") + " --nproc 2 --quiet").code, 0);
+  auto z = run_cli("train --config " + zero + " --out " + (dir / "zero") + " --nproc 2 --quiet");
+  ASSERT_EQ(z.code, 0) << z.err;
+  // AdamW is elementwise: the shards' updates are the whole optimizer's, bit for bit.
+  EXPECT_TRUE(same_bits(weights_of(dir / "plain"), weights_of(dir / "zero")));
+  const fs::path ck = store::newest_checkpoint(dir / "zero");
+  EXPECT_TRUE(fs::exists(ck / "optimizer-00000-of-00002.pt"));
+  EXPECT_TRUE(fs::exists(ck / "optimizer-00001-of-00002.pt"));
+  EXPECT_FALSE(fs::exists(ck / "optimizer.pt"));
+  // Each shard holds about half of the moments.
+  const auto s0 = fs::file_size(ck / "optimizer-00000-of-00002.pt"), s1 = fs::file_size(ck / "optimizer-00001-of-00002.pt");
+  EXPECT_LT(std::abs(double(s0) - double(s1)) / double(s0 + s1), 0.25) << s0 << " vs " << s1;
+
+  // Stopped at step 3 and resumed on two ranks: bit for bit; on one process: the shards gathered.
+  auto a = run_cli("train --config " + zero + " --out " + (dir / "part") + " --nproc 2 --stop-at 3 --quiet");
+  ASSERT_EQ(a.code, 0) << a.err;
+  fs::copy(dir / "part", dir / "part-on-one", fs::copy_options::recursive);
+  ASSERT_EQ(run_cli("train --resume " + (dir / "part") + " --nproc 2 --quiet").code, 0);
+  EXPECT_TRUE(same_bits(weights_of(dir / "zero"), weights_of(dir / "part")));
+  auto c = run_cli("train --resume " + (dir / "part-on-one") + " --quiet");
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_LT(max_diff(weights_of(dir / "zero"), weights_of(dir / "part-on-one")), 1e-4);
+}
+
 TEST(DistTrain, KilledRankStopsTheOthersWithinTheTimeout) {
   TempDir dir;
   const std::string cfg = write_config(dir, {{"dist_timeout_s", 20}});
@@ -396,6 +428,121 @@ TEST(DistTrain, UnderDebiansTorchrun) {
   EXPECT_EQ(l.back()["world_size"], 2);
   ASSERT_EQ(run_cli("train --config " + cfg + " --out " + (dir / "one") + " --quiet").code, 0);
   EXPECT_LT(max_diff(weights_of(dir / "one"), weights_of(dir / "run")), 1e-4);
+}
+
+TEST(DistTrain, TokenizerTwoRanksMatchOneProcessWithTheGan) {
+  // The micro tokenizer of the trainer's tests, the GAN (with LeCAM) from step 1.
+  tokenizer::RunConfig cfg = tokenizer::RunConfig::preset("tiny");
+  cfg.model.image_size = 16;
+  cfg.model.base_channels = 8;
+  // Few codes, all in use: with many dead ones, CVQ re-initialises several to
+  // the same feature, and the near-ties between those flip with rounding.
+  cfg.model.codebook_size = 8;
+  cfg.model.codebook_dim = 8;
+  cfg.train.stages = {{1, 3, 4}, {5, 3, 2}};
+  cfg.train.lr = 2e-3;
+  cfg.train.warmup_steps = 2;
+  cfg.train.ema_decay = 0.9;
+  cfg.train.sample_every = 0;
+  cfg.train.checkpoint_every = 0;
+  cfg.train.gan_start = 1;
+  cfg.train.disc_warmup_steps = 1;
+  cfg.train.lecam_weight = 0.1;
+  TempDir dir;
+  // One intra-op thread: two ranks in one process share OpenMP's threads, and
+  // a reduction split over however many it got rounds differently.
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  // Clips for every step: moving squares on textured backgrounds. (On flat
+  // ones, many features are equal and CVQ's choices between equals, code
+  // assignments and anchors, flip with the last bit of a sum: batches of
+  // another size round differently.)
+  std::vector<torch::Tensor> batches;
+  std::mt19937_64 rng(5);
+  torch::manual_seed(5);
+  for (int64_t step = 0; step < cfg.train.total_steps(); ++step) {
+    const auto& st = cfg.train.stage_at(step);
+    auto clips = torch::randint(0, 120, {st.batch_size, st.frames, 16, 16, 3}).to(torch::kUInt8);
+    for (int b = 0; b < st.batch_size; ++b) {
+      const int x0 = static_cast<int>(rng() % 8), y0 = static_cast<int>(rng() % 8);
+      for (int t = 0; t < st.frames; ++t) clips[b][t].narrow(0, y0, 5).narrow(1, (x0 + t) % 12, 5).fill_(230);
+    }
+    batches.push_back(clips);
+  }
+
+  // Two ranks, each given half of every batch.
+  const int port = dist::free_port();
+  std::vector<std::shared_ptr<dist::Group>> groups(2);
+  std::vector<std::unique_ptr<tokenizer::TokenizerTrainer>> ranks(2);
+  std::vector<std::vector<nlohmann::json>> logs(2);
+  std::vector<std::string> errors(2);
+  auto on_both = [&](const std::function<void(int)>& body) {
+    std::vector<std::thread> th;
+    for (int r = 0; r < 2; ++r)
+      th.emplace_back([&, r] {
+        try {
+          body(r);
+        } catch (const std::exception& e) {
+          errors[r] = e.what();
+        }
+      });
+    for (auto& t : th) t.join();
+    ASSERT_EQ(errors[0] + errors[1], "");
+  };
+  on_both([&](int r) {
+    groups[r] = std::make_shared<dist::Group>(local_env(r, 2, port), quick(60));
+    tokenizer::TrainerOptions o;
+    o.run_dir = dir / "two";
+    o.group = groups[r];
+    ranks[r] = std::make_unique<tokenizer::TokenizerTrainer>(cfg, o);
+  });
+  auto as_map = [](const torch::nn::Module& m) {
+    safetensors::TensorMap out;
+    for (auto& [k, v] : store::named_tensors(m)) out[k] = v.detach().clone();
+    return out;
+  };
+  EXPECT_TRUE(same_bits(as_map(*ranks[0]->discriminator()), as_map(*ranks[1]->discriminator())))
+      << "rank 1 starts from rank 0's weights";
+  EXPECT_TRUE(same_bits(as_map(*ranks[0]->model()), as_map(*ranks[1]->model())));
+  // One process with the whole batch. All three start from the same seeded
+  // weights (the ranks drew theirs from one generator, concurrently).
+  tokenizer::TrainerOptions o1;
+  o1.run_dir = dir / "one";
+  tokenizer::TokenizerTrainer one(cfg, o1);
+  torch::manual_seed(11);
+  tokenizer::VideoTokenizer init(cfg.model);
+  tokenizer::PatchDiscriminator dinit(cfg.model.in_channels, cfg.train.disc_channels, cfg.train.disc_layers);
+  for (auto* t : {&one, ranks[0].get(), ranks[1].get()}) {
+    store::copy_weights(*t->model(), *init);
+    store::copy_weights(*t->ema_model(), *init);
+    store::copy_weights(*t->discriminator(), *dinit);
+  }
+
+  on_both([&](int r) {
+    for (const auto& b : batches) logs[r].push_back(ranks[r]->step(b.chunk(2)[r].contiguous()));
+    ranks[r]->save_checkpoint();
+  });
+  std::vector<nlohmann::json> ref;
+  for (const auto& b : batches) ref.push_back(one.step(b));
+  for (size_t i = 0; i < ref.size(); ++i) {
+    for (const char* k : {"loss", "l1", "psnr", "codebook", "commitment"})
+      EXPECT_NEAR(ref[i][k].get<double>(), logs[0][i][k].get<double>(), 2e-4 * (1 + std::abs(ref[i][k].get<double>())))
+          << k << " at step " << i;
+    for (const char* k : {"disc", "adaptive_weight", "logits_real", "gan_g"}) {
+      if (!ref[i].contains(k)) continue;
+      EXPECT_NEAR(ref[i][k].get<double>(), logs[0][i][k].get<double>(), 2e-4 * (1 + std::abs(ref[i][k].get<double>())))
+          << k << " at step " << i;
+    }
+    EXPECT_EQ(ref[i]["codes_used"], logs[0][i]["codes_used"]) << "the whole batch's codes, at step " << i;
+    EXPECT_EQ(logs[0][i]["world_size"], 2);
+  }
+  EXPECT_LT(max_diff(as_map(*one.model()), as_map(*ranks[0]->model())), 1e-3);
+  EXPECT_LT(max_diff(as_map(*one.ema_model()), as_map(*ranks[0]->ema_model())), 1e-3);
+  EXPECT_TRUE(same_bits(as_map(*ranks[0]->model()), as_map(*ranks[1]->model()))) << "the ranks stay identical";
+  EXPECT_EQ(store::newest_checkpoint(dir / "two"), dir / "two/checkpoints/step-00000006");
+  on_both([&](int r) { groups[r]->finish(); });
+  ranks.clear();
+  at::set_num_threads(threads);
 }
 
 #endif  // LOONG_WITH_DIST

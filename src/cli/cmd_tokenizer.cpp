@@ -1,6 +1,7 @@
 // loong tokenizer config | train | encode | decode | reconstruct | eval
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -49,6 +50,7 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     auto quiet = std::make_shared<bool>(false);
     auto max_minutes = std::make_shared<double>(-1);
     auto init = std::make_shared<std::string>();
+    auto nproc = std::make_shared<int>(1);
     cmd->add_option("--config", *config, "Run config: a preset (tiny, paper) or a JSON file; with --resume, "
                                           "defaults to the checkpoint's");
     cmd->add_option("--data", *data, "Training manifest (JSONL or CSV; videos and images)")->required();
@@ -60,9 +62,13 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--device", *device, "cpu or cuda[:N]");
     cmd->add_option("--max-minutes", *max_minutes, "Stop (with a checkpoint) after this long; overrides the config")
         ->check(CLI::NonNegativeNumber);
+    cmd->add_option("--nproc", *nproc,
+                    "Train on this many processes on this machine (data parallel, Gloo; docs/distributed.md). "
+                    "Under torchrun or Slurm, leave it out")
+        ->check(CLI::Range(1, 4096));
     cmd->add_flag("--quiet", *quiet, "Only errors and the final checkpoint path");
-    cmd->callback(command(g, [=] {
-      const auto dev = parse_device(*device);
+    cmd->callback(command(g, [=, &g] {
+      auto dev = parse_device(*device);
       tokenizer::RunConfig cfg;
       if (!config->empty()) {
         cfg = tokenizer::RunConfig::load(*config);
@@ -72,19 +78,30 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
         fail("--config", "required (a preset: tiny, paper; or a JSON file) unless --resume is given");
       }
       if (*max_minutes >= 0) cfg.train.max_minutes = *max_minutes;
+      auto group = join_job(g, *nproc, dev, cfg.train.dist_timeout_s);
       data::ClipSampler sampler(data::load_manifest(*data), tokenizer::TokenizerTrainer::sampler_options(cfg));
       tokenizer::TrainerOptions to;
       to.run_dir = *out;
       to.device = dev;
       to.resume = *resume;
       to.init_model = *init;
+      to.group = group;
+      if (group) {
+        std::error_code ec;
+        to.data_identity = {{"manifest", std::filesystem::path(*data).filename().string()},
+                            {"bytes", static_cast<int64_t>(std::filesystem::file_size(*data, ec))},
+                            {"entries", sampler.size()}};
+      }
       const bool q = *quiet;
       to.print = [q](const std::string& line) {
         if (!q || line.rfind("checkpoint:", 0) == 0) std::printf("%s\n", line.c_str()), std::fflush(stdout);
       };
-      tokenizer::TokenizerTrainer trainer(cfg, to);
-      trainer.run([&](int frames, int batch, std::mt19937_64& rng) { return sampler.sample(frames, batch, rng); });
-      if (sampler.dataset().bad() > 0)
+      {
+        tokenizer::TokenizerTrainer trainer(cfg, to);
+        trainer.run([&](int frames, int batch, std::mt19937_64& rng) { return sampler.sample(frames, batch, rng); });
+      }
+      if (group) group->finish();
+      if (sampler.dataset().bad() > 0 && (!group || group->root()))
         std::printf("skipped %lld bad sample(s) of %lld; run `loong data check %s`\n",
                     static_cast<long long>(sampler.dataset().bad()), static_cast<long long>(sampler.dataset().tried()),
                     data->c_str());

@@ -132,7 +132,7 @@ void GradSync::arm(const std::string& what) {
   for (auto& b : s.buckets) b.left = static_cast<int>(b.members.size());
 }
 
-void GradSync::finish() {
+void GradSync::finish(double scale) {
   State& s = *s_;
   const auto t0 = Clock::now();
   {
@@ -145,6 +145,7 @@ void GradSync::finish() {
   torch::NoGradGuard ng;
   for (auto& b : s.buckets) {
     s.group->wait(b.pending, s.what);
+    if (scale != 1.0) b.flat.mul_(scale);
     int64_t off = 0;
     for (size_t i : b.members) {
       auto& p = s.params[i];

@@ -32,9 +32,10 @@ class GradSync {
   // as their gradients become final. `what` names the step in fault messages.
   void arm(const std::string& what);
   // After that backward pass: launches the buckets not yet launched, waits
-  // for all, and writes the sums into every parameter's .grad (a parameter
-  // without a gradient on this rank counts as zeros).
-  void finish();
+  // for all, and writes the sums, times `scale`, into every parameter's .grad
+  // (a parameter without a gradient on this rank counts as zeros). A loss
+  // that is a mean over each rank's equal share takes scale 1 / world size.
+  void finish(double scale = 1.0);
 
   double wait_ms() const;  // time the last finish() took: communication the backward pass did not hide
   int buckets() const;

@@ -318,16 +318,18 @@ void Group::check_same(const std::string& what, const nlohmann::json& mine) {
   }
 }
 
-void Group::allreduce(const torch::Tensor& t, const std::string& what) {
-  Pending p = allreduce_async(t, what);
+void Group::allreduce(const torch::Tensor& t, const std::string& what, Op op) {
+  Pending p = allreduce_async(t, what, op);
   wait(p, what);
 }
 
-Pending Group::allreduce_async(const torch::Tensor& t, const std::string& what) {
+Pending Group::allreduce_async(const torch::Tensor& t, const std::string& what, Op op) {
   Impl& s = *impl_;
   return s.guard(*this, what, [&] {
     auto v = s.one(t, what);
-    WorkPtr w = s.pg->allreduce(v);
+    c10d::AllreduceOptions ao;
+    ao.reduceOp = op == Op::Max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+    WorkPtr w = s.pg->allreduce(v, ao);
     Pending p;
     p.work = std::make_shared<WorkPtr>(std::move(w));
     return p;

@@ -68,8 +68,9 @@ class Group {
 
   // Collectives, in the same order on every rank. `what` names the step in
   // fault messages ("the gradient all-reduce of step 12").
-  void allreduce(const torch::Tensor& t, const std::string& what);  // sum, in place
-  Pending allreduce_async(const torch::Tensor& t, const std::string& what);
+  enum class Op { Sum, Max };
+  void allreduce(const torch::Tensor& t, const std::string& what, Op op = Op::Sum);  // in place
+  Pending allreduce_async(const torch::Tensor& t, const std::string& what, Op op = Op::Sum);
   void wait(Pending& p, const std::string& what);
   void broadcast(const torch::Tensor& t, int root, const std::string& what);
   void barrier(const std::string& what);

@@ -22,8 +22,8 @@ std::string Group::backend() const { return "none"; }
 c10::Device Group::device() const { return c10::Device(c10::kCPU); }
 void Group::set_hint(std::function<std::string()>) {}
 void Group::check_same(const std::string&, const nlohmann::json&) { unavailable(); }
-void Group::allreduce(const torch::Tensor&, const std::string&) { unavailable(); }
-Pending Group::allreduce_async(const torch::Tensor&, const std::string&) { unavailable(); }
+void Group::allreduce(const torch::Tensor&, const std::string&, Op) { unavailable(); }
+Pending Group::allreduce_async(const torch::Tensor&, const std::string&, Op) { unavailable(); }
 void Group::wait(Pending&, const std::string&) { unavailable(); }
 void Group::broadcast(const torch::Tensor&, int, const std::string&) { unavailable(); }
 void Group::barrier(const std::string&) { unavailable(); }
@@ -35,7 +35,7 @@ struct GradSync::State {};
 GradSync::GradSync(Group&, std::vector<torch::Tensor>, int64_t) { unavailable(); }
 GradSync::~GradSync() = default;
 void GradSync::arm(const std::string&) {}
-void GradSync::finish() {}
+void GradSync::finish(double) {}
 double GradSync::wait_ms() const { return 0; }
 int GradSync::buckets() const { return 0; }
 int GradSync::launched_early() const { return 0; }

@@ -85,6 +85,7 @@ nlohmann::json LmTrainConfig::to_json() const {
           {"micro_batch", micro_batch},
           {"bucket_mb", bucket_mb},
           {"dist_timeout_s", dist_timeout_s},
+          {"zero", zero},
           {"log_every", log_every},
           {"plot_every", plot_every},
           {"checkpoint_every", checkpoint_every},
@@ -185,6 +186,7 @@ LmTrainConfig LmTrainConfig::from_json(const nlohmann::json& j, const std::strin
   r.integer("micro_batch", c.micro_batch, 0, 1 << 20);
   r.number("bucket_mb", c.bucket_mb, 0.001, 1 << 20);
   r.number("dist_timeout_s", c.dist_timeout_s, 1, 1e7);
+  r.integer("zero", c.zero, 0, 1);
   r.integer("log_every", c.log_every, 1, int64_t(1) << 40);
   r.integer("plot_every", c.plot_every, 0, int64_t(1) << 40);
   r.integer("checkpoint_every", c.checkpoint_every, 0, int64_t(1) << 40);

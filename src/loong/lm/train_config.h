@@ -56,6 +56,7 @@ struct LmTrainConfig {
   int micro_batch = 0;
   double bucket_mb = 25;        // gradients are summed across ranks in buckets of about this size
   double dist_timeout_s = 600;  // a rank that hangs or dies this long stops the others with an error
+  int zero = 0;                 // 1: ZeRO stage 1, each rank keeps the AdamW state of its share of the parameters
   int64_t log_every = 1;        // console lines; the JSONL log gets every step
   int64_t plot_every = 100;     // loss_curves.png
   int64_t checkpoint_every = 500;

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <sys/resource.h>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -50,6 +51,32 @@ struct Point {  // one step of the loss history (for the plot)
   double ce, range[kRanges];
 };
 
+// ZeRO-1: which rank's optimizer updates each parameter. Greedy by size, in
+// the model's order, so the shares are even and any rank can recompute the
+// partition of any world size (to re-shard a checkpoint).
+std::vector<int> optimizer_owners(const std::vector<torch::Tensor>& params, int world) {
+  std::vector<int64_t> load(world, 0);
+  std::vector<int> owner;
+  for (const auto& p : params) {
+    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner.push_back(r);
+    load[r] += p.numel();
+  }
+  return owner;
+}
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+std::string optimizer_shard_name(int rank, int world) {
+  char b[64];
+  std::snprintf(b, sizeof b, "optimizer-%05d-of-%05d.pt", rank, world);
+  return b;
+}
+
 double json_or_nan(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_number() ? it->get<double>() : kNaN;
@@ -77,6 +104,71 @@ struct LmTrainer::State {
   dist::Group* group = nullptr;     // null: alone
   std::unique_ptr<dist::GradSync> sync;
   bool time_up = false;             // max_minutes passed (on any rank)
+  std::vector<torch::Tensor> params;  // the model's, in order
+  std::vector<int> owner;             // ZeRO-1: the rank whose optimizer updates params[k]; empty = every rank's
+
+  bool zero() const { return !owner.empty(); }
+  std::vector<torch::Tensor> owned_by(int r, const std::vector<int>& own) const {
+    std::vector<torch::Tensor> out;
+    for (size_t k = 0; k < params.size(); ++k)
+      if (own[k] == r) out.push_back(params[k]);
+    return out;
+  }
+  std::vector<torch::Tensor> mine() const { return zero() ? owned_by(rank(), owner) : params; }
+
+  // AdamW over `ps`: no weight decay on the RMSNorm gains (1-D), as in LLaMA.
+  std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<torch::Tensor>& ps) const {
+    std::vector<torch::Tensor> decay, no_decay;
+    for (const auto& p : ps) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+    auto o = torch::optim::AdamWOptions(cfg.stages[0].lr).betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay);
+    auto o0 = o;
+    o0.weight_decay(0);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(o));
+    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(o0));
+    return std::make_unique<torch::optim::AdamW>(std::move(groups), o);
+  }
+
+  // A checkpoint's optimizer state, whole (optimizer.pt) or in the shards of
+  // a ZeRO-1 run of any world size, into this rank's optimizer: its share.
+  void load_optimizer_state(const fs::path& ck, const nlohmann::json& tj) {
+    const int shards = tj.value("optimizer_shards", 0);
+    if (shards == 0 && !zero()) {
+      store::load_optimizer(*opt, (ck / "optimizer.pt").string(), opts.device);
+      return;
+    }
+    const auto wanted = mine();
+    if (shards == 0) {
+      auto whole = make_optimizer(params);
+      store::load_optimizer(*whole, (ck / "optimizer.pt").string(), opts.device);
+      move_optimizer_state(*whole, *opt, wanted);
+      return;
+    }
+    const auto own = optimizer_owners(params, shards);
+    for (int r = 0; r < shards; ++r) {
+      auto part = make_optimizer(owned_by(r, own));
+      store::load_optimizer(*part, (ck / optimizer_shard_name(r, shards)).string(), opts.device);
+      move_optimizer_state(*part, *opt, wanted);
+    }
+  }
+
+  // ZeRO-1: each rank updated its share; every rank gets every share.
+  void share_updated_parameters() {
+    torch::NoGradGuard ng;
+    for (int r = 0; r < world(); ++r) {
+      const auto ps = owned_by(r, owner);
+      std::vector<torch::Tensor> flat;
+      for (const auto& p : ps) flat.push_back(p.detach().reshape({-1}).to(group->device()));
+      auto buf = torch::cat(flat);
+      group->broadcast(buf, r, "parameter broadcast of step " + std::to_string(step));
+      if (r == rank()) continue;
+      int64_t off = 0;
+      for (const auto& p : ps) {
+        p.detach().copy_(buf.narrow(0, off, p.numel()).view(p.sizes()));
+        off += p.numel();
+      }
+    }
+  }
 
   bool root() const { return !group || group->root(); }
   int rank() const { return group ? group->rank() : 0; }
@@ -84,11 +176,7 @@ struct LmTrainer::State {
   void print(const std::string& s) const {
     if (opts.print && root()) opts.print(s);
   }
-  std::string last_good() const {
-    const std::string last = store::newest_checkpoint(opts.run_dir);
-    return last.empty() ? std::string("no checkpoint was written yet")
-                        : "the last good checkpoint is " + last + " (--resume continues from it)";
-  }
+  std::string last_good() const { return store::last_good_checkpoint(opts.run_dir); }
   double elapsed() const { return elapsed_before + seconds_since(session_start); }
 
   // Rough tokens per step of a stage, for scaling the ETA of stages not yet run.
@@ -294,17 +382,14 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   s.model->to(s.opts.device);
   s.model->train();
   s.model->checkpoint_blocks = cfg.activation_checkpointing;
-  // No weight decay on the RMSNorm gains (1-D), as in LLaMA.
-  std::vector<torch::Tensor> decay, no_decay;
-  for (auto& p : s.model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
-  auto o = torch::optim::AdamWOptions(cfg.stages[0].lr).betas({cfg.beta1, cfg.beta2}).weight_decay(cfg.weight_decay);
-  auto o0 = o;
-  o0.weight_decay(0);
-  s.opt = std::make_unique<torch::optim::AdamW>(
-      std::vector<torch::optim::OptimizerParamGroup>{
-          torch::optim::OptimizerParamGroup(decay, std::make_unique<torch::optim::AdamWOptions>(o)),
-          torch::optim::OptimizerParamGroup(no_decay, std::make_unique<torch::optim::AdamWOptions>(o0))},
-      o);
+  s.params = s.model->parameters();
+  if (s.group && cfg.zero >= 1) {
+    if (static_cast<int>(s.params.size()) < s.world())
+      fail("training config", "key 'zero': " + std::to_string(s.params.size()) + " parameter tensors cannot be shared by " +
+                                  std::to_string(s.world()) + " ranks");
+    s.owner = optimizer_owners(s.params, s.world());
+  }
+  s.opt = s.make_optimizer(s.mine());
 
   if (!resume_from.empty()) {
     const fs::path ck(resume_from);
@@ -321,7 +406,7 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
     s.bad_in_row = static_cast<int>(get_int(tj, "bad_in_row", tj_path));
     const std::string weights = (ck / "model.safetensors").string();
     store::load_named_tensors(*s.model, safetensors::load(weights), weights);
-    store::load_optimizer(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
+    s.load_optimizer_state(ck, tj);
     const std::string ts = (ck / "trainer.safetensors").string();
     auto state = safetensors::load(ts);
     auto rng = state.find("rng.cpu");
@@ -407,6 +492,7 @@ nlohmann::json LmTrainer::step() {
   // Eq. 2 over the whole step: sum of weighted CE / video tokens of all micro-batches.
   const bool amp = s.opts.device.is_cuda() && cfg.mixed_precision;
   s.opt->zero_grad();
+  if (s.zero()) s.model->zero_grad();  // the gradients of parameters other ranks update, too
   double loss = 0, range_sum[kRanges] = {0, 0, 0};
   int64_t range_n[kRanges] = {0, 0, 0};
   double comm_ms = 0;
@@ -459,6 +545,7 @@ nlohmann::json LmTrainer::step() {
   const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
   if (finite) {
     adamw_step(*s.opt, cfg.fused_adamw);
+    if (s.zero()) s.share_updated_parameters();
     s.bad_in_row = 0;
   } else {
     ++s.skipped;
@@ -488,6 +575,16 @@ nlohmann::json LmTrainer::step() {
   rec["ms"] = ms;
   rec["data_ms"] = data_ms;
   rec["world_size"] = world;
+  rec["peak_rss_mb"] = peak_rss_mb();  // this process's (rank 0's)
+  {
+    double bytes = 0;  // AdamW's moments on this rank: all of them, or its share with ZeRO-1
+    for (const auto& [key, st] : s.opt->state()) {
+      const auto& a = static_cast<const torch::optim::AdamWParamState&>(*st);
+      if (a.exp_avg().defined()) bytes += a.exp_avg().numel() * a.exp_avg().element_size();
+      if (a.exp_avg_sq().defined()) bytes += a.exp_avg_sq().numel() * a.exp_avg_sq().element_size();
+    }
+    rec["optimizer_state_mb"] = bytes / (1 << 20);
+  }
   if (s.group) rec["comm_ms"] = comm_ms;  // waiting on communication the backward pass did not hide
   if (!finite) rec["skipped"] = true;
   ++s.step;
@@ -501,12 +598,25 @@ nlohmann::json LmTrainer::step() {
 
 void LmTrainer::save_checkpoint() {
   State& s = *s_;
-  // Rank 0 writes (the optimizer state is the same on every rank); the others
-  // wait for it, so none runs ahead of a checkpoint that failed.
+  // Rank 0 writes (the optimizer state is the same on every rank, or with
+  // ZeRO-1 each rank writes its share into the folder first); the others wait
+  // for it, so none runs ahead of a checkpoint that failed.
+  const std::string at = "checkpoint of step " + std::to_string(s.step);
+  if (s.zero()) {
+    const std::string partial = store::partial_checkpoint_dir(s.opts.run_dir, s.step);
+    if (s.root()) {
+      fs::remove_all(partial);
+      fs::create_directories(partial);
+    }
+    s.group->barrier(at + " (its folder)");
+    write_file_atomic((fs::path(partial) / optimizer_shard_name(s.rank(), s.world())).string(),
+                      store::optimizer_bytes(*s.opt));
+    s.group->barrier(at + " (the optimizer shards)");
+  }
   if (s.root())
   store::write_checkpoint(s.opts.run_dir, s.step, s.cfg.keep_checkpoints, [&](const std::string& dir) {
     save_lm(dir, s.model, {{"step", std::to_string(s.step)}});
-    write_file_atomic((fs::path(dir) / "optimizer.pt").string(), store::optimizer_bytes(*s.opt));
+    if (!s.zero()) write_file_atomic((fs::path(dir) / "optimizer.pt").string(), store::optimizer_bytes(*s.opt));
     safetensors::save((fs::path(dir) / "trainer.safetensors").string(),
                       {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}});
     nlohmann::json tj = {{"format", "loong-lm-trainer"},
@@ -516,11 +626,12 @@ void LmTrainer::save_checkpoint() {
                          {"skipped_steps", s.skipped},
                          {"bad_in_row", s.bad_in_row},
                          {"data_samples", s.shards->size()},
+                         {"optimizer_shards", s.zero() ? s.world() : 0},
                          {"data_position", "batches are drawn from a generator seeded with (seed, step)"},
                          {"config", s.cfg.to_json()}};
     write_json_file((fs::path(dir) / "trainer.json").string(), tj);
-  });
-  if (s.group) s.group->barrier("checkpoint of step " + std::to_string(s.step));
+  }, /*fresh=*/!s.zero());
+  if (s.group) s.group->barrier(at);
   s.saved_step = s.step;
 }
 

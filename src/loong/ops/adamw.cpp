@@ -1,6 +1,8 @@
 #include "loong/ops/adamw.h"
 
 #include <map>
+#include <string>
+#include <type_traits>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -12,6 +14,33 @@
 namespace loong {
 
 bool fused_adamw_available() { return LOONG_HAS_FUSED_ADAMW; }
+
+namespace {
+
+// An optimizer's state is keyed by the parameter's TensorImpl: its address
+// printed as a string in LibTorch 1.13, the address itself in 2.x. The key
+// type says which.
+using StateKey = typename std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+
+template <class Key>
+Key key_of(const at::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) return c10::guts::to_string(p.unsafeGetTensorImpl());
+  else return static_cast<Key>(p.unsafeGetTensorImpl());
+}
+
+StateKey state_key(const at::Tensor& p) { return key_of<StateKey>(p); }
+
+}  // namespace
+
+void move_optimizer_state(torch::optim::Optimizer& from, torch::optim::Optimizer& to,
+                          const std::vector<at::Tensor>& params) {
+  for (const auto& p : params) {
+    auto it = from.state().find(state_key(p));
+    if (it == from.state().end() || !it->second) continue;
+    to.state()[state_key(p)] = std::move(it->second);
+    from.state().erase(it);
+  }
+}
 
 void adamw_step(torch::optim::AdamW& opt, bool fused) {
 #if LOONG_HAS_FUSED_ADAMW

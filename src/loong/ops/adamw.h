@@ -8,6 +8,8 @@
 // (decoupled weight decay, bias-corrected moments); the fused kernel orders
 // its arithmetic differently, so results agree to float rounding, not bits.
 #pragma once
+#include <vector>
+
 #include <torch/optim/adamw.h>
 
 namespace loong {
@@ -19,5 +21,12 @@ bool fused_adamw_available();
 // are skipped, as torch::optim::AdamW does. With amsgrad on in any group the
 // whole step is opt.step().
 void adamw_step(torch::optim::AdamW& opt, bool fused);
+
+// Moves the state (moments, step count) of each of `params` from `from` to
+// `to`, two optimizers over the same parameter tensors: re-sharding
+// optimizer state between ranks (dist, ZeRO-1). Parameters without state in
+// `from` are left without state in `to`.
+void move_optimizer_state(torch::optim::Optimizer& from, torch::optim::Optimizer& to,
+                          const std::vector<at::Tensor>& params);
 
 }  // namespace loong

@@ -187,12 +187,22 @@ void fsync_dir(const fs::path& dir) {
 }
 }  // namespace
 
+std::string last_good_checkpoint(const std::string& run_dir) {
+  const std::string last = newest_checkpoint(run_dir);
+  return last.empty() ? std::string("no checkpoint was written yet")
+                      : "the last good checkpoint is " + last + " (--resume continues from it)";
+}
+
+std::string partial_checkpoint_dir(const std::string& run_dir, int64_t step) {
+  return (fs::path(run_dir) / "checkpoints" / (step_name(step) + ".partial")).string();
+}
+
 void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
-                      const std::function<void(const std::string& dir)>& fill) {
+                      const std::function<void(const std::string& dir)>& fill, bool fresh) {
   const fs::path ck = fs::path(run_dir) / "checkpoints";
   const fs::path final_dir = ck / step_name(step);
-  const fs::path tmp = ck / (step_name(step) + ".partial");
-  fs::remove_all(tmp);
+  const fs::path tmp = partial_checkpoint_dir(run_dir, step);
+  if (fresh) fs::remove_all(tmp);
   fs::create_directories(tmp);
   fill(tmp.string());
   // Fault injection for the tests: die as kill -9 would, the checkpoint written but not in place.

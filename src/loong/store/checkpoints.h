@@ -48,6 +48,9 @@ void load_optimizer(torch::optim::Optimizer& opt, const std::string& path, c10::
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir);
 // Newest complete checkpoint folder of a run ("" when there is none).
 std::string newest_checkpoint(const std::string& run_dir);
+// For messages after a failure: "the last good checkpoint is RUN/checkpoints/step-N
+// (--resume continues from it)", or that none was written yet.
+std::string last_good_checkpoint(const std::string& run_dir);
 
 // The model folder `dir` refers to: itself when it holds model.safetensors,
 // else a run folder's newest checkpoint. Throws loong::Error otherwise.
@@ -94,7 +97,11 @@ void prepare_checkpoint_dir(const std::string& run_dir);
 // Writes RUN/checkpoints/step-N: `fill` writes the files into the folder it
 // is given (a ".partial" one), which is then renamed into place; all but
 // the newest `keep` checkpoints are removed afterwards.
+// With `fresh` false, files already in the ".partial" folder (written there
+// by other ranks: partial_checkpoint_dir) are kept and renamed with it.
 void write_checkpoint(const std::string& run_dir, int64_t step, int keep,
-                      const std::function<void(const std::string& dir)>& fill);
+                      const std::function<void(const std::string& dir)>& fill, bool fresh = true);
+// RUN/checkpoints/step-N.partial: where write_checkpoint fills step N.
+std::string partial_checkpoint_dir(const std::string& run_dir, int64_t step);
 
 }  // namespace loong::store

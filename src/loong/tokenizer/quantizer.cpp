@@ -45,13 +45,36 @@ QuantizerOutput CvqQuantizerImpl::forward(const torch::Tensor& z) {
 
   torch::NoGradGuard ng;
   auto counts = torch::bincount(out.indices, {}, codebook_size).to(z.scalar_type());
-  auto probs = counts / std::max<int64_t>(1, z.size(0));
+  int64_t n = z.size(0);
+  const bool across = sync && is_training();
+  if (across) {  // the whole batch's histogram
+    auto cn = torch::cat({counts.to(torch::kFloat), torch::full({1}, static_cast<double>(n), torch::kFloat).to(z.device())});
+    sync->sum(cn);
+    counts = cn.narrow(0, 0, codebook_size).to(z.scalar_type());
+    n = static_cast<int64_t>(cn[codebook_size].item<double>());
+  }
+  auto probs = counts / std::max<int64_t>(1, n);
   out.perplexity = code_perplexity(probs);
   out.codes_used = (counts > 0).sum().item<int64_t>();
   if (is_training()) {
     usage.mul_(decay).add_(probs.to(usage.scalar_type()), 1 - decay);
     // Anchor of code k: the batch feature most similar to it.
-    auto anchors = z.detach().index_select(0, sim.argmax(0));  // [K, D]
+    const auto best = sim.argmax(0);
+    auto anchors = z.detach().index_select(0, best);  // [K, D]
+    if (across) {
+      // The most similar feature of all ranks' batches; on a tie the lowest
+      // rank's, as the first index of the whole batch would be.
+      auto mine = sim.gather(0, best.unsqueeze(0)).squeeze(0).to(torch::kFloat);
+      auto top = mine.clone();
+      sync->max(top);
+      auto claim = torch::where(mine == top, torch::full_like(mine, sync->world - sync->rank), torch::zeros_like(mine));
+      auto winner = claim.clone();
+      sync->max(winner);
+      auto own = (winner == static_cast<double>(sync->world - sync->rank)).to(anchors.scalar_type()).unsqueeze(1);
+      anchors = (anchors * own).to(torch::kFloat).contiguous();
+      sync->sum(anchors);
+      anchors = anchors.to(z.scalar_type());
+    }
     auto w = torch::exp(-(usage * codebook_size * 10) / (1 - decay) - 1e-3).unsqueeze(1);  // [K, 1]
     embedding->weight.mul_(1 - w).add_(anchors * w);
   }

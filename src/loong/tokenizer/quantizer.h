@@ -7,9 +7,19 @@
 // closest to it, with weight exp(-p_k K 10 / (1 - decay) - 1e-3): codes in use
 // barely move, unused ("dead") codes are re-initialised from encoder features.
 #pragma once
+#include <functional>
+#include <memory>
+
 #include <torch/nn.h>
 
 namespace loong::tokenizer {
+
+// Data-parallel training (tokenizer/trainer.cpp): the usage and anchors are
+// those of the whole batch across ranks, as one process with it would have.
+struct QuantizerSync {
+  int rank = 0, world = 1;
+  std::function<void(const torch::Tensor&)> sum, max;  // in place, across the ranks
+};
 
 struct QuantizerOutput {
   torch::Tensor z_q;             // [N, D], straight-through: forward = code, backward = identity
@@ -36,6 +46,7 @@ struct CvqQuantizerImpl : torch::nn::Module {
   torch::Tensor usage;                      // buffer [K]: running usage p
   int codebook_size, dim;
   double beta, decay;
+  std::shared_ptr<QuantizerSync> sync;      // null: this process's batch is the whole batch
 };
 TORCH_MODULE(CvqQuantizer);
 

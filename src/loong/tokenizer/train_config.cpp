@@ -76,6 +76,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"mixed_precision", mixed_precision},
           {"fused_adamw", fused_adamw},
           {"activation_checkpointing", activation_checkpointing},
+          {"dist_timeout_s", dist_timeout_s},
           {"log_every", log_every},
           {"sample_every", sample_every},
           {"checkpoint_every", checkpoint_every},
@@ -129,6 +130,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& w
   r.boolean("mixed_precision", c.mixed_precision);
   r.boolean("fused_adamw", c.fused_adamw);
   r.boolean("activation_checkpointing", c.activation_checkpointing);
+  r.number("dist_timeout_s", c.dist_timeout_s, 1, 1e7);
   r.integer("log_every", c.log_every, int64_t(1), int64_t(1) << 40);
   r.integer("sample_every", c.sample_every, int64_t(0), int64_t(1) << 40);
   r.integer("checkpoint_every", c.checkpoint_every, int64_t(0), int64_t(1) << 40);

@@ -72,6 +72,7 @@ struct TrainConfig {
   // Recompute the encoder's and decoder's blocks in backward instead of
   // keeping their activations (ops/checkpoint.h).
   bool activation_checkpointing = false;
+  double dist_timeout_s = 600;  // many processes: a rank that hangs or dies this long stops the others
 
   // Logging and checkpoints (in steps). log_every is for the console; the
   // JSONL log gets every step.

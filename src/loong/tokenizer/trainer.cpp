@@ -16,6 +16,8 @@
 #include "loong/ops/adamw.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
+#include "loong/dist/grad_sync.h"
 #include "loong/core/torch_compat.h"
 #include "loong/io/image.h"
 #include "loong/io/safetensors.h"
@@ -48,9 +50,23 @@ struct TokenizerTrainer::State {
   std::ofstream log;
   torch::Tensor last_layer;       // the decoder's output conv weight (adaptive GAN weight)
   std::map<int, torch::Tensor> sample_clips;  // fixed clips per stage length
+  dist::Group* group = nullptr;   // null: alone
+  std::unique_ptr<dist::GradSync> gsync, dsync;  // the generator's and the discriminator's gradients
+  bool time_up = false;           // max_minutes passed (on any rank)
 
+  bool root() const { return !group || group->root(); }
+  int rank() const { return group ? group->rank() : 0; }
+  int world() const { return group ? group->size() : 1; }
   void print(const std::string& s) const {
-    if (opts.print) opts.print(s);
+    if (opts.print && root()) opts.print(s);
+  }
+  // The mean over the ranks of each rank's mean (their shares are equal), in place.
+  void average(torch::Tensor& t, const std::string& what) const {
+    if (!group) return;
+    auto c = t.to(torch::kFloat).to(group->device()).contiguous();
+    group->allreduce(c, what);
+    c.div_(world());
+    t = c.to(t.device()).to(t.scalar_type());
   }
   double elapsed() const { return elapsed_before + seconds_since(session_start); }
 
@@ -121,6 +137,12 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   const auto& t = s.cfg.train;
   t.validate(s.cfg.model, "run config: train");
   const fs::path run(s.opts.run_dir);
+  s.group = s.opts.group.get();
+  for (size_t i = 0; i < t.stages.size(); ++i)
+    if (t.stages[i].batch_size % s.world() != 0)
+      fail("run config: train: stages[" + std::to_string(i) + "]",
+           "key 'batch_size': " + std::to_string(t.stages[i].batch_size) + " clips cannot be shared equally by " +
+               std::to_string(s.world()) + " ranks (the batch is global; docs/distributed.md)");
 
   if (s.opts.resume && !s.opts.init_model.empty())
     fail("--init", "starts a new run from a model's weights and --resume continues a run from its own checkpoint; "
@@ -143,8 +165,18 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   if (t.decoder_only && init.is_empty() && !s.opts.resume)
     fail("run config: train", "key 'decoder_only' fine-tunes the decoder of a trained tokenizer, keeping its encoder "
                               "and codebook; give that tokenizer with --init");
-  store::prepare_checkpoint_dir(s.opts.run_dir);
-  make_dirs((run / "samples").string());
+  if (s.group) {
+    s.group->check_same("training setup", {{"config", s.cfg.to_json()},
+                                           {"data", s.opts.data_identity},
+                                           {"resume_from", fs::path(resume_from).filename().string()},
+                                           {"init", s.opts.init_model},
+                                           {"binary", build_info()}});
+    s.group->set_hint([&s] { return store::last_good_checkpoint(s.opts.run_dir); });
+  }
+  if (s.root()) {
+    store::prepare_checkpoint_dir(s.opts.run_dir);
+    make_dirs((run / "samples").string());
+  }
 
   s.model = VideoTokenizer(s.cfg.model);
   s.ema = VideoTokenizer(s.cfg.model);
@@ -222,12 +254,42 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
     s.saved_step = s.step;
     s.print("resumed from " + resume_from + " at step " + std::to_string(s.step));
   }
+  if (s.group) {
+    // Rank 0's weights everywhere; gradients, codebook updates and the GAN's
+    // statistics of the whole batch.
+    dist::broadcast_module(*s.group, *s.model);
+    dist::broadcast_module(*s.group, *s.ema);
+    if (s.disc) dist::broadcast_module(*s.group, *s.disc);
+    std::vector<torch::Tensor> trained;
+    for (auto& g : s.opt->param_groups())
+      for (auto& p : g.params()) trained.push_back(p);
+    const int64_t bucket = 25 << 20;
+    s.gsync = std::make_unique<dist::GradSync>(*s.group, trained, bucket);
+    if (s.disc) s.dsync = std::make_unique<dist::GradSync>(*s.group, s.disc->parameters(), bucket);
+    auto qs = std::make_shared<QuantizerSync>();
+    qs->rank = s.rank(), qs->world = s.world();
+    dist::Group* g = s.group;
+    auto across = [g](dist::Group::Op op) {
+      return [g, op](const torch::Tensor& t) {
+        auto c = t.to(g->device()).contiguous();
+        g->allreduce(c, "quantizer update", op);
+        if (!c.is_same(t)) t.copy_(c);
+      };
+    };
+    qs->sum = across(dist::Group::Op::Sum);
+    qs->max = across(dist::Group::Op::Max);
+    s.model->quantizer->sync = qs;
+  }
+  if (!s.root()) return;
   write_json_file((run / "run.json").string(), s.cfg.to_json());
   s.log.open(run / "log.jsonl", std::ios::app);
   if (!s.log) fail((run / "log.jsonl").string(), "cannot open the training log for writing");
 }
 
-TokenizerTrainer::~TokenizerTrainer() = default;
+TokenizerTrainer::~TokenizerTrainer() {
+  if (s_->group) s_->group->set_hint(nullptr);
+}
+PatchDiscriminator TokenizerTrainer::discriminator() const { return s_->disc; }
 
 int64_t TokenizerTrainer::global_step() const { return s_->step; }
 VideoTokenizer TokenizerTrainer::model() const { return s_->model; }
@@ -270,16 +332,22 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
       auto g = generator_loss(s.disc->forward(recon).to(torch::kFloat), t.gan_loss);
       // Adaptive weight (VQGAN): balance the GAN gradient against the
       // reconstruction gradient at the decoder's last layer.
-      auto gn = torch::autograd::grad({nll}, {s.last_layer}, {}, true)[0].norm();
-      auto gg = torch::autograd::grad({g}, {s.last_layer}, {}, true)[0].norm();
+      auto gnv = torch::autograd::grad({nll}, {s.last_layer}, {}, true)[0];
+      auto ggv = torch::autograd::grad({g}, {s.last_layer}, {}, true)[0];
+      s.average(gnv, "adaptive GAN weight of step " + std::to_string(s.step));  // the whole batch's gradients
+      s.average(ggv, "adaptive GAN weight of step " + std::to_string(s.step));
+      auto gn = gnv.norm(), gg = ggv.norm();
       adaptive = t.gan_weight * std::min(t.adaptive_weight_max, (gn / (gg + 1e-4)).item<double>());
       loss = loss + adaptive * g;
       rec["gan_g"] = g.item<double>();
       for (auto& p : s.disc->parameters()) p.set_requires_grad(true);
     }
   }
+  const std::string at = " of step " + std::to_string(s.step);
   s.opt->zero_grad();
+  if (s.gsync) s.gsync->arm("gradient all-reduce" + at);
   loss.backward();
+  if (s.gsync) s.gsync->finish(1.0 / s.world());  // the mean of the ranks' means: the whole batch's
   double grad_norm = t.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(s.model->parameters(), t.grad_clip)
                                      : torch::nn::utils::clip_grad_norm_(s.model->parameters(), 1e30);
   adamw_step(*s.opt, t.fused_adamw);
@@ -300,10 +368,14 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
       rec["lecam"] = lc.item<double>();
     }
     s.dopt->zero_grad();
+    if (s.dsync) s.dsync->arm("discriminator all-reduce" + at);
     total.backward();
+    if (s.dsync) s.dsync->finish(1.0 / s.world());
     if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.disc->parameters(), t.grad_clip);
     adamw_step(*s.dopt, t.fused_adamw);
-    s.lecam.update(real.mean().item<double>(), fake.mean().item<double>());
+    auto means = torch::stack({real.mean(), fake.mean()}).detach();
+    s.average(means, "LeCAM averages" + at);
+    s.lecam.update(means[0].item<double>(), means[1].item<double>());
     rec["disc"] = d.item<double>();
     rec["adaptive_weight"] = adaptive;
     rec["logits_real"] = s.lecam.real;
@@ -315,17 +387,36 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
     store::copy_weights(*s.ema, *s.model);
   }
 
-  const double mse = l2.item<double>();
+  // The step's figures over the whole batch (each rank's are means of its
+  // equal share), and whether any rank's time is up.
+  bool time_up = t.max_minutes > 0 && seconds_since(s.session_start) > t.max_minutes * 60;
+  double mse = l2.item<double>();
+  double loss_value = loss.item<double>(), codebook = out.codebook_loss.item<double>(),
+         commitment = out.commitment_loss.item<double>();
+  if (s.group) {
+    static const char* keys[] = {"l1", "perceptual", "gan_g", "lecam", "disc"};
+    std::vector<double> v = {mse, loss_value, codebook, commitment, double(time_up)};
+    for (const char* k : keys) v.push_back(rec.contains(k) ? rec[k].get<double>() : 0.0);
+    auto tv = torch::tensor(v, torch::kDouble).to(s.group->device());
+    s.group->allreduce(tv, "loss all-reduce" + at);
+    tv = tv.cpu() / s.world();
+    auto a = tv.accessor<double, 1>();
+    mse = a[0], loss_value = a[1], codebook = a[2], commitment = a[3], time_up = a[4] > 0;
+    for (size_t i = 0; i < std::size(keys); ++i)
+      if (rec.contains(keys[i])) rec[keys[i]] = a[5 + i];
+  }
+  s.time_up = time_up;
   const double ms = seconds_since(t0) * 1000;
   const int K = s.cfg.model.codebook_size;
   const auto live = (s.model->quantizer->usage > 1.0 / (100.0 * K)).sum().item<int64_t>();
   rec["step"] = s.step;
   rec["frames"] = stage.frames;
-  rec["batch"] = stage.batch_size;
+  rec["batch"] = stage.batch_size;  // of all ranks together
+  rec["world_size"] = s.world();
   rec["lr"] = t.lr * factor;
-  rec["loss"] = loss.item<double>();
-  rec["codebook"] = out.codebook_loss.item<double>();
-  rec["commitment"] = out.commitment_loss.item<double>();
+  rec["loss"] = loss_value;
+  rec["codebook"] = codebook;
+  rec["commitment"] = commitment;
   rec["l2"] = mse;
   rec["psnr"] = 10 * std::log10(4.0 / std::max(mse, 1e-12));
   rec["grad_norm"] = grad_norm;
@@ -334,7 +425,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   rec["live_codes"] = live;
   rec["perplexity"] = out.perplexity;
   rec["ms"] = ms;
-  rec["frames_per_s"] = clips.size(0) * clips.size(1) / std::max(1e-9, ms / 1000);
+  rec["frames_per_s"] = clips.size(0) * s.world() * clips.size(1) / std::max(1e-9, ms / 1000);
   if (!std::isfinite(rec["loss"].get<double>()))
     fail("training", "the loss became " + std::to_string(rec["loss"].get<double>()) + " at step " +
                          std::to_string(s.step) + "; lower lr or enable grad_clip (the last checkpoint is intact)");
@@ -344,6 +435,8 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
 
 void TokenizerTrainer::save_checkpoint() {
   State& s = *s_;
+  // Rank 0 writes; the others wait, so none runs ahead of a checkpoint that failed.
+  if (s.root())
   store::write_checkpoint(s.opts.run_dir, s.step, s.cfg.train.keep_checkpoints, [&](const std::string& dir) {
     const fs::path tmp(dir);
     save_model(dir, s.ema, {{"step", std::to_string(s.step)}});
@@ -361,6 +454,7 @@ void TokenizerTrainer::save_checkpoint() {
                          {"config", s.cfg.to_json()}};
     write_json_file((tmp / "trainer.json").string(), tj);
   });
+  if (s.group) s.group->barrier("checkpoint of step " + std::to_string(s.step));
   s.saved_step = s.step;
 }
 
@@ -373,9 +467,12 @@ int64_t TokenizerTrainer::run(const BatchFn& next_batch) {
           std::to_string(s.model->config.codebook_size) + " codes; " + std::to_string(total) + " steps in " +
           std::to_string(t.stages.size()) + " stage(s); device " + s.opts.device.str() + ", " +
           std::to_string(at::get_num_threads()) + " thread(s)");
+  if (s.group)
+    s.print("distributed: " + std::to_string(s.world()) + " ranks (" + s.group->env().launcher + "), " +
+            s.group->backend() + "; each rank trains on 1/" + std::to_string(s.world()) + " of every batch");
   const Stage* current = nullptr;
   while (s.step < total) {
-    if (t.max_minutes > 0 && seconds_since(s.session_start) > t.max_minutes * 60) {
+    if (s.time_up) {
       s.print("stopping at step " + std::to_string(s.step) + ": max_minutes (" + std::to_string(t.max_minutes) +
               ") reached; --resume continues");
       break;
@@ -385,20 +482,26 @@ int64_t TokenizerTrainer::run(const BatchFn& next_batch) {
       current = &stage;
       s.print("stage " + std::to_string(&stage - t.stages.data() + 1) + "/" + std::to_string(t.stages.size()) + ": " +
               std::to_string(stage.frames) + "-frame clips, batch " + std::to_string(stage.batch_size));
-      if (!s.sample_clips.count(stage.frames)) {
+      if (s.root() && !s.sample_clips.count(stage.frames)) {
         std::mt19937_64 fixed(t.seed + 7919);
         s.sample_clips[stage.frames] = next_batch(stage.frames, 4, fixed);
       }
     }
-    std::mt19937_64 rng(t.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(s.step));
+    // Each rank draws its share with its own generator (which entries can
+    // serve a clip is known only once they are decoded, so the ranks cannot
+    // split one draw of the whole batch as the language model's trainer does).
+    std::mt19937_64 rng(t.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(s.step) +
+                        static_cast<uint64_t>(s.rank()) * 0xD1B54A32D192ED03ULL);
     const auto d0 = Clock::now();
-    auto clips = next_batch(stage.frames, stage.batch_size, rng);
+    auto clips = next_batch(stage.frames, stage.batch_size / s.world(), rng);
     const double data_ms = seconds_since(d0) * 1000;
     auto rec = step(clips);
     rec["data_ms"] = data_ms;
     rec["elapsed_s"] = s.elapsed();
-    s.log << rec.dump() << "\n";
-    s.log.flush();
+    if (s.root()) {
+      s.log << rec.dump() << "\n";
+      s.log.flush();
+    }
     const int64_t done = s.step;  // steps completed
     if (done % t.log_every == 0 || done == total) {
       char line[256];
@@ -410,12 +513,12 @@ int64_t TokenizerTrainer::run(const BatchFn& next_batch) {
                     rec["perplexity"].get<double>(), rec["ms"].get<double>(), rec["frames_per_s"].get<double>());
       s.print(line);
     }
-    if (t.sample_every > 0 && done % t.sample_every == 0) s.write_samples(stage.frames);
+    if (t.sample_every > 0 && done % t.sample_every == 0 && s.root()) s.write_samples(stage.frames);
     if (t.checkpoint_every > 0 && done % t.checkpoint_every == 0 && done < total) save_checkpoint();
   }
   if (s.saved_step != s.step) {
     save_checkpoint();
-    s.write_samples(t.stage_at(std::max<int64_t>(0, s.step - 1)).frames);
+    if (s.root()) s.write_samples(t.stage_at(std::max<int64_t>(0, s.step - 1)).frames);
   }
   s.print("checkpoint: " + newest_checkpoint(s.opts.run_dir));
   return s.step;

@@ -20,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "loong/data/clip_sampler.h"
+#include "loong/dist/group.h"
+#include "loong/tokenizer/discriminator.h"
 #include "loong/tokenizer/model.h"
 #include "loong/tokenizer/train_config.h"
 
@@ -37,6 +39,13 @@ struct TrainerOptions {
   // fine-tuning, e.g. on one's own videos or with other losses.
   std::string init_model;
   std::function<void(const std::string&)> print;  // console lines (null = quiet)
+  // Data-parallel training over this group (docs/distributed.md); null = alone.
+  // Each rank trains on its share of every batch (stage batch_size / world
+  // size clips, drawn with its own generator); gradients, the quantizer's
+  // usage and anchors, the adaptive GAN weight and LeCAM's averages are those
+  // of the whole batch. Rank 0 writes the log, samples and checkpoints.
+  std::shared_ptr<dist::Group> group;
+  nlohmann::json data_identity;  // what the ranks must agree on about the data (the manifest)
 };
 
 class TokenizerTrainer {
@@ -62,6 +71,7 @@ class TokenizerTrainer {
   int64_t global_step() const;
   VideoTokenizer model() const;      // the trained weights
   VideoTokenizer ema_model() const;  // the exported weights (== model() without EMA)
+  PatchDiscriminator discriminator() const;  // null when the run has no GAN
   const RunConfig& config() const;
 
  private:
