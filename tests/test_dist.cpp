@@ -25,6 +25,7 @@
 #include "loong/dist/group.h"
 #include "loong/dist/launch.h"
 #include "loong/io/safetensors.h"
+#include "loong/ops/device.h"
 #include "loong/store/checkpoints.h"
 #include "loong/tokenizer/trainer.h"
 #include "lm_test_data.h"
@@ -409,6 +410,21 @@ TEST(DistTrain, RankWithAnotherConfigIsRefusedAtStartUp) {
   EXPECT_EQ(out1.substr(0, 2), "1 ") << out1;
   EXPECT_NE(out1.find("differs from rank 0's"), std::string::npos) << out1;
   EXPECT_TRUE(store::list_checkpoints(dir / "run").empty());
+}
+
+// On a GPU machine (scripts/gpu_check.sh runs Cuda.*): the tiny run on CUDA
+// under a launcher's environment of one rank, so over NCCL where the build has it.
+TEST(Cuda, TrainsUnderALauncherOnTheGpu) {
+  if (!cuda_device_present()) GTEST_SKIP() << "no CUDA device";
+  TempDir dir;
+  const std::string cfg = write_config(dir);
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(dist::free_port()) +
+                          " WORLD_SIZE=1 RANK=0 LOCAL_RANK=0";
+  auto r = run_cli("train --config " + cfg + " --out " + (dir / "run") + " --device cuda", env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("distributed: 1 ranks (env)"), std::string::npos) << r.out;
+  std::printf("  %s\n", r.out.substr(r.out.find("distributed:"), 60).c_str());  // nccl or gloo: the record
+  EXPECT_EQ(log_of(dir / "run").size(), 6u);
 }
 
 TEST(DistTrain, UnderDebiansTorchrun) {

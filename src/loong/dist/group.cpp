@@ -213,8 +213,7 @@ Group::Group(const Env& env, GroupOptions o) : impl_(std::make_unique<Impl>()) {
     }
 #endif
     if (!s.pg) {
-      if (o.device.is_cuda())
-        throw Error("this LibTorch has no NCCL; distributed training on CUDA needs it (docs/distributed.md)");
+      // Without NCCL, CUDA training goes through Gloo too: collectives on host copies (device() is the CPU).
       auto go = c10d::ProcessGroupGloo::Options::create(o.timeout);
       if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
         go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));

@@ -1,6 +1,7 @@
 #include "loong/ops/adamw.h"
 
 #include <map>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <tuple>
@@ -18,14 +19,20 @@ bool fused_adamw_available() { return LOONG_HAS_FUSED_ADAMW; }
 namespace {
 
 // An optimizer's state is keyed by the parameter's TensorImpl: its address
-// printed as a string in LibTorch 1.13, the address itself in 2.x. The key
-// type says which.
+// printed as a string in LibTorch 1.13 (c10::guts::to_string, an ostream's
+// `<<`, which 2.x no longer has), the address itself in 2.x. The key type
+// says which.
 using StateKey = typename std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
 
 template <class Key>
 Key key_of(const at::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) return c10::guts::to_string(p.unsafeGetTensorImpl());
-  else return static_cast<Key>(p.unsafeGetTensorImpl());
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream os;
+    os << p.unsafeGetTensorImpl();
+    return os.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
 }
 
 StateKey state_key(const at::Tensor& p) { return key_of<StateKey>(p); }
