@@ -175,17 +175,20 @@ TEST(DistEnv, ReadsTorchrunSlurmAndHandSetVariables) {
   EXPECT_TRUE(t.agent_store);
   EXPECT_EQ(t.restart_count, 2);
 
-  auto s = env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "6"}, {"SLURM_LOCALID", "1"}, {"MASTER_ADDR", "n1"}});
+  auto s = env_of({{"SLURM_PROCID", "5"}, {"SLURM_STEP_NUM_TASKS", "6"}, {"SLURM_NTASKS", "6"}, {"SLURM_LOCALID", "1"},
+                   {"MASTER_ADDR", "n1"}});
   EXPECT_EQ(s.launcher, "slurm");
   EXPECT_EQ(s.rank, 5);
   EXPECT_EQ(s.world_size, 6);
   EXPECT_EQ(s.master_port, 29500);
   EXPECT_FALSE(s.agent_store);
-  // One Slurm task (an salloc shell) is one process, as without Slurm.
-  EXPECT_FALSE(env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}}).active());
+  // One Slurm task (an salloc shell) is one process, as without Slurm; so is the batch
+  // script of a job of many tasks, outside srun.
+  EXPECT_FALSE(env_of({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "1"}}).active());
+  EXPECT_FALSE(env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "8"}}).active());
   // RANK/WORLD_SIZE win over Slurm's (torchrun inside an allocation).
   EXPECT_EQ(env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "h"}, {"MASTER_PORT", "1"},
-                    {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}})
+                    {"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "4"}})
                 .launcher,
             "env");
 
@@ -194,7 +197,7 @@ TEST(DistEnv, ReadsTorchrunSlurmAndHandSetVariables) {
   expect_error([] { env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "1"}}); }, {"MASTER_ADDR", "missing"});
   expect_error([] { env_of({{"RANK", "0"}, {"WORLD_SIZE", "x"}}); }, {"WORLD_SIZE", "'x'"});
   expect_error([] { env_of({{"RANK", "0"}}); }, {"WORLD_SIZE", "missing"});
-  expect_error([] { env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}); }, {"MASTER_ADDR", "scontrol"});
+  expect_error([] { env_of({{"SLURM_PROCID", "0"}, {"SLURM_STEP_NUM_TASKS", "2"}}); }, {"MASTER_ADDR", "scontrol"});
 
   EXPECT_EQ(dist::without_option({"loong", "train", "--nproc", "2", "--out", "r"}, "--nproc"),
             (std::vector<std::string>{"loong", "train", "--out", "r"}));
@@ -361,7 +364,7 @@ TEST(DistTrain, KilledRankStopsTheOthersWithinTheTimeout) {
   TempDir dir;
   const std::string cfg = write_config(dir, {{"dist_timeout_s", 20}});
   const auto t0 = Clock::now();
-  // Rank 1 dies (kill -9) in the middle of step 4; a checkpoint was written at step 2 (and 4 is not).
+  // Rank 1 dies (kill -9) in the middle of the step after the checkpoint at step 4.
   auto r = run_cli("train --config " + cfg + " --out " + (dir / "run") + " --nproc 2 --quiet", "LOONG_TEST_KILL_RANK=1:4");
   const double took = seconds_since(t0);
   EXPECT_NE(r.code, 0);
@@ -434,7 +437,8 @@ TEST(DistTrain, UnderDebiansTorchrun) {
   TempDir dir;
   const std::string cfg = write_config(dir);
   // Debian 12's torchrun (1.13 under Python 3.11) needs -r 1 -t 1 to start (docs/distributed.md).
-  const std::string cmd = "/usr/bin/python3 -m torch.distributed.run --no_python --nproc_per_node 2 -r 1 -t 1 --master_port " +
+  // USE_LIBUV=0: Debian 13's LibTorch 2.6 has no libuv store server (torchrun 2.4+ asks for one).
+  const std::string cmd = "USE_LIBUV=0 /usr/bin/python3 -m torch.distributed.run --no_python --nproc_per_node 2 -r 1 -t 1 --master_port " +
                           std::to_string(dist::free_port()) + " " + LOONG_CLI_PATH + " train --config " + cfg +
                           " --out " + (dir / "run") + " --quiet >" + (dir / "out.txt") + " 2>&1";
   const int rc = std::system(cmd.c_str());

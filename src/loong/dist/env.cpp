@@ -54,8 +54,10 @@ Env env_from(const std::function<const char*(const char*)>& get) {
     e.restart_count = int_var(get, "TORCHELASTIC_RESTART_COUNT", 0, kMaxRanks, 0, false);
     return e;
   }
-  if (set("SLURM_NTASKS") && set("SLURM_PROCID")) {
-    const int n = int_var(get, "SLURM_NTASKS", 1, kMaxRanks, 1, true);
+  // A task of an `srun` step. (A batch script itself also sees SLURM_NTASKS
+  // and SLURM_PROCID=0 but is one process: only srun sets the step's count.)
+  if (set("SLURM_STEP_NUM_TASKS") && set("SLURM_PROCID")) {
+    const int n = int_var(get, "SLURM_STEP_NUM_TASKS", 1, kMaxRanks, 1, true);
     if (n == 1) return e;  // one task (an salloc shell, a one-task step): alone
     e.world_size = n;
     e.rank = int_var(get, "SLURM_PROCID", 0, n - 1, 0, true);

@@ -2,8 +2,8 @@
 // environment (docs/distributed.md):
 //   torchrun      RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT,
 //                 TORCHELASTIC_RUN_ID, TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT
-//   Slurm (srun)  SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, with MASTER_ADDR (and MASTER_PORT,
-//                 default 29500) given by the job script
+//   Slurm (srun)  SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID, with MASTER_ADDR (and
+//                 MASTER_PORT, default 29500) given by the job script
 //   by hand       RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (LOCAL_RANK optional)
 // With none of these (or a Slurm step of one task) the process runs alone,
 // exactly as without any distributed support.

@@ -1,5 +1,6 @@
 #include "loong/dist/grad_sync.h"
 
+#include <cmath>
 #include <mutex>
 
 #include <torch/csrc/autograd/function.h>
@@ -161,6 +162,21 @@ void GradSync::finish(double scale) {
 double GradSync::wait_ms() const { return s_->last_wait_ms; }
 int GradSync::buckets() const { return static_cast<int>(s_->buckets.size()); }
 int GradSync::launched_early() const { return s_->early; }
+
+double clip_gradients(Group* group, const std::vector<torch::Tensor>& params, double max_norm) {
+  if (!group) return torch::nn::utils::clip_grad_norm_(params, max_norm > 0 ? max_norm : 1e30);
+  double norm = torch::nn::utils::clip_grad_norm_(params, 1e30);  // the norm; the gradients times 1
+  auto t = torch::tensor({norm}, torch::kDouble).to(group->device());
+  group->broadcast(t, 0, "gradient norm");
+  norm = t.cpu().item<double>();
+  const double coef = max_norm / (norm + 1e-6);
+  if (max_norm > 0 && std::isfinite(norm) && coef < 1) {
+    torch::NoGradGuard ng;
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(coef);
+  }
+  return norm;
+}
 
 void broadcast_module(Group& group, torch::nn::Module& m, int root) {
   torch::NoGradGuard ng;

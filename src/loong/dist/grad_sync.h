@@ -47,6 +47,13 @@ class GradSync {
   std::shared_ptr<State> s_;
 };
 
+// torch::nn::utils::clip_grad_norm_(params, max_norm > 0 ? max_norm : inf),
+// returning the global norm, exactly that with no group. With one, every rank
+// scales by rank 0's norm: the gradients are the same on every rank, but a
+// norm summed with another thread count can differ in its last bit, and the
+// ranks' weights must stay identical.
+double clip_gradients(Group* group, const std::vector<torch::Tensor>& params, double max_norm);
+
 // Copies every parameter and buffer of `m` from rank `root` to the others
 // (the same initial weights everywhere, whatever each rank drew).
 void broadcast_module(Group& group, torch::nn::Module& m, int root = 0);

@@ -13,12 +13,15 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef LOONG_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #include <torch/torch.h>
@@ -62,6 +65,17 @@ std::string rank_list(const std::vector<int>& r) {
   return (r.size() == 1 ? "rank " : "ranks ") + s;
 }
 
+// LibTorch 2.2 added a libuv TCPStore server (the default from 2.4), which
+// Debian's 2.6 is built without: the classic one, 1.13's, serves everywhere.
+template <class T, class = void>
+struct HasUseLibUV : std::false_type {};
+template <class T>
+struct HasUseLibUV<T, std::void_t<decltype(std::declval<T&>().useLibUV)>> : std::true_type {};
+template <class T>
+void classic_server(T& o) {
+  if constexpr (HasUseLibUV<T>::value) o.useLibUV = false;
+}
+
 // The store a rank talks to: a TCPStore (server on rank 0 unless torchrun's
 // agent hosts it), under torchrun's key prefix when the agent does, then ours.
 c10::intrusive_ptr<c10d::Store> open_store(const Env& env, bool server, std::chrono::milliseconds timeout,
@@ -71,6 +85,7 @@ c10::intrusive_ptr<c10d::Store> open_store(const Env& env, bool server, std::chr
   so.isServer = server;
   so.waitWorkers = false;  // joining is checked below, with a message naming who is missing
   so.timeout = timeout;
+  classic_server(so);
   auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
   if (tcp_out) *tcp_out = tcp;
   c10::intrusive_ptr<c10d::Store> s = tcp;
@@ -80,6 +95,7 @@ c10::intrusive_ptr<c10d::Store> open_store(const Env& env, bool server, std::chr
 }
 
 int64_t counter(c10d::Store& s, const std::string& key) { return s.add(key, 0); }
+
 
 }  // namespace
 
@@ -156,10 +172,13 @@ struct Group::Impl {
     }
   }
 
+  // Where collective tensors live: the GPU for NCCL, the host for Gloo.
+  c10::Device where() const { return backend == "nccl" ? opts.device : c10::Device(c10::kCPU); }
+
   std::vector<at::Tensor> one(const torch::Tensor& t, const std::string& what) const {
-    if (t.device() != opts.device)
+    if (t.device() != where())
       throw Error("distributed " + what + ": a tensor on " + t.device().str() + ", the " + backend +
-                  " group works on " + opts.device.str());
+                  " group works on " + where().str());
     if (!t.is_contiguous()) throw Error("distributed " + what + ": the tensor must be contiguous");
     return {t};
   }
@@ -186,10 +205,24 @@ Group::Group(const Env& env, GroupOptions o) : impl_(std::make_unique<Impl>()) {
   }
 
   // Joining: every rank within the timeout, else name those missing.
-  s.store->set("joined/" + std::to_string(env.rank), std::vector<uint8_t>{1});
-  s.store->add("joined", 1);
   const auto t0 = Clock::now();
-  while (counter(*s.store, "joined") < env.world_size) {
+  auto joined = [&] {
+    try {
+      return counter(*s.store, "joined");
+    } catch (const std::exception& e) {
+      fail("MASTER_ADDR:MASTER_PORT " + s.endpoint, "the rendezvous store (hosted by " + s.store_host() +
+                                                        ") stopped answering while the ranks joined (" +
+                                                        first_line(e.what()) + ")");
+    }
+  };
+  try {
+    s.store->set("joined/" + std::to_string(env.rank), std::vector<uint8_t>{1});
+    s.store->add("joined", 1);
+  } catch (const std::exception& e) {
+    fail("MASTER_ADDR:MASTER_PORT " + s.endpoint,
+         "the rendezvous store (hosted by " + s.store_host() + ") refused this rank (" + first_line(e.what()) + ")");
+  }
+  while (joined() < env.world_size) {
     if (seconds_since(t0) * 1000 > o.timeout.count()) {
       std::vector<int> missing;
       for (int r = 0; r < env.world_size; ++r)
@@ -206,6 +239,13 @@ Group::Group(const Env& env, GroupOptions o) : impl_(std::make_unique<Impl>()) {
   try {
 #ifdef LOONG_WITH_NCCL
     if (o.device.is_cuda()) {
+      // This rank's GPU is the current one (NCCL's communicators and every
+      // default-device call use it), and waits block until done or timed out,
+      // so a dead or hung peer surfaces here as an error naming it rather than
+      // as a hang and NCCL's watchdog aborting the process.
+      c10::cuda::set_device(o.device.has_index() ? o.device.index() : 0);
+      ::setenv("TORCH_NCCL_BLOCKING_WAIT", "1", 0);
+      ::setenv("NCCL_BLOCKING_WAIT", "1", 0);  // its name before LibTorch 2.2
       auto no = c10d::ProcessGroupNCCL::Options::create();
       no->timeout = o.timeout;
       s.pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(pg_store, env.rank, env.world_size, no);
@@ -250,7 +290,7 @@ int Group::rank() const { return impl_->env.rank; }
 int Group::size() const { return impl_->env.world_size; }
 const Env& Group::env() const { return impl_->env; }
 std::string Group::backend() const { return impl_->backend; }
-c10::Device Group::device() const { return impl_->backend == "nccl" ? impl_->opts.device : c10::Device(c10::kCPU); }
+c10::Device Group::device() const { return impl_->where(); }
 void Group::set_hint(std::function<std::string()> hint) { impl_->hint = std::move(hint); }
 
 std::string Group::who_stopped() {

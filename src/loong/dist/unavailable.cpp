@@ -1,5 +1,7 @@
 // The build without Gloo's headers (CMakeLists.txt): one process only. Every
 // way into a process group ends here with one line saying what is missing.
+#include <torch/nn/utils/clip_grad.h>
+
 #include "loong/core/error.h"
 #include "loong/dist/grad_sync.h"
 #include "loong/dist/group.h"
@@ -40,5 +42,9 @@ double GradSync::wait_ms() const { return 0; }
 int GradSync::buckets() const { return 0; }
 int GradSync::launched_early() const { return 0; }
 void broadcast_module(Group&, torch::nn::Module&, int) { unavailable(); }
+double clip_gradients(Group* group, const std::vector<torch::Tensor>& params, double max_norm) {
+  if (group) unavailable();
+  return torch::nn::utils::clip_grad_norm_(params, max_norm > 0 ? max_norm : 1e30);
+}
 
 }  // namespace loong::dist

@@ -361,8 +361,9 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
     // Every rank must train the same thing: the config (its data path aside), the
     // data as files, the checkpoint it starts from, and the binary.
     nlohmann::json files = nlohmann::json::array();
+    std::error_code ec;
     for (const auto& f : list_shards(cfg.data))
-      files.push_back({{"name", fs::path(f).filename().string()}, {"bytes", static_cast<int64_t>(fs::file_size(f))}});
+      files.push_back({{"name", fs::path(f).filename().string()}, {"bytes", static_cast<int64_t>(fs::file_size(f, ec))}});
     auto c = cfg.to_json();
     c.erase("data");
     s.group->check_same("training setup", {{"config", c},
@@ -540,8 +541,7 @@ nlohmann::json LmTrainer::step() {
     comm_ms = s.sync->wait_ms() + seconds_since(tc) * 1000;
   }
   s.time_up = time_up;
-  const double grad_norm =
-      torch::nn::utils::clip_grad_norm_(s.model->parameters(), cfg.grad_clip > 0 ? cfg.grad_clip : 1e30);
+  const double grad_norm = dist::clip_gradients(s.group, s.params, cfg.grad_clip);
   const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
   if (finite) {
     adamw_step(*s.opt, cfg.fused_adamw);
@@ -615,6 +615,11 @@ void LmTrainer::save_checkpoint() {
   }
   if (s.root())
   store::write_checkpoint(s.opts.run_dir, s.step, s.cfg.keep_checkpoints, [&](const std::string& dir) {
+    // Every rank's optimizer shard must be here before the folder counts as a checkpoint.
+    for (int r = 0; s.zero() && r < s.world(); ++r)
+      if (!fs::exists(fs::path(dir) / optimizer_shard_name(r, s.world())))
+        fail(dir, "rank " + std::to_string(r) + "'s optimizer shard (" + optimizer_shard_name(r, s.world()) +
+                      ") is not here: the run folder must be on a file system every rank shares (docs/distributed.md)");
     save_lm(dir, s.model, {{"step", std::to_string(s.step)}});
     if (!s.zero()) write_file_atomic((fs::path(dir) / "optimizer.pt").string(), store::optimizer_bytes(*s.opt));
     safetensors::save((fs::path(dir) / "trainer.safetensors").string(),

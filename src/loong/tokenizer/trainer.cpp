@@ -287,7 +287,9 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
 }
 
 TokenizerTrainer::~TokenizerTrainer() {
-  if (s_->group) s_->group->set_hint(nullptr);
+  if (!s_->group) return;
+  s_->group->set_hint(nullptr);
+  s_->model->quantizer->sync.reset();  // it calls the group, which may outlive neither this nor the model handle
 }
 PatchDiscriminator TokenizerTrainer::discriminator() const { return s_->disc; }
 
@@ -348,8 +350,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
   if (s.gsync) s.gsync->arm("gradient all-reduce" + at);
   loss.backward();
   if (s.gsync) s.gsync->finish(1.0 / s.world());  // the mean of the ranks' means: the whole batch's
-  double grad_norm = t.grad_clip > 0 ? torch::nn::utils::clip_grad_norm_(s.model->parameters(), t.grad_clip)
-                                     : torch::nn::utils::clip_grad_norm_(s.model->parameters(), 1e30);
+  double grad_norm = dist::clip_gradients(s.group, s.model->parameters(), t.grad_clip);
   adamw_step(*s.opt, t.fused_adamw);
 
   if (train_disc) {
@@ -371,7 +372,7 @@ nlohmann::json TokenizerTrainer::step(const torch::Tensor& clips) {
     if (s.dsync) s.dsync->arm("discriminator all-reduce" + at);
     total.backward();
     if (s.dsync) s.dsync->finish(1.0 / s.world());
-    if (t.grad_clip > 0) torch::nn::utils::clip_grad_norm_(s.disc->parameters(), t.grad_clip);
+    if (t.grad_clip > 0) dist::clip_gradients(s.group, s.disc->parameters(), t.grad_clip);
     adamw_step(*s.dopt, t.fused_adamw);
     auto means = torch::stack({real.mean(), fake.mean()}).detach();
     s.average(means, "LeCAM averages" + at);
