@@ -29,19 +29,20 @@ VARIANT=${2:-cpu}
 MIRROR=${LOONG_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 COMMON=(
-  g++ cmake ninja-build ccache pkg-config ca-certificates libopenblas0-openmp libgloo-dev
+  g++ cmake ninja-build ccache pkg-config ca-certificates libopenblas0-openmp
   nlohmann-json3-dev libcli11-dev libpng-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev dataset-fashion-mnist
 )
 case "$VARIANT" in
   cpu)
-    PACKAGES=("${COMMON[@]}" libtorch-dev
+    PACKAGES=("${COMMON[@]}" libtorch-dev libgloo-dev
       libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libavutil-dev ffmpeg libsentencepiece-dev)
     COMPONENTS=main
     BUILD=build-torch2
     ;;
   cuda)
-    PACKAGES=("${COMMON[@]}" libtorch-cuda-dev nvidia-cuda-dev nvidia-cuda-toolkit libnccl-dev)
+    # Gloo's CUDA build (libtorch-cuda links it; libgloo-dev conflicts with it) and NCCL's headers.
+    PACKAGES=("${COMMON[@]}" libtorch-cuda-dev nvidia-cuda-dev nvidia-cuda-toolkit libgloo-cuda-dev libnccl-dev)
     COMPONENTS=main,contrib,non-free,non-free-firmware
     BUILD=build-torch2-cuda
     ;;
