@@ -5,8 +5,9 @@
 #
 #   scripts/gpu_check.sh pack          here, before the call: copy the header-only
 #                                      dependencies (nlohmann-json, CLI11), zlib's
-#                                      headers and GoogleTest's sources into .gpu-deps/
-#                                      (ignored by git; the device call carries it)
+#                                      headers, Gloo's headers and GoogleTest's sources
+#                                      into .gpu-deps/ (ignored by git; the device call
+#                                      carries it)
 #   scripts/gpu_check.sh [OUT_DIR]     the check: versions, build, tests, benchmarks
 #
 # The check writes OUT_DIR (default $OUT, else out/gpu_check): gpu_check.log
@@ -18,7 +19,8 @@
 # the GPU call. PYTHON (default: /opt/torch/.venv/bin/python3 if present, else
 # python3) gives the LibTorch to build against (torch.utils.cmake_prefix_path).
 # JOBS (default 16). BUILD_DIR (default build-gpu, or build-gpu-rehearsal on
-# the CPU). SKIP_TESTS=1 / SKIP_BENCH=1. FORCE_DEPS=1 uses the carried
+# the CPU). SKIP_TESTS=1 / SKIP_BENCH=1. TARGETS: build only these (e.g.
+# "loong_tests loong_cli" when SKIP_BENCH=1). FORCE_DEPS=1 uses the carried
 # dependencies even where the machine has its own (to rehearse that path).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +34,12 @@ if [ "${1:-}" = pack ]; then
   cp -r /usr/include/nlohmann /usr/include/CLI /usr/include/zlib.h /usr/include/zconf.h "$DEPS.tmp/include/"
   cp -r /usr/share/cmake/nlohmann_json /usr/share/cmake/CLI11 "$DEPS.tmp/share/cmake/"
   cp -r /usr/src/googletest "$DEPS.tmp/src/"
+  # Gloo's headers (c10d's Gloo group includes them), used only where the
+  # LibTorch built against has none of its own: Debian 13's CUDA build of Gloo
+  # (scripts/torch2.sh cuda made its root) where present, else this machine's.
+  GLOO_FROM=${XDG_CACHE_HOME:-$HOME/.cache}/loong/trixie-cuda/usr/include/gloo
+  [ -f "$GLOO_FROM/algorithm.h" ] || GLOO_FROM=/usr/include/gloo
+  mkdir -p "$DEPS.tmp/gloo/include" && cp -r "$GLOO_FROM" "$DEPS.tmp/gloo/include/"
   rm -rf "$DEPS" && mv "$DEPS.tmp" "$DEPS"
   echo "packed $(du -sh "$DEPS" | cut -f1) into .gpu-deps (carry it: run(carry=[\".gpu-deps\"]))"
   exit 0
@@ -45,6 +53,9 @@ JOBS=${JOBS:-16}
 BUDGET=${BUDGET:-570}
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
+# What only this script reads (the build's and benchmarks' output, also in the
+# log) stays out of OUT_DIR: the device tool brings back at most 8 files.
+SCRATCH=$(mktemp -d)
 LOG=$OUT_DIR/gpu_check.log
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
@@ -154,20 +165,52 @@ gtest_from_source() {
 step gtest gtest_from_source
 
 if [ "$DEVICE" = cpu ]; then BUILD_DIR=${BUILD_DIR:-build-gpu-rehearsal}; else BUILD_DIR=${BUILD_DIR:-build-gpu}; fi
+# Distributed training (src/loong/dist) needs Gloo's headers and, for NCCL,
+# nccl.h. A pip-installed torch may lack the first (then the carried ones are
+# used) and keeps the second in its nvidia-nccl package, beside torch.
+DIST=()
+if [ -n "$PYTHON" ]; then
+  TORCH_DIR=$("$PYTHON" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+  if [ ! -f "$TORCH_DIR/include/gloo/algorithm.h" ] && [ -f "$DEPS/gloo/include/gloo/algorithm.h" ]; then
+    DIST+=(-DLOONG_GLOO_INCLUDE_DIR="$DEPS/gloo/include")
+  fi
+  NCCL_H=$(find "$(dirname "$TORCH_DIR")/nvidia" -name nccl.h -path '*include*' 2>/dev/null | head -1)
+  if [ -n "$NCCL_H" ]; then DIST+=(-DLOONG_NCCL_INCLUDE_DIR="$(dirname "$NCCL_H")"); fi
+  echo "torch: $TORCH_DIR; gloo headers: $([ -f "$TORCH_DIR/include/gloo/algorithm.h" ] && echo torch\'s || echo "${DIST[0]:-none}"); nccl.h: ${NCCL_H:-not beside torch}"
+fi
 configure() {
   cmake -S . -B "$BUILD_DIR" -G "$GENERATOR" -DCMAKE_BUILD_TYPE=Release ${PREFIX:+-DCMAKE_PREFIX_PATH="$PREFIX"} \
         -DCMAKE_CUDA_ARCHITECTURES=90 -DLOONG_WITH_FFMPEG=OFF -DLOONG_WITH_SENTENCEPIECE=OFF -DLOONG_WITH_PNG=OFF \
-        "${EXTRA[@]}"
+        "${EXTRA[@]}" "${DIST[@]}" "$@"
 }
-step configure configure && step build cmake --build "$BUILD_DIR" -j "$JOBS"
+# If only the distributed module fails to compile (a c10d or Gloo header that
+# differs from the ones tried here), the rest is still worth building and
+# measuring: once more without it, and the log says so.
+build() {
+  cmake --build "$BUILD_DIR" -j "$JOBS" ${TARGETS:+--target $TARGETS} 2>&1 | tee "$SCRATCH/build.out"
+  local rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ] && grep -q '^FAILED: .*loong/dist/' "$SCRATCH/build.out"; then
+    echo "gpu_check: the distributed module failed to compile; building without it (LOONG_WITH_DIST=OFF)"
+    configure -DLOONG_WITH_DIST=OFF >/dev/null &&
+      cmake --build "$BUILD_DIR" -j "$JOBS" ${TARGETS:+--target $TARGETS}
+    rc=$?
+    [ "$rc" -eq 0 ] && rc=3  # built, but without distributed training: the step still counts as failed
+  fi
+  return "$rc"
+}
+step configure configure && step build build
 BUILT=$?
+[ "$BUILT" -eq 3 ] && BUILT=0
 if [ "$BUILT" -ne 0 ]; then finish; fi
 
 # 3. The CUDA tests first (they skip, saying why, without a device), then
 # 4. the figures (bench/bench_device.cpp says what each is), then the rest of
 # the suite with the time left.
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  step cuda_tests "$BUILD_DIR/tests/loong_tests" --gtest_filter='Cuda.*:Device.*:StaticDecode.*:FusedAdamW.*:ActivationCheckpointing.*'
+  # Through CTest, a process per test, so that a crash in one (with its stack,
+  # tests/crash_trace.cpp) leaves the others' results; one at a time on the GPU.
+  step cuda_tests ctest --test-dir "$BUILD_DIR" -R '^(Cuda|Device|StaticDecode|FusedAdamW|ActivationCheckpointing)\.' \
+       --output-on-failure --timeout 120
 fi
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   if [ "$DEVICE" = cpu ]; then
@@ -179,9 +222,9 @@ if [ "${SKIP_BENCH:-0}" != 1 ]; then
   fi
   # Each part alone, so one that fails or runs out of time leaves the others' figures.
   for part in decode train tokenizer minute; do
-    step "bench_$part" "$BUILD_DIR/bench/bench_device" "${ARGS[@]}" --what "$part" | tee "$OUT_DIR/bench_$part.out"
-    if grep -q '^RESULT ' "$OUT_DIR/bench_$part.out"; then
-      grep '^RESULT ' "$OUT_DIR/bench_$part.out" | sed 's/^RESULT //' >> "$OUT_DIR/bench.jsonl"
+    step "bench_$part" "$BUILD_DIR/bench/bench_device" "${ARGS[@]}" --what "$part" | tee "$SCRATCH/bench_$part.out"
+    if grep -q '^RESULT ' "$SCRATCH/bench_$part.out"; then
+      grep '^RESULT ' "$SCRATCH/bench_$part.out" | sed 's/^RESULT //' >> "$OUT_DIR/bench.jsonl"
       # bench.json: one object, the parts merged.
       python3 - "$OUT_DIR/bench.jsonl" "$OUT_DIR/bench.json" <<'PY' 2>/dev/null || cp "$OUT_DIR/bench.jsonl" "$OUT_DIR/bench.json"
 import json, sys

@@ -97,3 +97,44 @@ TEST(Dataset, WrittenMovingFashionReadsBackThroughItsManifest) {
   for (const char* f : {"videos/000000.mp4", "videos/000001.mp4", "videos/000002.mp4", "images/000000.png"})
     EXPECT_TRUE(loong::test::read_bytes(dir / "mf/" + f) == loong::test::read_bytes(dir / "mf2/" + f)) << f;
 }
+
+TEST(Dataset, MovingFashionInPartsEqualsOneProcess) {
+  TempDir dir;
+  MovingFashionOptions o;
+  o.videos = 5;
+  o.images = 4;
+  o.seconds = 1;
+  o.size = 32;
+  o.seed = 3;
+  write_moving_fashion(o, dir / "one");
+  // Three parts into one folder, in any order: the last one merges.
+  auto r1 = write_moving_fashion_part(o, dir / "parts", 1, 3);
+  EXPECT_FALSE(r1.merged);
+  EXPECT_EQ(r1.parts_present, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir / "parts/manifest.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "parts/videos/000001.mp4"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "parts/videos/000000.mp4")) << "part 1 writes only its share";
+  // A part with other options is refused before it renders, naming the difference.
+  MovingFashionOptions other = o;
+  other.seed = 4;
+  expect_error([&] { write_moving_fashion_part(other, dir / "parts", 2, 3); },
+               {"part-00001-of-00003.json", "seed 4 here, 3 there", "--force"});
+  EXPECT_FALSE(std::filesystem::exists(dir / "parts/videos/000002.mp4"));
+  // With --force a stale part (other options) counts as absent: not merged from.
+  auto forced = write_moving_fashion_part(other, dir / "parts", 2, 3, false, true);
+  EXPECT_EQ(forced.parts_present, 1);
+  write_moving_fashion_part(o, dir / "parts", 2, 3, false, true);  // part 2 anew, with the right options
+  // A part already written is merged, not rendered again (a restarted job).
+  const auto stamp = std::filesystem::last_write_time(dir / "parts/videos/000001.mp4");
+  EXPECT_EQ(write_moving_fashion_part(o, dir / "parts", 1, 3).parts_present, 2);
+  EXPECT_EQ(std::filesystem::last_write_time(dir / "parts/videos/000001.mp4"), stamp);
+  auto r0 = write_moving_fashion_part(o, dir / "parts", 0, 3);
+  EXPECT_TRUE(r0.merged);
+  EXPECT_EQ(r0.parts_present, 3);
+  for (const char* f : {"manifest.jsonl", "images.jsonl", "dataset.json", "videos/000000.mp4", "videos/000004.mp4",
+                        "videos/000003.json", "images/000002.png", "images/000003.png"})
+    EXPECT_TRUE(loong::test::read_bytes(dir / "one/" + f) == loong::test::read_bytes(dir / "parts/" + f)) << f;
+  // A finished dataset is not written over by mistake.
+  expect_error([&] { write_moving_fashion_part(o, dir / "parts", 2, 3); }, {"parts", "finished dataset", "--force"});
+  expect_error([&] { write_moving_fashion_part(o, dir / "x", 3, 3); }, {"--shard", "3 of 3"});
+}

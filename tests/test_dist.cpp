@@ -417,6 +417,30 @@ TEST(DistTrain, RankWithAnotherConfigIsRefusedAtStartUp) {
 
 // On a GPU machine (scripts/gpu_check.sh runs Cuda.*): the tiny run on CUDA
 // under a launcher's environment of one rank, so over NCCL where the build has it.
+TEST(DistData, MovingFashionTakesItsPartFromTheLauncher) {
+  // `loong data moving-fashion` (and `loong tokenize`, through the same
+  // cli::shard_part) under a launcher's environment: each rank its part, the
+  // last to finish merges; --shard overrides the environment.
+#ifndef LOONG_WITH_FFMPEG
+  GTEST_SKIP() << "this build has no FFmpeg (moving-fashion writes MP4s)";
+#endif
+  TempDir dir;
+  const std::string args = " data moving-fashion --videos 3 --seconds 1 --size 32 --quiet --out ";
+  auto env = [](int rank) { return "RANK=" + std::to_string(rank) + " WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1"; };
+  auto r1 = run_cli(args + (dir / "mf"), env(1));
+  ASSERT_EQ(r1.code, 0) << r1.err;
+  EXPECT_NE(r1.out.find("part 1 of 2"), std::string::npos) << r1.out;
+  EXPECT_NE(r1.out.find("1 of 2 parts there so far"), std::string::npos) << r1.out;
+  EXPECT_TRUE(fs::exists(dir / "mf/videos/000001.mp4"));
+  EXPECT_FALSE(fs::exists(dir / "mf/videos/000000.mp4"));
+  auto r0 = run_cli(args + (dir / "mf"), env(0));
+  ASSERT_EQ(r0.code, 0) << r0.err;
+  EXPECT_NE(r0.out.find("every part is there"), std::string::npos) << r0.out;
+  auto whole = run_cli(args + (dir / "whole") + " --shard 0/1", env(1));
+  ASSERT_EQ(whole.code, 0) << whole.err;
+  EXPECT_EQ(test::read_bytes(dir / "whole/manifest.jsonl"), test::read_bytes(dir / "mf/manifest.jsonl"));
+}
+
 TEST(Cuda, TrainsUnderALauncherOnTheGpu) {
   if (!cuda_device_present()) GTEST_SKIP() << "no CUDA device";
   TempDir dir;
@@ -427,7 +451,21 @@ TEST(Cuda, TrainsUnderALauncherOnTheGpu) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("distributed: 1 ranks (env)"), std::string::npos) << r.out;
   std::printf("  %s\n", r.out.substr(r.out.find("distributed:"), 60).c_str());  // nccl or gloo: the record
-  EXPECT_EQ(log_of(dir / "run").size(), 6u);
+  // The same run without a launcher: a group of one changes nothing but the clock.
+  auto alone = run_cli("train --config " + cfg + " --out " + (dir / "alone") + " --device cuda --quiet");
+  ASSERT_EQ(alone.code, 0) << alone.err;
+  const auto l = log_of(dir / "run"), a = log_of(dir / "alone");
+  ASSERT_EQ(l.size(), 6u);
+  ASSERT_EQ(a.size(), 6u);
+  for (size_t i = 0; i < l.size(); ++i) {
+    EXPECT_EQ(l[i]["world_size"], 1);
+    EXPECT_NEAR(l[i]["loss"].get<double>(), a[i]["loss"].get<double>(), 1e-4) << "step " << i + 1;
+  }
+  EXPECT_LT(max_diff(weights_of(dir / "alone"), weights_of(dir / "run")), 1e-4);
+  // The record: each step's tokens/s and communication, with and without the group.
+  for (size_t i = 0; i < l.size(); ++i)
+    std::printf("  step %zu: group %.0f tok/s, comm %.2f ms; alone %.0f tok/s\n", i + 1,
+                l[i]["tokens_per_s"].get<double>(), l[i].value("comm_ms", 0.0), a[i]["tokens_per_s"].get<double>());
 }
 
 TEST(DistTrain, UnderDebiansTorchrun) {

@@ -57,7 +57,12 @@ void add_data_commands(CLI::App& app, Globals& g) {
     auto out = std::make_shared<std::string>();
     auto quiet = std::make_shared<bool>(false);
     auto force = std::make_shared<bool>(false);
+    auto shard = std::make_shared<std::string>("0/1");
     cmd->add_option("--out", *out, "Output folder (new or empty)")->required();
+    auto* shard_opt = cmd->add_option(
+        "--shard", *shard,
+        "Write only videos and images i, i+N, i+2N, ... as part i of N (many machines, one dataset; the part that "
+        "finds all N written merges the manifests); under torchrun or Slurm the default is this rank's part");
     cmd->add_flag("--force", *force, "Write into a non-empty folder, replacing files of the same names");
     cmd->add_option("--videos", o->videos, "Number of videos")->check(CLI::NonNegativeNumber);
     cmd->add_option("--seconds", o->seconds, "Seconds per video")->check(CLI::PositiveNumber);
@@ -75,10 +80,20 @@ void add_data_commands(CLI::App& app, Globals& g) {
         ->check(CLI::Range(0.0, 1.0));
     cmd->add_option("--mnist-dir", o->mnist_dir, "Fashion-MNIST folder; empty = $LOONG_FASHION_MNIST or Debian's");
     cmd->add_flag("--quiet", *quiet, "Do not print a line per video");
-    cmd->callback(command(g, [o, out, quiet, force] {
-      data::write_moving_fashion(*o, *out, !*quiet, *force);
-      std::printf("wrote %d videos and %d images to %s (manifest.jsonl, images.jsonl, sheet.png)\n",
-                  o->videos, o->images, out->c_str());
+    cmd->callback(command(g, [o, out, quiet, force, shard, shard_opt] {
+      const auto [part, parts] = shard_part(*shard, shard_opt->count() > 0);
+      const auto r = data::write_moving_fashion_part(*o, *out, part, parts, !*quiet, *force);
+      if (parts == 1) {
+        std::printf("wrote %d videos and %d images to %s (manifest.jsonl, images.jsonl, sheet.png)\n", o->videos,
+                    o->images, out->c_str());
+      } else {
+        std::printf("part %d of %d: wrote its share of %d videos and %d images to %s; %s\n", part, parts, o->videos,
+                    o->images, out->c_str(),
+                    r.merged ? "every part is there: manifest.jsonl and images.jsonl written"
+                             : (std::to_string(r.parts_present) + " of " + std::to_string(parts) +
+                                " parts there so far: the last part to finish writes the manifests")
+                                   .c_str());
+      }
     }));
   }
 }

@@ -5,7 +5,6 @@
 
 #include "cli/commands.h"
 #include "loong/core/runtime.h"
-#include "loong/dist/env.h"
 #include "loong/lm/shard_builder.h"
 
 namespace loong::cli {
@@ -34,10 +33,7 @@ void add_tokenize_command(CLI::App& app, Globals& g) {
   cmd->add_flag("--force", a->force, "Replace an existing part file");
   cmd->callback(command(g, [a, shard] {
     lm::ShardBuildOptions o;
-    std::tie(o.part, o.parts) = lm::parse_shard(a->shard);
-    // One launcher command tokenizes a dataset on many machines: each rank its part.
-    if (const auto env = dist::env_from_process(); env.active() && shard->count() == 0)
-      o.part = env.rank, o.parts = env.world_size;
+    std::tie(o.part, o.parts) = shard_part(a->shard, shard->count() > 0);
     o.data = a->data, o.tokenizer = a->tokenizer, o.text = a->text, o.out = a->out;
     o.fps = a->fps, o.chunk = a->chunk, o.force = a->force;
     o.device = a->device;

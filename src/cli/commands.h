@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 #include <string>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
@@ -37,6 +38,11 @@ std::function<void()> command(const Globals& g, std::function<void()> body);
 //    when it is CUDA;
 //  - else: null, and the command runs alone.
 std::shared_ptr<dist::Group> join_job(const Globals& g, int nproc, c10::Device& device, double timeout_s);
+
+// The part i of N a command that splits a dataset (tokenize, data moving-fashion)
+// works on: its --shard i/N when given, else this rank's under a launcher's
+// environment (one launcher command, many machines), else 0 of 1.
+std::pair<int, int> shard_part(const std::string& shard, bool given);
 
 // --fps --size --start --end --max-frames --max-pixels
 void add_read_options(CLI::App* cmd, video::ReadOptions& r, bool with_time_range = true);

@@ -11,6 +11,7 @@
 #include "loong/core/runtime.h"
 #include "loong/dist/env.h"
 #include "loong/dist/launch.h"
+#include "loong/lm/shard_builder.h"
 
 namespace loong::cli {
 
@@ -36,6 +37,12 @@ std::function<void()> command(const Globals& g, std::function<void()> body) {
     init_threads(threads_for(g));
     body();
   };
+}
+
+std::pair<int, int> shard_part(const std::string& shard, bool given) {
+  if (!given)
+    if (const auto env = dist::env_from_process(); env.active()) return {env.rank, env.world_size};
+  return lm::parse_shard(shard);
 }
 
 std::shared_ptr<dist::Group> join_job(const Globals& g, int nproc, c10::Device& device, double timeout_s) {

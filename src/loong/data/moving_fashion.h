@@ -62,6 +62,26 @@ Sample make_image(const FashionMnist& items, const MovingFashionOptions& o, int6
 //   manifest.jsonl (videos), images.jsonl (stills), dataset.json, sheet.png.
 // Returns dataset.json's content.
 // Refuses a non-empty out_dir unless overwrite is set, so nothing is lost.
+//
+// Part `part` of `parts` (many processes or machines, one dataset): writes
+// only samples part, part + parts, ... (each a pure function of the options
+// and its index, so the parts' files never collide and equal those of one
+// process), and its entries as parts/part-PPPPP-of-NNNNN.json. The part that
+// finds every part's entries present (with the same options) writes
+// manifest.jsonl and images.jsonl, byte for byte those of one process; on
+// machines without a shared folder, copy the folders together and run any
+// part again: a part whose entries are already there with the same options is
+// not rendered again, only merged (so a restarted job redoes only the parts
+// that had not finished). Part 0 writes sheet.png from its samples. With
+// parts > 1 the folder is shared: a finished dataset (manifest.jsonl) or this
+// part's entries written with other options are refused unless overwrite.
+struct PartResult {
+  nlohmann::json info;    // dataset.json
+  bool merged = false;    // this call wrote the manifests
+  int parts_present = 1;  // parts whose entries were found
+};
+PartResult write_moving_fashion_part(const MovingFashionOptions& o, const std::string& out_dir, int part, int parts,
+                                     bool verbose = false, bool overwrite = false);
 nlohmann::json write_moving_fashion(const MovingFashionOptions& o, const std::string& out_dir,
                                     bool verbose = false, bool overwrite = false);
 
