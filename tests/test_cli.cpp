@@ -464,6 +464,19 @@ TEST(Cli, GenerateFromARandomBundle) {
             recorded.value("first_clip_cfg_scale", recorded["cfg_scale"].get<double>()));
   EXPECT_EQ(loong::read_json_file(dir / "r.json")["temperature"], recorded.value("temperature", 1.0))
       << "the model's own temperature";
+  EXPECT_EQ(loong::read_json_file(dir / "r.json")["speculative"], 0) << "a small model: one code per call";
+  // Greedy with speculation: the same video, byte for byte, in fewer calls.
+  const std::string greedy = " --prompt 'a red sneaker moving to the right on a black background' --seconds 3 --top-k 1";
+  auto s4 = run("generate" + greedy + " --speculative 4 --out " + (dir / "s4.mp4") + " --report " + (dir / "s4.json"));
+  auto s0 = run("generate" + greedy + " --no-speculative --quiet --out " + (dir / "s0.mp4"));
+  ASSERT_EQ(s4.code, 0) << s4.err;
+  ASSERT_EQ(s0.code, 0) << s0.err;
+  EXPECT_EQ(loong::test::read_bytes(dir / "s4.mp4"), loong::test::read_bytes(dir / "s0.mp4"));
+  EXPECT_NE(s4.out.find("codes per model call"), std::string::npos) << s4.out;
+  const auto s4r = loong::read_json_file(dir / "s4.json");
+  EXPECT_EQ(s4r["speculative"], 4);
+  EXPECT_GT(s4r["codes_per_call"].get<double>(), 1.0);
+  EXPECT_LE(s4r["accepted"].get<int64_t>(), s4r["drafted"].get<int64_t>());
 
   // A story over time, without re-encoding, continuing a real video.
   loong::test::write_bytes(dir / "story.txt", "0: a red shirt\n9: a blue bag\n");
@@ -495,6 +508,8 @@ TEST(Cli, GenerateBadFlags) {
   expect_one_line_error(run("generate" + m + " --prompt x --upscale-method nearest"), 1, "nearest");
   expect_one_line_error(run("generate" + m + " --prompt x --cfg -2"), 1, "--cfg");
   expect_one_line_error(run("generate" + m + " --prompt x --first-clip-cfg -1"), 2, "--first-clip-cfg");
+  expect_one_line_error(run("generate" + m + " --prompt x --speculative 99"), 1, "--speculative");
+  expect_one_line_error(run("generate" + m + " --prompt x --speculative 2 --no-speculative"), 2, "--no-speculative");
   expect_one_line_error(run("generate" + m + " --prompt x"), 1, "no such model folder");
   expect_one_line_error(run("generate --model " + (dir / "none") + " --prompt x"), 2, "--out");
   expect_one_line_error(run("generate" + m + " --prompts " + (dir / "nofile.txt")), 1, "nofile.txt");

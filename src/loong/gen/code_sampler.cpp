@@ -109,14 +109,29 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   if (on_step) on_step(0);
 
   t0 = std::chrono::steady_clock::now();
-  if (on_device)
+  if (on_device) {
     decode_static(codes, P, n, B, guided, out, on_step);
-  else
+  } else if (spec_.enabled()) {
+    decode_speculative(codes, prompts, P, n, guided, out, on_step);
+  } else {
     decode_on_cpu(codes, P, n, guided, out, on_step);
+  }
   timings_.decode_s += seconds_since(t0);
-  timings_.decoded_tokens += R * (n - 1);
+  if (on_device || !spec_.enabled()) {  // the speculative decode counts its own calls
+    timings_.decoded_tokens += R * (n - 1);
+    timings_.decode_calls += n - 1;
+  }
   timings_.sampled += n;
   return out;
+}
+
+std::optional<lm::DecodeStep> CodeSampler::fused_step() const {
+  // The fused step copies most of the weights (once a clip). It pays where a
+  // step is bound by the cost of each small operation, that is for small
+  // models; larger ones decode with the general forward pass.
+  std::optional<lm::DecodeStep> step;
+  if (!reference_decode_ && model_->parameter_count() <= kFusedDecodeMaxParameters) step.emplace(model_, hand_kernels_);
+  return step;
 }
 
 void CodeSampler::decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool guided, at::Tensor& out,
@@ -125,11 +140,7 @@ void CodeSampler::decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool gui
   const int64_t R = cache_->k[0].size(0), T = vocab_.text_size();
   const auto head = video_head();
   out.select(1, 0).copy_(codes);
-  // The fused step copies most of the weights (once a clip). It pays where a
-  // step is bound by the cost of each small operation, that is for small
-  // models; larger ones decode with the general forward pass.
-  std::optional<lm::DecodeStep> step;
-  if (!reference_decode_ && model_->parameter_count() <= kFusedDecodeMaxParameters) step.emplace(model_, hand_kernels_);
+  auto step = fused_step();
   torch::Tensor h;
   for (int64_t i = 1; i < n; ++i) {
     auto ids = codes + T;
@@ -142,6 +153,100 @@ void CodeSampler::decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool gui
     codes = sample_codes(guide(torch::nn::functional::linear(h, head), guided, options_.cfg_scale), options_, gen_);
     out.select(1, i).copy_(codes);
     if (on_step) on_step(i);
+  }
+}
+
+void CodeSampler::decode_speculative(at::Tensor codes, const std::vector<ClipPrompt>& prompts, int64_t P, int64_t n,
+                                     bool guided, at::Tensor& out, const std::function<void(int64_t)>& on_step) {
+  const auto device = cache_->k[0].device();
+  const int64_t B = out.size(0), R = cache_->k[0].size(0), T = vocab_.text_size(), V = vocab_.video_size();
+  const int64_t F = spec_.frame_codes;
+  const int64_t L = static_cast<int64_t>(prompts[0].prefix.size());  // codes before the first new one
+  const auto head = video_head();
+  out.select(1, 0).copy_(codes);
+  auto acc = out.accessor<int64_t, 2>();
+  // Jacobi guesses: for each new position, the most likely code at the last
+  // call that scored it (-1: none yet).
+  std::vector<int64_t> guess(static_cast<size_t>(B * n), -1);
+  std::vector<int64_t> draft;
+  auto step = fused_step();  // scores the K positions in one pass over the weights
+  int64_t i = 1;  // codes sampled so far
+  while (i < n) {
+    const int64_t K = std::min(spec_.draft, n - i);
+    // Drafts for positions i .. i+K-1 of every item.
+    draft.assign(static_cast<size_t>(B * K), -1);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t j = 0; j < K; ++j) {
+        const int64_t pos = i + j;
+        int64_t d = -1;
+        if (F > 0 && L + pos - F >= 0) {  // the same cell one latent frame back
+          const int64_t back = pos - F;
+          d = back < 0 ? prompts[static_cast<size_t>(b)].prefix[static_cast<size_t>(L + back)]
+              : back < i ? acc[b][back]
+                         : draft[static_cast<size_t>(b * K + back - i)];
+        }
+        if (d < 0) d = guess[static_cast<size_t>(b * n + pos)];
+        if (d < 0) d = j > 0 ? draft[static_cast<size_t>(b * K + j - 1)] : acc[b][i - 1];
+        draft[static_cast<size_t>(b * K + j)] = d;
+      }
+    }
+    // One call scores them all: inputs are the last code and the first K-1
+    // drafts, at positions P+i-1 .. P+i+K-2, so output j is position i+j's.
+    auto ids = torch::empty({B, K}, torch::kLong);
+    auto ia = ids.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < B; ++b) {
+      ia[b][0] = acc[b][i - 1] + T;
+      for (int64_t j = 1; j < K; ++j) ia[b][j] = draft[static_cast<size_t>(b * K + j - 1)] + T;
+    }
+    if (guided) ids = torch::cat({ids, ids});
+    auto h = step ? step->positions(ids.to(device), *cache_)                 // [R, K, dim]
+                  : model_->hidden(ids.to(device), cache_.get(), P + i - 1);
+    auto logits = torch::nn::functional::linear(h, head).reshape({R, K * V});
+    auto p = sampling_probs(guide(logits, guided, options_.cfg_scale).reshape({B * K, V}), options_);
+    auto pa = p.accessor<float, 2>();
+    const auto best = p.argmax(-1);
+    auto ba = best.accessor<int64_t, 1>();
+    auto u = torch::rand({B, K}, gen_);  // one uniform per decision
+    auto ua = u.accessor<float, 2>();
+    ++timings_.decode_calls;
+    timings_.decoded_tokens += R * K;
+    // Accept, per item, the drafts while the rule takes them; the first
+    // rejected position gets a code from p without the draft.
+    int64_t m = K;         // codes every item has for sure: the fewest any produced
+    int64_t accepted = K;  // of which drafts, for every item
+    for (int64_t b = 0; b < B; ++b) {
+      int64_t j = 0;
+      while (j < K) {
+        const int64_t row = b * K + j, d = draft[static_cast<size_t>(row)];
+        if (ua[b][j] < pa[row][d]) {  // accepted with probability p(d)
+          acc[b][i + j++] = d;
+          continue;
+        }
+        accepted = std::min(accepted, j);
+        if (options_.top_k == 1) {
+          acc[b][i + j++] = ba[row];
+        } else {
+          auto rest = p[row].clone();
+          rest[d] = 0;
+          acc[b][i + j++] = torch::multinomial(rest, 1, false, gen_).item<int64_t>();
+        }
+        break;
+      }
+      m = std::min(m, j);
+      // Guesses for the positions after: what this call found most likely.
+      for (int64_t q = 0; q < K; ++q) guess[static_cast<size_t>(b * n + i + q)] = ba[b * K + q];
+    }
+    // Items that went further keep only m codes this call: their later codes
+    // are drawn again next call. Dropping them depends only on the other
+    // items' draws, so each kept code is still exactly distributed.
+    timings_.drafted += K;
+    timings_.accepted += accepted;
+    // Keys and values stay valid for the last code and the kept drafts before
+    // the newest code: positions < P + i + m - 1.
+    cache_->length = P + i + m - 1;
+    for (int64_t q = 0; q < m; ++q)
+      if (on_step) on_step(i + q);
+    i += m;
   }
 }
 
@@ -245,6 +350,17 @@ void CodeSampler::decode_static(const at::Tensor& first, int64_t P, int64_t n, i
 
 at::Tensor CodeSampler::video_head() const {
   return model_->output->weight.narrow(0, vocab_.text_size(), vocab_.video_size());
+}
+
+int64_t default_speculation(const lm::Llama& model, c10::Device device) {
+  return device.is_cpu() && model->parameter_count() > kFusedDecodeMaxParameters ? 4 : 0;
+}
+
+void CodeSampler::set_speculation(SpeculationOptions s) {
+  if (s.draft < 0) fail("--speculative", "codes per model call must be >= 0 (0 or 1: off), got " + std::to_string(s.draft));
+  if (s.draft > 64) fail("--speculative", "at most 64 codes per model call, got " + std::to_string(s.draft));
+  if (s.frame_codes < 0) fail("speculation", "codes per latent frame must be >= 0");
+  spec_ = s;
 }
 
 void CodeSampler::set_cfg_scale(double scale) {

@@ -30,6 +30,33 @@ struct SamplerTimings {
   double prefill_s = 0, decode_s = 0;
   int64_t prefill_tokens = 0, decoded_tokens = 0;  // positions run through the model (all rows)
   int64_t sampled = 0;                             // codes sampled (per item)
+  int64_t decode_calls = 0;                        // model calls after the prefill (one per code without speculation)
+  int64_t drafted = 0, accepted = 0;               // speculation: codes drafted and accepted (per item)
+};
+
+// Speculative decoding (docs/generate.md): each model call scores a draft of
+// the next `draft` codes in one pass over the KV cache, keeps the longest
+// prefix the exact acceptance rule takes, and rolls the cache back past it.
+// A drafted code d is accepted with the probability p(d) the sampler would
+// give it (after guidance, temperature, top-k and top-p); on rejection the
+// code is drawn from p without d, renormalised. Every code is therefore
+// distributed exactly as one-at-a-time sampling draws it, and with top-k 1
+// the codes are the same. Drafts need no second model: the code of the same
+// cell one latent frame back (`frame_codes` codes per frame; video repeats
+// itself), else the previous call's guess for that position (Jacobi), else
+// the last code.
+// Codes a model call scores when the user does not say (docs/benchmarks.md,
+// "Speculative decoding"): 4 on the CPU for models past
+// kFusedDecodeMaxParameters, which read every weight once a call whatever
+// it scores (a 700M call scoring 4 costs 1.29x one scoring 1); 0 (one code a
+// call) for smaller ones, whose calls cost about K times one, and on CUDA,
+// whose decode step does not speculate.
+int64_t default_speculation(const lm::Llama& model, c10::Device device);
+
+struct SpeculationOptions {
+  int64_t draft = 0;        // codes scored per model call; 0 or 1 = one code per call (off)
+  int64_t frame_codes = 0;  // codes per latent frame (rows x cols); 0 = no frame-back drafts
+  bool enabled() const { return draft > 1; }
 };
 
 // A batch of prompts as the model takes it: the conditional rows, then (with
@@ -63,6 +90,12 @@ class CodeSampler {
   const SamplingOptions& options() const { return options_; }
   // Changes the guidance scale for the next generate() calls (validated).
   void set_cfg_scale(double scale);
+  // Speculative decoding for the next generate() calls, on the CPU path (the
+  // static, CUDA-graph path decodes one code per call). Validated.
+  void set_speculation(SpeculationOptions s);
+  const SpeculationOptions& speculation() const { return spec_; }
+  // The KV cache of the last generate() (for tests); null before the first.
+  const lm::KvCache* cache() const { return cache_.get(); }
   const lm::Vocab& vocab() const { return vocab_; }
   // Decodes with the model's general forward pass (hidden()) instead of the
   // fused lm::DecodeStep: the same codes, slower. For tests and benchmarks.
@@ -96,10 +129,17 @@ class CodeSampler {
   // The output head's video rows: only they are computed, every other id
   // being masked anyway.
   at::Tensor video_head() const;
+  // The fused lm::DecodeStep where it pays (small models) and is not switched
+  // off; else none (the general forward pass).
+  std::optional<lm::DecodeStep> fused_step() const;
   // Steps 1..n-1 of generate() on the CPU: the fused step (or the general
   // forward pass), codes drawn on the CPU; `codes` holds code 0.
   void decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool guided, at::Tensor& out,
                      const std::function<void(int64_t)>& on_step);
+  // Steps 1..n-1 of generate() with speculation (set_speculation), on the
+  // general forward pass; `codes` holds code 0.
+  void decode_speculative(at::Tensor codes, const std::vector<ClipPrompt>& prompts, int64_t P, int64_t n, bool guided,
+                          at::Tensor& out, const std::function<void(int64_t)>& on_step);
   // Steps 1..n-1 of generate() the static way; `first` holds code 0.
   void decode_static(const at::Tensor& first, int64_t P, int64_t n, int64_t B, bool guided, at::Tensor& out,
                      const std::function<void(int64_t)>& on_step);
@@ -111,6 +151,7 @@ class CodeSampler {
   std::unique_ptr<lm::KvCache> cache_;  // reused while the batch fits
   int64_t cache_generation_ = 0;        // counts cache_'s allocations
   SamplerTimings timings_;
+  SpeculationOptions spec_;
   bool reference_decode_ = false;
   bool hand_kernels_ = true;
   bool static_decode_ = false;

@@ -22,6 +22,8 @@ void validate_settings(const GenerateRequest& r) {
   validate(r.sampling);
   resampling_upscaler(r.upscale, r.upscale_method);
   if (!std::isfinite(r.seconds) || r.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(r.seconds));
+  if (r.speculative < -1 || r.speculative > 64)
+    fail("--speculative", "codes per model call must be in [0, 64] (0 or 1: off), got " + std::to_string(r.speculative));
 }
 
 void validate(const GenerateRequest& r) {
@@ -53,6 +55,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   if (r.overlap > 0) o.overlap = r.overlap;
   o.reencode = r.reencode;
   o.first_clip_cfg = first_clip_cfg;
+  o.speculative = r.speculative < 0 ? default_speculation(bundle.lm, r.device) : r.speculative;
   const int S = bundle.tokenizer->config.image_size;
   if (!r.init_video.empty()) {
     video::ReadOptions ro;
@@ -134,6 +137,11 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
                  {"reencode", o.reencode},
                  {"upscale", upscale},
                  {"codes", t.codes},
+                 {"speculative", o.speculative},
+                 {"decode_calls", t.decode_calls},
+                 {"codes_per_call", t.decode_calls > 0 ? double(t.codes - clips) / t.decode_calls : 0.0},
+                 {"drafted", t.drafted},
+                 {"accepted", t.accepted},
                  {"timings_s",
                   {{"prefill", t.prefill_s},
                    {"decode", t.decode_s},

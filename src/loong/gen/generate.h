@@ -19,6 +19,7 @@
 
 namespace loong::gen {
 
+
 struct GenerateRequest {
   std::string model;          // bundle folder; "" = default_model_dir()
   PromptSchedule prompts;     // one prompt, or a story over time
@@ -28,6 +29,9 @@ struct GenerateRequest {
   double first_clip_cfg = 0;  // when given.first_clip_cfg
   int64_t overlap = 0;        // frames re-encoded between clips; 0 = the bundle's
   bool reencode = true;
+  // Speculative decoding: codes scored per model call (code_sampler.h); 0 or
+  // 1 = one per call; -1 = default_speculation() for the model and device.
+  int64_t speculative = -1;
   std::string init_video;     // continue this video ("" = none)
   int upscale = 1;
   bool upscale_given = false;  // --upscale was given (it must then match --sr-model's factor)

@@ -40,6 +40,8 @@ void validate(const LongVideoOptions& o, int f) {
     fail("--overlap-frames", "must be 1 + " + std::to_string(f) + "k (1, " + std::to_string(1 + f) + ", " +
                                  std::to_string(1 + 2 * f) + ", ...) so it encodes to whole latent frames, got " +
                                  std::to_string(o.overlap));
+  if (o.speculative < 0 || o.speculative > 64)
+    fail("--speculative", "codes per model call must be in [0, 64] (0 or 1: off), got " + std::to_string(o.speculative));
   if (o.overlap >= o.clip_frames)
     fail("--overlap-frames", "must be smaller than a clip (" + std::to_string(o.clip_frames) + " frames), got " +
                                  std::to_string(o.overlap));
@@ -206,6 +208,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
   GenerationTimings t;
   const auto run_start = Clock::now();
   const auto before = sampler_.timings();
+  sampler_.set_speculation({o.speculative, h * h});
   // The sampler's scale, for every clip but a first one made from the text
   // alone when first_clip_cfg is set; put back however the run ends.
   const double cfg = sampler_.options().cfg_scale;
@@ -275,6 +278,9 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
   const auto& after = sampler_.timings();
   t.prefill_s = after.prefill_s - before.prefill_s;
   t.decode_s = after.decode_s - before.decode_s;
+  t.decode_calls = after.decode_calls - before.decode_calls;
+  t.drafted = after.drafted - before.drafted;
+  t.accepted = after.accepted - before.accepted;
   t.codes = codes_total;
   t.total_s = seconds_since(run_start);
   return t;

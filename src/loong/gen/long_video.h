@@ -72,11 +72,16 @@ struct LongVideoOptions {
   // (docs/results.md, "The default model").
   double first_clip_cfg = 0;
   at::Tensor init_frames;    // optional uint8 [T, H, W, 3]: continue this video
+  // Speculative decoding (code_sampler.h): codes scored per model call, the
+  // drafts repeating the cell one latent frame back; 0 or 1 = one per call.
+  int64_t speculative = 0;
 };
 
 struct GenerationTimings {
   double prefill_s = 0, decode_s = 0, encode_s = 0, pixels_s = 0, output_s = 0, total_s = 0;
-  int64_t codes = 0;  // codes sampled per video
+  int64_t codes = 0;         // codes sampled per video
+  int64_t decode_calls = 0;  // model calls after the prefills (codes / calls: codes per call)
+  int64_t drafted = 0, accepted = 0;  // speculation: drafted codes and those accepted
 };
 
 // What happened at the start of a clip, for progress and tests.

@@ -46,6 +46,21 @@ at::Tensor sample_codes(const at::Tensor& logits, const SamplingOptions& o, at::
   return idx.gather(-1, pick).squeeze(-1);
 }
 
+at::Tensor sampling_probs(const at::Tensor& logits, const SamplingOptions& o) {
+  if (logits.dim() != 2) fail("sampling", "expected logits [B, V], got " + c10::str(logits.sizes()));
+  const int64_t V = logits.size(1);
+  auto out = torch::zeros({logits.size(0), V}, torch::kFloat);
+  if (o.top_k == 1) return out.scatter_(1, logits.argmax(-1, true).to(torch::kCPU, torch::kLong), 1.0);
+  // The steps of sample_codes, then its implicit normalisation made explicit.
+  const int64_t k = std::min<int64_t>(o.top_k, V);
+  auto [vals, idx] = logits.to(torch::kFloat).topk(k, -1, true, true);
+  vals = vals.to(torch::kCPU) / o.temperature;
+  auto probs = torch::softmax(vals, -1);
+  if (o.top_p < 1) probs = probs.masked_fill(probs.cumsum(-1) - probs >= o.top_p, 0);
+  probs = probs / probs.sum(-1, true);
+  return out.scatter_(1, idx.to(torch::kCPU), probs);
+}
+
 at::Tensor sample_codes_on_device(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen) {
   if (logits.dim() != 2) fail("sampling", "expected logits [B, V], got " + c10::str(logits.sizes()));
   if (o.top_k == 1) return logits.argmax(-1);

@@ -34,6 +34,12 @@ at::Generator make_generator(uint64_t seed);
 // [B] in [0, V) on the CPU. Greedy (top_k == 1) ignores the generator.
 at::Tensor sample_codes(const at::Tensor& logits, const SamplingOptions& o, at::Generator& gen);
 
+// The distribution sample_codes draws from, over the whole vocabulary: float
+// [B, V] on the CPU, zero outside the top k (and the top-p prefix), summing to
+// 1; one-hot on the argmax for top_k == 1. Speculative decoding accepts a
+// drafted code with the probability this gives it.
+at::Tensor sampling_probs(const at::Tensor& logits, const SamplingOptions& o);
+
 // The same choice with every shape fixed and nothing copied to the host, so
 // that a CUDA graph can hold it: codes int64 [B] on the logits' device, drawn
 // from `gen` (a generator of that device, ops/device.h) by the exponential

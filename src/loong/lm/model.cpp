@@ -170,7 +170,9 @@ FeedForwardImpl::FeedForwardImpl(int dim, int hidden) {
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  if (x.size(-2) == 1) return w2(torch::silu(w1(x)) * w3(x));  // one position (decoding)
+  // A few positions (decoding, or scoring a speculative draft): concatenating
+  // the weights would copy them every call, more than the products read.
+  if (x.size(-2) <= 16) return w2(torch::silu(w1(x)) * w3(x));
   // One matrix product for both gates (the weights stay separate, as Meta names them).
   auto h = torch::nn::functional::linear(x, torch::cat({w1->weight, w3->weight})).chunk(2, -1);
   return w2(torch::silu(h[0]) * h[1]);
@@ -360,13 +362,18 @@ torch::Tensor DecodeStep::layers_step(torch::Tensor h, const torch::Tensor& rota
 
 torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) const {
   if (ids.dim() != 1) fail("decode step", "expected token ids [B], got " + c10::str(ids.sizes()));
+  return positions(ids.view({-1, 1}), cache).squeeze(1);
+}
+
+torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) const {
+  if (ids.dim() != 2) fail("decode step", "expected token ids [B, K], got " + c10::str(ids.sizes()));
   if (cache.k.size() != layers_.size() || ids.size(0) != cache.k[0].size(0))
     fail("decode step", "the cache is for another model or batch (" + std::to_string(cache.k.size()) + " layers, batch " +
                             std::to_string(cache.k.empty() ? 0 : cache.k[0].size(0)) + ")");
-  const int64_t B = ids.size(0), p = cache.length, S = p + 1;
+  const int64_t B = ids.size(0), K = ids.size(1), p = cache.length, S = p + K;
   if (S > cache.capacity) fail("model input", "the cache holds at most " + std::to_string(cache.capacity) + " positions");
   if (S > max_seq_len_)
-    fail("model input", "position " + std::to_string(p) + " exceeds max_seq_len " + std::to_string(max_seq_len_));
+    fail("model input", "position " + std::to_string(S - 1) + " exceeds max_seq_len " + std::to_string(max_seq_len_));
   const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
 
   // On the CPU, in float32, the products and the attention are the loops of
@@ -378,34 +385,68 @@ torch::Tensor DecodeStep::operator()(const torch::Tensor& ids, KvCache& cache) c
   auto mm = [by_hand](const torch::Tensor& x, const torch::Tensor& w) {
     return by_hand ? small_matmul(x, w) : torch::mm(x, w);
   };
-  torch::Tensor mask;  // additive, [B, 1, 1, S]: -inf at padding keys; a query always sees itself
+  // Rows are (item, position) pairs, item-major: the products read each
+  // weight once for all K positions. Query j attends to keys [0, p + j]:
+  // all K positions' keys are stored first, then each attends its prefix.
+  // Additive masks, [B, 1, 1, p + j + 1] for query j: -inf at padding keys;
+  // a query always sees itself.
+  std::vector<torch::Tensor> masks(static_cast<size_t>(K));
   if (!by_hand && cache.valid.defined()) {
-    mask = torch::zeros({B, S}, embedding_.options().dtype(torch::kFloat)).masked_fill_(cache.valid.narrow(1, 0, S).logical_not(),
-                                                                   -std::numeric_limits<float>::infinity());
-    mask.select(1, p).fill_(0);
-    mask = mask.view({B, 1, 1, S});
+    auto all = torch::zeros({B, S}, embedding_.options().dtype(torch::kFloat))
+                   .masked_fill_(cache.valid.narrow(1, 0, S).logical_not(), -std::numeric_limits<float>::infinity());
+    for (int64_t j = 0; j < K; ++j) {
+      auto m = all.narrow(1, 0, p + j + 1).clone();
+      m.select(1, p + j).fill_(0);
+      masks[static_cast<size_t>(j)] = m.view({B, 1, 1, p + j + 1});
+    }
   }
-  torch::Tensor rotation;  // [hd / 2], or [B, 1, hd / 2] with 3D positions
+  torch::Tensor rotation;  // [hd / 2] (one 1D position), or [B K, 1, hd / 2]
   if (config_.rope_3d()) {
-    auto [cos, sin] = rope_3d_angles(config_, rope_axis_, rope_freq_, ids.to(embedding_.device()).view({B, 1}), p,
-                                     &cache);
-    rotation = torch::complex(cos, sin);  // [B, 1, hd / 2]
+    auto [cos, sin] = rope_3d_angles(config_, rope_axis_, rope_freq_, ids.to(embedding_.device()), p, &cache);
+    rotation = torch::complex(cos, sin).reshape({B * K, 1, head_dim_ / 2});
   } else {
-    rotation = rotation_[p];
+    rotation = K == 1 ? rotation_[p] : rotation_.narrow(0, p, K).unsqueeze(1).repeat({B, 1, 1});
   }
 
+  const int Hkv = n_kv_heads_, hd = head_dim_;
+  torch::Tensor block_mask;  // K > 1: [B, 1, 1, K, S], -inf where key > p + j or at padding (but the query's own)
+  if (K > 1) {
+    auto opts = embedding_.options().dtype(torch::kFloat);
+    auto key = torch::arange(S, opts.dtype(torch::kLong)).view({1, S});
+    auto query = torch::arange(p, S, opts.dtype(torch::kLong)).view({K, 1});
+    auto allowed = key.le(query).view({1, K, S});
+    if (cache.valid.defined())
+      allowed = allowed & (cache.valid.narrow(1, 0, S).view({B, 1, S}).to(embedding_.device()) | key.eq(query).view({1, K, S}));
+    block_mask = torch::zeros({B, K, S}, opts)
+                     .masked_fill_(allowed.logical_not().expand({B, K, S}), -std::numeric_limits<float>::infinity())
+                     .view({B, 1, 1, K, S});
+  }
   auto h = layers_step(
-      embedding_.index_select(0, ids.to(embedding_.device(), torch::kLong)), rotation, mm, addmm,
+      embedding_.index_select(0, ids.reshape({-1}).to(embedding_.device(), torch::kLong)), rotation, mm, addmm,
       [&](size_t l, const torch::Tensor& k, const torch::Tensor& v) {
-        cache.k[l].select(2, p).copy_(k);
-        cache.v[l].select(2, p).copy_(v);
+        cache.k[l].narrow(2, p, K).copy_(k.reshape({B, K, Hkv, hd}).transpose(1, 2));
+        cache.v[l].narrow(2, p, K).copy_(v.reshape({B, K, Hkv, hd}).transpose(1, 2));
       },
       [&](size_t l, const torch::Tensor& q) {
-        if (by_hand) return decode_attention(q, cache.k[l], cache.v[l], S, cache.valid, scale);
-        return masked_attention(q, cache.k[l].narrow(2, 0, S), cache.v[l].narrow(2, 0, S), mask, scale);
+        auto attend = [&](const torch::Tensor& qj, int64_t j) {
+          const int64_t s = p + j + 1;
+          if (by_hand) return decode_attention(qj, cache.k[l], cache.v[l], s, cache.valid, scale);
+          return masked_attention(qj, cache.k[l].narrow(2, 0, s), cache.v[l].narrow(2, 0, s),
+                                  masks[static_cast<size_t>(j)], scale);
+        };
+        if (K == 1) return attend(q, 0);
+        // K queries: one pass over the cache for all of them, the causal
+        // block and the padding masked (a loop of one-query passes would read
+        // the cache K times).
+        const int64_t H = q.size(1), rep = H / Hkv;
+        auto q5 = q.reshape({B, K, Hkv, rep, hd}).permute({0, 2, 3, 1, 4}).reshape({B, Hkv, rep * K, hd});
+        auto scores = torch::matmul(q5 * scale, cache.k[l].narrow(2, 0, S).transpose(2, 3)).view({B, Hkv, rep, K, S});
+        scores.add_(block_mask);
+        auto y = torch::matmul(torch::softmax(scores, -1).view({B, Hkv, rep * K, S}), cache.v[l].narrow(2, 0, S));
+        return y.view({B, Hkv, rep, K, hd}).permute({0, 3, 1, 2, 4}).reshape({B * K, H, hd});
       });
   cache.length = S;
-  return h;
+  return h.view({B, K, -1});
 }
 
 torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache,

@@ -157,6 +157,11 @@ class DecodeStep {
   // cache. The ids are not range-checked (a sampler draws them from the
   // vocabulary); index_select still refuses one outside it.
   torch::Tensor operator()(const torch::Tensor& ids, KvCache& cache) const;
+  // The same for K positions at once: ids int64 [B, K] at positions
+  // cache.length .. + K - 1 -> final hidden states [B, K, dim], position j
+  // attending to the cache and positions <= j (speculative decoding scores a
+  // draft this way: each weight is read once for all K).
+  torch::Tensor positions(const torch::Tensor& ids, KvCache& cache) const;
 
   // The same step with every shape fixed and the position held on the
   // device, so that a CUDA graph can replay it (gen/code_sampler.h): ids [B]

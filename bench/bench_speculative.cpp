@@ -1,0 +1,183 @@
+// Speculative decoding on a trained model (the default bundle, or --model):
+// a video of --seconds with the bundle's sampling settings, one code per
+// model call (the fused decode step: the baseline, same run) against each
+// draft length of --drafts, interleaved, medians of --reps. Per draft length:
+// the language model's decode seconds and codes/s, model calls, codes per
+// call, and the share of drafted codes accepted. Then a greedy check (top-k
+// 1, --check-seconds): the frames of one-at-a-time and speculative decoding
+// are compared, byte for byte.
+//
+//   bench_speculative [--model DIR] [--seconds 60] [--drafts 0,2,3,4,6,8] [--reps 3] [--threads 0]
+//                     [--prompt TEXT] [--check-seconds 10]
+#include <cstdio>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+
+#include "bench_common.h"
+#include "loong/core/runtime.h"
+#include "loong/gen/bundle.h"
+#include "loong/gen/long_video.h"
+#include "loong/gen/sampling.h"
+#include "loong/lm/model.h"
+
+using namespace loong;
+using nlohmann::json;
+
+int main(int argc, char** argv) {
+  CLI::App app("Speculative decoding against one code per call, on a trained model");
+  std::string model, prompt = "a red sneaker moves slowly to the left on a black background";
+  double seconds = 60, check_seconds = 10;
+  std::string drafts_arg = "0,2,3,4,6,8";
+  int reps = 3, threads = 0;
+  app.add_option("--model", model, "Model bundle (default: models/default)");
+  app.add_option("--seconds", seconds, "Seconds of video per run")->check(CLI::Range(0.1, 3600.0));
+  app.add_option("--drafts", drafts_arg, "Comma-separated codes per model call (0 = one at a time, the baseline)");
+  app.add_option("--reps", reps, "Repetitions; medians are reported")->check(CLI::Range(1, 1000));
+  app.add_option("--threads", threads, "Threads (0 = the machine's cores)")->check(CLI::Range(0, 4096));
+  app.add_option("--prompt", prompt, "The prompt");
+  app.add_option("--check-seconds", check_seconds, "Seconds of the greedy identity check (0 = skip)");
+  std::string large = "700M";
+  int large_reps = 3;
+  app.add_option("--large", large, "A preset with random weights whose call cost is measured for the projection (\"\" = skip)");
+  app.add_option("--large-reps", large_reps, "Calls per draft length for --large")->check(CLI::Range(1, 100));
+  CLI11_PARSE(app, argc, argv);
+  try {
+    init_threads(threads);
+    std::vector<int64_t> drafts;
+    {
+      std::stringstream in(drafts_arg);
+      for (std::string x; std::getline(in, x, ',');) drafts.push_back(std::stoll(x));
+    }
+    const std::string dir = gen::model_or_default(model);
+    auto bundle = gen::load_bundle(dir);
+    gen::SamplingOptions sampling;
+    double first_clip_cfg = 0;
+    gen::resolve_sampling(bundle.info, gen::SamplingGiven{}, sampling, first_clip_cfg);
+    auto opts = gen::bundle_video_options(bundle.info);
+    opts.first_clip_cfg = first_clip_cfg;
+
+    auto run = [&](gen::SamplingOptions s, int64_t draft, double secs, std::vector<at::Tensor>* frames) {
+      auto g = gen::LongVideoGenerator::from_bundle(bundle, s);
+      auto o = opts;
+      o.seconds = secs;
+      o.speculative = draft;
+      gen::LongVideoCallbacks cb;
+      if (frames) cb.frames = [&](const at::Tensor& f, int64_t) { frames->push_back(f); };
+      return g.run(o, {gen::PromptSchedule::single(prompt)}, cb);
+    };
+    std::map<int64_t, std::vector<double>> decode_s, lm_s;
+    std::map<int64_t, gen::GenerationTimings> last;
+    for (int r = 0; r < reps; ++r)
+      for (int64_t k : drafts) {
+        auto s = sampling;
+        s.seed = static_cast<uint64_t>(r);  // every draft length sees the same seeds
+        const auto t = run(s, k, seconds, nullptr);
+        decode_s[k].push_back(t.decode_s);
+        lm_s[k].push_back(t.prefill_s + t.decode_s);
+        last[k] = t;
+      }
+    json out = {{"model", dir}, {"seconds", seconds}, {"reps", reps}, {"threads", at::get_num_threads()},
+                {"top_k", sampling.top_k}, {"cfg", sampling.cfg_scale}, {"runs", json::array()}};
+    const double base = bench::median(lm_s[drafts.at(0)]);
+    for (int64_t k : drafts) {
+      const auto& t = last[k];
+      json row = {{"draft", k},
+                  {"decode_s", bench::median(decode_s[k])},
+                  {"lm_s", bench::median(lm_s[k])},
+                  {"codes", t.codes},
+                  {"lm_codes_per_s", t.codes / bench::median(lm_s[k])},
+                  {"decode_calls", t.decode_calls},
+                  {"codes_per_call", t.decode_calls > 0 ? double(t.codes) / t.decode_calls : 0.0},
+                  {"accepted_share", t.drafted > 0 ? double(t.accepted) / t.drafted : 0.0},
+                  {"speedup_vs_first", base / bench::median(lm_s[k])}};
+      std::printf("%s\n", row.dump().c_str());
+      out["runs"].push_back(row);
+    }
+    if (check_seconds > 0) {
+      auto greedy = sampling;
+      greedy.top_k = 1;
+      std::vector<at::Tensor> a, b;
+      run(greedy, 0, check_seconds, &a);
+      int64_t k = 1;
+      for (int64_t d : drafts) k = std::max(k, d);
+      run(greedy, k, check_seconds, &b);
+      out["greedy_identical"] = torch::equal(torch::cat(a, 1), torch::cat(b, 1));
+      out["greedy_check_draft"] = k;
+    }
+    // The cost of one model call against the positions it scores: the fused
+    // step (lm::DecodeStep::positions) at a mid-clip context, batch 2, and the
+    // sampler's selection over them (sampling_probs), medians of 200 calls.
+    {
+      c10::InferenceMode guard;
+      lm::DecodeStep step(bundle.lm);
+      const int64_t ctx = 600;
+      lm::KvCache cache(bundle.lm->config, 2, ctx + 16, torch::kCPU, bundle.lm->output->weight.scalar_type());
+      auto head = bundle.lm->output->weight.narrow(0, bundle.lm->config.text_vocab, bundle.lm->config.video_vocab);
+      json costs = json::array();
+      for (int64_t k : {1, 2, 3, 4, 6, 8}) {
+        std::vector<double> step_ms, select_ms;
+        auto ids = torch::randint(bundle.lm->config.text_vocab, bundle.lm->config.vocab_size(), {2, k}, torch::kLong);
+        for (int r = 0; r < 220; ++r) {
+          cache.length = ctx;
+          torch::Tensor h;
+          step_ms.push_back(bench::time_ms([&] { h = step.positions(ids, cache); }));
+          select_ms.push_back(bench::time_ms([&] {
+            auto logits = torch::nn::functional::linear(h, head).reshape({2 * k, -1});
+            gen::sampling_probs(logits, sampling);
+          }));
+        }
+        step_ms.erase(step_ms.begin(), step_ms.begin() + 20);
+        select_ms.erase(select_ms.begin(), select_ms.begin() + 20);
+        json row = {{"positions", k}, {"step_ms", bench::median(step_ms)}, {"head_and_probs_ms", bench::median(select_ms)}};
+        std::printf("%s\n", row.dump().c_str());
+        costs.push_back(row);
+      }
+      out["call_cost_at_context_600"] = costs;
+    }
+    // A large model on the CPU reads every weight once a call, whatever the
+    // positions it scores: the call cost of --large (general forward, f32,
+    // batch 2, context 512) for 1, 2, 4 positions, and the speed-up the
+    // default model's codes per call would give it (a projection: acceptance
+    // measured on the small model, not on a trained large one).
+    if (!large.empty()) {
+      c10::InferenceMode guard;
+      auto c = lm::LmConfig::preset(large);
+      c.max_seq_len = 1024;
+      lm::Llama big(c);
+      big->eval();
+      const int64_t ctx = 512;
+      lm::KvCache cache(c, 2, ctx + 8, torch::kCPU);
+      std::map<int64_t, double> cost;
+      json rows = json::array();
+      for (int64_t k : {1, 2, 4}) {
+        auto ids = torch::randint(c.text_vocab, c.vocab_size(), {2, k}, torch::kLong);
+        std::vector<double> ms;
+        for (int r = 0; r <= large_reps; ++r) {
+          cache.length = ctx;  // the context is there (its values do not change the cost)
+          ms.push_back(bench::time_ms([&] { big->hidden(ids, &cache, ctx); }));
+        }
+        ms.erase(ms.begin());  // warm-up
+        cost[k] = bench::median(ms);
+        json row = {{"preset", large}, {"parameters", big->parameter_count()}, {"positions", k}, {"call_ms", cost[k]}};
+        for (const auto& r : out["runs"])
+          if (r["draft"] == k && k > 1)
+            row["projected_speedup"] = r["codes_per_call"].get<double>() * cost[1] / cost[k];
+        std::printf("%s\n", row.dump().c_str());
+        rows.push_back(row);
+      }
+      out["large"] = rows;
+    }
+    std::printf("RESULT %s\n", out.dump().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_speculative: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
