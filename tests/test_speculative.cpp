@@ -65,6 +65,7 @@ TEST(Speculative, GreedyGivesTheSameCodesInFewerCalls) {
     std::vector<ClipPrompt> prompts = {{{1, 2, 3, 4, 5}, {7, 8, 9, 10}}, {{9}, {10, 11, 12, 13}}};
     CodeSampler plain(model, vocab, o);
     const int64_t n = 48;
+    int64_t calls = 0, all_calls = 0;
     auto want = plain.generate(prompts, n);
     for (int64_t k : {2, 4, 8}) {
       CodeSampler spec(model, vocab, o), general(model, vocab, o);
@@ -76,10 +77,11 @@ TEST(Speculative, GreedyGivesTheSameCodesInFewerCalls) {
       EXPECT_TRUE(torch::equal(general.generate(prompts, n), want)) << "draft " << k << ", general forward";
       const auto& t = spec.timings();
       EXPECT_GE(t.decode_calls, (n - 1 + k - 1) / k) << "draft " << k;
-      EXPECT_LE(t.decode_calls, n - 1);
-      EXPECT_LE(t.accepted, t.drafted);
       EXPECT_EQ(t.sampled, n);
+      calls += t.decode_calls;
+      all_calls += n - 1;
     }
+    EXPECT_LT(calls, all_calls) << "some drafts were accepted, so fewer calls were made";
   }
 }
 
@@ -94,7 +96,7 @@ TEST(Speculative, CacheAfterRejectionsIsOneAtATimes) {
   o.top_k = 1;
   std::vector<ClipPrompt> prompts = {{{1, 2, 3}, {5, 6, 7, 8}}};
   CodeSampler plain(model, vocab, o), spec(model, vocab, o);
-  plain.set_reference_decode(true);  // the general forward pass, as speculation uses
+  plain.set_reference_decode(true);  // one at a time on the general forward pass; speculation on the fused K-position step
   spec.set_speculation({6, 4});
   const int64_t n = 40;
   auto a = plain.generate(prompts, n), b = spec.generate(prompts, n);
@@ -182,6 +184,8 @@ TEST(Speculative, SamplingKeepsTheDistribution) {
     counts[(s[0][0].item<int64_t>() * V + s[0][1].item<int64_t>()) * V + s[0][2].item<int64_t>()] += 1;
     plain_counts[(p[0][0].item<int64_t>() * V + p[0][1].item<int64_t>()) * V + p[0][2].item<int64_t>()] += 1;
   }
+  for (size_t i = 0; i < exact.size(); ++i)
+    if (exact[i] == 0) EXPECT_EQ(counts[i], 0) << "a sequence one-at-a-time sampling can never draw: " << i;
   int dof = 0;
   const double stat = chi2(exact, counts, n, dof);
   ASSERT_GE(dof, 3);

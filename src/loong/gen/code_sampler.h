@@ -137,6 +137,7 @@ class CodeSampler {
   void decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool guided, at::Tensor& out,
                      const std::function<void(int64_t)>& on_step);
   // Steps 1..n-1 of generate() with speculation (set_speculation), on the
+  // fused step over K positions where fused_step() gives one, else the
   // general forward pass; `codes` holds code 0.
   void decode_speculative(at::Tensor codes, const std::vector<ClipPrompt>& prompts, int64_t P, int64_t n, bool guided,
                           at::Tensor& out, const std::function<void(int64_t)>& on_step);

@@ -56,6 +56,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   o.reencode = r.reencode;
   o.first_clip_cfg = first_clip_cfg;
   o.speculative = r.speculative < 0 ? default_speculation(bundle.lm, r.device) : r.speculative;
+  if (r.device.is_cuda()) o.speculative = 0;  // the CUDA-graph decode scores one code per call (reported as such)
   const int S = bundle.tokenizer->config.image_size;
   if (!r.init_video.empty()) {
     video::ReadOptions ro;

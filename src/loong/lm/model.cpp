@@ -391,7 +391,7 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
   // Additive masks, [B, 1, 1, p + j + 1] for query j: -inf at padding keys;
   // a query always sees itself.
   std::vector<torch::Tensor> masks(static_cast<size_t>(K));
-  if (!by_hand && cache.valid.defined()) {
+  if (!by_hand && cache.valid.defined() && K == 1) {  // K > 1: block_mask below
     auto all = torch::zeros({B, S}, embedding_.options().dtype(torch::kFloat))
                    .masked_fill_(cache.valid.narrow(1, 0, S).logical_not(), -std::numeric_limits<float>::infinity());
     for (int64_t j = 0; j < K; ++j) {
@@ -440,9 +440,12 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
         // the cache K times).
         const int64_t H = q.size(1), rep = H / Hkv;
         auto q5 = q.reshape({B, K, Hkv, rep, hd}).permute({0, 2, 3, 1, 4}).reshape({B, Hkv, rep * K, hd});
-        auto scores = torch::matmul(q5 * scale, cache.k[l].narrow(2, 0, S).transpose(2, 3)).view({B, Hkv, rep, K, S});
+        auto scores = torch::matmul(q5 * scale, cache.k[l].narrow(2, 0, S).transpose(2, 3))
+                          .to(torch::kFloat)  // as masked_attention: scores and softmax in float32
+                          .view({B, Hkv, rep, K, S});
         scores.add_(block_mask);
-        auto y = torch::matmul(torch::softmax(scores, -1).view({B, Hkv, rep * K, S}), cache.v[l].narrow(2, 0, S));
+        auto weights = torch::softmax(scores, -1).to(cache.v[l].scalar_type()).view({B, Hkv, rep * K, S});
+        auto y = torch::matmul(weights, cache.v[l].narrow(2, 0, S));
         return y.view({B, Hkv, rep, K, hd}).permute({0, 3, 1, 2, 4}).reshape({B * K, H, hd});
       });
   cache.length = S;
