@@ -508,7 +508,7 @@ TEST(Cli, GenerateBadFlags) {
   expect_one_line_error(run("generate" + m + " --prompt x --upscale-method nearest"), 1, "nearest");
   expect_one_line_error(run("generate" + m + " --prompt x --cfg -2"), 1, "--cfg");
   expect_one_line_error(run("generate" + m + " --prompt x --first-clip-cfg -1"), 2, "--first-clip-cfg");
-  expect_one_line_error(run("generate" + m + " --prompt x --speculative 99"), 1, "--speculative");
+  expect_one_line_error(run("generate" + m + " --prompt x --speculative 99"), 2, "--speculative");
   expect_one_line_error(run("generate" + m + " --prompt x --speculative 2 --no-speculative"), 2, "--no-speculative");
   expect_one_line_error(run("generate" + m + " --prompt x"), 1, "no such model folder");
   expect_one_line_error(run("generate --model " + (dir / "none") + " --prompt x"), 2, "--out");
