@@ -48,18 +48,10 @@ std::optional<nlohmann::json> read_part(const std::string& path, const nlohmann:
                  "); use the same options for every part, or --force on every part to write them anew");
 }
 
-// manifest.jsonl and images.jsonl from every part's entries, in the order one
-// process writes them (entry i is part i % parts's (i / parts)-th). Returns the
-// number of parts present; merges only when all are.
-int merge_parts(const MovingFashionOptions& o, const std::string& out_dir, int parts, const nlohmann::json& info,
-                bool strict) {
-  std::vector<nlohmann::json> p;
-  for (int k = 0; k < parts; ++k) {
-    const std::string path = part_file(out_dir, k, parts);
-    if (fs::exists(path))
-      if (auto j = read_part(path, info, parts, strict)) p.push_back(std::move(*j));
-  }
-  if (static_cast<int>(p.size()) < parts) return static_cast<int>(p.size());
+// manifest.jsonl and images.jsonl from the entries of parts {videos,
+// images} (one process: one part), entry i being part i % N's (i / N)-th.
+void write_manifests(const MovingFashionOptions& o, const std::string& out_dir, const std::vector<nlohmann::json>& p) {
+  const int parts = static_cast<int>(p.size());
   auto interleave = [&](const char* key, int n) {
     std::string out;
     for (int i = 0; i < n; ++i) {
@@ -72,6 +64,21 @@ int merge_parts(const MovingFashionOptions& o, const std::string& out_dir, int p
   };
   if (o.videos > 0) write_file_atomic((fs::path(out_dir) / "manifest.jsonl").string(), interleave("videos", o.videos));
   if (o.images > 0) write_file_atomic((fs::path(out_dir) / "images.jsonl").string(), interleave("images", o.images));
+}
+
+// manifest.jsonl and images.jsonl from every part's entries, in the order one
+// process writes them (entry i is part i % parts's (i / parts)-th). Returns the
+// number of parts present; merges only when all are.
+int merge_parts(const MovingFashionOptions& o, const std::string& out_dir, int parts, const nlohmann::json& info,
+                bool strict) {
+  std::vector<nlohmann::json> p;
+  for (int k = 0; k < parts; ++k) {
+    const std::string path = part_file(out_dir, k, parts);
+    if (fs::exists(path))
+      if (auto j = read_part(path, info, parts, strict)) p.push_back(std::move(*j));
+  }
+  if (static_cast<int>(p.size()) < parts) return static_cast<int>(p.size());
+  write_manifests(o, out_dir, p);
   return parts;
 }
 
@@ -153,13 +160,7 @@ PartResult write_moving_fashion_part(const MovingFashionOptions& o, const std::s
   write_json_file((fs::path(out_dir) / "dataset.json").string(), r.info);
   // Manifests last: a run that dies midway never leaves one pointing at missing files.
   if (parts == 1) {
-    auto jsonl = [](const nlohmann::json& entries) {
-      std::string out;
-      for (const auto& e : entries) out += e.dump() + "\n";
-      return out;
-    };
-    if (o.videos > 0) write_file_atomic((fs::path(out_dir) / "manifest.jsonl").string(), jsonl(videos));
-    if (o.images > 0) write_file_atomic((fs::path(out_dir) / "images.jsonl").string(), jsonl(images));
+    write_manifests(o, out_dir, {nlohmann::json{{"videos", videos}, {"images", images}}});
     r.merged = true;
     return r;
   }

@@ -387,18 +387,13 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
   };
   // Rows are (item, position) pairs, item-major: the products read each
   // weight once for all K positions. Query j attends to keys [0, p + j]:
-  // all K positions' keys are stored first, then each attends its prefix.
-  // Additive masks, [B, 1, 1, p + j + 1] for query j: -inf at padding keys;
-  // a query always sees itself.
-  std::vector<torch::Tensor> masks(static_cast<size_t>(K));
-  if (!by_hand && cache.valid.defined() && K == 1) {  // K > 1: block_mask below
-    auto all = torch::zeros({B, S}, embedding_.options().dtype(torch::kFloat))
-                   .masked_fill_(cache.valid.narrow(1, 0, S).logical_not(), -std::numeric_limits<float>::infinity());
-    for (int64_t j = 0; j < K; ++j) {
-      auto m = all.narrow(1, 0, p + j + 1).clone();
-      m.select(1, p + j).fill_(0);
-      masks[static_cast<size_t>(j)] = m.view({B, 1, 1, p + j + 1});
-    }
+  // all K positions' keys are stored first, then the queries attend.
+  torch::Tensor mask;  // K == 1: additive, [B, 1, 1, S]: -inf at padding keys; a query always sees itself
+  if (!by_hand && cache.valid.defined() && K == 1) {
+    mask = torch::zeros({B, S}, embedding_.options().dtype(torch::kFloat))
+               .masked_fill_(cache.valid.narrow(1, 0, S).logical_not(), -std::numeric_limits<float>::infinity());
+    mask.select(1, p).fill_(0);
+    mask = mask.view({B, 1, 1, S});
   }
   torch::Tensor rotation;  // [hd / 2] (one 1D position), or [B K, 1, hd / 2]
   if (config_.rope_3d()) {
@@ -428,13 +423,10 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
         cache.v[l].narrow(2, p, K).copy_(v.reshape({B, K, Hkv, hd}).transpose(1, 2));
       },
       [&](size_t l, const torch::Tensor& q) {
-        auto attend = [&](const torch::Tensor& qj, int64_t j) {
-          const int64_t s = p + j + 1;
-          if (by_hand) return decode_attention(qj, cache.k[l], cache.v[l], s, cache.valid, scale);
-          return masked_attention(qj, cache.k[l].narrow(2, 0, s), cache.v[l].narrow(2, 0, s),
-                                  masks[static_cast<size_t>(j)], scale);
-        };
-        if (K == 1) return attend(q, 0);
+        if (K == 1) {
+          if (by_hand) return decode_attention(q, cache.k[l], cache.v[l], S, cache.valid, scale);
+          return masked_attention(q, cache.k[l].narrow(2, 0, S), cache.v[l].narrow(2, 0, S), mask, scale);
+        }
         // K queries: one pass over the cache for all of them, the causal
         // block and the padding masked (a loop of one-query passes would read
         // the cache K times).
