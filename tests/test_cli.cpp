@@ -2,6 +2,7 @@
 // inputs give one clear line on stderr and a non-zero exit, never a trace.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,6 +83,83 @@ TEST(Cli, BadFlagsGiveOneLineAndExitTwo) {
   expect_one_line_error(run("data moving-fashion --videos 2"), 2, "--out");
   expect_one_line_error(run("frobnicate"), 2, "frobnicate");
   expect_one_line_error(run(""), 2, "subcommand");
+  // Values the command itself checks exit 2 as well, whatever the check's place.
+  expect_one_line_error(run("video convert a.mp4 b.mp4 --fps nan"), 2, "--fps");
+  expect_one_line_error(run("video convert a.mp4 b.mp4 --fps inf"), 2, "--fps");
+  expect_one_line_error(run("--threads 100000 video info a.mp4"), 2, "--threads");
+  // Global options after the command too.
+  expect_one_line_error(run("video info a.mp4 --threads 100000"), 2, "--threads");
+  expect_one_line_error(run("video info --threads 1 a.mp4"), 1, "a.mp4: no such file");
+  // NaN passes CLI11's own number checks; no option takes it.
+  expect_one_line_error(run("train --config tiny --out x --max-minutes nan"), 2, "--max-minutes: expected a finite");
+  expect_one_line_error(run("video convert a.mp4 b.mp4 --start nan"), 2, "--start");
+}
+
+TEST(Cli, ClashingPathsPipesAndDevicesAreRefusedBeforeAnyWork) {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  // generate: two outputs in one file, refused before the model is even looked for.
+  const std::string m = "generate --model " + (dir / "none") + " --prompt x --out " + (dir / "v.mp4");
+  expect_one_line_error(run(m + " --sheet " + (dir / "v.mp4")), 2, "--sheet");
+  expect_one_line_error(run(m + " --report " + dir.path().string() + "/./v.mp4"), 2, "--report");
+  expect_one_line_error(run(m + " --sheet " + dir.path().string()), 2, "is a folder");
+  loong::test::write_bytes(dir / "file", "x");
+  expect_one_line_error(run(m + " --report " + (dir / "file/r.json")), 2, "not a folder");
+  // A partial file already there may be someone's: it is kept, and the run refused.
+  loong::test::write_bytes(dir / "v.partial.mp4", "someone's");
+  expect_one_line_error(run(m), 2, "v.partial.mp4");
+  EXPECT_EQ(loong::test::read_bytes(dir / "v.partial.mp4"), "someone's");
+  fs::remove(dir / "v.partial.mp4");
+  // A command never writes over what it reads.
+  loong::test::write_bytes(dir / "a.mp4", "precious");
+  expect_one_line_error(run("video convert " + (dir / "a.mp4") + " " + dir.path().string() + "/../" +
+                            dir.path().filename().string() + "/a.mp4"),
+                        1, "is also input");
+  expect_one_line_error(run("video sheet " + (dir / "a.mp4") + " " + (dir / "a.mp4")), 1, "is also input");
+  EXPECT_EQ(loong::test::read_bytes(dir / "a.mp4"), "precious");
+  // Pipes and devices: refused at once, never read (a pipe's open would wait
+  // forever; /dev/zero never ends).
+  ASSERT_EQ(::mkfifo((dir / "p.mp4").c_str(), 0600), 0);
+  expect_one_line_error(run("video info " + (dir / "p.mp4")), 1, "got a pipe");
+  ASSERT_EQ(::mkfifo((dir / "p.safetensors").c_str(), 0600), 0);
+  expect_one_line_error(run("checkpoint info " + (dir / "p.safetensors")), 1, "expected a regular file");
+  loong::test::write_bytes(dir / "m.jsonl", "{\"video\": \"p.mp4\", \"caption\": \"a pipe\"}\n");
+  auto check = run("data check " + (dir / "m.jsonl"));
+  EXPECT_EQ(check.code, 1);
+  EXPECT_NE(check.out.find("got a pipe"), std::string::npos) << check.out << check.err;
+  expect_one_line_error(run("data check /dev/zero"), 1, "/dev/zero: expected a regular file");
+  loong::test::write_bytes(dir / "empty.jsonl", "");
+  expect_one_line_error(run("data check " + (dir / "empty.jsonl")), 1, "has no entries");
+  expect_one_line_error(run("generate --model " + (dir / "none") + " --out " + (dir / "v.mp4") + " --prompts /dev/zero"),
+                        1, "/dev/zero: expected a regular file");
+}
+
+TEST(Cli, ModelFolderReplacesOnlyBundles) {
+  TempDir dir;
+  namespace fs = std::filesystem;
+  // Someone's folder at --out, even with --force: refused, untouched.
+  fs::create_directories(dir / "mine");
+  fs::create_directories(dir / "b.partial");
+  loong::test::write_bytes(dir / "mine/notes.txt", "keep");
+  expect_one_line_error(run("model init --force --out " + (dir / "mine")), 1, "not a model bundle");
+  EXPECT_EQ(loong::test::read_bytes(dir / "mine/notes.txt"), "keep");
+  loong::test::write_bytes(dir / "plain", "keep");
+  expect_one_line_error(run("model init --force --out " + (dir / "plain")), 1, "not a model bundle");
+  EXPECT_EQ(loong::test::read_bytes(dir / "plain"), "keep");
+  // Something of someone's where the partial folder goes.
+  loong::test::write_bytes(dir / "b.partial/mine.txt", "keep");
+  expect_one_line_error(run("model init --out " + (dir / "b")), 1, "not made by loong");
+  EXPECT_EQ(loong::test::read_bytes(dir / "b.partial/mine.txt"), "keep");
+  EXPECT_FALSE(fs::exists(dir / "b"));
+  // "DIR/" is DIR: no DIR/.partial left behind; a bundle is replaced with --force.
+  ASSERT_EQ(run("model init --out " + (dir / "c") + "/").code, 0);
+  EXPECT_TRUE(fs::exists(dir / "c/loong.json"));
+  EXPECT_FALSE(fs::exists(dir / "c/.partial"));
+  EXPECT_FALSE(fs::exists(dir / "c.partial"));
+  expect_one_line_error(run("model init --out " + (dir / "c")), 1, "--force");
+  auto again = run("model init --force --out " + (dir / "c"));
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_FALSE(fs::exists(dir / "c.old"));
 }
 
 TEST(Cli, BadInputsNameTheFileAndExitOne) {
@@ -92,7 +170,7 @@ TEST(Cli, BadInputsNameTheFileAndExitOne) {
   EXPECT_FALSE(std::filesystem::exists(dir / "o.mp4"));
   loong::test::write_bytes(dir / "w.safetensors", std::string(8, '\xff'));
   expect_one_line_error(run("checkpoint info " + (dir / "w.safetensors")), 1, "w.safetensors");
-  expect_one_line_error(run("video convert " + (dir / "junk.mp4") + " " + (dir / "o.mp4") + " --start 3 --end 1"), 1, "--end");
+  expect_one_line_error(run("video convert " + (dir / "junk.mp4") + " " + (dir / "o.mp4") + " --start 3 --end 1"), 2, "--end");
 }
 
 TEST(Cli, VideoCommandsAndDataCheck) {
@@ -217,7 +295,7 @@ TEST(Cli, TokenizerTrainEncodeDecodeReconstructEval) {
   EXPECT_NE(tuned.out.find("initialised from " + run_dir), std::string::npos) << tuned.out;
   expect_one_line_error(run("tokenizer train --resume --init " + run_dir + " --data " + (dir / "mf/manifest.jsonl") +
                             " --out " + (dir / "tuned")),
-                        1, "--init");
+                        2, "--init");
 
   const std::string v = dir / "mf/videos/000000.mp4";  // 13 frames -> chunks of 5: 5 + 5 + 1, 2 dropped
   auto enc = run("tokenizer encode --model " + run_dir + " " + v + " -o " + (dir / "t.safetensors") + " --chunk 5");
@@ -257,7 +335,7 @@ TEST(Cli, TokenizerBadInputs) {
   expect_one_line_error(run("tokenizer train --config " + (dir / "bad.json") + " --data " + (dir / "m.jsonl") +
                             " --out " + (dir / "r")),
                         1, "unknown key 'learning_rate'");
-  expect_one_line_error(run("tokenizer train --data " + (dir / "m.jsonl") + " --out " + (dir / "r")), 1, "--config");
+  expect_one_line_error(run("tokenizer train --data " + (dir / "m.jsonl") + " --out " + (dir / "r")), 2, "--config");
   expect_one_line_error(run("tokenizer train --resume --data " + (dir / "m.jsonl") + " --out " + (dir / "r")), 1,
                         "nothing to resume");
   expect_one_line_error(run("tokenizer encode --model " + (dir / "none") + " x.mp4 -o t.safetensors"), 1,
@@ -307,8 +385,8 @@ TEST(Cli, TextTrainEncodeDecode) {
   EXPECT_TRUE(std::filesystem::exists(dir / "shards/part-00000-of-00002.loongshard"));
   EXPECT_TRUE(std::filesystem::exists(dir / "shards/part-00001-of-00002.loongshard"));
   expect_one_line_error(run("tokenize" + common + " --shard 1/2"), 1, "pass --force");
-  expect_one_line_error(run("tokenize" + common + " --shard 2/2"), 1, "--shard");
-  expect_one_line_error(run("tokenize" + common + " --chunk 6 --force"), 1, "--chunk");
+  expect_one_line_error(run("tokenize" + common + " --shard 2/2"), 2, "--shard");
+  expect_one_line_error(run("tokenize" + common + " --chunk 6 --force"), 2, "--chunk");
 
   // Stills are encoded in batches and written in manifest order: 40 stills alone (one batch)
   // give the codes each gets between two videos (a batch of one).
@@ -384,10 +462,10 @@ TEST(Cli, TrainSurvivesKillDuringCheckpointAndResumes) {
   ASSERT_EQ(tuned.code, 0) << tuned.err;
   EXPECT_NE(tuned.out.find("initialised from " + run_dir), std::string::npos) << tuned.out;
   EXPECT_NE(tuned.out.find("step 6/6"), std::string::npos) << tuned.out;
-  expect_one_line_error(run("train --resume " + run_dir + " --init " + run_dir), 1, "--init");
+  expect_one_line_error(run("train --resume " + run_dir + " --init " + run_dir), 2, "--init");
 
   // Bad input: one line naming what is wrong.
-  expect_one_line_error(run("train --out " + (dir / "x")), 1, "--config");
+  expect_one_line_error(run("train --out " + (dir / "x")), 2, "--config");
   expect_one_line_error(run("train --config " + (dir / "none.json") + " --out " + (dir / "x")), 1, "none.json");
   expect_one_line_error(run("train --resume " + (dir / "shards")), 1, "no run.json");
   expect_one_line_error(run("train --config tiny --out " + (dir / "x")), 1, "'data'");
@@ -499,16 +577,18 @@ TEST(Cli, GenerateFromARandomBundle) {
 TEST(Cli, GenerateBadFlags) {
   TempDir dir;
   const std::string m = " --model " + (dir / "none") + " --out " + (dir / "o.mp4");
-  expect_one_line_error(run("generate" + m + " --prompt x --seconds -1"), 1, "--seconds");
-  expect_one_line_error(run("generate" + m + " --prompt x --seconds 0"), 1, "--seconds");
-  expect_one_line_error(run("generate" + m + " --prompt x --top-k 0"), 1, "--top-k");
-  expect_one_line_error(run("generate" + m + " --prompt ''"), 1, "--prompt");
-  expect_one_line_error(run("generate" + m + " --prompt '  '"), 1, "--prompt");
-  expect_one_line_error(run("generate" + m), 1, "--prompt");
-  expect_one_line_error(run("generate" + m + " --prompt x --upscale-method nearest"), 1, "nearest");
-  expect_one_line_error(run("generate" + m + " --prompt x --cfg -2"), 1, "--cfg");
+  expect_one_line_error(run("generate" + m + " --prompt x --seconds -1"), 2, "--seconds");
+  expect_one_line_error(run("generate" + m + " --prompt x --seconds 0"), 2, "--seconds");
+  expect_one_line_error(run("generate" + m + " --prompt x --top-k 0"), 2, "--top-k");
+  expect_one_line_error(run("generate" + m + " --prompt ''"), 2, "--prompt");
+  expect_one_line_error(run("generate" + m + " --prompt '  '"), 2, "--prompt");
+  expect_one_line_error(run("generate" + m), 2, "--prompt");
+  expect_one_line_error(run("generate" + m + " --prompt x --upscale-method nearest"), 2, "nearest");
+  expect_one_line_error(run("generate" + m + " --prompt x --cfg -2"), 2, "--cfg");
   expect_one_line_error(run("generate" + m + " --prompt x --first-clip-cfg -1"), 2, "--first-clip-cfg");
   expect_one_line_error(run("generate" + m + " --prompt x --speculative 99"), 2, "--speculative");
+  expect_one_line_error(run("generate" + m + " --prompt x --overlap-frames -3"), 2, "--overlap-frames");
+  expect_one_line_error(run("generate" + m + " --prompt \"$(printf 'a red \\377 shirt')\""), 2, "--prompt: is not UTF-8");
   expect_one_line_error(run("generate" + m + " --prompt x --speculative 2 --no-speculative"), 2, "--no-speculative");
   expect_one_line_error(run("generate" + m + " --prompt x"), 1, "no such model folder");
   expect_one_line_error(run("generate --model " + (dir / "none") + " --prompt x"), 2, "--out");
@@ -541,8 +621,8 @@ TEST(Cli, SrTrainThenGenerateWithIt) {
   EXPECT_EQ(loong::video::probe(dir / "o.mp4").streams.at(0).width, 128);
   expect_one_line_error(run("generate --model " + (dir / "model") + " --prompt x --sr-model " + (dir / "sr") +
                             " --upscale 4 --out " + (dir / "p.mp4")),
-                        1, "does not match");
-  expect_one_line_error(run("sr train --data " + (dir / "m.jsonl") + " --out " + (dir / "s2") + " --size 8 --crop 16"), 1,
+                        2, "does not match");
+  expect_one_line_error(run("sr train --data " + (dir / "m.jsonl") + " --out " + (dir / "s2") + " --size 8 --crop 16"), 2,
                         "--crop");
 }
 
@@ -646,10 +726,10 @@ TEST(Cli, EvalProbeTrainAndScore) {
                   " --steps 0 --crop-steps 3 --crop-batch 8 --heldout 8");
   ASSERT_EQ(more.code, 0) << more.err;
   EXPECT_EQ(loong::read_json_file(dir / "probe2/config.json")["image_size"], 32);
-  expect_one_line_error(run("eval probe train --out " + (dir / "p3") + " --steps 0 --crop-steps 3"), 1, "--from");
+  expect_one_line_error(run("eval probe train --out " + (dir / "p3") + " --steps 0 --crop-steps 3"), 2, "--from");
   expect_one_line_error(run("eval probe train --from " + (dir / "probe") + " --out " + (dir / "p3") +
                             " --steps 0 --crop-steps 0"),
-                        1, "nothing to train");
+                        2, "nothing to train");
   expect_one_line_error(run("eval probe train --from " + (dir / "nothing") + " --out " + (dir / "p3") + " --steps 0"), 1,
                         "--from: " + (dir / "nothing") + ": no such probe folder");
   ASSERT_EQ(run("data moving-fashion --quiet --out " + (dir / "mf") + " --videos 2 --seconds 3 --size 32").code, 0);
@@ -715,9 +795,9 @@ TEST(Cli, EvalLongGeneratesScoresAndPlots) {
   EXPECT_EQ(pj["heldout"]["frames"], 64);
   EXPECT_EQ(pj["heldout_through_tokenizer"]["frames"], 64);
   expect_one_line_error(run("eval probe train --out " + (dir / "p32") + " --size 32 --tokenizer " + (dir / "model/tokenizer")),
-                        1, "works on 64-pixel frames");
-  expect_one_line_error(run("eval probe train --out " + (dir / "p20") + " --size 20"), 1, "--size: expected a multiple of 8");
-  expect_one_line_error(run("eval probe train --out " + (dir / "p20") + " --crop-pixels 30"), 1,
+                        2, "works on 64-pixel frames");
+  expect_one_line_error(run("eval probe train --out " + (dir / "p20") + " --size 20"), 2, "--size: expected a multiple of 8");
+  expect_one_line_error(run("eval probe train --out " + (dir / "p20") + " --crop-pixels 30"), 2,
                         "--crop-pixels: expected a multiple of 4");
   loong::test::write_bytes(dir / "prompts.txt", "a red sneaker on a black background\na blue bag on a white background\n");
   auto r = run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +

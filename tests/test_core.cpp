@@ -43,7 +43,7 @@ TEST(Runtime, ThreadsAndDevices) {
   EXPECT_EQ(loong::init_threads(2), 2);
   EXPECT_EQ(at::get_num_threads(), 2);
   setenv("LOONG_THREADS", "abc", 1);
-  expect_error([] { loong::init_threads(0); }, {"LOONG_THREADS", "positive integer"});
+  expect_error([] { loong::init_threads(0); }, {"LOONG_THREADS", "an integer from 1 to 1024"});
   setenv("LOONG_THREADS", "1", 1);
   EXPECT_EQ(loong::init_threads(0), 1);
   EXPECT_TRUE(loong::parse_device("cpu").is_cpu());

@@ -3,6 +3,9 @@
 // fused AdamW (LibTorch 2.4+) and activation checkpointing, each against the
 // plain computation. The Cuda.* tests compare CUDA with the CPU and skip,
 // saying why, where this build has no CUDA or no device is present.
+#include <functional>
+#include <map>
+
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
@@ -16,6 +19,7 @@
 #include "loong/ops/adamw.h"
 #include "loong/ops/checkpoint.h"
 #include "loong/ops/device.h"
+#include "loong/io/safetensors.h"
 #include "loong/store/checkpoints.h"
 #include "loong/tokenizer/layers.h"
 #include "loong/tokenizer/model.h"
@@ -175,11 +179,10 @@ double fused_against_plain(torch::Device device, int steps, bool save_and_reload
     adamw_step(*plain, false);
     adamw_step(*fused, true);
     if (save_and_reload && s == steps / 2) {  // the fused state is AdamW's: save it, load it into a plain one
-      auto bytes = store::optimizer_bytes(*fused);
-      fused = make(b);
       loong::test::TempDir dir;
-      loong::test::write_bytes(dir / "opt.pt", bytes);
-      store::load_optimizer(*fused, dir / "opt.pt", device);
+      store::save_optimizer(dir.path().string(), "opt", *fused);
+      fused = make(b);
+      store::load_optimizer(*fused, dir.path().string(), "opt");
     }
   }
   double worst = 0;
@@ -193,6 +196,75 @@ TEST(FusedAdamW, MatchesAdamWAndSharesItsState) {
     GTEST_SKIP() << "LibTorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << " has no fused AdamW (2.4+)";
   EXPECT_LT(fused_against_plain(torch::kCPU, 6, false), 1e-5);
   EXPECT_LT(fused_against_plain(torch::kCPU, 6, true), 1e-5);
+}
+
+// Optimizer state is a safetensors file read tensor by tensor (issue 37: a
+// damaged LibTorch archive crashed the reader): the same steps after a round
+// trip, and a clear error for every kind of damage.
+TEST(OptimizerState, RoundTripsAndRefusesDamage) {
+  namespace fs = std::filesystem;
+  loong::test::TempDir dir;
+  torch::manual_seed(3);
+  auto make = [](std::vector<torch::Tensor> p, bool amsgrad) {
+    return std::make_unique<torch::optim::AdamW>(p, torch::optim::AdamWOptions(1e-2).amsgrad(amsgrad));
+  };
+  for (bool amsgrad : {false, true}) {
+    std::vector<torch::Tensor> a = {torch::randn({3, 4}).requires_grad_(), torch::randn({5}).requires_grad_(),
+                                    torch::randn({2}).requires_grad_()};
+    std::vector<torch::Tensor> b;
+    for (auto& t : a) b.push_back(t.detach().clone().requires_grad_());
+    auto oa = make(a, amsgrad), ob = make(b, amsgrad);
+    auto step = [](torch::optim::AdamW& o, std::vector<torch::Tensor>& p, int seed, bool all) {
+      torch::manual_seed(seed);
+      for (size_t i = 0; i < p.size(); ++i)
+        p[i].mutable_grad() = (all || i < 2) ? torch::randn(p[i].sizes()) : torch::Tensor();  // the last may have no state
+      o.step();
+    };
+    for (int s = 0; s < 3; ++s) step(*oa, a, s, false), step(*ob, b, s, false);
+    store::save_optimizer(dir.path().string(), "opt", *ob);
+    ob = make(b, amsgrad);
+    store::load_optimizer(*ob, dir.path().string(), "opt");
+    for (int s = 3; s < 6; ++s) step(*oa, a, s, true), step(*ob, b, s, true);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+  }
+  // Damage: each edit of the saved tensors is named.
+  std::vector<torch::Tensor> p = {torch::randn({3, 4}).requires_grad_()};
+  auto o = make(p, false);
+  p[0].mutable_grad() = torch::randn({3, 4});
+  o->step();
+  store::save_optimizer(dir.path().string(), "good", *o);
+  const auto good = safetensors::load(dir / "good.safetensors");
+  auto damaged = [&](const std::function<void(std::map<std::string, torch::Tensor>&)>& edit,
+                     std::map<std::string, std::string> meta = {{"format", "loong-adamw"}}) {
+    auto t = good;
+    edit(t);
+    std::vector<std::pair<std::string, torch::Tensor>> v(t.begin(), t.end());
+    safetensors::save(dir / "bad.safetensors", v, meta);
+    auto fresh = make(p, false);
+    store::load_optimizer(*fresh, dir.path().string(), "bad");
+  };
+  expect_error([&] { damaged([](auto& t) { t["0.0.exp_avg"] = torch::zeros({4, 3}); }); },
+               {"bad.safetensors", "0.0.exp_avg", "[4, 3]", "[3, 4]"});
+  expect_error([&] { damaged([](auto& t) { t["0.0.exp_avg"] = torch::zeros({3, 4}, torch::kLong); }); }, {"0.0.exp_avg"});
+  expect_error([&] { damaged([](auto& t) { t.erase("0.0.exp_avg_sq"); }); }, {"only part of its optimizer state"});
+  expect_error([&] { damaged([](auto& t) { t["0.0.step"] = torch::tensor(-1, torch::kLong); }); }, {"0.0.step"});
+  expect_error([&] { damaged([](auto& t) { t["0.0.step"] = torch::tensor({1, 2}, torch::kLong); }); }, {"0.0.step"});
+  expect_error([&] { damaged([](auto& t) { t["0.1.exp_avg"] = torch::zeros({1}); }); }, {"unexpected tensor '0.1.exp_avg'"});
+  expect_error([&] { damaged([](auto&) {}, {{"format", "pt"}}); }, {"loong-adamw"});
+  // A checkpoint of an older loong: its LibTorch archive is named, not read.
+  loong::test::write_bytes(dir / "old.pt", "PK\x03\x04 a zip that is never opened");
+  expect_error([&] { store::load_optimizer(*o, dir.path().string(), "old"); }, {"old.pt", "older loong", "--init"});
+  EXPECT_TRUE(store::has_optimizer(dir.path().string(), "old"));
+  EXPECT_FALSE(store::has_optimizer(dir.path().string(), "none"));
+}
+
+TEST(Checkpoint, StepMatchesItsFolder) {
+  EXPECT_EQ(store::checkpoint_step({{"step", 12}}, "t.json", "run/checkpoints/step-00000012"), 12);
+  EXPECT_EQ(store::checkpoint_step({{"step", 0}}, "t.json", "somewhere"), 0);
+  expect_error([] { store::checkpoint_step({{"step", -5}}, "t.json", "somewhere"); }, {"t.json", "'step'", "-5"});
+  expect_error([] { store::checkpoint_step({{"step", 11}}, "t.json", "run/checkpoints/step-00000012"); },
+               {"t.json", "step-00000012"});
+  expect_error([] { store::checkpoint_step({{"step", "12"}}, "t.json", "x"); }, {"t.json", "step"});
 }
 
 TEST(ActivationCheckpointing, GivesTheSameGradients) {

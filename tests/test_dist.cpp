@@ -342,11 +342,11 @@ TEST(DistTrain, ZeroOneGivesPlainDataParallelsWeightsAndReshards) {
   // AdamW is elementwise: the shards' updates are the whole optimizer's, bit for bit.
   EXPECT_TRUE(same_bits(weights_of(dir / "plain"), weights_of(dir / "zero")));
   const fs::path ck = store::newest_checkpoint(dir / "zero");
-  EXPECT_TRUE(fs::exists(ck / "optimizer-00000-of-00002.pt"));
-  EXPECT_TRUE(fs::exists(ck / "optimizer-00001-of-00002.pt"));
-  EXPECT_FALSE(fs::exists(ck / "optimizer.pt"));
+  EXPECT_TRUE(fs::exists(ck / "optimizer-00000-of-00002.safetensors"));
+  EXPECT_TRUE(fs::exists(ck / "optimizer-00001-of-00002.safetensors"));
+  EXPECT_FALSE(fs::exists(ck / "optimizer.safetensors"));
   // Each shard holds about half of the moments.
-  const auto s0 = fs::file_size(ck / "optimizer-00000-of-00002.pt"), s1 = fs::file_size(ck / "optimizer-00001-of-00002.pt");
+  const auto s0 = fs::file_size(ck / "optimizer-00000-of-00002.safetensors"), s1 = fs::file_size(ck / "optimizer-00001-of-00002.safetensors");
   EXPECT_LT(std::abs(double(s0) - double(s1)) / double(s0 + s1), 0.25) << s0 << " vs " << s1;
 
   // Stopped at step 3 and resumed on two ranks: bit for bit; on one process: the shards gathered.

@@ -1,6 +1,7 @@
 // Generation (docs/method.md §5): cached decoding, guidance, sampling, the clip plan
 // of minute-level videos, re-encoding, prompt schedules, upscaling, bundles.
 #include <cstdlib>
+#include <limits>
 #include <filesystem>
 #include <set>
 
@@ -117,6 +118,17 @@ TEST(Gen, SamplingOptionErrorsNameTheFlag) {
   o = {};
   o.cfg_scale = -1;
   expect_error([&] { validate(o); }, {"--cfg"});
+  // Scores that overflowed (guidance 1e38 on real logits gives inf - inf):
+  // a named error, not multinomial's internal one.
+  o = {};
+  auto gen = make_generator(1);
+  auto bad = torch::zeros({2, 16});
+  bad[1][3] = std::numeric_limits<float>::infinity();
+  bad[1][5] = std::numeric_limits<float>::infinity();
+  expect_error([&] { sample_codes(bad, o, gen); }, {"sampling", "not finite", "--cfg"});
+  expect_error([&] { sampling_probs(bad, o); }, {"not finite"});
+  bad[1][3] = bad[1][5] = 0;
+  EXPECT_EQ(sample_codes(bad, o, gen).size(0), 2);
 }
 
 TEST(Gen, OnlyVideoCodesAreSampledAndGreedyIsDeterministic) {

@@ -40,19 +40,20 @@ TEST(Manifest, MalformedLinesAreReportedWithLineNumbers) {
       "{\"video\": \"f.mp4\", \"caption\": \"x\", \"start\": 5, \"end\": 2}\n"  // 6 end <= start
       "{\"video\": \"https://host/g.mp4\", \"caption\": \"x\"}\n"   // 7 remote
       "[1, 2]\n"                                                    // 8 not an object
-      "{\"image\": \"h.png\", \"caption\": \"x\", \"start\": 1}\n"); // 9 time on image
+      "{\"image\": \"h.png\", \"caption\": \"x\", \"start\": 1}\n"  // 9 time on image
+      "{\"video\": \"i.mp4\", \"caption\": \"x\", \"start\": 1e309}\n");  // 10 overflows a double
   auto m = loong::data::parse_manifest(p);
   ASSERT_EQ(m.entries.size(), 1u);
-  ASSERT_EQ(m.errors.size(), 8u);
+  ASSERT_EQ(m.errors.size(), 9u);
   const std::vector<std::pair<int, std::string>> expected = {
       {2, "missing key 'caption'"}, {3, "invalid JSON"}, {4, "exactly one of 'video' or 'image'"},
       {5, "key 'caption': expected a string, got number"}, {6, "'end' must be after 'start'"},
-      {7, "remote URL"}, {8, "expected a JSON object"}, {9, "apply to videos"}};
+      {7, "remote URL"}, {8, "expected a JSON object"}, {9, "apply to videos"}, {10, "1e309"}};
   for (size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(m.errors[i].rfind(p + ":" + std::to_string(expected[i].first) + ": ", 0), 0u) << m.errors[i];
     EXPECT_NE(m.errors[i].find(expected[i].second), std::string::npos) << m.errors[i];
   }
-  expect_error([&] { loong::data::load_manifest(p); }, {p + ":2: missing key 'caption'", "and 7 more"});
+  expect_error([&] { loong::data::load_manifest(p); }, {p + ":2: missing key 'caption'", "and 8 more"});
 }
 
 TEST(Manifest, WebVidCsvWithQuotedCaptions) {

@@ -111,6 +111,7 @@ TEST(Safetensors, CorruptFilesEachGiveADistinctError) {
       {"header past end", "{}", "", 1000, "runs past the end"},
       {"not an object", "[1,2]", "", -1, "starting with '{'"},
       {"invalid json", "{\"a\":", "", -1, "not valid JSON"},
+      {"number overflow", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,1e309]}})", eight, -1, "1e309"},
       {"duplicate names", "{\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]},\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]}}", eight, -1, "duplicate tensor name 'a'"},
       {"unknown dtype", R"({"a":{"dtype":"F99","shape":[2],"data_offsets":[0,8]}})", eight, -1, "unsupported dtype 'F99'"},
       {"missing dtype", R"({"a":{"shape":[2],"data_offsets":[0,8]}})", eight, -1, "missing key 'dtype'"},

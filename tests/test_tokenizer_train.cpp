@@ -198,8 +198,8 @@ TEST(Trainer, LogsEveryStepAndWritesACompleteCheckpoint) {
   // The final checkpoint is a model folder holding the EMA weights.
   auto ck = newest_checkpoint(o.run_dir);
   EXPECT_EQ(fs::path(ck).filename(), "step-00000006");
-  for (const char* f : {"model.safetensors", "config.json", "trainer.safetensors", "optimizer.pt",
-                        "disc_optimizer.pt", "trainer.json"})
+  for (const char* f : {"model.safetensors", "config.json", "trainer.safetensors", "optimizer.safetensors",
+                        "disc_optimizer.safetensors", "trainer.json"})
     EXPECT_TRUE(fs::exists(fs::path(ck) / f)) << f;
   auto loaded = load_model(o.run_dir);
   EXPECT_TRUE(same_weights(*loaded, *trainer.ema_model()));

@@ -267,6 +267,17 @@ TEST(VideoIO, StreamingWriterIsPlayableAfterEachFlush) {
   EXPECT_EQ(loong::test::read_bytes(p), before);
   EXPECT_EQ(video::read(partial).frames.size(0), 12);
   {
+    // The partial file left there may be someone's: a new writer refuses it.
+    video::WriteOptions o;
+    o.streaming = true;
+    expect_error([&] { video::VideoWriter w(p, 32, 32, o); }, {"s.partial.mp4", "already exists"});
+    EXPECT_EQ(video::read(partial).frames.size(0), 12);
+    std::filesystem::remove(partial);
+    // One that never got a frame (an error before the first clip) leaves nothing.
+    { video::VideoWriter w(p, 32, 32, o); }
+    EXPECT_FALSE(std::filesystem::exists(partial));
+  }
+  {
     video::WriteOptions o;
     o.streaming = true;
     video::VideoWriter w(p, 32, 32, o);

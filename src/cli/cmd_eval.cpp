@@ -126,7 +126,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     if (p->o.steps == 0 && p->from.empty())
       fail("--steps", "0 trains only the crop classifier, which needs a trained probe to start from (--from)");
     if (!p->from.empty() && !fs::is_directory(p->from))
-      fail("--from", p->from + ": no such probe folder (expected one from `loong eval probe train`)");
+      fail_input("--from", p->from + ": no such probe folder (expected one from `loong eval probe train`)");
     torch::manual_seed(p->o.seed);
     // Named by the flag that sets them (the config's own check names its keys).
     if (p->cfg.image_size % 8 != 0) fail("--size", "expected a multiple of 8, got " + std::to_string(p->cfg.image_size));

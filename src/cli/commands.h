@@ -20,6 +20,7 @@ namespace loong::cli {
 struct Globals {
   int threads = 0;  // 0 = $LOONG_THREADS or every core (shared by the ranks on one machine)
   std::vector<std::string> argv;  // as given, for --nproc's workers
+  const CLI::App* app = nullptr;  // the parsed command line (numbers are checked before a command runs)
 };
 
 // Thrown by a command that ends with an exit status of its own (--nproc: the workers').

@@ -25,8 +25,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Globals g;
   g.argv.assign(argv, argv + argc);
+  g.app = &app;
+  // Global options may also follow the subcommand (`loong generate --threads 1`).
+  app.fallthrough();
   app.add_option("--threads", g.threads, "CPU threads for LibTorch; 0 = $LOONG_THREADS or all cores")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, loong::kMaxThreads));
   add_video_commands(app, g);
   add_data_commands(app, g);
   add_checkpoint_commands(app, g);
@@ -66,6 +69,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const ExitStatus& e) {
     return e.code;
+  } catch (const loong::UsageError& e) {
+    std::fprintf(stderr, "loong: error: %s\n", e.what());
+    return 2;
   } catch (const loong::Error& e) {
     std::fprintf(stderr, "loong: error: %s\n", e.what());
     return 1;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <thread>
 
@@ -30,10 +31,26 @@ int threads_for(const Globals& g) {
   return 0;
 }
 
+// CLI11's number checks (Range, PositiveNumber) let NaN through, and no
+// option of loong means anything by NaN or infinity: every floating option
+// given is checked here, before any command runs.
+void reject_non_finite(const CLI::App& app) {
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->count() == 0 || opt->get_type_name().find("FLOAT") == std::string::npos) continue;
+    for (const std::string& v : opt->results()) {
+      char* end = nullptr;
+      const double d = std::strtod(v.c_str(), &end);
+      if (end != v.c_str() && !std::isfinite(d)) fail(opt->get_name(), "expected a finite number, got " + squote(v));
+    }
+  }
+  for (const CLI::App* sub : app.get_subcommands()) reject_non_finite(*sub);
+}
+
 }  // namespace
 
 std::function<void()> command(const Globals& g, std::function<void()> body) {
   return [&g, body = std::move(body)] {
+    if (g.app) reject_non_finite(*g.app);
     init_threads(threads_for(g));
     body();
   };

@@ -137,15 +137,73 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   file.commit();
 }
 
-std::string read_file(const std::string& path) {
+void require_regular_file(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) fail(path, "no such file");
-  if (fs::is_directory(path, ec)) fail(path, "expected a file, got a folder");
+  const fs::file_status st = fs::status(path, ec);
+  if (!fs::exists(st)) fail(path, "no such file");
+  if (fs::is_directory(st)) fail(path, "expected a file, got a folder");
+  if (!fs::is_regular_file(st))
+    fail(path, std::string("expected a regular file, got a ") +
+                   (fs::is_fifo(st) ? "pipe" : fs::is_socket(st) ? "socket" : "device or special file"));
+}
+
+namespace {
+
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
+  const auto ca = fs::weakly_canonical(fs::absolute(a, ec), ec);
+  const auto cb = fs::weakly_canonical(fs::absolute(b, ec), ec);
+  return ca == cb;
+}
+
+}  // namespace
+
+void require_distinct_paths(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    if (outputs[i].path.empty()) continue;
+    for (size_t j = 0; j < i; ++j)
+      if (!outputs[j].path.empty() && same_file(outputs[i].path, outputs[j].path))
+        fail(outputs[i].name, squote(outputs[i].path) + " is also " + outputs[j].name + "; give each output its own file");
+    for (const auto& in : inputs)
+      if (!in.path.empty() && same_file(outputs[i].path, in.path))
+        fail(outputs[i].name, squote(outputs[i].path) + " is also " + in.name + ", which this command reads; "
+                              "write to another file");
+  }
+}
+
+void require_writable_file(const NamedPath& o) {
+  if (o.path.empty()) return;
+  std::error_code ec;
+  const fs::path p(o.path);
+  if (p.filename().empty() || fs::is_directory(p, ec))
+    fail(o.name, squote(o.path) + " is a folder; expected a file name");
+  fs::path dir = fs::absolute(p, ec).parent_path();
+  while (!dir.empty() && !fs::exists(dir, ec) && dir != dir.root_path()) dir = dir.parent_path();
+  if (!fs::is_directory(dir, ec)) fail(o.name, squote(o.path) + ": " + dir.string() + " is not a folder");
+  if (::access(dir.c_str(), W_OK) != 0) fail(o.name, squote(o.path) + ": cannot write in " + dir.string());
+}
+
+std::string read_file(const std::string& path, size_t max_bytes) {
+  require_regular_file(path);
+  auto too_big = [&] {
+    fail(path, "larger than " + std::to_string(max_bytes >> 20) + " MB, more than this input can be");
+  };
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (!ec && size > max_bytes) too_big();
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, std::string("cannot open: ") + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  // Read in pieces up to the bound (the file may grow while it is read).
+  std::string out;
+  std::string chunk(1 << 16, '\0');
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    out.append(chunk.data(), static_cast<size_t>(in.gcount()));
+    if (out.size() > max_bytes) too_big();
+  }
+  if (in.bad()) fail(path, std::string("read failed: ") + std::strerror(errno));
+  return out;
 }
 
 }  // namespace loong

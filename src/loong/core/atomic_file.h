@@ -4,6 +4,7 @@
 // SIGTERM or SIGHUP the temporaries being written are removed as well.
 #pragma once
 #include <string>
+#include <vector>
 #include <string_view>
 
 namespace loong {
@@ -36,8 +37,31 @@ void commit_file(const std::string& from, const std::string& to);
 // Writes bytes to path atomically.
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
-// Reads a whole file; throws loong::Error naming the path on failure.
-std::string read_file(const std::string& path);
+// Throws loong::Error naming the path unless it is a regular file (or a link
+// to one): a folder, a pipe (whose open blocks until a writer comes) or a
+// device (/dev/zero never ends) is refused before anything reads it.
+void require_regular_file(const std::string& path);
+
+// Reads a whole regular file of at most max_bytes; throws loong::Error naming
+// the path on failure. Text inputs (manifests, configs, prompts) are far
+// smaller than the default.
+constexpr size_t kMaxReadBytes = size_t{1} << 30;
+std::string read_file(const std::string& path, size_t max_bytes = kMaxReadBytes);
+
+// Refuses, before any work starts, an output that is also another output or
+// an input of the same command, by any name (a link, ./x, a/../x): the
+// command would replace a file it was asked to read or write. Each path comes
+// with the flag (or argument) that named it, for the message; empty paths are
+// skipped.
+struct NamedPath {
+  std::string name, path;
+};
+void require_distinct_paths(const std::vector<NamedPath>& outputs, const std::vector<NamedPath>& inputs = {});
+
+// Refuses, before any work starts, an output file that could not be written
+// at the end: a folder's name, a file name under a regular file, or a folder
+// this process may not write in (the nearest one that exists).
+void require_writable_file(const NamedPath& output);
 
 // Creates a folder and its parents; throws loong::Error on failure.
 void make_dirs(const std::string& path);

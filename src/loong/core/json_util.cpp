@@ -12,7 +12,7 @@ json read_json_file(const std::string& path) {
   std::string text = read_file(path);
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(path, std::string("invalid JSON: ") + e.what());
   }
 }

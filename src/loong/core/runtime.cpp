@@ -20,13 +20,15 @@ int init_threads(int threads) {
     if (const char* env = std::getenv("LOONG_THREADS"); env && *env) {
       char* end = nullptr;
       long v = std::strtol(env, &end, 10);
-      if (*end != '\0' || v <= 0 || v > 4096)
-        fail("LOONG_THREADS", "expected a positive integer, got " + squote(env));
+      if (*end != '\0' || v <= 0 || v > kMaxThreads)
+        fail("LOONG_THREADS", "expected an integer from 1 to " + std::to_string(kMaxThreads) + ", got " + squote(env));
       threads = static_cast<int>(v);
     } else {
       threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     }
   }
+  if (threads > kMaxThreads)
+    fail("--threads", "at most " + std::to_string(kMaxThreads) + ", got " + std::to_string(threads));
   at::set_num_threads(threads);
   return at::get_num_threads();
 }

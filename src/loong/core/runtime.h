@@ -6,6 +6,10 @@
 
 namespace loong {
 
+// The most CPU threads --threads and $LOONG_THREADS accept: far past any
+// machine's cores, short of the tens of thousands that stall a process.
+constexpr int kMaxThreads = 1024;
+
 // Sets LibTorch's intra-op thread count. threads <= 0 means: $LOONG_THREADS if
 // set, else every hardware thread. (at::get_num_threads() starts at 1 on some
 // machines, so this must always be called.) Returns the count in effect.

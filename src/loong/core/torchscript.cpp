@@ -20,6 +20,9 @@ torch::jit::script::Module load_torchscript(const std::string& path, c10::Device
     m = torch::jit::load(path, device);
   } catch (const c10::Error& e) {
     fail(path, "not a TorchScript model: " + first_error_line(e));
+  } catch (const std::exception& e) {  // the archive reader's own errors are not all c10's
+    const std::string why = e.what();
+    fail(path, "not a TorchScript model: " + why.substr(0, why.find('\n')));
   }
   m.eval();
   return m;

@@ -50,6 +50,7 @@ std::vector<BadEntry> check_manifest(const Manifest& m, const ClipOptions& opts,
 
 nlohmann::json check_report(const std::string& path, const ClipOptions& opts) {
   const Manifest m = parse_manifest(path);
+  if (m.entries.empty() && m.errors.empty()) fail(path, "has no entries (expected a video or an image per line)");
   nlohmann::json report = {{"manifest", path}, {"entries", m.entries.size()},
                            {"malformed_lines", m.errors}, {"bad", nlohmann::json::array()}};
   for (const auto& b : check_manifest(m, opts))

@@ -52,7 +52,7 @@ Entry parse_json_line(const std::string& text, const std::string& base_dir) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     bad(std::string("invalid JSON: ") + e.what());
   }
   if (!j.is_object()) bad(std::string("expected a JSON object, got ") + j.type_name());

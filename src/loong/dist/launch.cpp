@@ -35,7 +35,7 @@ std::vector<std::string> without_option(const std::vector<std::string>& argv, co
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) fail("--nproc", std::string("cannot open a socket: ") + std::strerror(errno));
+  if (fd < 0) fail_input("--nproc", std::string("cannot open a socket: ") + std::strerror(errno));
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -45,7 +45,7 @@ int free_port() {
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
     const std::string why = std::strerror(errno);
     ::close(fd);
-    fail("--nproc", "cannot find a free port on 127.0.0.1: " + why);
+    fail_input("--nproc", "cannot find a free port on 127.0.0.1: " + why);
   }
   ::close(fd);
   return ntohs(a.sin_port);
@@ -75,7 +75,7 @@ int launch_local(int nproc, const std::vector<std::string>& argv, std::chrono::m
     for (auto& kv : envs[r]) env.push_back(const_cast<char*>(kv.c_str()));
     env.push_back(nullptr);
     const pid_t pid = ::fork();
-    if (pid < 0) fail("--nproc", std::string("cannot start a worker: ") + std::strerror(errno));
+    if (pid < 0) fail_input("--nproc", std::string("cannot start a worker: ") + std::strerror(errno));
     if (pid == 0) {
       ::execve("/proc/self/exe", args.data(), env.data());
       ::_exit(127);

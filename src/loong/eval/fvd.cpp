@@ -128,9 +128,9 @@ std::vector<VideoRef> list_videos(const std::string& src, const std::string& fla
     for (const auto& e : data::load_manifest(src).entries)
       if (e.kind == data::MediaKind::Video) out.push_back({e.path, e.start, e.end});
   } else {
-    fail(flag, "no such folder or manifest: " + src);
+    fail_input(flag, "no such folder or manifest: " + src);
   }
-  if (out.empty()) fail(flag, src + " holds no videos");
+  if (out.empty()) fail_input(flag, src + " holds no videos");
   return out;
 }
 
@@ -183,7 +183,7 @@ json fvd_report(const FvdOptions& o) {
   auto f = set_features(net, fake, o.frames, o.fps, o.max_videos, o.batch);
   for (const auto* s : {&r, &f})
     if (s->videos < 2)
-      fail(s == &r ? "--real" : "--fake", "needs at least 2 videos of " + std::to_string(o.frames) + " frames, got " +
+      fail_input(s == &r ? "--real" : "--fake", "needs at least 2 videos of " + std::to_string(o.frames) + " frames, got " +
                                               std::to_string(s->videos) + " (" + std::to_string(s->short_videos) +
                                               " too short)");
   const double d = frechet_distance(r.stats.mean(), r.stats.covariance(), f.stats.mean(), f.stats.covariance());

@@ -53,7 +53,7 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
   gen::resolve_sampling(bundle.info, opt.given, sampling, first_clip_cfg);
   auto net = load_probe(opt.probe, device);
   if (net->config.image_size != bundle.tokenizer->config.image_size)
-    fail("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +
+    fail_input("--probe", "reads " + std::to_string(net->config.image_size) + "-pixel frames but the model makes " +
                         std::to_string(bundle.tokenizer->config.image_size));
   // The text tokenizer and every prompt's ids before any work (a caption that
   // gives no text pieces fails here, naming where the prompts came from).

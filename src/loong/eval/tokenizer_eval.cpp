@@ -97,7 +97,7 @@ json evaluate_tokenizer(const TokenizerEvalOptions& o) {
             {"perplexity", ppl},
             {"tokens", hist.sum().item<int64_t>()}};
   if (i3d) {
-    if (clips < 2) fail("--detector", "FVD needs at least 2 clips");
+    if (clips < 2) fail_input("--detector", "FVD needs at least 2 clips");
     j["fvd"] = frechet_distance(real_stats.mean(), real_stats.covariance(), rec_stats.mean(),
                                       rec_stats.covariance());
     j["detector"] = o.detector;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <unistd.h>
+
 #include <filesystem>
 #include <system_error>
 
@@ -124,19 +126,59 @@ c10::ScalarType weights_type(const std::string& name) {
   fail("--dtype", "expected f32, f16 or bf16, got " + squote(name));
 }
 
+// A folder this code wrote (a bundle, or one left half-written by a killed
+// run): nothing in it but a bundle's parts and our hidden temporaries. Only
+// such a folder is ever deleted or replaced.
+bool bundle_layout(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(dir, ec))) return false;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name != "tokenizer" && name != "lm" && name != "text" && name != "loong.json" && name.rfind('.', 0) != 0)
+      return false;
+  }
+  return !ec;
+}
+
+// Removes a leftover of an earlier run at `path` (X.partial, X.old) if it is
+// one; refuses to touch anything else there.
+void remove_leftover(const fs::path& path, const std::string& out) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(path, ec))) return;
+  if (!bundle_layout(path))
+    fail(path.string(), "is in the way of writing " + out + " and was not made by loong; move it away");
+  fs::remove_all(path, ec);
+}
+
+// The bundle folder --out names ("DIR/" and "DIR" are one folder: its
+// .partial and .old sit beside it), checked before any work: what stands
+// there may be replaced only when it is a bundle and `overwrite` is set.
+std::string bundle_out(const std::string& out_arg, bool overwrite) {
+  fs::path out_path = fs::path(out_arg).lexically_normal();
+  if (out_path.filename().empty()) out_path = out_path.parent_path();
+  const std::string out = out_path.string();
+  if (out.empty() || out == "." || out == "..") fail(out_arg, "expected a folder name for the bundle");
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(out, ec)) && !(fs::is_directory(out) && fs::is_empty(out))) {
+    if (!bundle_layout(out))
+      fail(out, "exists and is not a model bundle; --force replaces only a bundle, so choose another folder");
+    if (!overwrite) fail(out, "exists and is not empty (use --force to replace it)");
+  }
+  return out;
+}
+
 }  // namespace
 
-void write_bundle(const std::string& out, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
+void write_bundle(const std::string& out_arg, const BundleInfo& info, const tokenizer::VideoTokenizer& tokenizer,
                   const std::string& text_dir, const lm::Llama& lm, bool overwrite, const std::string& weights_dtype) {
   const auto type = weights_type(weights_dtype);
   if (!fs::exists(fs::path(text_dir) / "text.model")) fail(text_dir, "not a text tokenizer folder: no text.model");
+  const std::string out = bundle_out(out_arg, overwrite);
   check_bundle(out, info, tokenizer->config, lm->config, text::recorded_vocab_size(text_dir));
-  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)) && !overwrite)
-    fail(out, "exists and is not empty (use --force to replace it)");
+  std::error_code ec;
 
   const std::string partial = out + ".partial";
-  std::error_code ec;
-  fs::remove_all(partial, ec);
+  remove_leftover(partial, out);
   make_dirs(partial);
   tokenizer::save_model((fs::path(partial) / "tokenizer").string(), tokenizer, {}, type);
   lm::save_lm((fs::path(partial) / "lm").string(), lm, {}, type);
@@ -146,7 +188,7 @@ void write_bundle(const std::string& out, const BundleInfo& info, const tokenize
   write_json_file((fs::path(partial) / "loong.json").string(), info.to_json());
   // Swap the finished folder in: the old one (if any) goes only after the new one is whole.
   const std::string old = out + ".old";
-  fs::remove_all(old, ec);
+  remove_leftover(old, out);
   if (fs::exists(out)) fs::rename(out, old);
   fs::rename(partial, out);
   fs::remove_all(old, ec);
@@ -176,10 +218,22 @@ void write_random_bundle(const RandomBundleOptions& o) {
   torch::manual_seed(o.seed);
   auto tok_cfg = tokenizer::TokenizerConfig::preset(o.preset);
   auto lm_cfg = lm::LmConfig::preset(o.preset == "paper" ? "700M" : "tiny");
+  bundle_out(o.out, o.force);  // before the text tokenizer is trained
   std::string text_dir = o.text;
   std::string tmp;
+  struct RemovedAtEnd {  // the temporary text tokenizer, whatever happens
+    const std::string& path;
+    ~RemovedAtEnd() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove_all(path, ec);
+    }
+  } removed{tmp};
   if (text_dir.empty()) {
-    tmp = o.out + ".text-tmp";
+    // A folder of our own in the system's temporary folder: nothing of the user's is in the way.
+    tmp = (fs::temp_directory_path() / ("loong-text-" + std::to_string(::getpid()) + "-" + std::to_string(o.seed)))
+              .string();
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
     text::TextTrainOptions to;
     to.vocab_size = o.text_vocab;
     to.source = "moving-fashion captions (loong model init)";
@@ -193,7 +247,6 @@ void write_random_bundle(const RandomBundleOptions& o) {
   info.cfg_scale = o.cfg;
   info.extra = {{"command", "loong model init"}, {"preset", o.preset}, {"seed", o.seed}, {"trained", false}};
   write_bundle(o.out, info, tokenizer::VideoTokenizer(tok_cfg), text_dir, lm::Llama(lm_cfg), o.force);
-  if (!tmp.empty()) fs::remove_all(tmp);
 }
 
 void pack_bundle(PackOptions o) {
@@ -259,7 +312,7 @@ std::string model_or_default(const std::string& model, const std::string& option
   if (!dir.empty()) return dir;
   std::string where;
   for (const auto& s : searched) where += (where.empty() ? "" : ", ") + s;
-  fail(option, "not given, and there is no default model (looked in: " + where +
+  fail_input(option, "not given, and there is no default model (looked in: " + where +
                    "); pass a bundle folder or set LOONG_MODEL");
 }
 

@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/atomic_file.h"
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
@@ -18,10 +19,24 @@
 
 namespace loong::gen {
 
+namespace {
+
+// Written while clips finish, under video::streaming_path: every format but
+// GIF, whose palette needs every frame first.
+bool streams_while_writing(const std::string& out) {
+  std::string ext = std::filesystem::path(out).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext != ".gif";
+}
+
+}  // namespace
+
 void validate_settings(const GenerateRequest& r) {
   validate(r.sampling);
   resampling_upscaler(r.upscale, r.upscale_method);
   if (!std::isfinite(r.seconds) || r.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(r.seconds));
+  if (r.overlap < 0)
+    fail("--overlap-frames", "must be 1 + 4k frames (0: the model's own), got " + std::to_string(r.overlap));
   if (r.speculative < -1 || r.speculative > 64)
     fail("--speculative", "codes per model call must be in [0, 64] (0 or 1: off), got " + std::to_string(r.speculative));
 }
@@ -29,6 +44,19 @@ void validate_settings(const GenerateRequest& r) {
 void validate(const GenerateRequest& r) {
   validate_settings(r);
   r.prompts.validate();
+  // Paths, before the model loads: nothing may fail after the whole generation.
+  for (const NamedPath& o : {NamedPath{"--out", r.out}, {"--sheet", r.sheet}, {"--report", r.report}})
+    require_writable_file(o);
+  require_distinct_paths({{"--out", r.out},
+                          {"--out's partial file", r.out.empty() ? "" : video::streaming_path(r.out)},
+                          {"--sheet", r.sheet},
+                          {"--report", r.report}},
+                         {{"--init-video", r.init_video}, {"--sr-model", r.sr_model}});
+  // The file written while clips finish (MP4, MOV, MKV) is ours by its name
+  // only; one already there is someone's, or a killed run's, and is kept.
+  if (!r.out.empty() && streams_while_writing(r.out) && std::filesystem::exists(video::streaming_path(r.out)))
+    fail("--out", video::streaming_path(r.out) + " already exists (a killed run leaves one): remove it if it is not "
+                  "needed, or write to another file");
 }
 
 GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& events) {
@@ -70,9 +98,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   const int out_size = S * upscale;
   video::WriteOptions w;
   w.fps = o.fps;
-  std::string ext = std::filesystem::path(r.out).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  w.streaming = ext != ".gif";  // a GIF's palette needs every frame first
+  w.streaming = streams_while_writing(r.out);
   video::VideoWriter writer(r.out, out_size, out_size, w);
   const int64_t clips = static_cast<int64_t>(
       plan_clips(total, o.clip_frames, o.overlap, bundle.tokenizer->config.temporal_factor(), o.init_frames.defined())

@@ -8,6 +8,7 @@
 #include <memory>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "loong/core/atomic_file.h"
@@ -164,8 +165,14 @@ LongVideoGenerator LongVideoGenerator::from_bundle(const Bundle& bundle, Samplin
 
 void PromptSchedule::validate(const std::string& option) const {
   if (entries.empty()) fail(option, "required: what the video shows (or --prompts FILE)");
-  for (const auto& e : entries)
+  for (const auto& e : entries) {
     if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail(option, "is empty");
+    try {
+      (void)nlohmann::json(e.text).dump();  // nlohmann's UTF-8 check: reports and tokenizers need UTF-8
+    } catch (const nlohmann::json::exception&) {
+      fail(option, "is not UTF-8 text: " + nlohmann::json(e.text).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace));
+    }
+  }
 }
 
 void LongVideoGenerator::check_prompts(const std::vector<PromptSchedule>& schedules, const std::string& option) {
@@ -195,10 +202,10 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
   if (init) {
     const auto& v = o.init_frames;
     if (v.dim() != 4 || v.size(1) != S || v.size(2) != S || v.size(3) != 3 || v.scalar_type() != torch::kUInt8)
-      fail("--init-video", "expected uint8 frames [T, " + std::to_string(S) + ", " + std::to_string(S) +
+      fail_input("--init-video", "expected uint8 frames [T, " + std::to_string(S) + ", " + std::to_string(S) +
                                ", 3] (the model's frame size), got " + c10::str(v.sizes()));
     if (v.size(0) < o.overlap)
-      fail("--init-video", "has " + std::to_string(v.size(0)) + " frames; at least " + std::to_string(o.overlap) +
+      fail_input("--init-video", "has " + std::to_string(v.size(0)) + " frames; at least " + std::to_string(o.overlap) +
                                " (--overlap-frames) are needed");
   }
   const auto plans = plan_clips(total, o.clip_frames, o.overlap, f, init);

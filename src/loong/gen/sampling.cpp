@@ -20,6 +20,18 @@ void validate(const SamplingOptions& o) {
   if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p", "must be in (0, 1], got " + std::to_string(o.top_p));
 }
 
+namespace {
+
+// Scores that overflow (a diverged checkpoint, a huge --cfg) give NaN
+// probabilities, which multinomial would report as an internal error.
+void require_finite(const at::Tensor& probs) {
+  if (!probs.isfinite().all().item<bool>())
+    fail("sampling", "the model's scores for the next code are not finite numbers (a diverged checkpoint, or a "
+                     "guidance scale --cfg too large for them)");
+}
+
+}  // namespace
+
 at::Tensor cfg_combine(const at::Tensor& cond, const at::Tensor& uncond, double scale) {
   return uncond + scale * (cond - uncond);
 }
@@ -42,6 +54,7 @@ at::Tensor sample_codes(const at::Tensor& logits, const SamplingOptions& o, at::
     auto before = probs.cumsum(-1) - probs;
     probs = probs.masked_fill(before >= o.top_p, 0);
   }
+  require_finite(probs);
   auto pick = torch::multinomial(probs, 1, false, gen);  // [B, 1] positions in the top k
   return idx.gather(-1, pick).squeeze(-1);
 }
@@ -58,6 +71,7 @@ at::Tensor sampling_probs(const at::Tensor& logits, const SamplingOptions& o) {
   auto probs = torch::softmax(vals, -1);
   if (o.top_p < 1) probs = probs.masked_fill(probs.cumsum(-1) - probs >= o.top_p, 0);
   probs = probs / probs.sum(-1, true);
+  require_finite(probs);
   return out.scatter_(1, idx.to(torch::kCPU), probs);
 }
 

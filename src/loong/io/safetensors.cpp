@@ -54,7 +54,7 @@ uint64_t read_u64_le(const unsigned char* p) {
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK);  // a pipe's open would wait for a writer
     if (fd_ < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -111,7 +111,7 @@ Header parse_header(const std::string& path, const unsigned char* bytes, uint64_
   json header;
   try {
     header = json::parse(bytes + 8, bytes + 8 + n, cb);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
   }
   if (!duplicate.empty()) fail(path, "duplicate tensor name " + squote(duplicate));

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/io/image.h"
 
@@ -58,6 +59,8 @@ ConvertResult convert(const std::string& in, const std::string& out, const ReadO
   // Stream: frames go from the reader to the writer one at a time, so a long
   // or large video never has to fit in memory.
   validate(r);
+  require_distinct_paths({{"output", out}, {"output's partial file", write.streaming ? streaming_path(out) : ""}},
+                         {{"input", in}});
   const Info info = probe(in, r, /*count_frames=*/false);  // header only
   // Without a video stream, read_frames below says exactly what is wrong.
   const double native = info.video_stream >= 0 ? info.streams[info.video_stream].fps : 0;
@@ -85,6 +88,7 @@ SheetResult write_sheet(const std::string& in, const std::string& out, const Rea
   // Keep only the frames shown: the first at or after each of `tiles`
   // evenly spaced times over the clip's duration.
   validate(r);
+  require_distinct_paths({{"output", out}}, {{"input", in}});
   const Info info = probe(in, r, /*count_frames=*/false);  // header only
   const double start = r.start;
   double end = info.duration > 0 ? info.duration : 0;

@@ -19,6 +19,7 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/io/ffmpeg_util.h"
 #include "loong/io/video.h"
@@ -112,8 +113,8 @@ class Input {
   Input(const std::string& path, const ReadOptions& limits) : path_(path) {
     quiet_ffmpeg_log();
     std::error_code ec;
-    if (!fs::exists(path, ec)) fail(path, "no such file");
     if (fs::is_directory(path, ec)) fail(path, "expected a video file, got a folder");
+    require_regular_file(path);  // a pipe would block FFmpeg's open forever
     if (fs::file_size(path, ec) == 0) fail(path, "empty file (0 bytes)");
     fmt_ = avformat_alloc_context();
     if (!fmt_) throw Error("out of memory");

@@ -187,6 +187,11 @@ struct VideoWriter::Impl {
     if (!gif && ext != ".mp4" && ext != ".mov" && ext != ".mkv")
       fail(p, "unsupported output extension " + squote(ext) + " (expected .mp4, .mov, .mkv or .gif)");
     if (gif && o.streaming) fail(p, "GIFs cannot be streamed (a palette needs every frame): use .mp4");
+    // The partial file is ours by its name only: one already there may be
+    // someone's, so it is never replaced.
+    if (o.streaming && fs::exists(streaming_path(p)))
+      fail(streaming_path(p), "already exists (a killed run leaves one): remove it if it is not needed, "
+                              "or write to another file");
     if (w <= 0 || h <= 0 || w > 16384 || h > 16384)
       fail(p, "frame size " + std::to_string(w) + "x" + std::to_string(h) + " is out of range");
     if (!(o.fps > 0) || o.fps > 1000) fail(p, "fps must be in (0, 1000], got " + std::to_string(o.fps));
@@ -327,6 +332,15 @@ struct VideoWriter::Impl {
       av_frame_unref(out.get());
     }
     gifmux.finish();
+  }
+
+  // A streamed file that never got a frame (an error before the first clip)
+  // is not worth keeping; one with frames is, as what was finished.
+  ~Impl() {
+    if (!opts.streaming || closed || frames > 0) return;
+    mux.reset();
+    std::error_code ec;
+    fs::remove(streaming_path(path), ec);
   }
 
   void close() {

@@ -155,12 +155,13 @@ struct ShardReader::Impl {
 ShardReader::ShardReader(const std::string& path) : impl_(std::make_unique<Impl>()) {
   auto& m = *impl_;
   m.path = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a pipe's open would otherwise wait for a writer.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(path, fs::exists(path) ? "cannot open the shard" : "no such file");
   struct stat st {};
-  if (fstat(fd, &st) != 0) {
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, "cannot stat the shard");
+    fail(path, "expected a regular file (a token shard)");
   }
   m.bytes = static_cast<size_t>(st.st_size);
   if (m.bytes < kHeader + kFooter) {

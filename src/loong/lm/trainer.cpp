@@ -71,9 +71,10 @@ double peak_rss_mb() {
   return ru.ru_maxrss / 1024.0;
 }
 
+// The stem of a ZeRO-1 rank's optimizer file (store::save_optimizer adds .safetensors).
 std::string optimizer_shard_name(int rank, int world) {
   char b[64];
-  std::snprintf(b, sizeof b, "optimizer-%05d-of-%05d.pt", rank, world);
+  std::snprintf(b, sizeof b, "optimizer-%05d-of-%05d", rank, world);
   return b;
 }
 
@@ -129,25 +130,25 @@ struct LmTrainer::State {
     return std::make_unique<torch::optim::AdamW>(std::move(groups), o);
   }
 
-  // A checkpoint's optimizer state, whole (optimizer.pt) or in the shards of
+  // A checkpoint's optimizer state, whole (optimizer.safetensors) or in the shards of
   // a ZeRO-1 run of any world size, into this rank's optimizer: its share.
   void load_optimizer_state(const fs::path& ck, const nlohmann::json& tj) {
     const int shards = tj.value("optimizer_shards", 0);
     if (shards == 0 && !zero()) {
-      store::load_optimizer(*opt, (ck / "optimizer.pt").string(), opts.device);
+      store::load_optimizer(*opt, ck.string(), "optimizer");
       return;
     }
     const auto wanted = mine();
     if (shards == 0) {
       auto whole = make_optimizer(params);
-      store::load_optimizer(*whole, (ck / "optimizer.pt").string(), opts.device);
+      store::load_optimizer(*whole, ck.string(), "optimizer");
       move_optimizer_state(*whole, *opt, wanted);
       return;
     }
     const auto own = optimizer_owners(params, shards);
     for (int r = 0; r < shards; ++r) {
       auto part = make_optimizer(owned_by(r, own));
-      store::load_optimizer(*part, (ck / optimizer_shard_name(r, shards)).string(), opts.device);
+      store::load_optimizer(*part, ck.string(), optimizer_shard_name(r, shards));
       move_optimizer_state(*part, *opt, wanted);
     }
   }
@@ -401,7 +402,7 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
     if (saved.model.to_json() != cfg.model.to_json())
       fail(s.opts.run_dir, "the model config differs from the checkpoint's (" + resume_from +
                                "); a run can only be resumed with the same model");
-    s.step = get_int(tj, "step", tj_path);
+    s.step = store::checkpoint_step(tj, tj_path, ck.string());
     s.elapsed_before = get_number(tj, "elapsed_s", tj_path);
     s.skipped = get_int(tj, "skipped_steps", tj_path);
     s.bad_in_row = static_cast<int>(get_int(tj, "bad_in_row", tj_path));
@@ -609,19 +610,18 @@ void LmTrainer::save_checkpoint() {
       fs::create_directories(partial);
     }
     s.group->barrier(at + " (its folder)");
-    write_file_atomic((fs::path(partial) / optimizer_shard_name(s.rank(), s.world())).string(),
-                      store::optimizer_bytes(*s.opt));
+    store::save_optimizer(partial, optimizer_shard_name(s.rank(), s.world()), *s.opt);
     s.group->barrier(at + " (the optimizer shards)");
   }
   if (s.root())
   store::write_checkpoint(s.opts.run_dir, s.step, s.cfg.keep_checkpoints, [&](const std::string& dir) {
     // Every rank's optimizer shard must be here before the folder counts as a checkpoint.
     for (int r = 0; s.zero() && r < s.world(); ++r)
-      if (!fs::exists(fs::path(dir) / optimizer_shard_name(r, s.world())))
+      if (!store::has_optimizer(dir, optimizer_shard_name(r, s.world())))
         fail(dir, "rank " + std::to_string(r) + "'s optimizer shard (" + optimizer_shard_name(r, s.world()) +
                       ") is not here: the run folder must be on a file system every rank shares (docs/distributed.md)");
     save_lm(dir, s.model, {{"step", std::to_string(s.step)}});
-    if (!s.zero()) write_file_atomic((fs::path(dir) / "optimizer.pt").string(), store::optimizer_bytes(*s.opt));
+    if (!s.zero()) store::save_optimizer(dir, "optimizer", *s.opt);
     safetensors::save((fs::path(dir) / "trainer.safetensors").string(),
                       {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}});
     nlohmann::json tj = {{"format", "loong-lm-trainer"},

@@ -7,7 +7,7 @@
 //   run.json            the resolved training config (model vocabulary included)
 //   log.jsonl           one JSON object per step (loss, per-range losses, grad norm, lr, tokens/s, ms)
 //   loss_curves.png     smoothed per-range losses (the paper's Fig. 3), redrawn every plot_every steps
-//   checkpoints/step-NNNNNNNN/{model.safetensors, config.json, optimizer.pt, trainer.safetensors, trainer.json}
+//   checkpoints/step-NNNNNNNN/{model.safetensors, config.json, optimizer.safetensors, trainer.safetensors, trainer.json}
 //
 // Batches are a function of (seed, step) alone, so a checkpoint's step is its
 // data position, and resuming is exact: on the CPU, N steps + resume + N

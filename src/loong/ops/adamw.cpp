@@ -1,6 +1,7 @@
 #include "loong/ops/adamw.h"
 
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <type_traits>
@@ -10,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "loong/core/error.h"
 #include "loong/core/torch_compat.h"
 
 namespace loong {
@@ -47,6 +49,68 @@ void move_optimizer_state(torch::optim::Optimizer& from, torch::optim::Optimizer
     to.state()[state_key(p)] = std::move(it->second);
     from.state().erase(it);
   }
+}
+
+std::vector<std::pair<std::string, at::Tensor>> adamw_state_tensors(const torch::optim::Optimizer& opt) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  const auto& groups = opt.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& ps = groups[g].params();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      auto it = opt.state().find(state_key(ps[i]));
+      if (it == opt.state().end() || !it->second) continue;
+      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      const std::string k = std::to_string(g) + "." + std::to_string(i) + ".";
+      out.emplace_back(k + "step", torch::tensor(static_cast<int64_t>(st.step()), torch::kLong));
+      out.emplace_back(k + "exp_avg", st.exp_avg());
+      out.emplace_back(k + "exp_avg_sq", st.exp_avg_sq());
+      if (st.max_exp_avg_sq().defined()) out.emplace_back(k + "max_exp_avg_sq", st.max_exp_avg_sq());
+    }
+  }
+  return out;
+}
+
+void load_adamw_state(torch::optim::Optimizer& opt, const std::map<std::string, at::Tensor>& tensors,
+                      const std::string& where) {
+  std::set<std::string> used;
+  auto& groups = opt.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& ps = groups[g].params();
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const at::Tensor& p = ps[i];
+      const std::string k = std::to_string(g) + "." + std::to_string(i) + ".";
+      auto find = [&](const char* name) -> const at::Tensor* {
+        auto it = tensors.find(k + name);
+        if (it == tensors.end()) return nullptr;
+        used.insert(it->first);
+        return &it->second;
+      };
+      const at::Tensor* step = find("step");
+      const at::Tensor* m = find("exp_avg");
+      const at::Tensor* v = find("exp_avg_sq");
+      const at::Tensor* mx = find("max_exp_avg_sq");
+      if (!step && !m && !v && !mx) continue;  // a parameter not updated yet
+      if (!step || !m || !v) fail(where, "parameter " + k + " has only part of its optimizer state");
+      if (step->dim() != 0 || step->scalar_type() != torch::kLong || step->item<int64_t>() < 0)
+        fail(where, "tensor " + squote(k + "step") + ": expected a non-negative int64 scalar");
+      auto moment = [&](const at::Tensor* x, const char* name) {
+        if (!x->is_floating_point() || x->sizes() != p.sizes())
+          fail(where, "tensor " + squote(k + name) + " is " + std::string(c10::toString(x->scalar_type())) + " " +
+                          c10::str(x->sizes()) + "; its parameter is " + c10::str(p.sizes()) +
+                          " (written for another model, or another number of ranks?)");
+        return x->to(p.device(), p.scalar_type()).contiguous();
+      };
+      auto st = std::make_unique<torch::optim::AdamWParamState>();
+      st->step(step->item<int64_t>());
+      st->exp_avg(moment(m, "exp_avg"));
+      st->exp_avg_sq(moment(v, "exp_avg_sq"));
+      if (mx) st->max_exp_avg_sq(moment(mx, "max_exp_avg_sq"));
+      opt.state()[state_key(p)] = std::move(st);
+    }
+  }
+  for (const auto& kv : tensors)
+    if (!used.count(kv.first))
+      fail(where, "unexpected tensor " + squote(kv.first) + " (written for another model, or another number of ranks?)");
 }
 
 void adamw_step(torch::optim::AdamW& opt, bool fused) {

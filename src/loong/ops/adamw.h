@@ -8,6 +8,9 @@
 // (decoupled weight decay, bias-corrected moments); the fused kernel orders
 // its arithmetic differently, so results agree to float rounding, not bits.
 #pragma once
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/optim/adamw.h>
@@ -28,5 +31,18 @@ void adamw_step(torch::optim::AdamW& opt, bool fused);
 // `from` are left without state in `to`.
 void move_optimizer_state(torch::optim::Optimizer& from, torch::optim::Optimizer& to,
                           const std::vector<at::Tensor>& params);
+
+// AdamW's state as named tensors, for a checkpoint: "G.I.step" (an int64
+// scalar), "G.I.exp_avg", "G.I.exp_avg_sq" and, with amsgrad,
+// "G.I.max_exp_avg_sq", for the I-th parameter of group G that has state.
+std::vector<std::pair<std::string, at::Tensor>> adamw_state_tensors(const torch::optim::Optimizer& opt);
+
+// The reverse, checked, so that no file can put a tensor of the wrong shape
+// into the optimizer: every name must be one of those for a parameter of
+// `opt`, each moment floating point with the parameter's shape, each step a
+// non-negative int64 scalar. Moments move to their parameter's device and
+// type. Errors name `where`.
+void load_adamw_state(torch::optim::Optimizer& opt, const std::map<std::string, at::Tensor>& tensors,
+                      const std::string& where);
 
 }  // namespace loong

@@ -18,6 +18,7 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/io/safetensors.h"
+#include "loong/ops/adamw.h"
 
 namespace fs = std::filesystem;
 
@@ -58,28 +59,40 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
+int64_t checkpoint_step(const nlohmann::json& tj, const std::string& json_path, const std::string& checkpoint_dir) {
+  const int64_t step = get_int(tj, "step", json_path);
+  const std::string folder = fs::path(checkpoint_dir).filename().string();
+  if (step < 0 || (folder.rfind("step-", 0) == 0 && folder != step_name(step)))
+    fail(json_path, "key 'step': " + std::to_string(step) + " is not the step of its checkpoint folder " + folder);
+  return step;
+}
+
 void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
 }
 
-std::string optimizer_bytes(const torch::optim::Optimizer& opt) {
-  torch::serialize::OutputArchive ar;
-  opt.save(ar);
-  std::ostringstream os;
-  ar.save_to(os);
-  return os.str();
+void save_optimizer(const std::string& dir, const std::string& stem, const torch::optim::Optimizer& opt) {
+  safetensors::save((fs::path(dir) / (stem + ".safetensors")).string(), adamw_state_tensors(opt),
+                    {{"format", "loong-adamw"}});
 }
 
-void load_optimizer(torch::optim::Optimizer& opt, const std::string& path, c10::Device device) {
-  std::istringstream is(read_file(path));
-  try {
-    torch::serialize::InputArchive ar;
-    ar.load_from(is, device);
-    opt.load(ar);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    fail(path, "cannot read optimiser state: " + what.substr(0, what.find('\n')));
-  }
+void load_optimizer(torch::optim::Optimizer& opt, const std::string& dir, const std::string& stem) {
+  const std::string path = (fs::path(dir) / (stem + ".safetensors")).string();
+  std::error_code ec;
+  if (!fs::exists(path, ec) && fs::exists(fs::path(dir) / (stem + ".pt"), ec))
+    fail((fs::path(dir) / (stem + ".pt")).string(),
+         "optimizer state in LibTorch's archive format, written by an older loong, is no longer read (a damaged "
+         "archive could corrupt memory); start a new run from these weights with --init " + dir);
+  std::map<std::string, std::string> meta;
+  const auto tensors = safetensors::load(path, &meta);
+  if (meta["format"] != "loong-adamw")
+    fail(path, "expected optimizer state (metadata format 'loong-adamw'), got " + squote(meta["format"]));
+  load_adamw_state(opt, tensors, path);
+}
+
+bool has_optimizer(const std::string& dir, const std::string& stem) {
+  std::error_code ec;
+  return fs::exists(fs::path(dir) / (stem + ".safetensors"), ec) || fs::exists(fs::path(dir) / (stem + ".pt"), ec);
 }
 
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir) {

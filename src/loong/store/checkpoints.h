@@ -36,13 +36,23 @@ void load_named_tensors(torch::nn::Module& m, const std::map<std::string, torch:
 
 // "step-00001234"
 std::string step_name(int64_t step);
+// The step a checkpoint's trainer.json records (key "step"), checked: a
+// non-negative integer, and the one its folder's name says (step-N).
+int64_t checkpoint_step(const nlohmann::json& trainer_json, const std::string& json_path,
+                        const std::string& checkpoint_dir);
 
 // Sets the learning rate of every AdamW parameter group.
 void set_lr(torch::optim::Optimizer& opt, double lr);
 
-// Optimiser state (moments, step counts) as LibTorch archive bytes, and back.
-std::string optimizer_bytes(const torch::optim::Optimizer& opt);
-void load_optimizer(torch::optim::Optimizer& opt, const std::string& path, c10::Device device);
+// Optimiser state (AdamW's moments and step counts) in DIR/STEM.safetensors
+// (metadata "format": "loong-adamw"), and back, checked tensor by tensor
+// (ops/adamw.h). Checkpoints of loong before 2026-12 held a LibTorch archive,
+// STEM.pt, instead: it is not read (a damaged one could corrupt memory in
+// LibTorch's reader), and the error says how to go on from its weights.
+void save_optimizer(const std::string& dir, const std::string& stem, const torch::optim::Optimizer& opt);
+void load_optimizer(torch::optim::Optimizer& opt, const std::string& dir, const std::string& stem);
+// Whether DIR holds STEM's optimizer state (in either form).
+bool has_optimizer(const std::string& dir, const std::string& stem);
 
 // Complete checkpoint folders of a run, oldest first, with their steps.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& run_dir);

@@ -19,6 +19,7 @@
 #include "loong/core/runtime.h"
 #include "loong/dist/grad_sync.h"
 #include "loong/core/torch_compat.h"
+#include "loong/core/torchscript.h"
 #include "loong/io/image.h"
 #include "loong/io/safetensors.h"
 #include "loong/tokenizer/checkpoint.h"
@@ -30,7 +31,7 @@ namespace fs = std::filesystem;
 namespace loong::tokenizer {
 
 using store::load_optimizer;
-using store::optimizer_bytes;
+using store::save_optimizer;
 using store::set_lr;
 using store::step_name;
 
@@ -216,13 +217,7 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   }
   s.lecam.decay = t.lecam_decay;
   if (!t.perceptual_model.empty() && t.perceptual_weight > 0) {
-    try {
-      s.perceptual = torch::jit::load(t.perceptual_model, s.opts.device);
-    } catch (const c10::Error& e) {
-      std::string what = e.what_without_backtrace();
-      fail(t.perceptual_model, "cannot load the perceptual network as TorchScript: " + what.substr(0, what.find('\n')));
-    }
-    s.perceptual->eval();
+    s.perceptual = load_torchscript(t.perceptual_model, s.opts.device, "a TorchScript perceptual network, e.g. LPIPS");
     for (auto p : s.perceptual->parameters()) p.set_requires_grad(false);
   }
 
@@ -230,11 +225,12 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
     const fs::path ck(resume_from);
     const std::string tj_path = (ck / "trainer.json").string();
     auto tj = read_json_file(tj_path);
-    auto saved = RunConfig::from_json(tj.at("config"), tj_path + ": config");
+    if (!tj.contains("config")) fail(tj_path, "key 'config': missing");
+    auto saved = RunConfig::from_json(tj["config"], tj_path + ": config");
     if (saved.model.to_json() != s.cfg.model.to_json())
       fail(s.opts.run_dir, "the model config differs from the checkpoint's (" + resume_from +
                                "); a run can only be resumed with the same model");
-    s.step = get_int(tj, "step", tj_path);
+    s.step = store::checkpoint_step(tj, tj_path, ck.string());
     s.elapsed_before = get_number(tj, "elapsed_s", tj_path);
     if (tj.contains("lecam")) {
       s.lecam.real = get_number(tj["lecam"], "real", tj_path);
@@ -246,10 +242,10 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
     load_named_tensors(*s.model, tensors, ts, "model.");
     std::map<std::string, torch::Tensor> ema_t = safetensors::load((ck / "model.safetensors").string());
     load_named_tensors(*s.ema, ema_t, (ck / "model.safetensors").string());
-    load_optimizer(*s.opt, (ck / "optimizer.pt").string(), s.opts.device);
-    if (s.disc && fs::exists(ck / "disc_optimizer.pt")) {
+    load_optimizer(*s.opt, ck.string(), "optimizer");
+    if (s.disc && store::has_optimizer(ck.string(), "disc_optimizer")) {
       load_named_tensors(*s.disc, tensors, ts, "disc.");
-      load_optimizer(*s.dopt, (ck / "disc_optimizer.pt").string(), s.opts.device);
+      load_optimizer(*s.dopt, ck.string(), "disc_optimizer");
     }
     s.saved_step = s.step;
     s.print("resumed from " + resume_from + " at step " + std::to_string(s.step));
@@ -446,8 +442,8 @@ void TokenizerTrainer::save_checkpoint() {
     if (s.disc)
       for (auto& [n, v] : named_tensors(*s.disc)) state.emplace_back("disc." + n, v);
     safetensors::save((tmp / "trainer.safetensors").string(), state);
-    write_file_atomic((tmp / "optimizer.pt").string(), optimizer_bytes(*s.opt));
-    if (s.dopt) write_file_atomic((tmp / "disc_optimizer.pt").string(), optimizer_bytes(*s.dopt));
+    save_optimizer(dir, "optimizer", *s.opt);
+    if (s.dopt) save_optimizer(dir, "disc_optimizer", *s.dopt);
     nlohmann::json tj = {{"format", "loong-tokenizer-trainer"},
                          {"step", s.step},
                          {"elapsed_s", s.elapsed()},

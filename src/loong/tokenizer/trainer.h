@@ -8,7 +8,7 @@
 //   log.jsonl                 one JSON object per step
 //   samples/step-NNNNNNNN.png originals (odd rows) over reconstructions (even rows)
 //   checkpoints/step-NNNNNNNN/{model.safetensors, config.json,   <- a model folder (EMA weights)
-//                              trainer.safetensors, optimizer.pt, disc_optimizer.pt, trainer.json}
+//                              trainer.safetensors, optimizer.safetensors, disc_optimizer.safetensors, trainer.json}
 #pragma once
 #include <cstdint>
 #include <functional>
