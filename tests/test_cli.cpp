@@ -82,6 +82,7 @@ TEST(Cli, BadFlagsGiveOneLineAndExitTwo) {
   expect_one_line_error(run("data moving-fashion --out x --split nope"), 2, "--split");
   expect_one_line_error(run("data moving-fashion --videos 2"), 2, "--out");
   expect_one_line_error(run("frobnicate"), 2, "frobnicate");
+  expect_one_line_error(run("video bogus"), 2, "unknown command 'bogus'");
   expect_one_line_error(run(""), 2, "subcommand");
   // Values the command itself checks exit 2 as well, whatever the check's place.
   expect_one_line_error(run("video convert a.mp4 b.mp4 --fps nan"), 2, "--fps");
@@ -110,6 +111,15 @@ TEST(Cli, ClashingPathsPipesAndDevicesAreRefusedBeforeAnyWork) {
   expect_one_line_error(run(m), 2, "v.partial.mp4");
   EXPECT_EQ(loong::test::read_bytes(dir / "v.partial.mp4"), "someone's");
   fs::remove(dir / "v.partial.mp4");
+  loong::test::write_bytes(dir / "story.txt", "a red shirt\n");
+  expect_one_line_error(run("generate --model " + (dir / "none") + " --prompts " + (dir / "story.txt") + " --out " +
+                            (dir / "v.mp4") + " --report " + (dir / "story.txt")),
+                        2, "is also --prompts");
+  EXPECT_EQ(loong::test::read_bytes(dir / "story.txt"), "a red shirt\n");
+  loong::test::write_bytes(dir / "bad.txt", "a red \xff shirt\n");
+  expect_one_line_error(run("generate --model " + (dir / "none") + " --prompts " + (dir / "bad.txt") + " --out " +
+                            (dir / "v.mp4")),
+                        1, "bad.txt:1: is not UTF-8");
   // A command never writes over what it reads.
   loong::test::write_bytes(dir / "a.mp4", "precious");
   expect_one_line_error(run("video convert " + (dir / "a.mp4") + " " + dir.path().string() + "/../" +
@@ -143,6 +153,9 @@ TEST(Cli, ModelFolderReplacesOnlyBundles) {
   loong::test::write_bytes(dir / "mine/notes.txt", "keep");
   expect_one_line_error(run("model init --force --out " + (dir / "mine")), 1, "not a model bundle");
   EXPECT_EQ(loong::test::read_bytes(dir / "mine/notes.txt"), "keep");
+  fs::create_directories(dir / "repo/.git");  // hidden files are someone's too
+  expect_one_line_error(run("model init --force --out " + (dir / "repo")), 1, "not a model bundle");
+  EXPECT_TRUE(fs::exists(dir / "repo/.git"));
   loong::test::write_bytes(dir / "plain", "keep");
   expect_one_line_error(run("model init --force --out " + (dir / "plain")), 1, "not a model bundle");
   EXPECT_EQ(loong::test::read_bytes(dir / "plain"), "keep");

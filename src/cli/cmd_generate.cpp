@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/status_line.h"
+#include "loong/core/atomic_file.h"
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
 #include "loong/core/runtime.h"
@@ -92,6 +93,8 @@ void add_generate_command(CLI::App& app, Globals& g) {
     r.sheet = a->sheet;
     r.report = a->report;
     gen::validate_settings(r);  // the flags, before the prompts file is read
+    require_distinct_paths({{"--out", a->out}, {"--sheet", a->sheet}, {"--report", a->report}},
+                           {{"--prompts", a->prompts}});
     r.prompts = a->prompts.empty() ? gen::PromptSchedule::single(a->prompt) : gen::PromptSchedule::load(a->prompts);
     gen::validate(r);  // everything typed, before the model is loaded
     r.device = parse_device(a->device);

@@ -60,7 +60,9 @@ int main(int argc, char** argv) {
     }
     std::string msg = first_line(e.what());
     // "A subcommand is required" hides the real problem when a word was given.
-    const auto left = sub->remaining();
+    // With fallthrough, a stray word may have gone up to the top.
+    auto left = sub->remaining();
+    if (left.empty()) left = app.remaining();
     if (!sub->get_subcommands({}).empty() && !left.empty() && left.front().rfind("-", 0) != 0) {
       msg = "unknown command '" + left.front() + "'; expected one of:";
       for (const CLI::App* c : sub->get_subcommands({})) msg += " " + c->get_name();

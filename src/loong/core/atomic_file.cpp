@@ -150,11 +150,11 @@ void require_regular_file(const std::string& path) {
 namespace {
 
 bool same_file(const std::string& a, const std::string& b) {
-  std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
-  const auto ca = fs::weakly_canonical(fs::absolute(a, ec), ec);
-  const auto cb = fs::weakly_canonical(fs::absolute(b, ec), ec);
-  return ca == cb;
+  std::error_code ea, eb;
+  if (fs::exists(a, ea) && fs::exists(b, eb)) return fs::equivalent(a, b, ea) && !ea;
+  const auto ca = fs::weakly_canonical(fs::absolute(a, ea), ea);
+  const auto cb = fs::weakly_canonical(fs::absolute(b, eb), eb);
+  return !ea && !eb && ca == cb;  // a path that cannot be resolved is not taken for another
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <vector>
@@ -103,7 +104,13 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
       std::snprintf(buf, sizeof buf, "%06zu.mp4", first + i);
       return opt.out + "/videos/" + buf;
     };
-    for (size_t i = 0; i < n; ++i) writers.push_back(std::make_unique<video::VideoWriter>(name(i), S, S, w));
+    for (size_t i = 0; i < n; ++i) {
+      // OUT/videos is this command's own folder: what a killed run left
+      // there is its own, and a rerun replaces it.
+      std::error_code ec;
+      std::filesystem::remove(video::streaming_path(name(i)), ec);
+      writers.push_back(std::make_unique<video::VideoWriter>(name(i), S, S, w));
+    }
     const std::vector<gen::PromptSchedule> schedules(all_prompts.begin() + static_cast<std::ptrdiff_t>(first),
                                                      all_prompts.begin() + static_cast<std::ptrdiff_t>(first + n));
     gen::LongVideoCallbacks cb;

@@ -127,17 +127,21 @@ c10::ScalarType weights_type(const std::string& name) {
 }
 
 // A folder this code wrote (a bundle, or one left half-written by a killed
-// run): nothing in it but a bundle's parts and our hidden temporaries. Only
+// run): nothing in it but a bundle's parts and our hidden temporaries
+// (.NAME.tmp-PID-N, core/atomic_file.h), and a loong.json when `whole`. Only
 // such a folder is ever deleted or replaced.
-bool bundle_layout(const fs::path& dir) {
+bool bundle_layout(const fs::path& dir, bool whole) {
   std::error_code ec;
   if (!fs::is_directory(fs::symlink_status(dir, ec))) return false;
+  bool described = false;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
-    if (name != "tokenizer" && name != "lm" && name != "text" && name != "loong.json" && name.rfind('.', 0) != 0)
+    described = described || name == "loong.json";
+    const bool ours_temporary = name.rfind('.', 0) == 0 && name.find(".tmp-") != std::string::npos;
+    if (name != "tokenizer" && name != "lm" && name != "text" && name != "loong.json" && !ours_temporary)
       return false;
   }
-  return !ec;
+  return !ec && (described || !whole);
 }
 
 // Removes a leftover of an earlier run at `path` (X.partial, X.old) if it is
@@ -145,7 +149,7 @@ bool bundle_layout(const fs::path& dir) {
 void remove_leftover(const fs::path& path, const std::string& out) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(path, ec))) return;
-  if (!bundle_layout(path))
+  if (!bundle_layout(path, /*whole=*/false))
     fail(path.string(), "is in the way of writing " + out + " and was not made by loong; move it away");
   fs::remove_all(path, ec);
 }
@@ -159,8 +163,8 @@ std::string bundle_out(const std::string& out_arg, bool overwrite) {
   const std::string out = out_path.string();
   if (out.empty() || out == "." || out == "..") fail(out_arg, "expected a folder name for the bundle");
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(out, ec)) && !(fs::is_directory(out) && fs::is_empty(out))) {
-    if (!bundle_layout(out))
+  if (fs::exists(fs::symlink_status(out, ec)) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec))) {
+    if (!bundle_layout(out, /*whole=*/true))
       fail(out, "exists and is not a model bundle; --force replaces only a bundle, so choose another folder");
     if (!overwrite) fail(out, "exists and is not empty (use --force to replace it)");
   }
@@ -230,9 +234,10 @@ void write_random_bundle(const RandomBundleOptions& o) {
   } removed{tmp};
   if (text_dir.empty()) {
     // A folder of our own in the system's temporary folder: nothing of the user's is in the way.
-    tmp = (fs::temp_directory_path() / ("loong-text-" + std::to_string(::getpid()) + "-" + std::to_string(o.seed)))
-              .string();
     std::error_code ec;
+    fs::path temp_root = fs::temp_directory_path(ec);
+    if (ec) temp_root = "/tmp";
+    tmp = (temp_root / ("loong-text-" + std::to_string(::getpid()) + "-" + std::to_string(o.seed))).string();
     fs::remove_all(tmp, ec);
     text::TextTrainOptions to;
     to.vocab_size = o.text_vocab;

@@ -78,6 +78,20 @@ PromptSchedule PromptSchedule::single(const std::string& text) {
   return s;
 }
 
+namespace {
+
+// Reports and the text tokenizer need UTF-8; nlohmann's serializer checks it.
+bool is_utf8(const std::string& text) {
+  try {
+    (void)nlohmann::json(text).dump();
+    return true;
+  } catch (const nlohmann::json::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
 PromptSchedule PromptSchedule::parse(const std::string& content, const std::string& where) {
   PromptSchedule s;
   std::istringstream in(content);
@@ -108,6 +122,7 @@ PromptSchedule PromptSchedule::parse(const std::string& content, const std::stri
       if (s.entries.empty() && e.start != 0) fail(at, "the first timed prompt must start at 0, got " + std::to_string(e.start));
     }
     if (e.text.empty()) fail(at, "empty prompt");
+    if (!is_utf8(e.text)) fail(at, "is not UTF-8 text");
     s.entries.push_back(e);
     if (timed != 0 && timed != static_cast<int>(s.entries.size()))
       fail(at, "mix of timed ('SECONDS: prompt') and untimed lines; use one form for the whole file");
@@ -167,11 +182,8 @@ void PromptSchedule::validate(const std::string& option) const {
   if (entries.empty()) fail(option, "required: what the video shows (or --prompts FILE)");
   for (const auto& e : entries) {
     if (e.text.find_first_not_of(" \t\r\n") == std::string::npos) fail(option, "is empty");
-    try {
-      (void)nlohmann::json(e.text).dump();  // nlohmann's UTF-8 check: reports and tokenizers need UTF-8
-    } catch (const nlohmann::json::exception&) {
+    if (!is_utf8(e.text))
       fail(option, "is not UTF-8 text: " + nlohmann::json(e.text).dump(-1, ' ', true, nlohmann::json::error_handler_t::replace));
-    }
   }
 }
 

@@ -62,7 +62,10 @@ std::string step_name(int64_t step) {
 int64_t checkpoint_step(const nlohmann::json& tj, const std::string& json_path, const std::string& checkpoint_dir) {
   const int64_t step = get_int(tj, "step", json_path);
   const std::string folder = fs::path(checkpoint_dir).filename().string();
-  if (step < 0 || (folder.rfind("step-", 0) == 0 && folder != step_name(step)))
+  const std::string digits = folder.rfind("step-", 0) == 0 ? folder.substr(5) : "";
+  const bool named = !digits.empty() && digits.size() <= 15 &&
+                     std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (step < 0 || (named && std::stoll(digits) != step))
     fail(json_path, "key 'step': " + std::to_string(step) + " is not the step of its checkpoint folder " + folder);
   return step;
 }
