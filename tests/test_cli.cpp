@@ -16,6 +16,7 @@
 #include "loong/io/safetensors.h"
 #include "loong/io/video.h"
 #include "loong/lm/shards.h"
+#include "cli_util.h"
 #include "detector_util.h"
 #include "lm_test_data.h"
 #include "loong/store/checkpoints.h"
@@ -23,41 +24,10 @@
 
 using loong::test::TempDir;
 
-namespace {
-
-struct Result {
-  int code;
-  std::string out, err;
-};
-
-Result run(const std::string& args) {
-  const std::string errfile = std::filesystem::temp_directory_path() / ("loong_cli_err_" + std::to_string(::getpid()));
-  const std::string cmd = std::string(LOONG_CLI_PATH) + " " + args + " 2>" + errfile;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  r.err = loong::test::read_bytes(errfile);
-  std::filesystem::remove(errfile);
-  return r;
-}
-
-int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
-
-void expect_one_line_error(const Result& r, int code, const std::string& piece) {
-  EXPECT_EQ(r.code, code) << r.err;
-  EXPECT_EQ(lines(r.err), 1) << r.err;
-  EXPECT_NE(r.err.find(piece), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("terminate called"), std::string::npos);
-  EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << "no LibTorch stack trace";
-}
-
+using loong::test::expect_one_line_error;
+using loong::test::lines;
+using loong::test::run;
 using loong::test::write_stats_detector;
-
-}  // namespace
 
 TEST(Cli, HelpListsCommandsAndDefaults) {
   auto top = run("--help");
@@ -94,85 +64,6 @@ TEST(Cli, BadFlagsGiveOneLineAndExitTwo) {
   // NaN passes CLI11's own number checks; no option takes it.
   expect_one_line_error(run("train --config tiny --out x --max-minutes nan"), 2, "--max-minutes: expected a finite");
   expect_one_line_error(run("video convert a.mp4 b.mp4 --start nan"), 2, "--start");
-}
-
-TEST(Cli, ClashingPathsPipesAndDevicesAreRefusedBeforeAnyWork) {
-  TempDir dir;
-  namespace fs = std::filesystem;
-  // generate: two outputs in one file, refused before the model is even looked for.
-  const std::string m = "generate --model " + (dir / "none") + " --prompt x --out " + (dir / "v.mp4");
-  expect_one_line_error(run(m + " --sheet " + (dir / "v.mp4")), 2, "--sheet");
-  expect_one_line_error(run(m + " --report " + dir.path().string() + "/./v.mp4"), 2, "--report");
-  expect_one_line_error(run(m + " --sheet " + dir.path().string()), 2, "is a folder");
-  loong::test::write_bytes(dir / "file", "x");
-  expect_one_line_error(run(m + " --report " + (dir / "file/r.json")), 2, "not a folder");
-  // A partial file already there may be someone's: it is kept, and the run refused.
-  loong::test::write_bytes(dir / "v.partial.mp4", "someone's");
-  expect_one_line_error(run(m), 2, "v.partial.mp4");
-  EXPECT_EQ(loong::test::read_bytes(dir / "v.partial.mp4"), "someone's");
-  fs::remove(dir / "v.partial.mp4");
-  loong::test::write_bytes(dir / "story.txt", "a red shirt\n");
-  expect_one_line_error(run("generate --model " + (dir / "none") + " --prompts " + (dir / "story.txt") + " --out " +
-                            (dir / "v.mp4") + " --report " + (dir / "story.txt")),
-                        2, "is also --prompts");
-  EXPECT_EQ(loong::test::read_bytes(dir / "story.txt"), "a red shirt\n");
-  loong::test::write_bytes(dir / "bad.txt", "a red \xff shirt\n");
-  expect_one_line_error(run("generate --model " + (dir / "none") + " --prompts " + (dir / "bad.txt") + " --out " +
-                            (dir / "v.mp4")),
-                        1, "bad.txt:1: is not UTF-8");
-  // A command never writes over what it reads.
-  loong::test::write_bytes(dir / "a.mp4", "precious");
-  expect_one_line_error(run("video convert " + (dir / "a.mp4") + " " + dir.path().string() + "/../" +
-                            dir.path().filename().string() + "/a.mp4"),
-                        1, "is also input");
-  expect_one_line_error(run("video sheet " + (dir / "a.mp4") + " " + (dir / "a.mp4")), 1, "is also input");
-  EXPECT_EQ(loong::test::read_bytes(dir / "a.mp4"), "precious");
-  // Pipes and devices: refused at once, never read (a pipe's open would wait
-  // forever; /dev/zero never ends).
-  ASSERT_EQ(::mkfifo((dir / "p.mp4").c_str(), 0600), 0);
-  expect_one_line_error(run("video info " + (dir / "p.mp4")), 1, "got a pipe");
-  ASSERT_EQ(::mkfifo((dir / "p.safetensors").c_str(), 0600), 0);
-  expect_one_line_error(run("checkpoint info " + (dir / "p.safetensors")), 1, "expected a regular file");
-  loong::test::write_bytes(dir / "m.jsonl", "{\"video\": \"p.mp4\", \"caption\": \"a pipe\"}\n");
-  auto check = run("data check " + (dir / "m.jsonl"));
-  EXPECT_EQ(check.code, 1);
-  EXPECT_NE(check.out.find("got a pipe"), std::string::npos) << check.out << check.err;
-  expect_one_line_error(run("data check /dev/zero"), 1, "/dev/zero: expected a regular file");
-  loong::test::write_bytes(dir / "empty.jsonl", "");
-  expect_one_line_error(run("data check " + (dir / "empty.jsonl")), 1, "has no entries");
-  expect_one_line_error(run("generate --model " + (dir / "none") + " --out " + (dir / "v.mp4") + " --prompts /dev/zero"),
-                        1, "/dev/zero: expected a regular file");
-}
-
-TEST(Cli, ModelFolderReplacesOnlyBundles) {
-  TempDir dir;
-  namespace fs = std::filesystem;
-  // Someone's folder at --out, even with --force: refused, untouched.
-  fs::create_directories(dir / "mine");
-  fs::create_directories(dir / "b.partial");
-  loong::test::write_bytes(dir / "mine/notes.txt", "keep");
-  expect_one_line_error(run("model init --force --out " + (dir / "mine")), 1, "not a model bundle");
-  EXPECT_EQ(loong::test::read_bytes(dir / "mine/notes.txt"), "keep");
-  fs::create_directories(dir / "repo/.git");  // hidden files are someone's too
-  expect_one_line_error(run("model init --force --out " + (dir / "repo")), 1, "not a model bundle");
-  EXPECT_TRUE(fs::exists(dir / "repo/.git"));
-  loong::test::write_bytes(dir / "plain", "keep");
-  expect_one_line_error(run("model init --force --out " + (dir / "plain")), 1, "not a model bundle");
-  EXPECT_EQ(loong::test::read_bytes(dir / "plain"), "keep");
-  // Something of someone's where the partial folder goes.
-  loong::test::write_bytes(dir / "b.partial/mine.txt", "keep");
-  expect_one_line_error(run("model init --out " + (dir / "b")), 1, "not made by loong");
-  EXPECT_EQ(loong::test::read_bytes(dir / "b.partial/mine.txt"), "keep");
-  EXPECT_FALSE(fs::exists(dir / "b"));
-  // "DIR/" is DIR: no DIR/.partial left behind; a bundle is replaced with --force.
-  ASSERT_EQ(run("model init --out " + (dir / "c") + "/").code, 0);
-  EXPECT_TRUE(fs::exists(dir / "c/loong.json"));
-  EXPECT_FALSE(fs::exists(dir / "c/.partial"));
-  EXPECT_FALSE(fs::exists(dir / "c.partial"));
-  expect_one_line_error(run("model init --out " + (dir / "c")), 1, "--force");
-  auto again = run("model init --force --out " + (dir / "c"));
-  EXPECT_EQ(again.code, 0) << again.err;
-  EXPECT_FALSE(fs::exists(dir / "c.old"));
 }
 
 TEST(Cli, BadInputsNameTheFileAndExitOne) {

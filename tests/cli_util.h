@@ -1,0 +1,49 @@
+// Running the `loong` binary in tests: its exit status, stdout and stderr,
+// and the check that an error is one clear line.
+#pragma once
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace loong::test {
+
+struct Result {
+  int code;
+  std::string out, err;
+};
+
+inline Result run(const std::string& args) {
+  const std::string errfile = std::filesystem::temp_directory_path() / ("loong_cli_err_" + std::to_string(::getpid()));
+  const std::string cmd = std::string(LOONG_CLI_PATH) + " " + args + " 2>" + errfile;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  r.err = loong::test::read_bytes(errfile);
+  std::filesystem::remove(errfile);
+  return r;
+}
+
+inline int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+inline void expect_one_line_error(const Result& r, int code, const std::string& piece) {
+  EXPECT_EQ(r.code, code) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(piece), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("terminate called"), std::string::npos);
+  EXPECT_EQ(r.err.find("Exception raised from"), std::string::npos) << "no LibTorch stack trace";
+}
+
+}  // namespace loong::test
