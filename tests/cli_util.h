@@ -12,7 +12,16 @@
 
 #include <gtest/gtest.h>
 
+#include "loong/text/text_tokenizer.h"
 #include "test_util.h"
+
+// For tests whose commands make or read a text tokenizer (`model init`,
+// `generate`): skipped in builds without SentencePiece (the sanitizer build).
+#define LOONG_NEEDS_TEXT_TOKENIZER()                                                    \
+  do {                                                                                  \
+    std::string why_;                                                                   \
+    if (!loong::text::text_tokenizer_available(&why_)) GTEST_SKIP() << "no text tokenizer: " << why_; \
+  } while (0)
 
 namespace loong::test {
 
@@ -21,9 +30,10 @@ struct Result {
   std::string out, err;
 };
 
-inline Result run(const std::string& args) {
+// `shell` goes before the command in /bin/sh (limits: "ulimit -f 64; ").
+inline Result run(const std::string& args, const std::string& shell = "") {
   const std::string errfile = std::filesystem::temp_directory_path() / ("loong_cli_err_" + std::to_string(::getpid()));
-  const std::string cmd = std::string(LOONG_CLI_PATH) + " " + args + " 2>" + errfile;
+  const std::string cmd = shell + std::string(LOONG_CLI_PATH) + " " + args + " 2>" + errfile;
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;

@@ -383,6 +383,7 @@ TEST(Cli, TrainSurvivesKillDuringCheckpointAndResumes) {
 }
 
 TEST(Cli, GenerateFromARandomBundle) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
   TempDir dir;
   const std::string model = dir / "model";
   auto init = run("model init --out " + model);
@@ -423,6 +424,12 @@ TEST(Cli, GenerateFromARandomBundle) {
     EXPECT_EQ(loong::read_json_file(dir / "g.json")["cfg"], flag.empty() ? 1.5 : 2.0) << flag;
   }
   expect_one_line_error(run("model init --cfg 0.5 --out " + (dir / "m05")), 2, "--cfg");
+  // Words the text tokenizer never saw: named in a warning (with --quiet too) and the report; the video is made.
+  auto zebra = run("generate --model " + (dir / "m15") + " --prompt 'a red zebra' --seconds 0.2 --quiet --out " +
+                   (dir / "z.mp4") + " --report " + (dir / "z.json"));
+  ASSERT_EQ(zebra.code, 0) << zebra.err;
+  EXPECT_NE(zebra.err.find("warning: the model's text tokenizer never saw 'zebra'"), std::string::npos) << zebra.err;
+  EXPECT_EQ(loong::read_json_file(dir / "z.json")["unseen_words"], nlohmann::json({"zebra"}));
 
   // Without --model: $LOONG_MODEL (else the repository's models/default).
   ::setenv("LOONG_MODEL", (dir / "m15").c_str(), 1);
@@ -509,6 +516,7 @@ TEST(Cli, GenerateBadFlags) {
 }
 
 TEST(Cli, SrTrainThenGenerateWithIt) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
   TempDir dir;
   for (int i = 0; i < 2; ++i)
     loong::video::write(dir / ("v" + std::to_string(i) + ".mp4"), loong::test::natural_clip(12, 64, 64, i));
@@ -653,6 +661,7 @@ TEST(Cli, EvalProbeTrainAndScore) {
 }
 
 TEST(Cli, EvalLongAgainstRealVideos) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
   // --real: the prompts are the captions of real videos, which are scored
   // beside the generated ones, with a probe-feature Fréchet distance per
   // segment and the jump at clip boundaries (12 s: two clips).
@@ -689,6 +698,7 @@ TEST(Cli, EvalLongAgainstRealVideos) {
 }
 
 TEST(Cli, EvalLongGeneratesScoresAndPlots) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
   TempDir dir;
   ASSERT_EQ(run("model init --out " + (dir / "model")).code, 0);
   // A probe that also learns from frames through the model's tokenizer is scored on both.

@@ -62,6 +62,7 @@ TEST(Cli, ClashingPathsPipesAndDevicesAreRefusedBeforeAnyWork) {
 }
 
 TEST(Cli, ModelFolderReplacesOnlyBundles) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
   TempDir dir;
   namespace fs = std::filesystem;
   // Someone's folder at --out, even with --force: refused, untouched.
@@ -92,3 +93,19 @@ TEST(Cli, ModelFolderReplacesOnlyBundles) {
   EXPECT_FALSE(fs::exists(dir / "c.old"));
 }
 
+
+// A full disk, simulated by a file-size limit: a write past it fails (EFBIG) as
+// one on a full disk does (ENOSPC). scripts/full_disk_trials.sh fills a real one.
+TEST(Cli, AFailedWriteKeepsTheExistingVideo) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
+  TempDir dir;
+  ASSERT_EQ(run("model init --out " + (dir / "m")).code, 0);
+  const std::string out = dir / "v.mp4", gen = "generate --model " + (dir / "m") + " --quiet --out " + out;
+  ASSERT_EQ(run(gen + " --prompt 'a red shirt' --seconds 0.2").code, 0);
+  const std::string before = loong::test::read_bytes(out);
+  auto r = run(gen + " --prompt 'a blue bag' --seconds 20 --upscale 4", "trap '' XFSZ; ulimit -f 64; ");
+  expect_one_line_error(r, 1, "write failed");
+  EXPECT_EQ(loong::test::read_bytes(out), before);
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+}

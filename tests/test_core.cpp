@@ -3,6 +3,9 @@
 #include <malloc.h>
 #endif
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "loong/core/atomic_file.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
@@ -25,6 +28,34 @@ TEST(AtomicFile, UncommittedWriteLeavesTheOldFileAndNoTemporary) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1);
   loong::write_file_atomic(dir / "sub/dir/g.txt", "made parents");
   EXPECT_EQ(loong::read_file(dir / "sub/dir/g.txt"), "made parents");
+}
+
+TEST(AtomicFile, KilledWritersTemporariesAreRemovedByTheNextWrite) {
+  TempDir dir;
+  // A process that has ended, as a kill -9 leaves it.
+  const pid_t gone = ::fork();
+  if (gone == 0) ::_exit(0);
+  ASSERT_GT(gone, 0);
+  ::waitpid(gone, nullptr, 0);
+  const std::string host = loong::host_tag();
+  const std::string dead = ".v.mp4.tmp-" + host + "-" + std::to_string(gone) + "-3";
+  const std::string other_target = ".w.bin.tmp-" + host + "-" + std::to_string(gone) + "-0";
+  const std::string alive = ".v.mp4.tmp-" + host + "-" + std::to_string(::getppid()) + "-0";  // still running
+  const std::string elsewhere = ".v.mp4.tmp-" + host + "x-" + std::to_string(gone) + "-0";      // another host
+  const std::string someones = ".notes.tmp-" + host + "-" + std::to_string(gone) + "-x";        // not our pattern
+  for (const auto& n : {dead, other_target, alive, elsewhere, someones}) loong::test::write_bytes(dir / n, "x");
+  std::filesystem::create_directories(dir / "sub");
+  loong::test::write_bytes(dir / ("sub/" + dead), "x");  // another folder: not this write's business
+
+  loong::write_file_atomic(dir / "v.mp4", "new");
+  auto here = [&](const std::string& n) { return std::filesystem::exists(dir / n); };
+  EXPECT_FALSE(here(dead));
+  EXPECT_FALSE(here(other_target));  // any target's, in the folder written to
+  EXPECT_TRUE(here(alive));
+  EXPECT_TRUE(here(elsewhere));
+  EXPECT_TRUE(here(someones));
+  EXPECT_TRUE(here("sub/" + dead));
+  EXPECT_EQ(loong::read_file(dir / "v.mp4"), "new");
 }
 
 TEST(Json, TypedAccessNamesFileAndKey) {
@@ -52,7 +83,9 @@ TEST(Runtime, ThreadsAndDevices) {
 }
 
 TEST(Runtime, KeepFreedMemoryServesLargeTensorsFromTheHeap) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+#if defined(LOONG_SANITIZED)
+  GTEST_SKIP() << "the sanitizers' allocator replaces glibc's malloc";
+#elif defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
   if (std::getenv("MALLOC_MMAP_MAX_") || std::getenv("MALLOC_TRIM_THRESHOLD_"))
     GTEST_SKIP() << "glibc's malloc settings come from the environment";
   setenv("MALLOC_MMAP_MAX_", "65536", 1);

@@ -267,6 +267,20 @@ TEST(Checkpoint, StepMatchesItsFolder) {
   expect_error([] { store::checkpoint_step({{"step", "12"}}, "t.json", "x"); }, {"t.json", "step"});
 }
 
+TEST(Checkpoint, TrainingLogIsCutBackToTheCheckpoint) {
+  loong::test::TempDir dir;
+  std::string log;
+  for (int s = 0; s < 6; ++s) log += "{\"step\": " + std::to_string(s) + ", \"loss\": " + std::to_string(s) + "}\n";
+  loong::test::write_bytes(dir / "log.jsonl", log + "{\"step\": 6, \"lo");  // a torn last line
+  auto kept = store::cut_training_log(dir.path(), 4);  // resumed at step 4: steps 4, 5 are trained again
+  ASSERT_EQ(kept.size(), 4u);
+  EXPECT_EQ(kept.back()["step"], 3);
+  EXPECT_EQ(loong::test::read_bytes(dir / "log.jsonl"), log.substr(0, log.find("{\"step\": 4")));
+  EXPECT_TRUE(store::cut_training_log(dir.path(), 0).empty());  // a new run in a killed run's folder
+  EXPECT_EQ(loong::test::read_bytes(dir / "log.jsonl"), "");
+  EXPECT_TRUE(store::cut_training_log(dir / "none", 3).empty());
+}
+
 TEST(ActivationCheckpointing, GivesTheSameGradients) {
   torch::manual_seed(6);
   auto c = micro("1d");

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "loong/core/json_util.h"
 #include "loong/text/text_tokenizer.h"
 #include "test_util.h"
 
@@ -59,6 +60,29 @@ TEST(Text, TrainEncodeDecodeRoundTrip) {
   EXPECT_EQ(TextTokenizer::load(dir / "bpe").decode(TextTokenizer::load(dir / "bpe").encode(s)), s);
 }
 
+TEST(Text, NamesTheWordsItNeverSaw) {
+  TempDir dir;
+  TextTrainOptions o;
+  o.vocab_size = 40;
+  TextTokenizer::train(captions(), o, dir / "text");
+  auto t = TextTokenizer::load(dir / "text");
+  EXPECT_TRUE(t.unseen_words("A red sneaker, moves left!").size() == 1);  // 'A': no capitals in training
+  EXPECT_EQ(t.unseen_words("a purple zebra moves left on a purple background"),
+            (std::vector<std::string>{"purple", "zebra"}));
+  EXPECT_TRUE(t.unseen_words("a blue bag drifts slowly to the right.").empty());
+  EXPECT_EQ(words_of("  \"a (red) sneaker's\tday...\n ,, "), (std::vector<std::string>{"a", "red", "sneaker's", "day"}));
+  // A folder from before words were recorded: only characters without a piece count.
+  auto info = loong::read_json_file(dir / "text/text.json");
+  info.erase("words");
+  loong::write_json_file(dir / "text/text.json", info);
+  auto old = TextTokenizer::load(dir / "text");
+  EXPECT_TRUE(old.unseen_words("a purple sneaker").empty());  // letters it has pieces for
+  EXPECT_EQ(old.unseen_words("a red zebra \xe2\x98\x83"), (std::vector<std::string>{"zebra", "\xe2\x98\x83"}));  // no 'z', no snowman
+  info["words"] = "red";
+  loong::write_json_file(dir / "text/text.json", info);
+  expect_error([&] { TextTokenizer::load(dir / "text"); }, {"text.json", "'words'"});
+}
+
 TEST(Text, ClearErrors) {
   TempDir dir;
   TextTrainOptions o;
@@ -75,6 +99,13 @@ TEST(Text, ClearErrors) {
   expect_error([&] { TextTokenizer::load(dir / "nothing"); }, {"nothing", "no text tokenizer here"});
   loong::test::write_bytes(dir / "bad.model", "not a model at all");
   expect_error([&] { TextTokenizer::load(dir / "bad.model"); }, {"bad.model", "not a SentencePiece model"});
+  try {  // SentencePiece's internals (source file, line, expression) are not shown
+    TextTokenizer::load(dir / "bad.model");
+  } catch (const loong::Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.find(".cc("), std::string::npos) << m;
+    EXPECT_EQ(m.find("Internal"), std::string::npos) << m;
+  }
   o.model_type = "unigram";
   TextTokenizer::train(captions(), o, dir / "ok");
   auto t = TextTokenizer::load(dir / "ok");

@@ -1,6 +1,7 @@
 // Tokenizer training: run configs, the trainer's losses and logs, atomic and
 // resumable checkpoints, model folders, chunked encoding, token files and
 // the PSNR/SSIM metrics.
+#include <sstream>
 #include <filesystem>
 #include <fstream>
 
@@ -363,6 +364,11 @@ TEST(Trainer, ResumeContinuesExactlyAsIfUninterrupted) {
   loong::test::write_bytes(dir / "split/checkpoints/step-00000005.partial/model.safetensors", "garbage");
   EXPECT_EQ(fs::path(newest_checkpoint(first.run_dir)).filename(), "step-00000004");
 
+  // The log of a session killed after step 7's record but before its checkpoint.
+  std::string stale;
+  for (int s = 0; s < 8; ++s) stale += "{\"step\": " + std::to_string(s) + "}\n";
+  loong::test::write_bytes(dir / "split/log.jsonl", stale);
+
   TrainerOptions resumed = first;
   resumed.resume = true;
   torch::manual_seed(99);  // fresh initialisation must not matter
@@ -372,6 +378,10 @@ TEST(Trainer, ResumeContinuesExactlyAsIfUninterrupted) {
   EXPECT_EQ(c.run(synthetic), 6);
   EXPECT_TRUE(same_weights(*a.model(), *c.model()));
   EXPECT_TRUE(same_weights(*a.ema_model(), *c.ema_model()));
+  std::vector<int64_t> logged;  // each step once: the ones after the checkpoint were cut and logged again
+  std::istringstream log(loong::test::read_bytes(dir / "split/log.jsonl"));
+  for (std::string line; std::getline(log, line);) logged.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
+  EXPECT_EQ(logged, (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
 
   // Resuming with a different model is refused; with nothing to resume, too.
   auto other = cfg;

@@ -1,5 +1,6 @@
 // Video I/O: MP4 round trip, frame-rate resampling (constant and variable),
 // rotation, resize/crop, time ranges, GIF, and every bad-input case.
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -289,6 +290,48 @@ TEST(VideoIO, StreamingWriterIsPlayableAfterEachFlush) {
   video::WriteOptions o;
   o.streaming = true;
   expect_error([&] { video::VideoWriter w(dir / "x.gif", 16, 16, o); }, {"x.gif", "cannot be streamed"});
+}
+
+// Files only FFmpeg's program makes (scripts/video_corpus.sh has the whole set).
+TEST(VideoIO, HeaderCountsAreHintsAndDamagedDataIsRefused) {
+  if (std::system("ffmpeg -version > /dev/null 2>&1") != 0) GTEST_SKIP() << "no ffmpeg program";
+  TempDir dir;
+  auto ffmpeg = [&](const std::string& args) {
+    ASSERT_EQ(std::system(("ffmpeg -nostdin -loglevel error -y " + args).c_str()), 0) << args;
+  };
+  // A variable-rate stream in AVI: the muxer writes empty index entries for the
+  // gaps, so the header counts 179 frames where 32 are stored. FFmpeg's program
+  // converts it; so must we (by the frames' times).
+  const std::string avi = dir / "dropped.avi";
+  ffmpeg("-f lavfi -i testsrc2=size=64x48:rate=25:duration=8 -vf \"select='lt(mod(n,25),4)'\" -fps_mode vfr "
+         "-c:v mpeg4 -q:v 5 -f avi " + avi);
+  EXPECT_EQ(video::read(avi).frames.size(0), 32);
+  video::ReadOptions at5;
+  at5.fps = 5;
+  EXPECT_EQ(video::read(avi, at5).frames.size(0), 36);  // 7.16 s at 5 fps
+  // Cut short, it is truncated, and said so.
+  const std::string bytes = loong::test::read_bytes(avi);
+  loong::test::write_bytes(dir / "cut.avi", bytes.substr(0, bytes.size() * 6 / 10));
+  expect_error([&] { video::read(dir / "cut.avi"); }, {"cut.avi", "truncated"});
+  // A transport stream with its middle overwritten: FFmpeg's decoder conceals
+  // the damage and logs errors; we refuse the file and quote the first.
+  const std::string ts = dir / "broken.ts";
+  ffmpeg("-f lavfi -i testsrc2=size=64x48:rate=25:duration=4 -c:v libx264 -pix_fmt yuv420p -g 25 -f mpegts " + ts);
+  std::string t = loong::test::read_bytes(ts);
+  std::mt19937 rng(7);
+  for (size_t i = t.size() * 2 / 5; i < t.size() * 3 / 5; ++i) t[i] = static_cast<char>(rng());
+  loong::test::write_bytes(ts, t);
+  expect_error([&] { video::read(ts); }, {"broken.ts", "corrupt video data", "FFmpeg reported"});
+
+  // Two transport streams of different frame sizes, one after the other (as a
+  // spliced broadcast): every frame keeps the first one's size (found by fuzzing).
+  ffmpeg("-f lavfi -i testsrc2=size=64x48:rate=25:duration=1 -c:v libx264 -pix_fmt yuv420p -f mpegts " + (dir / "a.ts"));
+  ffmpeg("-f lavfi -i testsrc2=size=32x24:rate=25:duration=1 -c:v libx264 -pix_fmt yuv420p -f mpegts " + (dir / "b.ts"));
+  loong::test::write_bytes(dir / "ab.ts", loong::test::read_bytes(dir / "a.ts") + loong::test::read_bytes(dir / "b.ts"));
+  const auto ab = video::read(dir / "ab.ts").frames;
+  EXPECT_EQ(ab.size(0), 50);
+  EXPECT_EQ(ab.size(1), 48);
+  EXPECT_EQ(ab.size(2), 64);
 }
 
 TEST(VideoIO, BadInputsGiveClearErrors) {

@@ -113,6 +113,8 @@ void add_generate_command(CLI::App& app, Globals& g) {
                       " s of " + fixed(c.total / c.fps) + " s)");
       if (kill_after && std::atoll(kill_after) == c.clip + 1) std::raise(SIGKILL);
     };
+    // Shown with --quiet too: it is about the video, not the progress.
+    ev.warning = [&](const std::string& w) { std::fprintf(stderr, "loong: warning: %s\n", w.c_str()); };
     ev.progress = [&](const gen::GenerateProgress& p) {
       if (!console.tty() || (p.done % 16 != 0 && p.done != p.total)) return;
       console.status(bar(p.done, p.total) + " clip " + std::to_string(p.clip + 1) + "/" + std::to_string(p.clips) +

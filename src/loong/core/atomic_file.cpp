@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "loong/core/error.h"
@@ -81,7 +83,52 @@ void fsync_path(const std::string& path, bool directory) {
   ::close(fd);
 }
 
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.size() < 12 && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+// A SIGKILL gives no handler a chance, so temporaries of killed processes are
+// removed here instead: the first time this process writes into a folder, it
+// removes ".NAME.tmp-HOST-PID-N" files made on this host by processes that no
+// longer exist. A process that still runs (or that we may not signal) keeps
+// its files; other hosts' files (a shared folder) are left alone.
+void remove_stale_temporaries(const fs::path& dir) {
+  static std::mutex m;
+  static std::set<std::string> done;
+  {
+    std::lock_guard<std::mutex> lock(m);
+    if (!done.insert(dir.string()).second) return;
+  }
+  const std::string mark = ".tmp-" + host_tag() + "-";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir.empty() ? fs::path(".") : dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const size_t at = name.rfind(mark);
+    if (name.size() < 2 || name[0] != '.' || at == std::string::npos || at < 2) continue;
+    const std::string tail = name.substr(at + mark.size());  // PID-N
+    const size_t dash = tail.find('-');
+    if (dash == std::string::npos || !all_digits(tail.substr(0, dash)) || !all_digits(tail.substr(dash + 1))) continue;
+    const long pid = std::stol(tail.substr(0, dash));
+    if (pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code ec2;
+    if (fs::is_regular_file(it->symlink_status(ec2))) fs::remove(it->path(), ec2);
+  }
+}
+
 }  // namespace
+
+const std::string& host_tag() {
+  static const std::string tag = [] {
+    char buf[256] = {};
+    std::string t;
+    if (::gethostname(buf, sizeof buf - 1) == 0)
+      for (const char* c = buf; *c && t.size() < 32; ++c)
+        if (std::isalnum(static_cast<unsigned char>(*c)) || *c == '.') t += *c;
+    return t.empty() ? std::string("host") : t;
+  }();
+  return tag;
+}
 
 void make_dirs(const std::string& path) {
   if (path.empty()) return;
@@ -94,7 +141,8 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   fs::path p(path_);
   if (p.filename().empty()) fail(path_, "expected a file name, got a folder");
   make_dirs(p.parent_path().string());
-  temp_ = (p.parent_path() / ("." + p.filename().string() + ".tmp-" + std::to_string(::getpid()) +
+  remove_stale_temporaries(p.parent_path());
+  temp_ = (p.parent_path() / ("." + p.filename().string() + ".tmp-" + host_tag() + "-" + std::to_string(::getpid()) +
                               "-" + std::to_string(g_counter++)))
               .string();
   slot_ = register_temporary(temp_);

@@ -1,7 +1,9 @@
 // Files we write (checkpoints, shards, videos, manifests) go to a temporary
 // name in the same folder and are renamed over the target only when complete,
 // so a crash never leaves a broken file where a good one was. On SIGINT,
-// SIGTERM or SIGHUP the temporaries being written are removed as well.
+// SIGTERM or SIGHUP the temporaries being written are removed as well; those
+// a SIGKILL or a power cut leaves (".NAME.tmp-HOST-PID-N") are removed by the
+// next write into the same folder, once the process that made them is gone.
 #pragma once
 #include <string>
 #include <vector>
@@ -30,6 +32,10 @@ class AtomicFile {
   bool committed_ = false;
   int slot_ = -1;  // registration for removal on SIGINT/SIGTERM/SIGHUP
 };
+
+// This machine's name as temporary names hold it: letters, digits and dots,
+// at most 32 characters.
+const std::string& host_tag();
 
 // fsync `from`, rename it over `to`, fsync the folder.
 void commit_file(const std::string& from, const std::string& to);

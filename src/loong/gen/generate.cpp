@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -78,6 +79,16 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   resolve_sampling(bundle.info, r.given, sampling, first_clip_cfg);
   auto generator = LongVideoGenerator::from_bundle(bundle, sampling);
   generator.check_prompts({r.prompts});  // before --init-video is read and the output opened
+  std::vector<std::string> unseen = generator.unseen_words({r.prompts});
+  if (!unseen.empty()) {
+    std::string list;
+    for (const auto& w : unseen) list += (list.empty() ? "" : ", ") + squote(w);
+    const std::string msg = "the model's text tokenizer never saw " + list +
+                            " in training; the video is made, but the model knows nothing about " +
+                            (unseen.size() == 1 ? "this word" : "these words");
+    if (events.warning) events.warning(msg);
+    else std::fprintf(stderr, "warning: %s\n", msg.c_str());
+  }
   LongVideoOptions o = bundle_video_options(bundle.info);
   o.seconds = r.seconds;
   if (r.overlap > 0) o.overlap = r.overlap;
@@ -180,6 +191,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
                  {"decode_tokens_per_s", t.codes / std::max(t.prefill_s + t.decode_s, 1e-9)}};
   for (const auto& e : r.prompts.entries)
     report["prompts"].push_back(e.start < 0 ? json(e.text) : json{{"start", e.start}, {"text", e.text}});
+  if (!unseen.empty()) report["unseen_words"] = unseen;
   if (!r.report.empty()) write_json_file(r.report, report);
   res.report = std::move(report);
   return res;

@@ -72,6 +72,9 @@ struct GenerateEvents {
   std::function<void(const GenerateStart&)> started;
   std::function<void(const ClipWritten&)> clip_written;
   std::function<void(const GenerateProgress&)> progress;
+  // Something the user should know that does not stop the run (words the
+  // text tokenizer never saw); without a handler, printed to stderr.
+  std::function<void(const std::string&)> warning;
 };
 
 struct GenerateResult {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -174,8 +175,21 @@ LongVideoGenerator::LongVideoGenerator(tokenizer::VideoTokenizer tokenizer, lm::
 
 LongVideoGenerator LongVideoGenerator::from_bundle(const Bundle& bundle, SamplingOptions sampling) {
   auto text = std::make_shared<text::TextTokenizer>(text::TextTokenizer::load(bundle.text_dir));
-  return LongVideoGenerator(bundle.tokenizer, bundle.lm, bundle.vocab(), sampling,
-                            [text](const std::string& prompt) { return text->encode(prompt); });
+  LongVideoGenerator g(bundle.tokenizer, bundle.lm, bundle.vocab(), sampling,
+                       [text](const std::string& prompt) { return text->encode(prompt); });
+  g.unseen_ = [text](const std::string& prompt) { return text->unseen_words(prompt); };
+  return g;
+}
+
+std::vector<std::string> LongVideoGenerator::unseen_words(const std::vector<PromptSchedule>& schedules) const {
+  std::vector<std::string> out;
+  if (!unseen_) return out;
+  std::set<std::string> seen;
+  for (const auto& s : schedules)
+    for (const auto& e : s.entries)
+      for (auto& w : unseen_(e.text))
+        if (seen.insert(w).second) out.push_back(std::move(w));
+  return out;
 }
 
 void PromptSchedule::validate(const std::string& option) const {

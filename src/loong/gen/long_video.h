@@ -122,6 +122,12 @@ class LongVideoGenerator {
   // work before run() (opening outputs) call it before that work.
   void check_prompts(const std::vector<PromptSchedule>& schedules, const std::string& option = "--prompt");
 
+  // The prompts' words the text tokenizer never saw in training (each once;
+  // text::TextTokenizer::unseen_words), for a warning: the video is still
+  // made, but the model learned nothing about them. Empty for generators
+  // made without a bundle's text tokenizer.
+  std::vector<std::string> unseen_words(const std::vector<PromptSchedule>& schedules) const;
+
   // Generates one video per prompt schedule, in lock step (their prompts may
   // differ). A clip takes the prompt its schedule has at the clip's first new
   // frame. Prompts are checked (check_prompts) before any work.
@@ -132,6 +138,7 @@ class LongVideoGenerator {
   tokenizer::VideoTokenizer tokenizer_;
   CodeSampler sampler_;
   TextEncoder text_;
+  std::function<std::vector<std::string>(const std::string&)> unseen_;  // from_bundle's text tokenizer
   std::map<std::string, std::vector<int32_t>> ids_;  // prompt -> its text ids
 };
 

@@ -1,6 +1,9 @@
 // Internal: RAII wrappers and error helpers for FFmpeg's C API.
 #pragma once
+#include <atomic>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 extern "C" {
@@ -36,5 +39,17 @@ PacketPtr make_packet();
 // Routes FFmpeg's own log to stderr only for errors worse than `AV_LOG_FATAL`
 // unless LOONG_FFMPEG_LOG=1; we report problems ourselves.
 void quiet_ffmpeg_log();
+
+// The errors FFmpeg logs for one decoder and its demuxer, which is how its own
+// program tells a broken file from a clean one (many decoders conceal damage
+// without returning an error). A context whose `opaque` points to a tally
+// counts into it (frame threads copy `opaque` into their own contexts).
+struct ErrorTally {
+  static constexpr uint64_t kMagic = 0x6c6f6f6e67746c79ULL;  // tells a tally from others' opaque data
+  uint64_t magic = kMagic;
+  std::atomic<int64_t> errors{0};
+  std::mutex m;
+  std::string first;  // the first message, for the error we report
+};
 
 }  // namespace loong::video::detail

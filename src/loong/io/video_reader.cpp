@@ -135,7 +135,10 @@ class Input {
       fail(path, "cannot open: " + av_error(r));
     }
     r = avformat_find_stream_info(fmt_, nullptr);
-    if (r < 0) fail(path, "cannot read stream information (corrupt or truncated?): " + av_error(r));
+    if (r < 0) {
+      avformat_close_input(&fmt_);  // a throwing constructor runs no destructor (found by fuzzing: a leak per file)
+      fail(path, "cannot read stream information (corrupt or truncated?): " + av_error(r));
+    }
   }
   ~Input() {
     if (fmt_) avformat_close_input(&fmt_);
@@ -196,6 +199,11 @@ class Converter {
       const double scale = static_cast<double>(size_) / std::min(w, h);
       dw = std::max(size_, static_cast<int>(std::lround(w * scale)));
       dh = std::max(size_, static_cast<int>(std::lround(h * scale)));
+    } else {
+      // A stream may change its frame size midway (a new SPS in a broadcast or
+      // a spliced file); every frame keeps the first one's, as in FFmpeg's program.
+      if (first_w_ == 0) first_w_ = w, first_h_ = h;
+      dw = first_w_, dh = first_h_;
     }
     const auto fmt = static_cast<AVPixelFormat>(f->format);
     const int flags = (dw < w || dh < h) ? SWS_AREA : SWS_BICUBIC;
@@ -252,6 +260,7 @@ class Converter {
   }
 
  private:
+  int first_w_ = 0, first_h_ = 0;  // size 0: the first frame's size, kept for all
   int size_;
   int rotation_;
   SwsPtr sws_;
@@ -285,6 +294,8 @@ class Decoder {
                      " (this FFmpeg has no decoder for it)");
     ctx_.reset(avcodec_alloc_context3(codec));
     if (!ctx_) throw Error("out of memory");
+    ctx_->opaque = &tally_;
+    in_.fmt()->opaque = &tally_;
     check(avcodec_parameters_to_context(ctx_.get(), par), path, "cannot set up the decoder");
     ctx_->thread_count = opts.threads;
     ctx_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
@@ -355,6 +366,8 @@ class Decoder {
 
   void on_frame(AVFrame* f) {
     const std::string& path = in_.path();
+    // Concealed errors: the decoder patched the picture up (FFmpeg's program logs them as errors).
+    if (f->decode_error_flags != 0 || (f->flags & AV_FRAME_FLAG_CORRUPT)) ++damaged_;
     if (++decoded_ > opts_.max_decoded_frames)
       fail(path, "more than " + std::to_string(opts_.max_decoded_frames) + " decoded frames");
     if (static_cast<int64_t>(f->width) * f->height > opts_.max_pixels || f->width <= 0 ||
@@ -413,10 +426,47 @@ class Decoder {
         fail(path, "no frame could be decoded (corrupt or truncated video data)");
       fail(path, "the video stream has no frames");
     }
-    // The container promised more frames than the file holds: truncated.
-    if (!seeked_ && st_->nb_frames > 0 && decoded_ < st_->nb_frames)
-      fail(path, "truncated or corrupt: decoded " + std::to_string(decoded_) + " of " +
-                     std::to_string(st_->nb_frames) + " frames");
+    // The container promised more frames than came out. Its count is a hint,
+    // not the truth (AVI counts the empty index entries that stand for dropped
+    // frames, and FFmpeg's own program converts such files by their times), so
+    // the times decide: truncated when the last frame ends clearly before the
+    // stated duration, or when no duration is stated.
+    if (!seeked_ && st_->nb_frames > 0 && decoded_ < st_->nb_frames) {
+      const double stated = stated_duration();
+      const double slack = 2.0 / (fps_in_ > 0 ? fps_in_ : 25.0);
+      if (!(stated > 0) || last_end_ < stated - slack)
+        fail(path, "truncated or corrupt: decoded " + std::to_string(decoded_) + " of " +
+                       std::to_string(st_->nb_frames) + " frames" +
+                       (stated > 0 ? ", up to " + seconds_text(last_end_) + " of " + seconds_text(stated) : ""));
+    }
+    // Damaged data gives damaged frames: refused, as FFmpeg's own program
+    // reports such a file as broken (it still converts it, logging errors).
+    // After a seek the first frames may miss their references; not counted.
+    if (!seeked_ && (decode_errors_ > 0 || damaged_ > 0 || tally_.errors > 0)) {
+      std::string first;
+      {
+        std::lock_guard<std::mutex> lock(tally_.m);
+        first = tally_.first;
+      }
+      fail(path, "corrupt video data: FFmpeg reported " + std::to_string(tally_.errors.load()) + " error(s)" +
+                     (first.empty() ? "" : " (first: " + first + ")") + ", " + std::to_string(decode_errors_) + " of " +
+                     std::to_string(packets_) + " packets could not be decoded, " + std::to_string(damaged_) + " of " +
+                     std::to_string(decoded_) + " frames came out damaged");
+    }
+  }
+
+  static std::string seconds_text(double s) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f s", s);
+    return b;
+  }
+
+  // The stream's duration in seconds (else the file's), 0 when neither is stated.
+  double stated_duration() const {
+    if (st_->duration != AV_NOPTS_VALUE && st_->duration > 0) return st_->duration * tb_;
+    const AVFormatContext* fmt = in_.fmt();
+    if (fmt->duration != AV_NOPTS_VALUE && fmt->duration > 0) return static_cast<double>(fmt->duration) / AV_TIME_BASE;
+    return 0;
   }
 
   void advance_target() {
@@ -444,6 +494,7 @@ class Decoder {
   static constexpr double kEps = 1e-4;
 
   ReadOptions opts_;
+  ErrorTally tally_;  // before in_ and ctx_: they point to it
   Input in_;
   int stream_index_ = -1;
   AVStream* st_ = nullptr;
@@ -458,7 +509,7 @@ class Decoder {
   FramePtr held_;
   int64_t held_serial_ = -1, serial_ = 0, cached_serial_ = -1;
   at::Tensor cached_;
-  int64_t packets_ = 0, decoded_ = 0, decode_errors_ = 0, delivered_ = 0;
+  int64_t packets_ = 0, decoded_ = 0, decode_errors_ = 0, damaged_ = 0, delivered_ = 0;
   bool seeked_ = false, stopped_early_ = false;
 };
 

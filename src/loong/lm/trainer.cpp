@@ -223,23 +223,12 @@ struct LmTrainer::State {
   }
 
   // The log of an earlier session, cut back to the steps before `step` (the
-  // ones after the checkpoint are trained again), rewritten atomically.
+  // ones after the checkpoint are trained again; none for a new run).
   void load_history() {
-    const fs::path path = fs::path(opts.run_dir) / "log.jsonl";
-    if (!fs::exists(path)) return;
-    std::istringstream in(read_file(path.string()));
-    std::string line, kept;
-    while (std::getline(in, line)) {
-      if (line.empty()) continue;
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) continue;  // a torn last line
-      const int64_t st = j["step"].get<int64_t>();
-      if (st >= step) continue;
-      history.push_back({st, json_or_nan(j, "ce"), {json_or_nan(j, "loss_frame_1"), json_or_nan(j, "loss_frames_2_17"),
-                                                    json_or_nan(j, "loss_frames_18_65")}});
-      kept += line + "\n";
-    }
-    write_file_atomic(path.string(), kept);
+    for (const auto& j : store::cut_training_log(opts.run_dir, step))
+      history.push_back({j["step"].get<int64_t>(), json_or_nan(j, "ce"),
+                         {json_or_nan(j, "loss_frame_1"), json_or_nan(j, "loss_frames_2_17"),
+                          json_or_nan(j, "loss_frames_18_65")}});
   }
 };
 
@@ -421,7 +410,6 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
               std::to_string(s.shards->size()) + "; the batches after step " + std::to_string(s.step) +
               " differ from the original run's");
     s.saved_step = s.step;
-    if (s.root()) s.load_history();
     s.print("resumed from " + resume_from + " at step " + std::to_string(s.step));
   }
   if (s.group) {
@@ -431,6 +419,7 @@ LmTrainer::LmTrainer(LmTrainConfig config, LmTrainerOptions opts) : s_(std::make
   }
   if (!s.root()) return;
   write_json_file((run / "run.json").string(), cfg.to_json());
+  s.load_history();
   s.log.open(run / "log.jsonl", std::ios::app);
   if (!s.log) fail((run / "log.jsonl").string(), "cannot open the training log for writing");
 }

@@ -146,6 +146,25 @@ std::string bundle_part_or_self(const std::string& dir, const std::string& part)
   return fs::exists(fs::path(dir) / "loong.json", ec) && fs::is_directory(p, ec) ? p.string() : dir;
 }
 
+std::vector<nlohmann::json> cut_training_log(const std::string& run_dir, int64_t step) {
+  const fs::path path = fs::path(run_dir) / "log.jsonl";
+  std::vector<nlohmann::json> kept_records;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return kept_records;
+  std::istringstream in(read_file(path.string()));
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer()) continue;
+    if (j["step"].get<int64_t>() >= step) continue;
+    kept += line + "\n";
+    kept_records.push_back(std::move(j));
+  }
+  write_file_atomic(path.string(), kept);
+  return kept_records;
+}
+
 void prepare_checkpoint_dir(const std::string& run_dir) {
   const fs::path ck = fs::path(run_dir) / "checkpoints";
   make_dirs(ck.string());

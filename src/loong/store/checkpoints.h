@@ -101,6 +101,12 @@ void copy_weights(torch::nn::Module& dst, const torch::nn::Module& src);
 void check_init_architecture(nlohmann::json want, nlohmann::json got, const std::string& init_path,
                              const std::string& hint);
 
+// Cuts RUN/log.jsonl (one JSON record per step) back to the records of steps
+// before `step`, rewriting it atomically, and returns them: the steps after a
+// checkpoint are trained again on resume, and a run killed before its first
+// checkpoint starts again from step 0. A torn last line is dropped.
+std::vector<nlohmann::json> cut_training_log(const std::string& run_dir, int64_t step);
+
 // Creates RUN/checkpoints and removes checkpoints left half-written by a crash.
 void prepare_checkpoint_dir(const std::string& run_dir);
 

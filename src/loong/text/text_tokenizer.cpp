@@ -1,5 +1,7 @@
 #include "loong/text/text_tokenizer.h"
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "loong/core/atomic_file.h"
@@ -102,6 +104,21 @@ const Shim& need_shim(const std::string& where) {
 
 constexpr size_t kErr = 1024;
 
+// SentencePiece's status text without its internals: "Internal: ./src/x.cc(232)
+// [expression] message" says nothing to a user; the message, if any, is kept,
+// else `fallback` says what went wrong.
+std::string spm_message(const char* err, const std::string& fallback) {
+  std::string s(err);
+  for (const char* code : {"Internal: ", "Invalid argument: ", "Not found: ", "Out of range: ", "Unknown: "})
+    if (s.rfind(code, 0) == 0) s = s.substr(std::strlen(code));
+  if (s.find(".cc(") != std::string::npos) {  // "./src/file.cc(line) [expr] rest"
+    const size_t close = s.find("] ");
+    s = close == std::string::npos ? std::string() : s.substr(close + 2);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.pop_back();
+  return s.empty() ? fallback : s;
+}
+
 }  // namespace
 
 bool text_tokenizer_available(std::string* why) {
@@ -130,22 +147,28 @@ int TextTokenizer::train(const std::vector<std::string>& sentences, const TextTr
   size_t len = 0;
   char err[kErr] = {0};
   if (s.train(ptrs.data(), ptrs.size(), o.vocab_size, o.model_type.c_str(), &model, &len, err, kErr) != 0)
-    fail("text tokenizer", std::string("SentencePiece training failed: ") + err);
+    fail("text tokenizer", "SentencePiece training failed: " + spm_message(err, "no reason given"));
   std::string bytes(model, len);
   s.free_buffer(model);
   void* h = s.load(bytes.data(), bytes.size(), err, kErr);
-  if (!h) fail("text tokenizer", std::string("SentencePiece produced an unreadable model: ") + err);
+  if (!h) fail("text tokenizer", "SentencePiece produced an unreadable model: " + spm_message(err, "it does not parse"));
   const int pieces = s.vocab_size(h);
   s.close(h);
+  std::set<std::string> words;
+  for (const auto& x : sentences) {
+    for (auto& w : words_of(x)) words.insert(std::move(w));
+    if (words.size() > kMaxRecordedWords) break;
+  }
+  nlohmann::json info = {{"format", "loong-text-tokenizer"},
+                         {"vocab_size", pieces},
+                         {"vocab_size_asked", o.vocab_size},
+                         {"model_type", o.model_type},
+                         {"sentences", sentences.size()},
+                         {"source", o.source}};
+  if (words.size() <= kMaxRecordedWords) info["words"] = words;
   fs::create_directories(out_dir);
   write_file_atomic((fs::path(out_dir) / "text.model").string(), bytes);
-  write_json_file((fs::path(out_dir) / "text.json").string(),
-                  {{"format", "loong-text-tokenizer"},
-                   {"vocab_size", pieces},
-                   {"vocab_size_asked", o.vocab_size},
-                   {"model_type", o.model_type},
-                   {"sentences", sentences.size()},
-                   {"source", o.source}});
+  write_json_file((fs::path(out_dir) / "text.json").string(), info);
   return pieces;
 }
 
@@ -158,12 +181,26 @@ TextTokenizer TextTokenizer::load(const std::string& path) {
   const std::string bytes = read_file(model.string());
   char err[kErr] = {0};
   void* h = s.load(bytes.data(), bytes.size(), err, kErr);
-  if (!h) fail(model.string(), std::string("not a SentencePiece model: ") + err);
+  if (!h) fail(model.string(), "not a SentencePiece model (" + spm_message(err, "its bytes do not parse as one") + ")");
   TextTokenizer t;
   auto close = s.close;
   t.handle_ = std::shared_ptr<void>(h, [close](void* p) { close(p); });
   t.vocab_size_ = s.vocab_size(h);
   t.path_ = model.string();
+  const fs::path tj = model.parent_path() / "text.json";
+  std::error_code ec;
+  if (fs::exists(tj, ec)) {
+    const auto j = read_json_file(tj.string());
+    if (j.contains("words")) {
+      if (!j["words"].is_array()) fail(tj.string(), "key 'words': expected an array of strings");
+      auto words = std::make_shared<std::set<std::string>>();
+      for (const auto& w : j["words"]) {
+        if (!w.is_string()) fail(tj.string(), "key 'words': expected an array of strings");
+        words->insert(w.get<std::string>());
+      }
+      t.words_ = std::move(words);
+    }
+  }
   return t;
 }
 
@@ -172,12 +209,44 @@ std::vector<int32_t> TextTokenizer::encode(const std::string& text) const {
   char err[kErr] = {0};
   std::vector<int> ids(text.size() + 16);
   long n = s.encode(handle_.get(), text.c_str(), ids.data(), static_cast<long>(ids.size()), err, kErr);
-  if (n < 0) fail("text", std::string("cannot tokenize: ") + err);
+  if (n < 0) fail("text", "cannot tokenize: " + spm_message(err, "SentencePiece refused the text"));
   if (n > static_cast<long>(ids.size())) {
     ids.resize(n);
     n = s.encode(handle_.get(), text.c_str(), ids.data(), n, err, kErr);
   }
   return std::vector<int32_t>(ids.begin(), ids.begin() + n);
+}
+
+std::vector<std::string> words_of(const std::string& text) {
+  static const std::string space = " \t\r\n\f\v", punct = ".,;:!?\"'()[]{}";
+  std::vector<std::string> out;
+  size_t i = 0;
+  while ((i = text.find_first_not_of(space, i)) != std::string::npos) {
+    size_t end = text.find_first_of(space, i);
+    if (end == std::string::npos) end = text.size();
+    std::string w = text.substr(i, end - i);
+    i = end;
+    const size_t a = w.find_first_not_of(punct);
+    if (a == std::string::npos) continue;
+    w = w.substr(a, w.find_last_not_of(punct) - a + 1);
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+std::vector<std::string> TextTokenizer::unseen_words(const std::string& text) const {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& w : words_of(text)) {
+    if (!seen.insert(w).second) continue;
+    bool unseen = words_ && !words_->count(w);
+    if (!unseen) {
+      const auto ids = encode(w);
+      unseen = std::find(ids.begin(), ids.end(), 0) != ids.end();  // <unk> is id 0 (spm_shim.cpp)
+    }
+    if (unseen) out.push_back(w);
+  }
+  return out;
 }
 
 std::string TextTokenizer::decode(const std::vector<int32_t>& ids) const {
@@ -191,7 +260,7 @@ std::string TextTokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string out(ids.size() * 16 + 16, '\0');
   long n = s.decode(handle_.get(), v.data(), static_cast<long>(v.size()), out.data(), static_cast<long>(out.size()),
                     err, kErr);
-  if (n < 0) fail("text ids", std::string("cannot decode: ") + err);
+  if (n < 0) fail("text ids", "cannot decode: " + spm_message(err, "SentencePiece refused the ids"));
   if (n >= static_cast<long>(out.size())) {
     out.assign(n + 1, '\0');
     n = s.decode(handle_.get(), v.data(), static_cast<long>(v.size()), out.data(), n + 1, err, kErr);

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,15 +29,28 @@ class TextTokenizer {
   static TextTokenizer load(const std::string& path);
 
   std::vector<int32_t> encode(const std::string& text) const;
+  // The words of `text` the tokenizer never saw in training, each once, in
+  // order: those absent from the training sentences (text.json records them
+  // when there are at most kMaxRecordedWords) and those with characters it has
+  // no piece for (<unk>). They still tokenise, into pieces the language model
+  // learned nothing about together.
+  std::vector<std::string> unseen_words(const std::string& text) const;
   std::string decode(const std::vector<int32_t>& ids) const;
   int vocab_size() const { return vocab_size_; }
   const std::string& path() const { return path_; }
 
  private:
   std::shared_ptr<void> handle_;
+  std::shared_ptr<const std::set<std::string>> words_;  // the training sentences' words; null if not recorded
   int vocab_size_ = 0;
   std::string path_;
 };
+
+// Words of the training sentences recorded in text.json up to this many.
+constexpr size_t kMaxRecordedWords = 100000;
+
+// A text's words: split at white space, punctuation at either end dropped.
+std::vector<std::string> words_of(const std::string& text);
 
 // The number of pieces recorded in DIR/text.json, read without SentencePiece
 // (for vocabulary checks in builds or places that do not tokenise). Throws

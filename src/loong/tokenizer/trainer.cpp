@@ -179,6 +179,9 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
     make_dirs((run / "samples").string());
   }
 
+  // The run's seed sets the initial weights (LibTorch seeds its default
+  // generator from the clock): two runs of one config are the same run.
+  torch::manual_seed(t.seed);
   s.model = VideoTokenizer(s.cfg.model);
   s.ema = VideoTokenizer(s.cfg.model);
   s.model->to(s.opts.device);
@@ -278,6 +281,7 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   }
   if (!s.root()) return;
   write_json_file((run / "run.json").string(), s.cfg.to_json());
+  store::cut_training_log(s.opts.run_dir, s.step);  // steps after the checkpoint are trained again
   s.log.open(run / "log.jsonl", std::ios::app);
   if (!s.log) fail((run / "log.jsonl").string(), "cannot open the training log for writing");
 }
