@@ -6,7 +6,9 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 c=fuzz/corpus
-rm -rf "$c" && mkdir -p "$c"/{safetensors,shards,manifest,config,text,clip_bpe,video}
+# Inputs fuzzing found (regression-*) are kept.
+mkdir -p "$c"/{safetensors,shards,manifest,config,text,clip_bpe,video}
+find "$c" -type f ! -name 'regression-*' -delete
 tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
 
 # seed DIR NAME SELECTOR_BYTE FILE: FILE's bytes behind a selector byte (the harness reads it first).

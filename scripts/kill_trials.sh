@@ -46,17 +46,18 @@ cat > "$work/tokenizer.json" <<JSON
            "checkpoint_every": 1, "keep_checkpoints": 2, "log_every": 1}}
 JSON
 
-# start_cmd KIND RUN FRESH: the command that starts (FRESH=1) or resumes a run.
-start_cmd() {
+# command_of KIND RUN FRESH: sets CMD to the command that starts (FRESH=1) or resumes a run.
+command_of() {
   local kind="$1" run="$2" fresh="$3"
   if [ "$kind" = lm ]; then
-    if [ "$fresh" = 1 ]; then echo "$loong" train --config "$work/lm.json" --out "$run"
-    else echo "$loong" train --resume "$run"; fi
+    if [ "$fresh" = 1 ]; then CMD=("$loong" train --config "$work/lm.json" --out "$run")
+    else CMD=("$loong" train --resume "$run"); fi
   else
-    if [ "$fresh" = 1 ]; then echo "$loong" tokenizer train --config "$work/tokenizer.json" --data "$work/data/all.jsonl" --out "$run"
-    else echo "$loong" tokenizer train --resume --data "$work/data/all.jsonl" --out "$run"; fi
+    if [ "$fresh" = 1 ]; then CMD=("$loong" tokenizer train --config "$work/tokenizer.json" --data "$work/data/all.jsonl" --out "$run")
+    else CMD=("$loong" tokenizer train --resume --data "$work/data/all.jsonl" --out "$run"); fi
   fi
 }
+start() { command_of "$@" && "${CMD[@]}"; }
 
 has_checkpoint() { compgen -G "$1/checkpoints/step-*[0-9]" > /dev/null; }
 
@@ -90,7 +91,8 @@ trial() {
   if [ "$(cat "$ref.done" 2> /dev/null)" != "$stamp" ]; then
     rm -rf "$ref"
     local s=$EPOCHREALTIME
-    $(start_cmd "$kind" "$ref" 1) > "$work/$kind-straight.log" 2>&1
+    start "$kind" "$ref" 1 > "$work/$kind-straight.log" 2>&1 ||
+      { echo "$kind: the uninterrupted run failed (see $work/$kind-straight.log)"; failures=$((failures + 1)); return; }
     awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f\n", b-a}' > "$ref.seconds"
     echo "$stamp" > "$ref.done"
   fi
@@ -108,7 +110,8 @@ trial() {
     has_checkpoint "$run" && fresh=0
     local delay
     delay=$(awk -v r=$RANDOM -v s="$span" 'BEGIN{printf "%.2f", 0.2 + (s - 0.2) * r / 32767}')
-    $(start_cmd "$kind" "$run" "$fresh") >> "$log" 2>&1 &
+    command_of "$kind" "$run" "$fresh"
+    "${CMD[@]}" >> "$log" 2>&1 &  # the background job is loong itself: the kill reaches it
     local pid=$!
     runs=$((runs + 1))
     sleep "$delay"
@@ -124,8 +127,9 @@ trial() {
     fi
   done
   # Resume to the end.
-  if has_checkpoint "$run"; then $(start_cmd "$kind" "$run" 0) >> "$log" 2>&1 || { echo "$kind: the last resume failed (see $log)"; failures=$((failures + 1)); return; }
-  else $(start_cmd "$kind" "$run" 1) >> "$log" 2>&1 || { echo "$kind: the last start failed (see $log)"; failures=$((failures + 1)); return; }; fi
+  local last=1
+  has_checkpoint "$run" && last=0
+  start "$kind" "$run" "$last" >> "$log" 2>&1 || { echo "$kind: the last start failed (see $log)"; failures=$((failures + 1)); return; }
   local leftovers
   leftovers=$(find "$run" \( -name '.*.tmp-*' -o -name '*.partial' \) | wc -l)
   if diff <(final_files "$ref") <(final_files "$run") > "$work/$kind.diff"; then

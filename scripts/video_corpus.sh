@@ -26,7 +26,9 @@ make_corpus() {
   ff -f lavfi -i "$(src 64x48 30 4)" -vf "setpts='N*N/(30*60)/TB+N/60/TB'" -fps_mode vfr -c:v libx264 -pix_fmt yuv420p "$d/vfr.mkv"
   ff -f lavfi -i "$(src 64x48 25 4)" -c:v libx264 -pix_fmt yuv420p -bf 3 -g 12 -x264-params open-gop=1 "$d/open_gop_bframes.mp4"
   ff -f lavfi -i "$(src 64x48 25 3)" -c:v libx264 -pix_fmt yuv420p -metadata:s:v rotate=90 "$d/rotated_tmp.mp4"
-  ff -i "$d/rotated_tmp.mp4" -c copy -display_rotation:v:0 90 "$d/rotated_phone.mp4" 2> /dev/null ||
+  # FFmpeg 6.1+ writes the display matrix from -display_rotation (an input option); 5.1 from
+  # the rotate tag above.
+  ff -display_rotation:v:0 90 -i "$d/rotated_tmp.mp4" -c copy "$d/rotated_phone.mp4" 2> /dev/null ||
     mv "$d/rotated_tmp.mp4" "$d/rotated_phone.mp4"
   rm -f "$d/rotated_tmp.mp4"
   ff -f lavfi -i "$(src 64x48 25 3)" -vf "interlace=scan=tff,setfield=tff" -c:v libx264 -pix_fmt yuv420p -flags +ildct+ilme "$d/interlaced.mp4"

@@ -83,15 +83,16 @@ void fsync_path(const std::string& path, bool directory) {
   ::close(fd);
 }
 
-bool all_digits(const std::string& s) {
-  return !s.empty() && s.size() < 12 && s.find_first_not_of("0123456789") == std::string::npos;
+bool all_digits(const std::string& s) {  // and fits an int: process ids are at most 4194304
+  return !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
 }
 
 // A SIGKILL gives no handler a chance, so temporaries of killed processes are
 // removed here instead: the first time this process writes into a folder, it
-// removes ".NAME.tmp-HOST-PID-N" files made on this host by processes that no
-// longer exist. A process that still runs (or that we may not signal) keeps
-// its files; other hosts' files (a shared folder) are left alone.
+// removes ".NAME.tmp-HOST-PID-N" files made on this host (its name and PID
+// namespace: host_tag) by processes that no longer exist. A process that still
+// runs (or that we may not signal) keeps its files; other hosts' and other
+// containers' files (a shared folder) are left alone.
 void remove_stale_temporaries(const fs::path& dir) {
   static std::mutex m;
   static std::set<std::string> done;
@@ -123,9 +124,20 @@ const std::string& host_tag() {
     char buf[256] = {};
     std::string t;
     if (::gethostname(buf, sizeof buf - 1) == 0)
-      for (const char* c = buf; *c && t.size() < 32; ++c)
-        if (std::isalnum(static_cast<unsigned char>(*c)) || *c == '.') t += *c;
-    return t.empty() ? std::string("host") : t;
+      for (const char* c = buf; *c; ++c)
+        t += std::isalnum(static_cast<unsigned char>(*c)) || *c == '.' || *c == '-' ? *c : '_';
+    if (t.empty()) t = "host";
+    // Containers may share a host name but not their processes: the PID
+    // namespace's number tells them apart ("pid:[4026531836]").
+    char ns[64] = {};
+    const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    if (n > 0) {
+      std::string digits;
+      for (ssize_t i = 0; i < n; ++i)
+        if (std::isdigit(static_cast<unsigned char>(ns[i]))) digits += ns[i];
+      if (!digits.empty()) t += "~" + digits;
+    }
+    return t;
   }();
   return tag;
 }

@@ -33,8 +33,9 @@ class AtomicFile {
   int slot_ = -1;  // registration for removal on SIGINT/SIGTERM/SIGHUP
 };
 
-// This machine's name as temporary names hold it: letters, digits and dots,
-// at most 32 characters.
+// This machine as temporary names hold it: its host name (letters, digits,
+// dots and hyphens; others become '_') and, where /proc tells it, "~" and the
+// PID namespace's number, so that containers sharing a name differ.
 const std::string& host_tag();
 
 // fsync `from`, rename it over `to`, fsync the folder.

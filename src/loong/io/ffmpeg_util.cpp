@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <set>
 
 #include "loong/core/error.h"
 
@@ -34,30 +35,30 @@ PacketPtr make_packet() {
 
 namespace {
 
-ErrorTally* tally_of(void* avcl) {
-  if (!avcl) return nullptr;
-  const AVClass* c = *static_cast<const AVClass* const*>(avcl);
-  if (!c || !c->class_name) return nullptr;
-  void* opaque = nullptr;
-  if (std::strcmp(c->class_name, "AVCodecContext") == 0) opaque = static_cast<AVCodecContext*>(avcl)->opaque;
-  else if (std::strcmp(c->class_name, "AVFormatContext") == 0) opaque = static_cast<AVFormatContext*>(avcl)->opaque;
-  auto* t = static_cast<ErrorTally*>(opaque);
-  return t && t->magic == ErrorTally::kMagic ? t : nullptr;
-}
+// The tallies alive now: a decoder's `opaque` counts only when it is one.
+std::mutex g_tallies_m;
+std::set<const ErrorTally*> g_tallies;
 
 void log_callback(void* avcl, int level, const char* fmt, va_list vl) {
-  if (level <= AV_LOG_ERROR) {
-    if (ErrorTally* t = tally_of(avcl)) {
-      if (t->errors++ == 0) {
-        char line[256];
-        va_list copy;
-        va_copy(copy, vl);
-        std::vsnprintf(line, sizeof line, fmt, copy);
-        va_end(copy);
-        std::string s(line);
-        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-        std::lock_guard<std::mutex> lock(t->m);
-        t->first = s;
+  if (level <= AV_LOG_ERROR && avcl) {
+    const AVClass* c = *static_cast<const AVClass* const*>(avcl);
+    if (c && c->class_name && std::strcmp(c->class_name, "AVCodecContext") == 0) {
+      void* opaque = static_cast<AVCodecContext*>(avcl)->opaque;
+      std::lock_guard<std::mutex> lock(g_tallies_m);  // the tally cannot go away while we count
+      auto it = g_tallies.find(static_cast<const ErrorTally*>(opaque));
+      if (it != g_tallies.end()) {
+        auto* t = const_cast<ErrorTally*>(*it);
+        if (t->errors++ == 0) {
+          char line[256];
+          va_list copy;
+          va_copy(copy, vl);
+          std::vsnprintf(line, sizeof line, fmt, copy);
+          va_end(copy);
+          std::string s(line);
+          while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+          std::lock_guard<std::mutex> tl(t->m);
+          t->first = s;
+        }
       }
     }
   }
@@ -65,6 +66,16 @@ void log_callback(void* avcl, int level, const char* fmt, va_list vl) {
 }
 
 }  // namespace
+
+ErrorTally::ErrorTally() {
+  std::lock_guard<std::mutex> lock(g_tallies_m);
+  g_tallies.insert(this);
+}
+
+ErrorTally::~ErrorTally() {
+  std::lock_guard<std::mutex> lock(g_tallies_m);
+  g_tallies.erase(this);
+}
 
 void quiet_ffmpeg_log() {
   static std::once_flag once;

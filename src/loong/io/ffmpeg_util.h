@@ -40,13 +40,17 @@ PacketPtr make_packet();
 // unless LOONG_FFMPEG_LOG=1; we report problems ourselves.
 void quiet_ffmpeg_log();
 
-// The errors FFmpeg logs for one decoder and its demuxer, which is how its own
-// program tells a broken file from a clean one (many decoders conceal damage
-// without returning an error). A context whose `opaque` points to a tally
-// counts into it (frame threads copy `opaque` into their own contexts).
+// The errors FFmpeg logs for one decoder, which is how its own program tells
+// a broken file from a clean one (many decoders conceal damage without
+// returning an error). A decoder context whose `opaque` points to a live tally
+// counts into it (frame threads copy `opaque` into their own contexts); an
+// `opaque` that is not a registered tally (someone else's data) is never read.
+// Demuxer errors are not counted: they may be about an audio stream.
 struct ErrorTally {
-  static constexpr uint64_t kMagic = 0x6c6f6f6e67746c79ULL;  // tells a tally from others' opaque data
-  uint64_t magic = kMagic;
+  ErrorTally();
+  ~ErrorTally();
+  ErrorTally(const ErrorTally&) = delete;
+  ErrorTally& operator=(const ErrorTally&) = delete;
   std::atomic<int64_t> errors{0};
   std::mutex m;
   std::string first;  // the first message, for the error we report

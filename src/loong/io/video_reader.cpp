@@ -295,7 +295,6 @@ class Decoder {
     ctx_.reset(avcodec_alloc_context3(codec));
     if (!ctx_) throw Error("out of memory");
     ctx_->opaque = &tally_;
-    in_.fmt()->opaque = &tally_;
     check(avcodec_parameters_to_context(ctx_.get(), par), path, "cannot set up the decoder");
     ctx_->thread_count = opts.threads;
     ctx_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
