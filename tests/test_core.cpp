@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "loong/core/atomic_file.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
@@ -102,6 +104,12 @@ TEST(Runtime, KeepFreedMemoryServesLargeTensorsFromTheHeap) {
     EXPECT_EQ(mallinfo2().hblkhd, mapped) << "a 64 MB tensor is not mapped on its own";
   }
   EXPECT_GE(mallinfo2().fordblks, bytes) << "its memory stays in the heap once freed";
+  // The same on another thread (`loong serve` generates on one): a thread's
+  // own arena would map a block over its 64 MB heaps whatever M_MMAP_MAX says.
+  std::thread([&] {
+    auto t = torch::ones({static_cast<int64_t>(bytes / sizeof(float)) * 3 / 2});
+    EXPECT_EQ(mallinfo2().hblkhd, mapped) << "a 96 MB tensor on another thread is not mapped on its own";
+  }).join();
 #else
   GTEST_SKIP() << "glibc 2.33 or later only";
 #endif

@@ -66,5 +66,6 @@ void add_model_commands(CLI::App& app, Globals& g);
 void add_generate_command(CLI::App& app, Globals& g);
 void add_sr_commands(CLI::App& app, Globals& g);
 void add_eval_commands(CLI::App& app, Globals& g);
+void add_serve_command(CLI::App& app, Globals& g);
 
 }  // namespace loong::cli

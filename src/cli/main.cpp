@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   add_train_command(app, g);
   add_model_commands(app, g);
   add_generate_command(app, g);
+  add_serve_command(app, g);
   add_sr_commands(app, g);
   add_eval_commands(app, g);
 

@@ -107,8 +107,7 @@ SamplingFlags add_sampling_options(CLI::App* cmd, gen::SamplingOptions& s, doubl
                           "cfg_scale), else 7.5");
   f.first_clip_cfg = cmd->add_option("--first-clip-cfg", first_clip_cfg,
                                      "Guidance scale of the first clip (made from the text alone). Default: the "
-                                     "model's (loong.json first_clip_cfg_scale) unless --cfg is given, else --cfg")
-                         ->check(CLI::NonNegativeNumber);
+                                     "model's (loong.json first_clip_cfg_scale) unless --cfg is given, else --cfg");
   cmd->add_option("--top-k", s.top_k, "Sample among the k most likely codes; 1 is greedy");
   cmd->add_option("--top-p", s.top_p, "Then keep the smallest set of them holding this probability");
   f.temperature = cmd->add_option("--temperature", s.temperature,

@@ -40,8 +40,12 @@ bool keep_freed_memory() {
       std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr)
     return false;
   // Every block from the heap (none mapped on its own), and the heap never
-  // trimmed below 2 GB of free space.
-  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+  // trimmed below 2 GB of free space. One arena for every thread: a thread's
+  // own arena grows in 64 MB heaps, and a block larger than that is mapped
+  // and unmapped whatever M_MMAP_MAX says, so generating on a thread other
+  // than the main one (`loong serve`'s worker) lost the gain: 10% slower
+  // through the server before this (bench_serve).
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1 && mallopt(M_ARENA_MAX, 1) == 1;
 #else
   return false;
 #endif

@@ -24,6 +24,7 @@ int init_threads(int threads = 0);
 // peak memory (docs/benchmarks.md, "Freed memory kept"). Training does not:
 // in bench_lm_train the heap grew to 2.4 times the peak for a 10-15% faster
 // step.
+// Every thread allocates from the main heap (one arena) for the same reason.
 // LOONG_KEEP_FREED_MEMORY=0, or glibc's own MALLOC_MMAP_MAX_,
 // MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_, leave glibc to decide.
 // No-op without glibc. Returns whether it changed anything.

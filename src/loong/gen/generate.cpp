@@ -36,6 +36,8 @@ void validate_settings(const GenerateRequest& r) {
   validate(r.sampling);
   resampling_upscaler(r.upscale, r.upscale_method);
   if (!std::isfinite(r.seconds) || r.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(r.seconds));
+  if (r.given.first_clip_cfg && !(std::isfinite(r.first_clip_cfg) && r.first_clip_cfg >= 0))
+    fail("--first-clip-cfg", "guidance scale must be a finite number >= 0, got " + std::to_string(r.first_clip_cfg));
   if (r.overlap < 0)
     fail("--overlap-frames", "must be 1 + 4k frames (0: the model's own), got " + std::to_string(r.overlap));
   if (r.speculative < -1 || r.speculative > 64)
@@ -74,8 +76,8 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
     upscale = factor;
   }
 
-  const std::string model = model_or_default(r.model);
-  auto bundle = load_bundle(model, r.device);
+  const std::string model = r.bundle ? r.bundle->dir : model_or_default(r.model);
+  const Bundle bundle = r.bundle ? *r.bundle : load_bundle(model, r.device);
   resolve_sampling(bundle.info, r.given, sampling, first_clip_cfg);
   auto generator = LongVideoGenerator::from_bundle(bundle, sampling);
   generator.check_prompts({r.prompts});  // before --init-video is read and the output opened
@@ -110,7 +112,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   video::WriteOptions w;
   w.fps = o.fps;
   w.streaming = streams_while_writing(r.out);
-  video::VideoWriter writer(r.out, out_size, out_size, w);
+  auto writer = std::make_unique<video::VideoWriter>(r.out, out_size, out_size, w);
   const int64_t clips = static_cast<int64_t>(
       plan_clips(total, o.clip_frames, o.overlap, bundle.tokenizer->config.temporal_factor(), o.init_frames.defined())
           .size());
@@ -131,22 +133,32 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
     upscale_s += seconds_since(t0);
     for (int64_t i = 0; i < f.size(0); ++i)
       if (sheet_set.count(written + i)) sheet_tiles.push_back(f[i]);
-    writer.write(f);
-    writer.flush();
+    writer->write(f);
+    writer->flush();
     written += f.size(0);
     if (events.clip_written) events.clip_written({clip, clips, written - f.size(0), written - 1, total, o.fps, f});
+    if (events.cancelled && events.cancelled()) throw Cancelled();
   };
   const auto start = Clock::now();
   cb.progress = [&](int64_t done, int64_t all) {
+    if (events.cancelled && events.cancelled()) throw Cancelled();
     if (!events.progress) return;
     const double el = seconds_since(start);
     const double rate = done / std::max(el, 1e-9);
     events.progress({done, all, current, clips, el, rate, (all - done) / std::max(rate, 1e-9)});
   };
 
-  const auto t = generator.run(o, {r.prompts}, cb);
+  GenerationTimings t;
+  try {
+    t = generator.run(o, {r.prompts}, cb);
+  } catch (const Cancelled&) {
+    writer.reset();  // closes the file; a GIF's temporary goes with the writer
+    std::error_code ec;
+    if (w.streaming) std::filesystem::remove(video::streaming_path(r.out), ec);  // kept after a kill, not here
+    throw;
+  }
   auto t0 = Clock::now();
-  writer.close();
+  writer->close();
   const double close_s = seconds_since(t0);
   if (!r.sheet.empty()) image::write_png(r.sheet, image::grid(sheet_tiles, 4));
 

@@ -14,6 +14,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
+#include "loong/core/error.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/long_video.h"
 
@@ -41,6 +42,16 @@ struct GenerateRequest {
   std::string sheet;           // contact sheet PNG ("" = none)
   std::string report;          // report JSON ("" = none)
   c10::Device device = c10::Device("cpu");
+  // Already loaded (a server keeps its model): used instead of loading
+  // `model`, on its own device. Not owned; one generation at a time.
+  const Bundle* bundle = nullptr;
+};
+
+// Thrown by generate_video when GenerateEvents::cancelled says so; the
+// partial output is removed first.
+class Cancelled : public Error {
+ public:
+  Cancelled() : Error("cancelled") {}
 };
 
 // Before any generation: where the video goes and how long it is.
@@ -75,6 +86,8 @@ struct GenerateEvents {
   // Something the user should know that does not stop the run (words the
   // text tokenizer never saw); without a handler, printed to stderr.
   std::function<void(const std::string&)> warning;
+  // Asked after every code and clip: true stops the run (Cancelled).
+  std::function<bool()> cancelled;
 };
 
 struct GenerateResult {

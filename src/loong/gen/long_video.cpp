@@ -36,6 +36,8 @@ void validate(const LongVideoOptions& o, int f) {
   if (!std::isfinite(o.seconds) || o.seconds <= 0) fail("--seconds", "must be > 0, got " + std::to_string(o.seconds));
   if (o.seconds > 24 * 3600) fail("--seconds", "at most a day (86400), got " + std::to_string(o.seconds));
   if (!(o.fps > 0)) fail("fps", "must be > 0");
+  if (!(std::isfinite(o.first_clip_cfg) && o.first_clip_cfg >= 0))
+    fail("--first-clip-cfg", "guidance scale must be a finite number >= 0, got " + std::to_string(o.first_clip_cfg));
   if (!is_causal_length(o.clip_frames, f))
     fail("clip frames", "must be 1 + " + std::to_string(f) + "k, got " + std::to_string(o.clip_frames));
   if (!is_causal_length(o.overlap, f))

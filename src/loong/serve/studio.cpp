@@ -1,0 +1,753 @@
+#include "loong/serve/studio.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <httplib.h>
+
+#include "loong/core/error.h"
+#include "loong/core/json_util.h"
+#include "loong/gen/bundle.h"
+#include "loong/gen/generate.h"
+
+namespace loong::serve {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+extern const char* const kStudioPage;  // studio.html, embedded by CMake (studio_page.cpp.in)
+
+namespace {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+enum class State { queued, running, done, failed, cancelled };
+
+const char* name_of(State s) {
+  switch (s) {
+    case State::queued: return "queued";
+    case State::running: return "running";
+    case State::done: return "done";
+    case State::failed: return "failed";
+    case State::cancelled: return "cancelled";
+  }
+  return "?";
+}
+
+bool finished(State s) { return s == State::done || s == State::failed || s == State::cancelled; }
+
+// Result and job names are made by the server only: "YYYYMMDD-HHMMSS-N".
+// A request may name one (continue_from, /results/NAME/...), never a path.
+bool is_result_name(const std::string& s) {
+  static const std::regex re("[0-9]{8}-[0-9]{6}-[0-9]{1,9}");
+  return s.size() < 40 && std::regex_match(s, re);
+}
+
+const std::map<std::string, std::string>& result_files() {
+  static const std::map<std::string, std::string> files = {{"video.mp4", "video/mp4"},
+                                                           {"sheet.png", "image/png"},
+                                                           {"report.json", "application/json"},
+                                                           {"job.json", "application/json"}};
+  return files;
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "host";
+  std::string s(buf);
+  for (auto& c : s)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.') c = '_';
+  return s;
+}
+
+struct Job {
+  std::string id;
+  json request;  // the fields as the client sent them
+  gen::GenerateRequest gen;
+  std::string continue_from;
+  State state = State::queued;
+  std::atomic<bool> cancel{false};
+  gen::GenerateProgress progress;
+  int64_t clips = 0, clips_written = 0, frames = 0, total_frames = 0;
+  double submitted_ms = 0, started_ms = 0, first_clip_ms = 0, finished_ms = 0;
+  std::string error, error_field;
+  std::vector<std::string> warnings;
+  std::string bytes;  // the fragmented MP4 as written so far
+  bool bytes_dropped = false;
+  json report;
+};
+
+// A JSON value of a request field, checked for its type; messages name the
+// CLI flag, as every other check does ("--seconds: expected a number ...").
+std::string shown(const json& v) {
+  std::string s = v.dump();
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+double number_of(const json& v, const std::string& option) {
+  if (!v.is_number()) fail(option, "expected a number, got " + shown(v));
+  return v.get<double>();
+}
+int64_t integer_of(const json& v, const std::string& option) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15) return static_cast<int64_t>(d);
+  }
+  fail(option, "expected a whole number, got " + shown(v));
+}
+std::string text_of(const json& v, const std::string& option) {
+  if (!v.is_string()) fail(option, "expected text, got " + shown(v));
+  return v.get<std::string>();
+}
+
+}  // namespace
+
+std::string field_of_option(const std::string& option) {
+  if (option == "--init-video") return "continue_from";
+  if (option.rfind("--", 0) != 0) return "";
+  std::string f = option.substr(2);
+  std::replace(f.begin(), f.end(), '-', '_');
+  return f;
+}
+
+std::string field_of_error(const std::string& message) {
+  if (message.rfind("--", 0) != 0) return "";
+  const auto end = message.find_first_of(":= ");
+  return field_of_option(message.substr(0, end));
+}
+
+struct Studio::Impl {
+  ServeOptions o;
+  fs::path out;
+  gen::Bundle bundle;
+  json info;
+  std::string host = host_name();
+
+  httplib::Server svr;
+  int port = 0;
+  std::thread worker;
+
+  std::mutex m;
+  std::condition_variable changed;  // any job's state, bytes or the queue
+  std::deque<std::shared_ptr<Job>> queue;
+  std::shared_ptr<Job> running;
+  std::map<std::string, std::shared_ptr<Job>> jobs;
+  std::deque<std::shared_ptr<Job>> done;  // finished, oldest first
+  bool stopping = false;
+  int64_t counter = 0;
+  std::atomic<size_t> streams{0};
+  std::atomic<bool> in_run{false};
+  int threads = at::get_num_threads();  // run() is in (or about to enter) httplib's accept loop
+
+  explicit Impl(ServeOptions opts) : o(std::move(opts)) {
+    if (o.out.empty()) fail("--out", "a folder for the results is required");
+    out = o.out;
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (!fs::is_directory(out)) fail("--out", o.out + " is not a folder that can be created");
+    if (::access(out.c_str(), W_OK) != 0) fail("--out", o.out + " is not writable");
+    remove_dead_jobs();
+    const std::string dir = gen::model_or_default(o.model);
+    bundle = gen::load_bundle(dir, o.device);
+    gen::SamplingOptions s;
+    double first = 0;
+    gen::resolve_sampling(bundle.info, {}, s, first);
+    info = {{"model", {{"name", bundle.info.name},
+                       {"dir", dir},
+                       {"fps", bundle.info.fps},
+                       {"clip_frames", bundle.info.clip_frames},
+                       {"size", bundle.tokenizer->config.image_size}}},
+            {"defaults",
+             {{"seconds", 10},
+              {"seed", s.seed},
+              {"cfg", s.cfg_scale},
+              {"first_clip_cfg", first},
+              {"top_k", s.top_k},
+              {"top_p", s.top_p},
+              {"temperature", s.temperature},
+              {"upscale", 1},
+              {"upscale_method", "bicubic"}}},
+            {"limits",
+             {{"max_seconds", o.max_seconds},
+              {"max_queue", o.max_queue},
+              {"max_prompt_chars", o.max_prompt_chars},
+              {"max_upscale", o.max_upscale}}},
+            {"device", o.device.str()}};
+  }
+
+  // Folders ".job-HOST-PID-NAME" of servers on this host that are gone.
+  void remove_dead_jobs() {
+    const std::string prefix = ".job-" + host + "-";
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(out, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind(prefix, 0) != 0) continue;
+      const long pid = std::atol(n.c_str() + prefix.size());
+      if (pid <= 0 || pid == ::getpid()) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+    }
+  }
+
+  // --- requests -------------------------------------------------------------
+
+  // The request's fields onto a GenerateRequest, checked by the code that
+  // checks `loong generate`'s flags. Throws loong::Error naming the flag.
+  std::shared_ptr<Job> parse_job(const json& body) {
+    if (!body.is_object()) fail("request", "expected a JSON object of fields (docs/serve.md)");
+    auto job = std::make_shared<Job>();
+    gen::GenerateRequest& r = job->gen;
+    std::string prompt, story;
+    bool has_prompt = false, has_story = false;
+    for (const auto& [key, v] : body.items()) {
+      if (key == "prompt") {
+        prompt = text_of(v, "--prompt");
+        has_prompt = true;
+      } else if (key == "prompts") {
+        story = text_of(v, "--prompts");
+        has_story = true;
+      } else if (key == "seconds") {
+        r.seconds = number_of(v, "--seconds");
+      } else if (key == "seed") {
+        const int64_t seed = integer_of(v, "--seed");
+        if (seed < 0) fail("--seed", "must be >= 0, got " + std::to_string(seed));
+        r.sampling.seed = static_cast<uint64_t>(seed);
+      } else if (key == "cfg") {
+        r.sampling.cfg_scale = number_of(v, "--cfg");
+        r.given.cfg = true;
+      } else if (key == "first_clip_cfg") {
+        r.first_clip_cfg = number_of(v, "--first-clip-cfg");
+        r.given.first_clip_cfg = true;
+      } else if (key == "top_k") {
+        r.sampling.top_k = integer_of(v, "--top-k");
+      } else if (key == "top_p") {
+        r.sampling.top_p = number_of(v, "--top-p");
+      } else if (key == "temperature") {
+        r.sampling.temperature = number_of(v, "--temperature");
+        r.given.temperature = true;
+      } else if (key == "upscale") {
+        const int64_t u = integer_of(v, "--upscale");
+        if (u < 1 || u > o.max_upscale)
+          fail("--upscale", "this server allows 1 to " + std::to_string(o.max_upscale) + ", got " + std::to_string(u));
+        r.upscale = static_cast<int>(u);
+        r.upscale_given = true;
+      } else if (key == "upscale_method") {
+        r.upscale_method = text_of(v, "--upscale-method");
+      } else if (key == "continue_from") {
+        job->continue_from = text_of(v, "--init-video");
+      } else {
+        fail("request", "unknown field " + squote(key) +
+                            " (prompt, prompts, seconds, seed, cfg, first_clip_cfg, top_k, top_p, temperature, "
+                            "upscale, upscale_method, continue_from)");
+      }
+    }
+    if (has_prompt == has_story)
+      fail("--prompt", has_prompt ? "give prompt or prompts (a story), not both" : "required: what the video shows");
+    const size_t chars = has_prompt ? prompt.size() : story.size();
+    if (chars > o.max_prompt_chars)
+      fail(has_prompt ? "--prompt" : "--prompts", "at most " + std::to_string(o.max_prompt_chars) +
+                                                     " characters on this server, got " + std::to_string(chars));
+    if (std::isfinite(r.seconds) && r.seconds > o.max_seconds)
+      fail("--seconds", "this server makes at most " + std::to_string(static_cast<int64_t>(o.max_seconds)) +
+                            " s per video, got " + std::to_string(r.seconds));
+    gen::validate_settings(r);  // as `loong generate` checks its flags
+    r.prompts = has_prompt ? gen::PromptSchedule::single(prompt) : gen::PromptSchedule::parse(story, "--prompts");
+    r.prompts.validate(has_prompt ? "--prompt" : "--prompts");
+    if (!job->continue_from.empty()) continue_video(job->continue_from);  // exists now (checked again when it runs)
+    job->request = body;
+    return job;
+  }
+
+  // The video of result NAME, for --init-video: only a name the server made,
+  // a real folder inside OUT (no symlink), with a real video file.
+  fs::path continue_video(const std::string& name) const {
+    if (!is_result_name(name))
+      fail("--init-video", "continue_from must name a result in the gallery (YYYYMMDD-HHMMSS-N), got " + squote(name));
+    const fs::path dir = out / name, video = dir / "video.mp4";
+    std::error_code ec;
+    if (!fs::is_directory(fs::symlink_status(dir, ec)) || !fs::is_regular_file(fs::symlink_status(video, ec)))
+      fail("--init-video", "no result " + squote(name) + " in the gallery");
+    return video;
+  }
+
+  std::string new_id() {  // under m
+    char stamp[32];
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    for (;;) {
+      const std::string id = std::string(stamp) + "-" + std::to_string(++counter);
+      std::error_code ec;
+      if (!jobs.count(id) && !fs::exists(out / id, ec)) return id;
+    }
+  }
+
+  json job_json(const Job& j) const {  // under m
+    json r = {{"id", j.id},
+              {"state", name_of(j.state)},
+              {"request", j.request},
+              {"submitted_ms", j.submitted_ms},
+              {"clips", j.clips},
+              {"clips_written", j.clips_written},
+              {"frames", j.frames},
+              {"total_frames", j.total_frames},
+              {"bytes", j.bytes.size()},
+              {"warnings", j.warnings}};
+    if (j.started_ms > 0) r["started_ms"] = j.started_ms;
+    if (j.first_clip_ms > 0) r["first_clip_ms"] = j.first_clip_ms;
+    if (j.finished_ms > 0) r["finished_ms"] = j.finished_ms;
+    if (j.state == State::queued) {
+      const auto it = std::find_if(queue.begin(), queue.end(), [&](const auto& q) { return q.get() == &j; });
+      r["position"] = it - queue.begin() + 1;
+    }
+    if (j.state == State::running || finished(j.state)) {
+      const auto& p = j.progress;
+      r["progress"] = {{"done", p.done},     {"total", p.total},        {"clip", p.clip},
+                       {"clips", p.clips},   {"elapsed_s", p.elapsed_s}, {"codes_per_s", p.codes_per_s},
+                       {"eta_s", p.eta_s}};
+    }
+    if (j.state == State::done) {
+      r["result"] = j.id;
+      r["report"] = j.report;
+      r["report"].erase("out");  // paths on the server
+      r["report"].erase("model");
+    }
+    if (!j.error.empty()) {
+      r["error"] = j.error;
+      r["field"] = j.error_field;
+    }
+    return r;
+  }
+
+  // --- the worker -------------------------------------------------------------
+
+  void work() {
+    // OpenMP's thread count is a per-thread setting: this thread takes the
+    // one init_threads() gave the thread that made the studio.
+    at::set_num_threads(threads);
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lk(m);
+        changed.wait(lk, [&] { return stopping || !queue.empty(); });
+        if (stopping) return;
+        job = queue.front();
+        queue.pop_front();
+        running = job;
+        job->state = State::running;
+        job->started_ms = now_ms();
+      }
+      changed.notify_all();
+      execute(*job);
+      {
+        std::lock_guard<std::mutex> lk(m);
+        running.reset();
+        job->finished_ms = now_ms();
+        done.push_back(job);
+        // Finished jobs are kept to be asked about; only the newest keep
+        // their stream in memory (the gallery has the files).
+        size_t with_bytes = 0;
+        for (auto it = done.rbegin(); it != done.rend(); ++it)
+          if (!(*it)->bytes.empty() && ++with_bytes > 4) {
+            std::string().swap((*it)->bytes);
+            (*it)->bytes_dropped = true;
+          }
+        while (done.size() > 200) {
+          jobs.erase(done.front()->id);
+          done.pop_front();
+        }
+      }
+      changed.notify_all();
+    }
+  }
+
+  void execute(Job& job) {
+    const fs::path tmp = out / (".job-" + host + "-" + std::to_string(::getpid()) + "-" + job.id);
+    gen::GenerateRequest r = job.gen;
+    r.out = (tmp / "video.mp4").string();
+    r.sheet = (tmp / "sheet.png").string();
+    // report.json is written below, naming the final path rather than the temporary one.
+    r.bundle = &bundle;
+    r.device = o.device;
+    std::ifstream stream;  // the file as it is written: its new bytes go to the job's readers
+    auto pull = [&] {
+      if (!stream.is_open()) return;
+      stream.clear();
+      std::string got;
+      char buf[1 << 16];
+      while (stream.read(buf, sizeof buf) || stream.gcount() > 0) {
+        got.append(buf, static_cast<size_t>(stream.gcount()));
+        if (stream.eof()) break;
+      }
+      if (got.empty()) return;
+      {
+        std::lock_guard<std::mutex> lk(m);
+        job.bytes += got;
+      }
+      changed.notify_all();
+    };
+    gen::GenerateEvents ev;
+    ev.started = [&](const gen::GenerateStart& s) {
+      stream.open(s.writing.empty() ? s.out : s.writing, std::ios::binary);
+      std::lock_guard<std::mutex> lk(m);
+      job.clips = s.clips;
+      job.total_frames = s.frames;
+    };
+    ev.clip_written = [&](const gen::ClipWritten& c) {
+      pull();
+      {
+        std::lock_guard<std::mutex> lk(m);
+        job.clips_written = c.clip + 1;
+        job.frames = c.last + 1;
+        if (job.first_clip_ms == 0) job.first_clip_ms = now_ms();
+      }
+      changed.notify_all();
+      for (double waited = 0; waited < o.clip_delay_s && !job.cancel; waited += 0.02)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    };
+    ev.progress = [&](const gen::GenerateProgress& p) {
+      std::lock_guard<std::mutex> lk(m);
+      job.progress = p;
+    };
+    ev.warning = [&](const std::string& w) {
+      std::lock_guard<std::mutex> lk(m);
+      job.warnings.push_back(w);
+    };
+    ev.cancelled = [&] { return job.cancel.load(); };
+
+    State state = State::done;
+    std::string error;
+    json report;
+    std::error_code ec;
+    try {
+      fs::create_directories(tmp);
+      if (!job.continue_from.empty()) r.init_video = continue_video(job.continue_from).string();
+      auto res = gen::generate_video(r, ev);
+      pull();  // the container's end, written by close() (the same file, renamed)
+      report = std::move(res.report);
+      report["out"] = (out / job.id / "video.mp4").string();
+      write_json_file((tmp / "report.json").string(), report);
+      json meta = {{"id", job.id},
+                   {"request", job.request},
+                   {"submitted_ms", job.submitted_ms},
+                   {"started_ms", job.started_ms},
+                   {"finished_ms", now_ms()},
+                   {"warnings", job.warnings}};
+      if (!job.continue_from.empty()) meta["continue_from"] = job.continue_from;
+      write_json_file((tmp / "job.json").string(), meta);
+      fs::rename(tmp, out / job.id);  // the gallery shows it from here on, complete
+    } catch (const gen::Cancelled&) {
+      state = State::cancelled;
+    } catch (const Error& e) {
+      state = State::failed;
+      error = first_line(e.what());
+    } catch (const std::exception& e) {
+      state = State::failed;
+      error = "internal error: " + first_line(e.what());
+    }
+    if (state != State::done) fs::remove_all(tmp, ec);
+    std::lock_guard<std::mutex> lk(m);
+    job.state = state;
+    job.report = std::move(report);
+    if (!error.empty()) {
+      job.error = error;
+      job.error_field = field_of_error(error);
+    }
+  }
+
+  // --- HTTP -------------------------------------------------------------------
+
+  static void send_json(httplib::Response& res, int status, const json& j) {
+    res.status = status;
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(j.dump(), "application/json");
+  }
+  static void send_error(httplib::Response& res, int status, const std::string& msg, const std::string& field = "") {
+    send_json(res, status, {{"error", msg}, {"field", field}});
+  }
+
+  std::shared_ptr<Job> find(const std::string& id) {
+    std::lock_guard<std::mutex> lk(m);
+    const auto it = jobs.find(id);
+    return it == jobs.end() ? nullptr : it->second;
+  }
+
+  bool authorized(const httplib::Request& req) const {
+    if (o.token.empty()) return true;
+    auto same = [&](const std::string& given) {  // the time does not tell how much matched
+      if (given.size() != o.token.size()) return false;
+      unsigned diff = 0;
+      for (size_t i = 0; i < given.size(); ++i) diff |= static_cast<unsigned>(given[i] ^ o.token[i]);
+      return diff == 0;
+    };
+    const std::string auth = req.get_header_value("Authorization");
+    if (auth.rfind("Bearer ", 0) == 0 && same(auth.substr(7))) return true;
+    return req.has_param("token") && same(req.get_param_value("token"));
+  }
+
+  void routes() {
+    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
+      send_error(res, 401, "this server needs its token: the Authorization header 'Bearer TOKEN' or ?token=TOKEN");
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    svr.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      if (res.status == 404) send_error(res, 404, "not found");
+      else if (res.status == 413) send_error(res, 413, "request too large");
+      else send_error(res, res.status, "HTTP " + std::to_string(res.status));
+    });
+    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string msg = "internal error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        msg += ": " + first_line(e.what());
+      } catch (...) {
+      }
+      send_error(res, 500, msg);
+    });
+
+    svr.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_header("Cache-Control", "no-store");
+      res.set_content(kStudioPage, "text/html; charset=utf-8");
+    });
+    svr.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, info); });
+
+    svr.Post("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) {
+      json body;
+      try {
+        body = json::parse(req.body);
+      } catch (const std::exception& e) {
+        return send_error(res, 400, "request: not JSON (" + first_line(e.what()) + ")");
+      }
+      std::shared_ptr<Job> job;
+      try {
+        job = parse_job(body);
+      } catch (const Error& e) {
+        return send_error(res, 400, first_line(e.what()), field_of_error(e.what()));
+      }
+      std::unique_lock<std::mutex> lk(m);
+      if (stopping) return send_error(res, 503, "the server is stopping");
+      if (queue.size() >= o.max_queue) {
+        res.set_header("Retry-After", "10");
+        return send_error(res, 429,
+                          "the queue is full (" + std::to_string(queue.size()) + " jobs waiting); try again later");
+      }
+      job->id = new_id();
+      job->submitted_ms = now_ms();
+      jobs[job->id] = job;
+      queue.push_back(job);
+      const json j = job_json(*job);
+      lk.unlock();
+      changed.notify_all();
+      send_json(res, 201, j);
+    });
+
+    svr.Get("/api/jobs", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard<std::mutex> lk(m);
+      json list = json::array();
+      if (running) list.push_back(job_json(*running));
+      for (const auto& j : queue) list.push_back(job_json(*j));
+      for (auto it = done.rbegin(); it != done.rend() && list.size() < 50; ++it) list.push_back(job_json(**it));
+      send_json(res, 200, {{"jobs", list}});
+    });
+
+    svr.Get(R"(/api/jobs/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      auto job = find(req.matches[1]);
+      if (!job) return send_error(res, 404, "no job " + squote(req.matches[1]));
+      std::lock_guard<std::mutex> lk(m);
+      send_json(res, 200, job_json(*job));
+    });
+
+    svr.Post(R"(/api/jobs/([^/]+)/cancel)", [this](const httplib::Request& req, httplib::Response& res) {
+      auto job = find(req.matches[1]);
+      if (!job) return send_error(res, 404, "no job " + squote(req.matches[1]));
+      std::unique_lock<std::mutex> lk(m);
+      if (job->state == State::queued) {  // frees its place at once
+        queue.erase(std::remove(queue.begin(), queue.end(), job), queue.end());
+        job->state = State::cancelled;
+        job->finished_ms = now_ms();
+        done.push_back(job);
+      } else if (job->state == State::running) {
+        job->cancel = true;  // the worker stops at the next code and removes its files
+      }
+      const json j = job_json(*job);
+      lk.unlock();
+      changed.notify_all();
+      send_json(res, 200, j);
+    });
+
+    svr.Get(R"(/api/jobs/([^/]+)/video)", [this](const httplib::Request& req, httplib::Response& res) {
+      auto job = find(req.matches[1]);
+      if (!job) return send_error(res, 404, "no job " + squote(req.matches[1]));
+      {
+        std::lock_guard<std::mutex> lk(m);
+        if (job->bytes_dropped) {
+          if (job->state != State::done) return send_error(res, 410, "job " + job->id + " is " + name_of(job->state));
+          res.set_redirect("/results/" + job->id + "/video.mp4" + (o.token.empty() ? "" : "?token=" + o.token));
+          return;
+        }
+        if (finished(job->state) && job->bytes.empty())
+          return send_error(res, 410, "job " + job->id + " is " + name_of(job->state) + " and made no video");
+      }
+      if (++streams > o.max_streams) {
+        --streams;
+        return send_error(res, 503, "too many video streams open; try again later");
+      }
+      res.set_header("Cache-Control", "no-store");
+      res.set_chunked_content_provider(
+          "video/mp4",
+          [this, job](size_t offset, httplib::DataSink& sink) {
+            std::string chunk;
+            bool end = false;
+            {
+              std::unique_lock<std::mutex> lk(m);
+              changed.wait_for(lk, std::chrono::milliseconds(500), [&] {
+                return stopping || job->bytes.size() > offset || finished(job->state) || job->bytes_dropped;
+              });
+              if (job->bytes.size() > offset) chunk = job->bytes.substr(offset, size_t{1} << 20);
+              end = stopping || job->bytes_dropped ||
+                    (finished(job->state) && offset + chunk.size() >= job->bytes.size());
+            }
+            if (!chunk.empty() && !sink.write(chunk.data(), chunk.size())) return false;  // the client left
+            if (end) sink.done();
+            else if (chunk.empty() && !sink.is_writable()) return false;
+            return true;
+          },
+          [this](bool) { --streams; });
+    });
+
+    svr.Get("/api/results", [this](const httplib::Request&, httplib::Response& res) {
+      json list = json::array();
+      std::vector<std::string> names;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(out, ec)) {
+        const std::string n = e.path().filename().string();
+        if (is_result_name(n) && fs::is_directory(fs::symlink_status(e.path(), ec))) names.push_back(n);
+      }
+      std::sort(names.rbegin(), names.rend());
+      for (const auto& n : names) {
+        if (list.size() >= 500) break;
+        if (!fs::is_regular_file(fs::symlink_status(out / n / "video.mp4", ec))) continue;  // removed by someone
+        try {
+          json report = read_json_file((out / n / "report.json").string());
+          json meta = read_json_file((out / n / "job.json").string());
+          report.erase("out");  // a path on the server
+          report.erase("model");
+          list.push_back({{"name", n},
+                          {"request", meta.value("request", json::object())},
+                          {"continue_from", meta.value("continue_from", "")},
+                          {"finished_ms", meta.value("finished_ms", 0.0)},
+                          {"report", report}});
+        } catch (const std::exception&) {
+          // not a complete result (someone else's folder): not shown
+        }
+      }
+      send_json(res, 200, {{"results", list}});
+    });
+
+    svr.Get(R"(/results/([^/]+)/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
+      const std::string name = req.matches[1], file = req.matches[2];
+      const auto type = result_files().find(file);
+      if (!is_result_name(name) || type == result_files().end()) return send_error(res, 404, "not found");
+      const fs::path dir = out / name, path = dir / file;
+      std::error_code ec;
+      if (!fs::is_directory(fs::symlink_status(dir, ec)) || !fs::is_regular_file(fs::symlink_status(path, ec)))
+        return send_error(res, 404, "not found");
+      std::ifstream in(path, std::ios::binary);
+      std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) return send_error(res, 500, "cannot read " + name + "/" + file);
+      if (req.has_param("download"))
+        res.set_header("Content-Disposition", "attachment; filename=\"loong-" + name + "-" + file + "\"");
+      res.set_content(std::move(data), type->second.c_str());
+    });
+  }
+};
+
+Studio::Studio(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+  impl_->svr.new_task_queue = [n = impl_->o.max_streams + 8] { return new httplib::ThreadPool(n); };
+  impl_->svr.set_payload_max_length(impl_->o.max_body_bytes);
+  impl_->routes();
+}
+
+Studio::~Studio() { stop(); }
+
+int Studio::bind() {
+  auto& I = *impl_;
+  if (I.o.port < 0 || I.o.port > 65535) fail("--port", "must be 0 to 65535, got " + std::to_string(I.o.port));
+  if (I.o.port == 0) {
+    I.port = I.svr.bind_to_any_port(I.o.host);
+    if (I.port < 0) I.port = 0;
+  } else {
+    I.port = I.svr.bind_to_port(I.o.host, I.o.port) ? I.o.port : 0;
+  }
+  if (I.port <= 0)
+    fail("--port", "cannot listen on " + I.o.host + ":" + std::to_string(I.o.port) +
+                       " (in use, or not an address of this machine)");
+  if (!I.worker.joinable()) I.worker = std::thread([&I] { I.work(); });
+  return I.port;
+}
+
+void Studio::run() {
+  auto& I = *impl_;
+  {
+    std::lock_guard<std::mutex> lk(I.m);
+    if (I.stopping) return;
+    I.in_run = true;
+  }
+  I.svr.listen_after_bind();
+  I.in_run = false;
+}
+
+void Studio::stop() {
+  auto& I = *impl_;
+  {
+    std::lock_guard<std::mutex> lk(I.m);
+    I.stopping = true;
+    if (I.running) I.running->cancel = true;
+    for (auto& j : I.queue) {
+      j->state = State::cancelled;
+      j->finished_ms = now_ms();
+    }
+    I.queue.clear();
+  }
+  I.changed.notify_all();
+  // httplib's stop() does nothing before its accept loop has started: wait
+  // for run() to get there (or to give up) first.
+  while (I.in_run && !I.svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  I.svr.stop();
+  if (I.worker.joinable()) I.worker.join();
+}
+
+std::string Studio::url() const {
+  const std::string& h = impl_->o.host;
+  const bool v6 = h.find(':') != std::string::npos;
+  std::string u = "http://" + (v6 ? "[" + h + "]" : h) + ":" + std::to_string(impl_->port) + "/";
+  if (!impl_->o.token.empty()) u += "?token=" + impl_->o.token;
+  return u;
+}
+
+const json& Studio::info() const { return impl_->info; }
+
+}  // namespace loong::serve
