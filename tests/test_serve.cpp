@@ -1,6 +1,8 @@
 // `loong serve` over HTTP: the studio in this process on an ephemeral
 // loopback port, cpp-httplib's client, a tiny random-weight bundle whose
 // clips are 17 frames (10 s = 5 clips).
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -430,4 +432,83 @@ TEST(Serve, RemovesADeadServersTemporaries) {
   Served s(o);
   EXPECT_FALSE(fs::exists(dead));
   EXPECT_TRUE(fs::exists(alive));
+}
+
+// The command: prints its address, answers, and stops cleanly on SIGTERM
+// (exit 0); a bad model or port is one line and a non-zero exit; another
+// host than loopback is warned about.
+TEST(Serve, CommandStartsAnswersAndStops) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
+  TempDir dir;
+  const auto bad = loong::test::run("serve --model " + (dir / "nothing") + " --out " + (dir / "s"));
+  loong::test::expect_one_line_error(bad, 1, "no such model folder");
+  const auto port = loong::test::run("serve --model " + tiny_bundle() + " --port 70000 --out " + (dir / "s"));
+  EXPECT_NE(port.code, 0);
+  EXPECT_NE(port.err.find("--port"), std::string::npos) << port.err;
+
+  for (const std::string host : {"127.0.0.1", "0.0.0.0"}) {
+    int out[2], err[2];
+    ASSERT_EQ(pipe(out), 0);
+    ASSERT_EQ(pipe(err), 0);
+    const std::string studio = dir / ("studio-" + host);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      dup2(out[1], 1);
+      dup2(err[1], 2);
+      execl(LOONG_CLI_PATH, LOONG_CLI_PATH, "serve", "--model", tiny_bundle().c_str(), "--port", "0", "--host",
+            host.c_str(), "--out", studio.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    std::string line;
+    char c;
+    while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
+    const auto at = line.find("http://" + host + ":");
+    ASSERT_NE(at, std::string::npos) << line;
+    const int p = std::atoi(line.c_str() + at + 8 + host.size());
+    httplib::Client client("127.0.0.1", p);
+    auto info = client.Get("/api/info");
+    ASSERT_TRUE(info) << line;
+    EXPECT_EQ(info->status, 200);
+    EXPECT_TRUE(fs::is_directory(studio));
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    std::string errs;
+    while (read(err[0], &c, 1) == 1) errs += c;
+    close(out[0]);
+    close(err[0]);
+    EXPECT_EQ(errs.find("warning: serving on") != std::string::npos, host != "127.0.0.1") << errs;
+  }
+}
+
+// Pages of other sites, through the user's browser: another Origin, a form
+// post, a rebound DNS name. And a finished job cannot be cancelled.
+TEST(Serve, OtherSitesAreRefused) {
+  LOONG_NEEDS_TEXT_TOKENIZER();
+  TempDir dir;
+  loong::serve::ServeOptions o;
+  o.out = dir / "studio";
+  Served s(o);
+  const std::string body = R"({"prompt": "a red sneaker", "seconds": 1})";
+  auto cross = s.client.Post("/api/jobs", {{"Origin", "http://evil.example"}}, body, "application/json");
+  ASSERT_TRUE(cross);
+  EXPECT_EQ(cross->status, 403);
+  auto form = s.client.Post("/api/jobs", body, "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 415);
+  auto rebound = s.client.Get("/api/info", {{"Host", "evil.example:8080"}});
+  ASSERT_TRUE(rebound);
+  EXPECT_EQ(rebound->status, 403);
+  auto same = s.client.Get("/api/info", {{"Origin", "http://127.0.0.1:" + std::to_string(s.port)}});
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->status, 200) << "the page's own origin";
+  EXPECT_TRUE(s.get("/api/jobs")["jobs"].empty());
+  const std::string id = s.submit(json::parse(body));
+  EXPECT_EQ(s.wait(id)["state"], "done");
+  int status = 0;
+  s.post("/api/jobs/" + id + "/cancel", json::object(), &status);
+  EXPECT_EQ(status, 409);
 }

@@ -90,9 +90,8 @@ void add_serve_command(CLI::App& app, Globals& g) {
     const auto& m = studio.info()["model"];
     std::cout << "loong studio: " << studio.url() << "  (model " << m["name"].get<std::string>() << ", results in "
               << a->o.out << "; Ctrl-C stops)" << std::endl;
-    studio.run();
-    studio.stop();
-    pthread_kill(waiter.native_handle(), SIGTERM);  // wakes sigwait if the server stopped on its own
+    studio.run();  // returns once the waiter has stopped the studio
+    pthread_kill(waiter.native_handle(), SIGTERM);  // (or on its own: then this wakes the waiter to stop it)
     waiter.join();
   }));
 }

@@ -41,6 +41,16 @@ double now_ms() {
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+std::string percent_encoded(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+    else out += {'%', hex[c >> 4], hex[c & 15]};
+  }
+  return out;
+}
+
 enum class State { queued, running, done, failed, cancelled };
 
 const char* name_of(State s) {
@@ -93,9 +103,15 @@ struct Job {
   std::string error, error_field;
   std::vector<std::string> warnings;
   std::string bytes;  // the fragmented MP4 as written so far
-  bool bytes_dropped = false;
+  bool bytes_dropped = false;   // freed after the job (the file has it)
+  bool bytes_overflow = false;  // longer than kMaxStreamBytes: not kept (streams end; the file has it)
   json report;
 };
+
+// A running job's video is kept in memory for its readers up to this size
+// (a 10-minute video at 8x upscale is about this); past it they are cut off
+// and read the file once the job is done.
+constexpr size_t kMaxStreamBytes = size_t{512} << 20;
 
 // A JSON value of a request field, checked for its type; messages name the
 // CLI flag, as every other check does ("--seconds: expected a number ...").
@@ -156,8 +172,9 @@ struct Studio::Impl {
   bool stopping = false;
   int64_t counter = 0;
   std::atomic<size_t> streams{0};
-  std::atomic<bool> in_run{false};
-  int threads = at::get_num_threads();  // run() is in (or about to enter) httplib's accept loop
+  std::atomic<bool> in_run{false};  // run() is in (or about to enter) httplib's accept loop
+  std::mutex stop_m;
+  int threads = at::get_num_threads();  // the intra-op threads of the thread that made the studio
 
   explicit Impl(ServeOptions opts) : o(std::move(opts)) {
     if (o.out.empty()) fail("--out", "a folder for the results is required");
@@ -402,7 +419,12 @@ struct Studio::Impl {
       if (got.empty()) return;
       {
         std::lock_guard<std::mutex> lk(m);
-        job.bytes += got;
+        if (job.bytes.size() + got.size() > kMaxStreamBytes) {  // readers get the file when it is done
+          job.bytes_overflow = true;
+          std::string().swap(job.bytes);
+        } else if (!job.bytes_overflow) {
+          job.bytes += got;
+        }
       }
       changed.notify_all();
     };
@@ -480,7 +502,8 @@ struct Studio::Impl {
   static void send_json(httplib::Response& res, int status, const json& j) {
     res.status = status;
     res.set_header("Cache-Control", "no-store");
-    res.set_content(j.dump(), "application/json");
+    // Messages may quote a request's bytes, which need not be UTF-8.
+    res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
   }
   static void send_error(httplib::Response& res, int status, const std::string& msg, const std::string& field = "") {
     send_json(res, status, {{"error", msg}, {"field", field}});
@@ -505,8 +528,32 @@ struct Studio::Impl {
     return req.has_param("token") && same(req.get_param_value("token"));
   }
 
+  // Other web sites' pages, which the user's browser would let reach this
+  // server: a request from another origin (browsers name it in Origin), and,
+  // on a loopback server without a token, a Host that is not loopback (a DNS
+  // name rebound to 127.0.0.1). "" when the request may go on.
+  std::string foreign(const httplib::Request& req) const {
+    const std::string host = req.get_header_value("Host");
+    const std::string origin = req.get_header_value("Origin");
+    if (!origin.empty() && origin != "http://" + host)
+      return "requests from other origins are refused (" + origin + ")";
+    const bool loopback = o.host == "127.0.0.1" || o.host == "localhost" || o.host == "::1";
+    if (o.token.empty() && loopback && !host.empty()) {
+      const auto colon = host.rfind(':');
+      const std::string name = colon != std::string::npos && host.find(']', colon) == std::string::npos
+                                   ? host.substr(0, colon) : host;
+      if (name != "127.0.0.1" && name != "localhost" && name != "[::1]")
+        return "this server answers requests for 127.0.0.1, localhost or [::1], not " + name;
+    }
+    return "";
+  }
+
   void routes() {
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (const std::string why = foreign(req); !why.empty()) {
+        send_error(res, 403, why);
+        return httplib::Server::HandlerResponse::Handled;
+      }
       if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
       send_error(res, 401, "this server needs its token: the Authorization header 'Bearer TOKEN' or ?token=TOKEN");
       return httplib::Server::HandlerResponse::Handled;
@@ -535,6 +582,9 @@ struct Studio::Impl {
     svr.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, info); });
 
     svr.Post("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) {
+      // JSON only: a form post from another page, which needs no permission, cannot submit.
+      if (req.get_header_value("Content-Type").rfind("application/json", 0) != 0)
+        return send_error(res, 415, "send the job as JSON, with the header 'Content-Type: application/json'");
       json body;
       try {
         body = json::parse(req.body);
@@ -584,6 +634,8 @@ struct Studio::Impl {
       auto job = find(req.matches[1]);
       if (!job) return send_error(res, 404, "no job " + squote(req.matches[1]));
       std::unique_lock<std::mutex> lk(m);
+      if (finished(job->state))
+        return send_error(res, 409, "job " + job->id + " is already " + name_of(job->state));
       if (job->state == State::queued) {  // frees its place at once
         queue.erase(std::remove(queue.begin(), queue.end(), job), queue.end());
         job->state = State::cancelled;
@@ -603,9 +655,10 @@ struct Studio::Impl {
       if (!job) return send_error(res, 404, "no job " + squote(req.matches[1]));
       {
         std::lock_guard<std::mutex> lk(m);
-        if (job->bytes_dropped) {
+        if (job->bytes_dropped || (job->bytes_overflow && finished(job->state))) {
           if (job->state != State::done) return send_error(res, 410, "job " + job->id + " is " + name_of(job->state));
-          res.set_redirect("/results/" + job->id + "/video.mp4" + (o.token.empty() ? "" : "?token=" + o.token));
+          res.set_redirect("/results/" + job->id + "/video.mp4" +
+                           (o.token.empty() ? "" : "?token=" + percent_encoded(o.token)));
           return;
         }
         if (finished(job->state) && job->bytes.empty())
@@ -624,11 +677,12 @@ struct Studio::Impl {
             {
               std::unique_lock<std::mutex> lk(m);
               changed.wait_for(lk, std::chrono::milliseconds(500), [&] {
-                return stopping || job->bytes.size() > offset || finished(job->state) || job->bytes_dropped;
+                return stopping || job->bytes.size() > offset || finished(job->state) || job->bytes_dropped ||
+                       job->bytes_overflow;
               });
+              if (job->bytes_dropped || job->bytes_overflow) return false;  // not the whole video: abort, not end
               if (job->bytes.size() > offset) chunk = job->bytes.substr(offset, size_t{1} << 20);
-              end = stopping || job->bytes_dropped ||
-                    (finished(job->state) && offset + chunk.size() >= job->bytes.size());
+              end = stopping || (finished(job->state) && offset + chunk.size() >= job->bytes.size());
             }
             if (!chunk.empty() && !sink.write(chunk.data(), chunk.size())) return false;  // the client left
             if (end) sink.done();
@@ -675,12 +729,21 @@ struct Studio::Impl {
       std::error_code ec;
       if (!fs::is_directory(fs::symlink_status(dir, ec)) || !fs::is_regular_file(fs::symlink_status(path, ec)))
         return send_error(res, 404, "not found");
-      std::ifstream in(path, std::ios::binary);
-      std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (!in.good() && !in.eof()) return send_error(res, 500, "cannot read " + name + "/" + file);
+      const auto size = fs::file_size(path, ec);
+      auto in = std::make_shared<std::ifstream>(path, std::ios::binary);
+      if (ec || !*in) return send_error(res, 500, "cannot read " + name + "/" + file);
       if (req.has_param("download"))
         res.set_header("Content-Disposition", "attachment; filename=\"loong-" + name + "-" + file + "\"");
-      res.set_content(std::move(data), type->second.c_str());
+      // Read as it is sent (and by ranges, for seeking), never whole into memory.
+      res.set_content_provider(static_cast<size_t>(size), type->second,
+                               [in](size_t offset, size_t length, httplib::DataSink& sink) {
+                                 char buf[1 << 16];
+                                 in->clear();
+                                 in->seekg(static_cast<std::streamoff>(offset));
+                                 in->read(buf, static_cast<std::streamsize>(std::min(length, sizeof buf)));
+                                 const auto got = in->gcount();
+                                 return got > 0 && sink.write(buf, static_cast<size_t>(got));
+                               });
     });
   }
 };
@@ -691,7 +754,12 @@ Studio::Studio(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(op
   impl_->routes();
 }
 
-Studio::~Studio() { stop(); }
+Studio::~Studio() {
+  stop();
+  // run() may still be leaving httplib's loop on another thread (its streams
+  // use this object): wait for it.
+  while (impl_->in_run) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
 
 int Studio::bind() {
   auto& I = *impl_;
@@ -722,6 +790,7 @@ void Studio::run() {
 
 void Studio::stop() {
   auto& I = *impl_;
+  std::lock_guard<std::mutex> once(I.stop_m);  // callers in turn: the first stops, joins; the others find it done
   {
     std::lock_guard<std::mutex> lk(I.m);
     I.stopping = true;
@@ -744,7 +813,7 @@ std::string Studio::url() const {
   const std::string& h = impl_->o.host;
   const bool v6 = h.find(':') != std::string::npos;
   std::string u = "http://" + (v6 ? "[" + h + "]" : h) + ":" + std::to_string(impl_->port) + "/";
-  if (!impl_->o.token.empty()) u += "?token=" + impl_->o.token;
+  if (!impl_->o.token.empty()) u += "?token=" + percent_encoded(impl_->o.token);
   return u;
 }
 
