@@ -14,8 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.h"
+#include "loong/core/atomic_file.h"
 #include "loong/gen/generate.h"
 #include "loong/io/video.h"
+#include "loong/serve/request.h"
 #include "loong/serve/studio.h"
 #include "test_util.h"
 
@@ -421,10 +423,9 @@ TEST(Serve, RemovesADeadServersTemporaries) {
   pid_t child = fork();
   if (child == 0) _exit(0);
   waitpid(child, nullptr, 0);  // a PID that is gone
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  const fs::path dead = out / (".job-" + std::string(host) + "-" + std::to_string(child) + "-20260101-000000-1");
-  const fs::path alive = out / (".job-" + std::string(host) + "-1-20260101-000000-2");  // PID 1 is running
+  const std::string host = loong::host_tag();  // host name and PID namespace, as the server names its folders
+  const fs::path dead = out / (".job-" + host + "-" + std::to_string(child) + "-20260101-000000-1");
+  const fs::path alive = out / (".job-" + host + "-1-20260101-000000-2");  // PID 1 is running
   fs::create_directories(dead);
   fs::create_directories(alive);
   loong::serve::ServeOptions o;

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -21,10 +23,12 @@
 #include <ATen/Parallel.h>
 #include <httplib.h>
 
+#include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/generate.h"
+#include "loong/serve/request.h"
 
 namespace loong::serve {
 
@@ -64,6 +68,13 @@ const char* name_of(State s) {
   return "?";
 }
 
+// A report as clients see it: without the server's paths.
+json public_report(json report) {
+  report.erase("out");
+  report.erase("model");
+  return report;
+}
+
 bool finished(State s) { return s == State::done || s == State::failed || s == State::cancelled; }
 
 // Result and job names are made by the server only: "YYYYMMDD-HHMMSS-N".
@@ -79,15 +90,6 @@ const std::map<std::string, std::string>& result_files() {
                                                            {"report.json", "application/json"},
                                                            {"job.json", "application/json"}};
   return files;
-}
-
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "host";
-  std::string s(buf);
-  for (auto& c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.') c = '_';
-  return s;
 }
 
 struct Job {
@@ -113,51 +115,14 @@ struct Job {
 // and read the file once the job is done.
 constexpr size_t kMaxStreamBytes = size_t{512} << 20;
 
-// A JSON value of a request field, checked for its type; messages name the
-// CLI flag, as every other check does ("--seconds: expected a number ...").
-std::string shown(const json& v) {
-  std::string s = v.dump();
-  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
-}
-double number_of(const json& v, const std::string& option) {
-  if (!v.is_number()) fail(option, "expected a number, got " + shown(v));
-  return v.get<double>();
-}
-int64_t integer_of(const json& v, const std::string& option) {
-  if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float()) {
-    const double d = v.get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e15) return static_cast<int64_t>(d);
-  }
-  fail(option, "expected a whole number, got " + shown(v));
-}
-std::string text_of(const json& v, const std::string& option) {
-  if (!v.is_string()) fail(option, "expected text, got " + shown(v));
-  return v.get<std::string>();
-}
-
 }  // namespace
-
-std::string field_of_option(const std::string& option) {
-  if (option == "--init-video") return "continue_from";
-  if (option.rfind("--", 0) != 0) return "";
-  std::string f = option.substr(2);
-  std::replace(f.begin(), f.end(), '-', '_');
-  return f;
-}
-
-std::string field_of_error(const std::string& message) {
-  if (message.rfind("--", 0) != 0) return "";
-  const auto end = message.find_first_of(":= ");
-  return field_of_option(message.substr(0, end));
-}
 
 struct Studio::Impl {
   ServeOptions o;
   fs::path out;
   gen::Bundle bundle;
   json info;
-  std::string host = host_name();
+  const std::string& host = host_tag();  // as AtomicFile's temporaries: host name and PID namespace
 
   httplib::Server svr;
   int port = 0;
@@ -227,69 +192,14 @@ struct Studio::Impl {
 
   // --- requests -------------------------------------------------------------
 
-  // The request's fields onto a GenerateRequest, checked by the code that
-  // checks `loong generate`'s flags. Throws loong::Error naming the flag.
+  // A request's fields (request.h), and the result it continues, which must
+  // exist now (checked again when the job runs).
   std::shared_ptr<Job> parse_job(const json& body) {
-    if (!body.is_object()) fail("request", "expected a JSON object of fields (docs/serve.md)");
+    JobRequest req = parse_request(body, o);
+    if (!req.continue_from.empty()) continue_video(req.continue_from);
     auto job = std::make_shared<Job>();
-    gen::GenerateRequest& r = job->gen;
-    std::string prompt, story;
-    bool has_prompt = false, has_story = false;
-    for (const auto& [key, v] : body.items()) {
-      if (key == "prompt") {
-        prompt = text_of(v, "--prompt");
-        has_prompt = true;
-      } else if (key == "prompts") {
-        story = text_of(v, "--prompts");
-        has_story = true;
-      } else if (key == "seconds") {
-        r.seconds = number_of(v, "--seconds");
-      } else if (key == "seed") {
-        const int64_t seed = integer_of(v, "--seed");
-        if (seed < 0) fail("--seed", "must be >= 0, got " + std::to_string(seed));
-        r.sampling.seed = static_cast<uint64_t>(seed);
-      } else if (key == "cfg") {
-        r.sampling.cfg_scale = number_of(v, "--cfg");
-        r.given.cfg = true;
-      } else if (key == "first_clip_cfg") {
-        r.first_clip_cfg = number_of(v, "--first-clip-cfg");
-        r.given.first_clip_cfg = true;
-      } else if (key == "top_k") {
-        r.sampling.top_k = integer_of(v, "--top-k");
-      } else if (key == "top_p") {
-        r.sampling.top_p = number_of(v, "--top-p");
-      } else if (key == "temperature") {
-        r.sampling.temperature = number_of(v, "--temperature");
-        r.given.temperature = true;
-      } else if (key == "upscale") {
-        const int64_t u = integer_of(v, "--upscale");
-        if (u < 1 || u > o.max_upscale)
-          fail("--upscale", "this server allows 1 to " + std::to_string(o.max_upscale) + ", got " + std::to_string(u));
-        r.upscale = static_cast<int>(u);
-        r.upscale_given = true;
-      } else if (key == "upscale_method") {
-        r.upscale_method = text_of(v, "--upscale-method");
-      } else if (key == "continue_from") {
-        job->continue_from = text_of(v, "--init-video");
-      } else {
-        fail("request", "unknown field " + squote(key) +
-                            " (prompt, prompts, seconds, seed, cfg, first_clip_cfg, top_k, top_p, temperature, "
-                            "upscale, upscale_method, continue_from)");
-      }
-    }
-    if (has_prompt == has_story)
-      fail("--prompt", has_prompt ? "give prompt or prompts (a story), not both" : "required: what the video shows");
-    const size_t chars = has_prompt ? prompt.size() : story.size();
-    if (chars > o.max_prompt_chars)
-      fail(has_prompt ? "--prompt" : "--prompts", "at most " + std::to_string(o.max_prompt_chars) +
-                                                     " characters on this server, got " + std::to_string(chars));
-    if (std::isfinite(r.seconds) && r.seconds > o.max_seconds)
-      fail("--seconds", "this server makes at most " + std::to_string(static_cast<int64_t>(o.max_seconds)) +
-                            " s per video, got " + std::to_string(r.seconds));
-    gen::validate_settings(r);  // as `loong generate` checks its flags
-    r.prompts = has_prompt ? gen::PromptSchedule::single(prompt) : gen::PromptSchedule::parse(story, "--prompts");
-    r.prompts.validate(has_prompt ? "--prompt" : "--prompts");
-    if (!job->continue_from.empty()) continue_video(job->continue_from);  // exists now (checked again when it runs)
+    job->gen = std::move(req.gen);
+    job->continue_from = std::move(req.continue_from);
     job->request = body;
     return job;
   }
@@ -345,9 +255,7 @@ struct Studio::Impl {
     }
     if (j.state == State::done) {
       r["result"] = j.id;
-      r["report"] = j.report;
-      r["report"].erase("out");  // paths on the server
-      r["report"].erase("model");
+      r["report"] = public_report(j.report);
     }
     if (!j.error.empty()) {
       r["error"] = j.error;
@@ -707,13 +615,11 @@ struct Studio::Impl {
         try {
           json report = read_json_file((out / n / "report.json").string());
           json meta = read_json_file((out / n / "job.json").string());
-          report.erase("out");  // a path on the server
-          report.erase("model");
           list.push_back({{"name", n},
                           {"request", meta.value("request", json::object())},
                           {"continue_from", meta.value("continue_from", "")},
                           {"finished_ms", meta.value("finished_ms", 0.0)},
-                          {"report", report}});
+                          {"report", public_report(std::move(report))}});
         } catch (const std::exception&) {
           // not a complete result (someone else's folder): not shown
         }

@@ -41,11 +41,6 @@ struct ServeOptions {
   double clip_delay_s = 0;
 };
 
-// The JSON field a request uses for a CLI flag ("--top-k" -> "top_k"), and
-// the field an error message ("--top-k: must be ...") is about ("" if none).
-std::string field_of_option(const std::string& option);
-std::string field_of_error(const std::string& message);
-
 class Studio {
  public:
   // Loads the model and prepares OUT (created if missing; stale job folders
