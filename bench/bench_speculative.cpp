@@ -142,33 +142,60 @@ int main(int argc, char** argv) {
       out["call_cost_at_context_600"] = costs;
     }
     // A large model on the CPU reads every weight once a call, whatever the
-    // positions it scores: the call cost of --large (general forward, f32,
-    // batch 2, context 512) for 1, 2, 4 positions, and the speed-up the
-    // default model's codes per call would give it (a projection: acceptance
+    // positions it scores: the call cost of --large (f32, batch 2, context
+    // 512) for 1, 2, 4 positions, on the decode step the sampler runs (the
+    // model's own weights, lm::DecodeStep with share_weights) and on the
+    // general forward pass (the baseline, same run, interleaved). Per call:
+    // the layers' weight bytes over its time against the machine's read
+    // bandwidth (a sum over 1 GiB, same threads, timed between the calls, as
+    // the machine's speed drifts), and the speed-up the
+    // default model's codes per call would give (a projection: acceptance
     // measured on the small model, not on a trained large one).
     if (!large.empty()) {
       c10::InferenceMode guard;
+      auto gib = torch::ones({int64_t{1} << 28});  // 1 GiB of float32
+      std::vector<double> sum_ms;
+      (void)gib.sum().item<float>();  // warm-up
       auto c = lm::LmConfig::preset(large);
       c.max_seq_len = 1024;
       lm::Llama big(c);
       big->eval();
+      double layer_bytes = 0;
+      for (const auto& p : big->layers->parameters()) layer_bytes += double(p.numel()) * p.element_size();
+      const lm::DecodeStep step(big, true, /*share_weights=*/true);
       const int64_t ctx = 512;
       lm::KvCache cache(c, 2, ctx + 8, torch::kCPU);
       std::map<int64_t, double> cost;
       json rows = json::array();
       for (int64_t k : {1, 2, 4}) {
         auto ids = torch::randint(c.text_vocab, c.vocab_size(), {2, k}, torch::kLong);
-        std::vector<double> ms;
+        std::vector<double> general_ms, step_ms;
         for (int r = 0; r <= large_reps; ++r) {
           cache.length = ctx;  // the context is there (its values do not change the cost)
-          ms.push_back(bench::time_ms([&] { big->hidden(ids, &cache, ctx); }));
+          general_ms.push_back(bench::time_ms([&] { big->hidden(ids, &cache, ctx); }));
+          cache.length = ctx;
+          step_ms.push_back(bench::time_ms([&] { step.positions(ids, cache); }));
+          sum_ms.push_back(bench::time_ms([&] { (void)gib.sum().item<float>(); }));
         }
-        ms.erase(ms.begin());  // warm-up
-        cost[k] = bench::median(ms);
-        json row = {{"preset", large}, {"parameters", big->parameter_count()}, {"positions", k}, {"call_ms", cost[k]}};
+        general_ms.erase(general_ms.begin());  // warm-up
+        step_ms.erase(step_ms.begin());
+        cost[k] = bench::median(step_ms);
+        const double bandwidth = (double(int64_t{1} << 30) / 1e9) / (bench::median(sum_ms) / 1e3);  // so far
+        const double gbs = layer_bytes / 1e9 / (cost[k] / 1e3);
+        json row = {{"preset", large},
+                    {"parameters", big->parameter_count()},
+                    {"positions", k},
+                    {"call_ms", cost[k]},
+                    {"general_forward_ms", bench::median(general_ms)},
+                    {"vs_general_forward", bench::median(general_ms) / cost[k]},
+                    {"weights_gb_per_s", gbs},
+                    {"read_bandwidth_gb_per_s", bandwidth},
+                    {"share_of_bandwidth", gbs / bandwidth}};
         for (const auto& r : out["runs"])
-          if (r["draft"] == k && k > 1)
+          if (r["draft"] == k && k > 1) {
             row["projected_speedup"] = r["codes_per_call"].get<double>() * cost[1] / cost[k];
+            row["projected_codes_per_s"] = r["codes_per_call"].get<double>() / (cost[k] / 1e3);
+          }
         std::printf("%s\n", row.dump().c_str());
         rows.push_back(row);
       }

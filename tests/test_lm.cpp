@@ -362,12 +362,45 @@ TEST(Lm, SmallMatmulMatchesAddmm) {
   EXPECT_THROW(loong::small_matmul(torch::zeros({2, 3}), torch::zeros({3, 5}), torch::zeros({2, 4})), c10::Error);
 }
 
+TEST(Lm, RowsMatmulMatchesLinear) {
+  // Rows of x in blocks of 4, 2 and 1 (M up to 9: a guided batch scoring 4
+  // positions is 8), rows of w across blocks and threads.
+  torch::manual_seed(7);
+  for (int64_t M : {1, 2, 3, 4, 5, 8, 9})
+    for (int64_t K : {5, 128})
+      for (int64_t N : {7, 16, 1000}) {
+        SCOPED_TRACE(std::to_string(M) + " x " + std::to_string(K) + " x " + std::to_string(N));
+        auto x = torch::randn({M, K}), w = torch::randn({N, K}), r = torch::randn({M, N});
+        EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, w), torch::mm(x, w.t()), 1e-5, 1e-5));
+        EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, w, r), torch::addmm(r, x, w.t()), 1e-5, 1e-5));
+      }
+  auto x = torch::randn({3, 2}).t(), w = torch::randn({5, 3});  // x not contiguous
+  EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, w), torch::mm(x, w.t()), 1e-5, 1e-5));
+  EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({3, 5})), c10::Error);
+  EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({5, 3}), torch::zeros({2, 4})), c10::Error);
+  EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({5, 3}, torch::kDouble)), c10::Error);
+}
+
+TEST(Lm, DecodeLoopsUseTheThreads) {
+  // at::parallel_for splits work only in files built with OpenMP; without it
+  // every decoding loop ran on one thread whatever --threads said.
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  EXPECT_EQ(loong::decode_loop_threads(), 2);
+  at::set_num_threads(1);
+  EXPECT_EQ(loong::decode_loop_threads(), 1);
+  at::set_num_threads(before);
+}
+
 TEST(Lm, DecodeStepMatchesTheGeneralForward) {
-  // hand false: LibTorch's operations, as on a GPU.
+  // hand false: LibTorch's operations, as on a GPU. shared: the model's own
+  // weights (large models), the norms applied instead of folded.
+  for (bool shared : {false, true})
   for (bool hand : {true, false})
   for (const std::string rope : {"1d", "3d"})
   for (int kv_heads : {4, 2, 1}) {
-    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope + (hand ? "" : ", LibTorch operations"));
+    SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope + (hand ? "" : ", LibTorch operations") +
+                 (shared ? ", shared weights" : ""));
     torch::manual_seed(3);
     c10::InferenceMode guard;
     auto c = micro_rope(rope);
@@ -389,7 +422,7 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
     fast.valid = ref.valid.clone();
     m->hidden(prompt, &ref, 0);
     m->hidden(prompt, &fast, 0);
-    const DecodeStep step(m, hand);
+    const DecodeStep step(m, hand, shared);
     for (int64_t t = 7; t < 20; ++t) {
       auto ids = torch::randint(0, c.vocab_size(), {2});
       auto a = m->hidden(ids.view({2, 1}), &ref, t).select(1, 0);

@@ -68,13 +68,16 @@ TEST(Speculative, GreedyGivesTheSameCodesInFewerCalls) {
     int64_t calls = 0, all_calls = 0;
     auto want = plain.generate(prompts, n);
     for (int64_t k : {2, 4, 8}) {
-      CodeSampler spec(model, vocab, o), general(model, vocab, o);
+      CodeSampler spec(model, vocab, o), general(model, vocab, o), shared(model, vocab, o);
       spec.set_speculation({k, 4});  // the fused step over K positions (lm::DecodeStep::positions)
       general.set_speculation({k, 4});
-      general.set_reference_decode(true);  // the general forward pass, as large models take
+      general.set_reference_decode(true);  // the general forward pass
+      shared.set_speculation({k, 4});
+      shared.set_share_weights(true);  // the step on the model's own weights, as large models take
       auto got = spec.generate(prompts, n);
       EXPECT_TRUE(torch::equal(got, want)) << "draft " << k;
       EXPECT_TRUE(torch::equal(general.generate(prompts, n), want)) << "draft " << k << ", general forward";
+      EXPECT_TRUE(torch::equal(shared.generate(prompts, n), want)) << "draft " << k << ", shared weights";
       const auto& t = spec.timings();
       EXPECT_GE(t.decode_calls, (n - 1 + k - 1) / k) << "draft " << k;
       EXPECT_EQ(t.sampled, n);
@@ -184,8 +187,11 @@ TEST(Speculative, SamplingKeepsTheDistribution) {
     counts[(s[0][0].item<int64_t>() * V + s[0][1].item<int64_t>()) * V + s[0][2].item<int64_t>()] += 1;
     plain_counts[(p[0][0].item<int64_t>() * V + p[0][1].item<int64_t>()) * V + p[0][2].item<int64_t>()] += 1;
   }
-  for (size_t i = 0; i < exact.size(); ++i)
-    if (exact[i] == 0) EXPECT_EQ(counts[i], 0) << "a sequence one-at-a-time sampling can never draw: " << i;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    if (exact[i] == 0) {
+      EXPECT_EQ(counts[i], 0) << "a sequence one-at-a-time sampling can never draw: " << i;
+    }
+  }
   int dof = 0;
   const double stat = chi2(exact, counts, n, dof);
   ASSERT_GE(dof, 3);

@@ -56,7 +56,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
   auto* spec = cmd->add_option(
       "--speculative", a->speculative,
       "Codes scored per model call: drafts (the same cell one latent frame back) accepted by an exact rule, so "
-      "the codes keep one-at-a-time sampling's distribution (the same codes with --top-k 1); default 4 on the "
+      "the codes keep one-at-a-time sampling's distribution (the same codes with --top-k 1); default 2 on the "
       "CPU for models over 64 M parameters, else 0; 0 or 1 = one code per call (CUDA: always one)")
       ->check(CLI::Range(int64_t{0}, int64_t{64}));
   cmd->add_flag("--no-speculative", a->no_speculative, "One code per model call (the same as --speculative 0)")

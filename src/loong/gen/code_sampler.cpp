@@ -128,9 +128,10 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
 std::optional<lm::DecodeStep> CodeSampler::fused_step() const {
   // The fused step copies most of the weights (once a clip). It pays where a
   // step is bound by the cost of each small operation, that is for small
-  // models; larger ones decode with the general forward pass.
+  // models; larger ones decode on their own weights, each read once a step.
   std::optional<lm::DecodeStep> step;
-  if (!reference_decode_ && model_->parameter_count() <= kFusedDecodeMaxParameters) step.emplace(model_, hand_kernels_);
+  if (!reference_decode_)
+    step.emplace(model_, hand_kernels_, share_weights_ || model_->parameter_count() > kFusedDecodeMaxParameters);
   return step;
 }
 
@@ -353,7 +354,7 @@ at::Tensor CodeSampler::video_head() const {
 }
 
 int64_t default_speculation(const lm::Llama& model, c10::Device device) {
-  return device.is_cpu() && model->parameter_count() > kFusedDecodeMaxParameters ? 4 : 0;
+  return device.is_cpu() && model->parameter_count() > kFusedDecodeMaxParameters ? 2 : 0;
 }
 
 void CodeSampler::set_speculation(SpeculationOptions s) {

@@ -46,11 +46,12 @@ struct SamplerTimings {
 // itself), else the previous call's guess for that position (Jacobi), else
 // the last code.
 // Codes a model call scores when the user does not say (docs/benchmarks.md,
-// "Speculative decoding"): 4 on the CPU for models past
-// kFusedDecodeMaxParameters, which read every weight once a call whatever
-// it scores (a 700M call scoring 4 costs 1.29x one scoring 1); 0 (one code a
-// call) for smaller ones, whose calls cost about K times one, and on CUDA,
-// whose decode step does not speculate.
+// "Speculative decoding"): 2 on the CPU for models past
+// kFusedDecodeMaxParameters, whose calls are bound by reading the weights (a
+// 700M call scoring 2 costs 1.28x one scoring 1, scoring 4 1.67x: past two
+// positions the arithmetic binds, so 2 loses least when drafts fail); 0 (one
+// code a call) for smaller ones, whose calls cost about K times one, and on
+// CUDA, whose decode step does not speculate.
 int64_t default_speculation(const lm::Llama& model, c10::Device device);
 
 struct SpeculationOptions {
@@ -70,7 +71,8 @@ PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>
 
 // The largest language model the sampler decodes with the fused
 // lm::DecodeStep, which copies most of the weights once a clip (256 MB at
-// this size, in f32); past it a step's products outweigh its small operations.
+// this size, in f32); past it a step's products outweigh its small operations,
+// and the step reads the model's own weights (share_weights).
 constexpr int64_t kFusedDecodeMaxParameters = 64'000'000;
 
 class CodeSampler {
@@ -98,9 +100,13 @@ class CodeSampler {
   const lm::KvCache* cache() const { return cache_.get(); }
   const lm::Vocab& vocab() const { return vocab_; }
   // Decodes with the model's general forward pass (hidden()) instead of the
-  // fused lm::DecodeStep: the same codes, slower. For tests and benchmarks.
-  // Models above kFusedDecodeMaxParameters always decode that way.
+  // decode step (lm::DecodeStep): the same codes, slower. For tests and
+  // benchmarks.
   void set_reference_decode(bool on) { reference_decode_ = on; }
+  // The decode step on the model's own weights (lm::DecodeStep's
+  // share_weights), as models above kFusedDecodeMaxParameters always decode,
+  // whatever the model's size: the same codes. For tests and benchmarks.
+  void set_share_weights(bool on) { share_weights_ = on; }
   // The fused step with LibTorch's operations instead of the hand-written CPU
   // loops (lm::DecodeStep): the same codes. For benchmarks.
   void set_hand_kernels(bool on) { hand_kernels_ = on; }
@@ -154,6 +160,7 @@ class CodeSampler {
   SamplerTimings timings_;
   SpeculationOptions spec_;
   bool reference_decode_ = false;
+  bool share_weights_ = false;
   bool hand_kernels_ = true;
   bool static_decode_ = false;
   bool cuda_graphs_ = true;

@@ -286,7 +286,7 @@ torch::Tensor normalise(const torch::Tensor& x, double eps) {
 }
 }  // namespace
 
-DecodeStep::DecodeStep(const Llama& model, bool hand_kernels)
+DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights)
     : n_heads_(model->config.n_heads),
       n_kv_heads_(model->config.n_kv_heads),
       head_dim_(model->config.head_dim()),
@@ -297,23 +297,33 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels)
       config_(model->config) {
   torch::NoGradGuard ng;
   // W [out, in] times the norm weight [in]: norm(x) W^T = (x / rms(x)) (W diag(w))^T.
-  auto fold_t = [](const torch::Tensor& w, const torch::Tensor& norm) {
-    return (w * norm.view({1, -1})).t().contiguous();
+  auto make = [share_weights](std::vector<torch::Tensor> ws, const torch::Tensor& norm) {
+    Product p;
+    if (share_weights) {
+      for (auto& w : ws) p.rows.push_back(w.detach());
+      if (norm.defined()) p.norm = norm.detach();
+    } else {
+      auto w = ws.size() == 1 ? ws[0] : torch::cat(ws);
+      p.t = (norm.defined() ? w * norm.view({1, -1}) : w).t().contiguous();
+    }
+    return p;
   };
   for (const auto& m : *model->layers) {
     const auto& block = m->as<TransformerBlock>();
     const auto& a = block->attention;
     const auto& f = block->feed_forward;
-    layers_.push_back({fold_t(torch::cat({a->wq->weight, a->wk->weight, a->wv->weight}), block->attention_norm->weight),
-                       a->wo->weight.t().contiguous(),
-                       fold_t(torch::cat({f->w1->weight, f->w3->weight}), block->ffn_norm->weight),
-                       f->w2->weight.t().contiguous()});
+    layers_.push_back({make({a->wq->weight, a->wk->weight, a->wv->weight}, block->attention_norm->weight),
+                       make({a->wo->weight}, {}), make({f->w1->weight, f->w3->weight}, block->ffn_norm->weight),
+                       make({f->w2->weight}, {})});
   }
   // The hand-written loops take the weights as laid out here when they are
   // float32 on the CPU; whether the cache suits them is checked each step.
-  hand_kernels_ = hand_kernels_ && std::all_of(layers_.begin(), layers_.end(), [](const Layer& w) {
-                    return small_matmul_supported(w.wqkv_t) && small_matmul_supported(w.wo_t) &&
-                           small_matmul_supported(w.w13_t) && small_matmul_supported(w.w2_t);
+  auto supported = [](const Product& p) {
+    return p.t.defined() ? small_matmul_supported(p.t)
+                         : std::all_of(p.rows.begin(), p.rows.end(), [](const torch::Tensor& w) { return small_matmul_supported(w); });
+  };
+  hand_kernels_ = hand_kernels_ && std::all_of(layers_.begin(), layers_.end(), [&](const Layer& w) {
+                    return supported(w.qkv) && supported(w.wo) && supported(w.w13) && supported(w.w2);
                   });
   embedding_ = model->tok_embeddings->weight.detach();
   norm_ = model->norm->weight.detach();
@@ -340,6 +350,21 @@ torch::Tensor masked_attention(const torch::Tensor& q, const torch::Tensor& k, c
 }
 }  // namespace
 
+torch::Tensor DecodeStep::product(const Product& p, const torch::Tensor& x, const torch::Tensor& r, bool by_hand) {
+  if (p.t.defined()) {
+    if (by_hand) return small_matmul(x, p.t, r);
+    return r.defined() ? torch::addmm(r, x, p.t) : torch::mm(x, p.t);
+  }
+  const auto xs = p.norm.defined() ? x * p.norm : x;
+  if (r.defined()) {
+    TORCH_CHECK(p.rows.size() == 1, "DecodeStep: a residual with ", p.rows.size(), " products");
+    return by_hand ? rows_matmul(xs, p.rows[0], r) : torch::addmm(r, xs, p.rows[0].t());
+  }
+  std::vector<torch::Tensor> parts;
+  for (const auto& w : p.rows) parts.push_back(by_hand ? rows_matmul(xs, w) : torch::mm(xs, w.t()));
+  return parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
+}
+
 template <class Mm, class Addmm, class Store, class Attend>
 torch::Tensor DecodeStep::layers_step(torch::Tensor h, const torch::Tensor& rotation, Mm mm, Addmm addmm, Store store,
                                       Attend attend) const {
@@ -348,14 +373,14 @@ torch::Tensor DecodeStep::layers_step(torch::Tensor h, const torch::Tensor& rota
   const auto dtype = embedding_.scalar_type();
   for (size_t l = 0; l < layers_.size(); ++l) {
     const auto& w = layers_[l];
-    auto qkv = mm(normalise(h, eps_), w.wqkv_t);  // [B, (H + 2 Hkv) hd]
+    auto qkv = mm(normalise(h, eps_), w.qkv);  // [B, (H + 2 Hkv) hd]
     auto pairs = qkv.narrow(1, 0, (H + Hkv) * hd).to(torch::kFloat).view({B, H + Hkv, hd / 2, 2});
     auto qk = torch::view_as_real(torch::view_as_complex(pairs) * rotation).to(dtype);  // [B, H + Hkv, hd/2, 2]
     store(l, qk.narrow(1, H, Hkv).reshape({B, Hkv, hd}), qkv.narrow(1, (H + Hkv) * hd, Hkv * hd).view({B, Hkv, hd}));
     auto y = attend(l, qk.narrow(1, 0, H).reshape({B, H, hd}));
-    h = addmm(h, y.reshape({B, H * hd}), w.wo_t);
-    auto g = mm(normalise(h, eps_), w.w13_t);  // [B, 2 ffn]
-    h = addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2_t);
+    h = addmm(h, y.reshape({B, H * hd}), w.wo);
+    auto g = mm(normalise(h, eps_), w.w13);  // [B, 2 ffn]
+    h = addmm(h, torch::silu(g.narrow(1, 0, ffn_dim_)).mul_(g.narrow(1, ffn_dim_, ffn_dim_)), w.w2);
   }
   return normalise(h, eps_) * norm_;
 }
@@ -379,12 +404,10 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
   // On the CPU, in float32, the products and the attention are the loops of
   // decode_ops.h; elsewhere LibTorch's general operations.
   const bool by_hand = hand_kernels_ && decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
-  auto addmm = [by_hand](const torch::Tensor& r, const torch::Tensor& x, const torch::Tensor& w) {
-    return by_hand ? small_matmul(x, w, r) : torch::addmm(r, x, w);
+  auto addmm = [by_hand](const torch::Tensor& r, const torch::Tensor& x, const Product& w) {
+    return product(w, x, r, by_hand);
   };
-  auto mm = [by_hand](const torch::Tensor& x, const torch::Tensor& w) {
-    return by_hand ? small_matmul(x, w) : torch::mm(x, w);
-  };
+  auto mm = [by_hand](const torch::Tensor& x, const Product& w) { return product(w, x, {}, by_hand); };
   // Rows are (item, position) pairs, item-major: the products read each
   // weight once for all K positions. Query j attends to keys [0, p + j]:
   // all K positions' keys are stored first, then the queries attend.
@@ -473,8 +496,8 @@ torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Ten
     rotation = rotation_.index_select(0, where);
   }
 
-  auto mm = [](const torch::Tensor& x, const torch::Tensor& w) { return torch::mm(x, w); };
-  auto addmm = [](const torch::Tensor& r, const torch::Tensor& x, const torch::Tensor& w) { return torch::addmm(r, x, w); };
+  auto mm = [](const torch::Tensor& x, const Product& w) { return product(w, x, {}, false); };
+  auto addmm = [](const torch::Tensor& r, const torch::Tensor& x, const Product& w) { return product(w, x, r, false); };
   return layers_step(
       embedding_.index_select(0, ids), rotation, mm, addmm,
       [&](size_t l, const torch::Tensor& k, const torch::Tensor& v) {

@@ -145,13 +145,16 @@ TORCH_MODULE(Llama);
 // products (addmm), rotary embedding as one complex product for q and k
 // together, and the padding mask built once a step instead of once a layer.
 // It copies the layers' weights when constructed (the embedding and the final
-// norm weight are shared): build a new one after the weights change.
+// norm weight are shared): build a new one after the weights change. With
+// `share_weights` it reads the model's own weights instead (nothing copied,
+// nothing fused; for large models, whose copy would double their memory and
+// whose steps are bound by reading the weights, not by small operations).
 class DecodeStep {
  public:
   // hand_kernels false: LibTorch's general operations on the CPU too, as on
   // other devices, instead of the loops of ops/decode_ops.h (for tests and
   // benchmarks).
-  explicit DecodeStep(const Llama& model, bool hand_kernels = true);
+  explicit DecodeStep(const Llama& model, bool hand_kernels = true, bool share_weights = false);
   // ids int64 [B] at position cache.length -> final hidden states [B, dim]
   // (after the last RMSNorm); their keys and values are appended to the
   // cache. The ids are not range-checked (a sampler draws them from the
@@ -173,9 +176,17 @@ class DecodeStep {
   torch::Tensor at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache, int64_t span) const;
 
  private:
-  struct Layer {
-    torch::Tensor wqkv_t, wo_t, w13_t, w2_t;  // [in, out], contiguous; RMSNorm weights folded in
+  // One product x W^T of the step.
+  struct Product {
+    torch::Tensor t;                  // copied: W^T [in, out], contiguous, the RMSNorm weight folded in
+    std::vector<torch::Tensor> rows;  // shared: the modules' own weights [out_i, in], their outputs side by side
+    torch::Tensor norm;               // shared: the RMSNorm weight x is scaled by first (undefined: none)
   };
+  struct Layer {
+    Product qkv, wo, w13, w2;
+  };
+  // x W^T (+ r when defined), by the loops of decode_ops.h when by_hand.
+  static torch::Tensor product(const Product& p, const torch::Tensor& x, const torch::Tensor& r, bool by_hand);
   // The layers and the final norm of one step from the embedded ids h [B, dim]
   // and the rotation; what differs between operator() and at_position comes
   // in as functions: the products mm(x, w) and addmm(r, x, w), store(l, k, v)

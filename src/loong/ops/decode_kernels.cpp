@@ -14,6 +14,7 @@
 // padding keys get a finite score far below any real one and so a weight of 0.
 #include "loong/ops/decode_kernels.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace loong::detail {
@@ -107,6 +108,99 @@ void small_matmul_columns(const float* __restrict x, const float* __restrict w,
       for (int64_t n = n0; n < n1; ++n) ym[n] += a * wk[n];
     }
   }
+}
+
+// The helpers below are always inlined into the clones, so the vector
+// type's calling convention never matters.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace {
+
+// Eight floats as one vector (GCC's and Clang's vector extension: each clone
+// below compiles it to its own instructions, AVX2 or SSE2).
+typedef float Vec8 __attribute__((vector_size(32)));
+
+__attribute__((always_inline)) inline Vec8 load8(const float* p) {
+  Vec8 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+
+__attribute__((always_inline)) inline float sum8(Vec8 v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
+
+// The dot products of MB rows of x with NB rows of w, into y [MB rows of
+// stride N, NB columns]: MB x NB x U sums, each in its own vector register
+// (U of them per pair over consecutive groups of 8 columns), so that no sum
+// waits on the last addition to it and each load serves several products.
+template <int MB, int NB, int U>
+__attribute__((always_inline)) inline void dots(const float* __restrict x, const float* __restrict w, int64_t K,
+                                                int64_t N, float* __restrict y) {
+  Vec8 acc[U][MB][NB] = {};
+  int64_t k = 0;
+  for (; k + 8 * U <= K; k += 8 * U)
+    for (int u = 0; u < U; ++u) {
+      Vec8 wv[NB];
+      for (int j = 0; j < NB; ++j) wv[j] = load8(w + j * K + k + 8 * u);
+      for (int i = 0; i < MB; ++i) {
+        const Vec8 xv = load8(x + i * K + k + 8 * u);
+        for (int j = 0; j < NB; ++j) acc[u][i][j] += xv * wv[j];
+      }
+    }
+  for (; k + 8 <= K; k += 8) {
+    Vec8 wv[NB];
+    for (int j = 0; j < NB; ++j) wv[j] = load8(w + j * K + k);
+    for (int i = 0; i < MB; ++i) {
+      const Vec8 xv = load8(x + i * K + k);
+      for (int j = 0; j < NB; ++j) acc[0][i][j] += xv * wv[j];
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) {
+      for (int u = 1; u < U; ++u) acc[0][i][j] += acc[u][i][j];
+      float s = sum8(acc[0][i][j]);
+      for (int64_t r = k; r < K; ++r) s += x[i * K + r] * w[j * K + r];
+      y[i * N + j] = s;
+    }
+}
+
+// Rows of x in blocks of four (then the three, two or one left) against NB
+// rows of w.
+template <int NB, int U>
+__attribute__((always_inline)) inline void dots_rows(const float* __restrict x, const float* __restrict w, int64_t M,
+                                                     int64_t K, int64_t N, float* __restrict y) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) dots<4, NB, U>(x + m * K, w, K, N, y + m * N);
+  switch (M - m) {
+    case 3:
+      return dots<3, NB, U>(x + m * K, w, K, N, y + m * N);
+    case 2:
+      return dots<2, NB, U>(x + m * K, w, K, N, y + m * N);
+    case 1:
+      return dots<1, NB, U>(x + m * K, w, K, N, y + m * N);
+  }
+}
+
+}  // namespace
+
+// One or two rows (a decoding step, guided or not) are bound by reading w:
+// one row of w at a time, four sums per product so that the additions keep
+// up with memory. More rows (speculation scores several positions) are bound
+// by arithmetic: three rows of w against blocks of four rows of x, so that
+// each vector loaded serves three or four products (the fastest blocking on
+// this machine, docs/benchmarks.md).
+LOONG_VECTOR_CLONES
+void rows_matmul_columns(const float* __restrict x, const float* __restrict w, const float* __restrict residual,
+                         int64_t M, int64_t K, int64_t N, int64_t n0, int64_t n1, float* __restrict y) {
+  int64_t n = n0;
+  if (M <= 2) {
+    for (; n < n1; ++n) dots_rows<1, 4>(x, w + n * K, M, K, N, y + n);
+  } else {
+    for (; n + 3 <= n1; n += 3) dots_rows<3, 1>(x, w + n * K, M, K, N, y + n);
+    for (; n < n1; ++n) dots_rows<1, 1>(x, w + n * K, M, K, N, y + n);
+  }
+  if (residual)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t c = n0; c < n1; ++c) y[m * N + c] += residual[m * N + c];
 }
 
 }  // namespace loong::detail

@@ -19,4 +19,10 @@ void decode_attention_head(const float* q, const float* k, const float* v, const
 void small_matmul_columns(const float* x, const float* w, const float* residual, int64_t M, int64_t K,
                           int64_t N, int64_t n0, int64_t n1, float* y);
 
+// Columns [n0, n1) of y [M, N] = x [M, K] w^T (+ residual [M, N] when not
+// null) with w [N, K] as nn::Linear keeps it (row-major): each output is the
+// dot product of a row of x with a row of w, read once for all M rows.
+void rows_matmul_columns(const float* x, const float* w, const float* residual, int64_t M, int64_t K, int64_t N,
+                         int64_t n0, int64_t n1, float* y);
+
 }  // namespace loong::detail

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "loong/ops/decode_kernels.h"
@@ -11,7 +12,23 @@ namespace {
 bool cpu_float(const at::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous();
 }
+
+// Whether a product is worth splitting over threads: a weight of a million
+// values takes some 100 us to read on one core, the hand-off some 5 us; the
+// tiny models' products (a few hundred thousand multiply-adds) were slower
+// split (docs/benchmarks.md, "Large models on the CPU").
+bool parallel_product(int64_t M, int64_t K, int64_t N) { return K * N >= (int64_t{1} << 20) || M * K * N >= (int64_t{1} << 22); }
 }  // namespace
+
+int decode_loop_threads() {
+  const int64_t n = std::max(at::get_num_threads(), 1);
+  std::vector<char> seen(static_cast<size_t>(n), 0);
+  at::parallel_for(0, n, 1, [&](int64_t, int64_t) {
+    const int t = at::get_thread_num();
+    if (t >= 0 && t < n) seen[static_cast<size_t>(t)] = 1;
+  });
+  return static_cast<int>(std::count(seen.begin(), seen.end(), 1));
+}
 
 bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const at::Tensor& valid) {
   return cpu_float(k) && cpu_float(v) && k.dim() == 4 && k.sizes() == v.sizes() &&
@@ -36,9 +53,10 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
   const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
   const bool* mp = valid.defined() ? valid.data_ptr<bool>() : nullptr;
   float* op = out.data_ptr<float>();
-  // One task per row and key/value head. Below a few thousand products a
-  // task, handing work to the other threads costs more than it saves.
-  const int64_t grain = S * rep * D >= 16384 ? 1 : B * Hkv;
+  // One task per row and key/value head. Below about a million products a
+  // step, handing work to the other threads (some microseconds) costs more
+  // than it saves.
+  const int64_t grain = B * Hkv * S * rep * D >= (int64_t{1} << 20) ? 1 : B * Hkv;
   at::parallel_for(0, B * Hkv, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(static_cast<size_t>(S));
     for (int64_t t = begin; t < end; ++t) {
@@ -74,9 +92,37 @@ at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::T
   // threads only when there is enough work to pay for the hand-off.
   constexpr int64_t kColumns = 256;
   const int64_t blocks = (N + kColumns - 1) / kColumns;
-  const int64_t grain = M * K * N >= 65536 ? 1 : blocks;
+  const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
   at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
     detail::small_matmul_columns(xp, wp, rp, M, K, N, begin * kColumns, std::min(N, end * kColumns), yp);
+  });
+  return y;
+}
+
+at::Tensor rows_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& residual) {
+  TORCH_CHECK(small_matmul_supported(w) && x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat,
+              "rows_matmul: expected float32 CPU tensors, the weight contiguous");
+  TORCH_CHECK(x_in.dim() == 2 && w.dim() == 2 && x_in.size(1) == w.size(1), "rows_matmul: cannot multiply ",
+              x_in.sizes(), " by the transpose of ", w.sizes());
+  const auto x = x_in.contiguous();
+  const int64_t M = x.size(0), K = x.size(1), N = w.size(0);
+  at::Tensor r;
+  if (residual.defined()) {
+    TORCH_CHECK(residual.sizes() == at::IntArrayRef({M, N}), "rows_matmul: expected a residual [", M, ", ", N,
+                "], got ", residual.sizes());
+    r = residual.to(at::kFloat).contiguous();
+  }
+  auto y = at::empty({M, N}, x.options());
+  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *rp = r.defined() ? r.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  // Rows of w in blocks of 24 (the kernel takes them three at a time); each
+  // thread takes one contiguous range, so that it streams its part of the
+  // weight from memory in order.
+  constexpr int64_t kRows = 24;
+  const int64_t blocks = (N + kRows - 1) / kRows;
+  const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+    detail::rows_matmul_columns(xp, wp, rp, M, K, N, begin * kRows, std::min(N, end * kRows), yp);
   });
   return y;
 }

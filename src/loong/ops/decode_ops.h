@@ -20,6 +20,11 @@ bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t S,
                             const at::Tensor& valid, double scale);
 
+// How many threads a parallel loop of these operations runs on now (at most
+// at::get_num_threads()): 1 where the file was built without OpenMP, in
+// which case at::parallel_for runs its loops on the calling thread.
+int decode_loop_threads();
+
 // Whether small_matmul takes this weight: a contiguous float32 CPU tensor.
 bool small_matmul_supported(const at::Tensor& w);
 
@@ -27,5 +32,11 @@ bool small_matmul_supported(const at::Tensor& w);
 // few rows of a decoding step, reading w once and without copying it into a
 // BLAS layout first.
 at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {});
+
+// The same with w [N, K] as nn::Linear keeps it: x w^T (+ residual), that is
+// torch::linear without a bias. Large models decode this way, on their own
+// weights (a transposed copy would double their memory); the rows of w are
+// split over the threads.
+at::Tensor rows_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {});
 
 }  // namespace loong
