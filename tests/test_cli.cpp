@@ -395,8 +395,24 @@ TEST(Cli, GenerateFromARandomBundle) {
   // 12 s at 6.5 fps: a 65-frame clip, then 13 more frames from a second clip.
   const std::string out = dir / "a.mp4";
   auto gen = run("generate --model " + model + " --prompt 'a red shirt moving left' --seconds 12 --out " + out +
-                 " --sheet " + (dir / "a.png") + " --report " + (dir / "a.json") + " --upscale 2 --seed 3");
+                 " --sheet " + (dir / "a.png") + " --report " + (dir / "a.json") + " --upscale 2 --seed 3" +
+                 " --save-codes " + (dir / "a.codes"));
   ASSERT_EQ(gen.code, 0) << gen.err;
+  // The saved codes decode to the same video, byte for byte (the tokenizer
+  // found through the bundle the file names).
+  auto dec = run("tokenizer decode " + (dir / "a.codes") + " -o " + (dir / "c.mp4") + " --upscale 2");
+  ASSERT_EQ(dec.code, 0) << dec.err;
+  EXPECT_EQ(loong::test::read_bytes(out), loong::test::read_bytes(dir / "c.mp4"));
+  auto codes_meta = loong::safetensors::read_header(dir / "a.codes").metadata;
+  auto settings = nlohmann::json::parse(codes_meta.at("generation"));
+  EXPECT_EQ(settings["seed"], 3);
+  EXPECT_EQ(settings["clip_plan"].size(), 2u);
+  EXPECT_EQ(settings["clip_plan"][1]["prefix_frames"], 5);
+  expect_one_line_error(run("tokenizer decode " + (dir / "a.codes") + " -o " + (dir / "a.codes")), 2, "--output");
+  auto enc = run("tokenizer encode --model " + model + " " + out + " -o " + (dir / "e.tok"));
+  ASSERT_EQ(enc.code, 0) << enc.err;
+  expect_one_line_error(run("tokenizer decode " + (dir / "e.tok") + " -o " + (dir / "e.mp4")), 2,
+                        "--model: required");
   EXPECT_NE(gen.out.find("clip 2/2"), std::string::npos) << gen.out;
   EXPECT_NE(gen.out.find("prefill"), std::string::npos) << "a timing summary: " << gen.out;
   auto probe = loong::video::probe(out);

@@ -17,6 +17,7 @@
 #include "loong/io/safetensors.h"
 #include "loong/lm/model.h"
 #include "loong/tokenizer/model.h"
+#include "loong/tokenizer/tokens.h"
 #include "fixtures.h"
 #include "test_util.h"
 
@@ -376,6 +377,87 @@ TEST(Gen, EachClipTakesItsSchedulesPromptEncodedOnce) {
   expect_error([&] { g.run(micro_options(6), loong::test::prompts({"1", "no ids here"}), cb); },
                {"--prompt", "no text pieces", "no ids here"});
   EXPECT_EQ(frames, 0);
+}
+
+// --save-codes: the codes of each clip and its plan, as a token file, decode
+// to exactly the frames generation emitted, with and without re-encoding and
+// continuing a given video; the file round-trips.
+TEST(Gen, SavedCodesDecodeToTheSameVideo) {
+  torch::manual_seed(8);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  {
+    torch::NoGradGuard ng;
+    tok->quantizer->embedding->weight.normal_();  // distinct codes decode to distinct frames
+  }
+  lm::Llama model(micro_lm());
+  SamplingOptions s;
+  s.seed = 3;
+  LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, loong::test::id_encoder());
+  TempDir dir;
+  for (int variant = 0; variant < 3; ++variant) {
+    auto o = micro_options(6);  // 39 frames in 3 clips
+    o.reencode = variant != 1;
+    if (variant == 2) o.init_frames = loong::test::natural_clip(9, 16, 16);
+    std::vector<at::Tensor> output;  // item 1's frames
+    tokenizer::EncodedVideo v;
+    std::vector<at::Tensor> grids;
+    LongVideoCallbacks cb;
+    cb.frames = [&](const at::Tensor& f, int64_t) { output.push_back(f[1]); };
+    cb.clip_codes = [&](const at::Tensor& all, const ClipPlan& p, int64_t) {
+      EXPECT_EQ(all.sizes(), (std::vector<int64_t>{2, p.latents, 2, 2}));
+      grids.push_back(all[1].clone());
+      v.chunks.push_back(p.latents);
+      v.skip.push_back(p.prefix_frames);
+      v.keep.push_back(p.emit);
+    };
+    g.run(o, loong::test::prompts({"1", "2"}), cb);
+    v.tokens = torch::cat(grids);
+    v.fps = 6.5;
+    v.codebook_size = 64;
+    v.cuda_bf16 = true;
+    v.generation = R"({"model": "m"})";
+    auto want = torch::cat(output);
+    ASSERT_EQ(want.size(0), 39) << variant;
+    EXPECT_EQ(v.skip[0], variant == 2 ? 5 : 0) << variant;
+    EXPECT_TRUE(torch::equal(tokenizer::decode_video(tok, v), want)) << variant;
+    tokenizer::save_tokens(dir / "c.safetensors", v);
+    auto back = tokenizer::load_tokens(dir / "c.safetensors");
+    EXPECT_EQ(back.skip, v.skip);
+    EXPECT_EQ(back.keep, v.keep);
+    EXPECT_TRUE(back.cuda_bf16);
+    EXPECT_EQ(back.generation, v.generation);
+    EXPECT_TRUE(torch::equal(tokenizer::decode_video(tok, back), want)) << variant;
+    // Without the plan every decoded frame comes back, the conditions included.
+    back.skip.clear(), back.keep.clear();
+    EXPECT_GT(tokenizer::decode_video(tok, back).size(0), 39) << variant;
+  }
+  // A plan asking for frames a chunk does not have, or one entry short.
+  tokenizer::EncodedVideo bad;
+  bad.tokens = torch::zeros({2, 2, 2}, torch::kLong);
+  bad.chunks = {2};
+  bad.skip = {3};
+  bad.keep = {3};
+  expect_error([&] { tokenizer::decode_video(tok, bad); }, {"decodes to 5 frames", "3..6"});
+  loong::safetensors::save(dir / "k.safetensors",
+                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)},
+                            {"chunks", torch::full({1}, 2, torch::kInt)},
+                            {"skip", torch::zeros({2}, torch::kInt)},
+                            {"keep", torch::ones({2}, torch::kInt)}},
+                           {{"format", "loong-video-tokens"}});
+  expect_error([&] { tokenizer::load_tokens(dir / "k.safetensors"); }, {"k.safetensors", "one entry per chunk"});
+  loong::safetensors::save(dir / "h.safetensors",
+                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)},
+                            {"chunks", torch::full({1}, 2, torch::kInt)},
+                            {"keep", torch::ones({1}, torch::kInt)}},
+                           {{"format", "loong-video-tokens"}});
+  expect_error([&] { tokenizer::load_tokens(dir / "h.safetensors"); }, {"h.safetensors", "not the other"});
+  loong::safetensors::save(dir / "n.safetensors",
+                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)},
+                            {"chunks", torch::full({1}, 2, torch::kInt)},
+                            {"skip", torch::full({1}, -1, torch::kInt)},
+                            {"keep", torch::ones({1}, torch::kInt)}},
+                           {{"format", "loong-video-tokens"}});
+  expect_error([&] { tokenizer::load_tokens(dir / "n.safetensors"); }, {"'skip' entries must be non-negative"});
 }
 
 TEST(Gen, InitVideoIsContinued) {

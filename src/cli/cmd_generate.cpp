@@ -28,7 +28,7 @@ std::string fixed(double v, int digits = 1) {
 
 void add_generate_command(CLI::App& app, Globals& g) {
   struct Args {
-    std::string model, prompt, prompts, out, init_video, sheet, report, device = "cpu";
+    std::string model, prompt, prompts, out, init_video, sheet, report, save_codes, device = "cpu";
     std::string upscale_method = "bicubic", sr_model;
     double seconds = 10;
     int upscale = 1;
@@ -68,6 +68,9 @@ void add_generate_command(CLI::App& app, Globals& g) {
                   "Upscale with a learned network instead: a folder from `loong sr train` or a TorchScript file");
   cmd->add_option("--sheet", a->sheet, "Also write a contact sheet PNG of frames spread over the video");
   cmd->add_option("--report", a->report, "Also write the settings and timings as JSON");
+  cmd->add_option("--save-codes", a->save_codes,
+                  "Also write the sampled codes and the clip plan (.safetensors); `loong tokenizer decode` makes the "
+                  "same video of them");
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_flag("--quiet", a->quiet, "Only errors and the output path");
   cmd->callback(command(g, [a, cmd, sampling] {
@@ -92,8 +95,9 @@ void add_generate_command(CLI::App& app, Globals& g) {
     r.out = a->out;
     r.sheet = a->sheet;
     r.report = a->report;
+    r.save_codes = a->save_codes;
     gen::validate_settings(r);  // the flags, before the prompts file is read
-    require_distinct_paths({{"--out", a->out}, {"--sheet", a->sheet}, {"--report", a->report}},
+    require_distinct_paths({{"--out", a->out}, {"--sheet", a->sheet}, {"--report", a->report}, {"--save-codes", a->save_codes}},
                            {{"--prompts", a->prompts}});
     r.prompts = a->prompts.empty() ? gen::PromptSchedule::single(a->prompt) : gen::PromptSchedule::load(a->prompts);
     gen::validate(r);  // everything typed, before the model is loaded
@@ -130,6 +134,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     std::cout << "video: " << a->out << " (" << res.frames << " frames, " << fixed(res.frames / res.fps) << " s at "
               << res.fps << " fps, " << res.size << "x" << res.size << ")" << std::endl;
     if (!a->sheet.empty()) std::cout << "sheet: " << a->sheet << std::endl;
+    if (!a->save_codes.empty()) std::cout << "codes: " << a->save_codes << std::endl;
     std::cout << "time:  " << fixed(res.total_s) << " s: prefill " << fixed(t.prefill_s, 2) << ", decode "
               << fixed(t.decode_s, 2) << " (" << fixed(t.codes / std::max(t.prefill_s + t.decode_s, 1e-9), 0)
               << " codes/s), tokenizer encode " << fixed(t.encode_s, 2) << ", decode " << fixed(t.pixels_s, 2)

@@ -8,10 +8,13 @@
 #include <torch/torch.h>
 
 #include "cli/commands.h"
+#include "loong/core/atomic_file.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
 #include "loong/eval/tokenizer_eval.h"
+#include "loong/gen/sr.h"
+#include "loong/gen/upscale.h"
 #include "loong/tokenizer/checkpoint.h"
 #include "loong/tokenizer/tokens.h"
 #include "loong/tokenizer/train_config.h"
@@ -152,21 +155,72 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     }));
   }
   {
-    auto* cmd = tok->add_subcommand("decode", "Tokens -> video (.mp4 or .gif)");
-    auto m = std::make_shared<ModelArgs>();
-    auto in = std::make_shared<std::string>(), out = std::make_shared<std::string>();
-    auto fps = std::make_shared<double>(0);
-    add_model(cmd, *m);
-    cmd->add_option("input", *in, "Token file from `loong tokenizer encode`")->required();
-    cmd->add_option("-o,--output", *out, "Output .mp4 or .gif")->required();
-    cmd->add_option("--fps", *fps, "Output frame rate; 0 = the token file's")->check(CLI::Range(0.0, 240.0));
-    cmd->callback(command(g, [=] {
-      auto model = tokenizer::load_model(m->model, parse_device(m->device));
-      auto enc = tokenizer::load_tokens(*in);
-      auto frames = tokenizer::decode_video(model, enc);
-      write_video(*out, frames, *fps > 0 ? *fps : enc.fps);
-      std::printf("%s: %lld frames %lldx%lld\n", out->c_str(), static_cast<long long>(frames.size(0)),
-                  static_cast<long long>(frames.size(2)), static_cast<long long>(frames.size(1)));
+    auto* cmd = tok->add_subcommand("decode", "Tokens -> video (.mp4, .mkv, .mov or .gif)");
+    struct DecodeArgs {
+      std::string model, device = "cpu", in, out, upscale_method = "bicubic", sr_model;
+      double fps = 0;
+      int upscale = 1;
+    };
+    auto a = std::make_shared<DecodeArgs>();
+    cmd->add_option("--model", a->model,
+                    "Tokenizer: a model bundle, model folder, checkpoint folder or training run folder; default for "
+                    "`loong generate --save-codes` files: the bundle that made them");
+    cmd->add_option("--device", a->device, "cpu or cuda[:N]");
+    cmd->add_option("input", a->in, "Token file from `loong tokenizer encode` or `loong generate --save-codes`")
+        ->required();
+    cmd->add_option("-o,--output", a->out, "Output video (.mp4, .mkv, .mov or .gif)")->required();
+    cmd->add_option("--fps", a->fps, "Output frame rate; 0 = the token file's")->check(CLI::Range(0.0, 240.0));
+    auto* up = cmd->add_option("--upscale", a->upscale, "Upscale the frames by this factor")
+                   ->check(CLI::Range(1, 16));
+    cmd->add_option("--upscale-method", a->upscale_method, "bicubic or lanczos");
+    cmd->add_option("--sr-model", a->sr_model,
+                    "Upscale with a learned network: a folder from `loong sr train` or a TorchScript file");
+    cmd->callback(command(g, [a, up] {
+      require_writable_file({"--output", a->out});
+      require_distinct_paths({{"--output", a->out}}, {{"input", a->in}, {"--sr-model", a->sr_model}});
+      auto upscaler = gen::resampling_upscaler(a->upscale, a->upscale_method);
+      const auto device = parse_device(a->device);
+      auto enc = tokenizer::load_tokens(a->in);
+      std::string model = a->model;
+      if (model.empty()) {
+        if (enc.generation.empty())
+          fail("--model", "required: the tokenizer that made " + a->in + " (a model bundle or tokenizer folder)");
+        const auto settings = nlohmann::json::parse(enc.generation, nullptr, false);
+        if (!settings.is_object() || !settings.contains("model") || !settings["model"].is_string())
+          fail(a->in, "its 'generation' metadata names no model; give --model");
+        model = settings["model"].get<std::string>();
+      }
+      if (!a->sr_model.empty()) {
+        int factor = 0;
+        upscaler = gen::load_upscaler(a->sr_model, device, &factor);
+        if (up->count() > 0 && a->upscale != factor)
+          fail("--upscale", std::to_string(a->upscale) + " does not match --sr-model's factor " + std::to_string(factor));
+      }
+      auto tok = tokenizer::load_model(model, device);
+      auto frames = tokenizer::decode_video(tok, enc);
+      // Upscaled and written clip by clip, as `loong generate` does (a
+      // generated video's codes give its file byte for byte).
+      video::WriteOptions w;
+      w.fps = a->fps > 0 ? a->fps : (enc.fps > 0 ? enc.fps : 6.5);
+      w.streaming = !enc.generation.empty() && video::can_stream(a->out);
+      if (w.streaming && std::filesystem::exists(video::streaming_path(a->out)))
+        fail("--output", video::streaming_path(a->out) + " already exists (a killed run leaves one): remove it");
+      std::unique_ptr<video::VideoWriter> writer;
+      int64_t at = 0, width = 0, height = 0;
+      for (size_t c = 0; c < enc.chunks.size(); ++c) {
+        const int64_t n = enc.keep.empty() ? 1 + (enc.chunks[c] - 1) * tok->config.temporal_factor() : enc.keep[c];
+        auto f = upscaler(frames.narrow(0, at, n));
+        at += n;
+        if (!writer) {
+          height = f.size(1), width = f.size(2);
+          writer = std::make_unique<video::VideoWriter>(a->out, static_cast<int>(width), static_cast<int>(height), w);
+        }
+        writer->write(f);
+        writer->flush();
+      }
+      writer->close();
+      std::printf("%s: %lld frames %lldx%lld\n", a->out.c_str(), static_cast<long long>(at),
+                  static_cast<long long>(width), static_cast<long long>(height));
     }));
   }
   {

@@ -17,20 +17,9 @@
 #include "loong/gen/upscale.h"
 #include "loong/io/image.h"
 #include "loong/io/video.h"
+#include "loong/tokenizer/tokens.h"
 
 namespace loong::gen {
-
-namespace {
-
-// Written while clips finish, under video::streaming_path: every format but
-// GIF, whose palette needs every frame first.
-bool streams_while_writing(const std::string& out) {
-  std::string ext = std::filesystem::path(out).extension().string();
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return ext != ".gif";
-}
-
-}  // namespace
 
 void validate_settings(const GenerateRequest& r) {
   validate(r.sampling);
@@ -48,16 +37,18 @@ void validate(const GenerateRequest& r) {
   validate_settings(r);
   r.prompts.validate();
   // Paths, before the model loads: nothing may fail after the whole generation.
-  for (const NamedPath& o : {NamedPath{"--out", r.out}, {"--sheet", r.sheet}, {"--report", r.report}})
+  for (const NamedPath& o :
+       {NamedPath{"--out", r.out}, {"--sheet", r.sheet}, {"--report", r.report}, {"--save-codes", r.save_codes}})
     require_writable_file(o);
   require_distinct_paths({{"--out", r.out},
                           {"--out's partial file", r.out.empty() ? "" : video::streaming_path(r.out)},
                           {"--sheet", r.sheet},
-                          {"--report", r.report}},
+                          {"--report", r.report},
+                          {"--save-codes", r.save_codes}},
                          {{"--init-video", r.init_video}, {"--sr-model", r.sr_model}});
   // The file written while clips finish (MP4, MOV, MKV) is ours by its name
   // only; one already there is someone's, or a killed run's, and is kept.
-  if (!r.out.empty() && streams_while_writing(r.out) && std::filesystem::exists(video::streaming_path(r.out)))
+  if (!r.out.empty() && video::can_stream(r.out) && std::filesystem::exists(video::streaming_path(r.out)))
     fail("--out", video::streaming_path(r.out) + " already exists (a killed run leaves one): remove it if it is not "
                   "needed, or write to another file");
 }
@@ -111,7 +102,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   const int out_size = S * upscale;
   video::WriteOptions w;
   w.fps = o.fps;
-  w.streaming = streams_while_writing(r.out);
+  w.streaming = video::can_stream(r.out);  // written while clips finish
   auto writer = std::make_unique<video::VideoWriter>(r.out, out_size, out_size, w);
   const int64_t clips = static_cast<int64_t>(
       plan_clips(total, o.clip_frames, o.overlap, bundle.tokenizer->config.temporal_factor(), o.init_frames.defined())
@@ -125,8 +116,26 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   double upscale_s = 0;
   int64_t written = 0, current = 0;
 
+  // --save-codes: each clip's grid and which of its decoded frames the video kept.
+  tokenizer::EncodedVideo codes;
+  std::vector<at::Tensor> clip_codes;
+  json plan = json::array();
+
   LongVideoCallbacks cb;
   cb.clip_started = [&](const ClipEvent& ev) { current = ev.clip; };
+  if (!r.save_codes.empty())
+    cb.clip_codes = [&](const at::Tensor& all, const ClipPlan& p, int64_t) {
+      clip_codes.push_back(all[0].clone());
+      codes.chunks.push_back(p.latents);
+      codes.skip.push_back(p.prefix_frames);
+      codes.keep.push_back(p.emit);
+      plan.push_back({{"frames", p.frames},
+                      {"latents", p.latents},
+                      {"prefix_frames", p.prefix_frames},
+                      {"prefix_latents", p.prefix_latents},
+                      {"start", p.start},
+                      {"emit", p.emit}});
+    };
   cb.frames = [&](const at::Tensor& frames, int64_t clip) {
     auto t0 = Clock::now();
     auto f = upscaler(frames[0]);
@@ -204,6 +213,20 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   for (const auto& e : r.prompts.entries)
     report["prompts"].push_back(e.start < 0 ? json(e.text) : json{{"start", e.start}, {"text", e.text}});
   if (!unseen.empty()) report["unseen_words"] = unseen;
+  if (!r.save_codes.empty()) {
+    codes.tokens = torch::cat(clip_codes);
+    codes.frames = written;
+    codes.fps = o.fps;
+    codes.codebook_size = bundle.tokenizer->config.codebook_size;
+    codes.cuda_bf16 = true;  // as LongVideoGenerator decodes
+    json settings = report;
+    for (const char* k : {"out", "size", "upscale", "timings_s", "decode_tokens_per_s"}) settings.erase(k);
+    settings["clip_plan"] = plan;
+    settings["device"] = r.device.str();
+    codes.generation = settings.dump();
+    tokenizer::save_tokens(r.save_codes, codes);
+    report["codes_file"] = r.save_codes;
+  }
   if (!r.report.empty()) write_json_file(r.report, report);
   res.report = std::move(report);
   return res;

@@ -41,6 +41,9 @@ struct GenerateRequest {
   std::string out;             // .mp4, .mkv, .mov or .gif
   std::string sheet;           // contact sheet PNG ("" = none)
   std::string report;          // report JSON ("" = none)
+  // The sampled codes and the clip plan (a token file, tokenizer/tokens.h;
+  // `loong tokenizer decode` makes the same video of it); "" = none.
+  std::string save_codes;
   c10::Device device = c10::Device("cpu");
   // Already loaded (a server keeps its model): used instead of loading
   // `model`, on its own device. Not owned; one generation at a time.
@@ -105,7 +108,7 @@ void validate(const GenerateRequest& r);
 
 // Runs the whole pipeline. The output is streamed to
 // video::streaming_path(out) and renamed when complete (GIFs are written at
-// the end); the sheet and report are written after it.
+// the end); the sheet, codes and report are written after it.
 GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& events = {});
 
 }  // namespace loong::gen

@@ -19,6 +19,7 @@
 #include "loong/core/torch_compat.h"
 #include "loong/text/text_tokenizer.h"
 #include "loong/tokenizer/pixels.h"
+#include "loong/tokenizer/tokens.h"
 
 namespace loong::gen {
 
@@ -295,14 +296,11 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     done += n;
 
     auto all = torch::cat({prefix.reshape({B, -1}), codes}, 1).view({B, p.latents, h, h});
+    if (cb.clip_codes) cb.clip_codes(all, p, ev.clip);
     auto t0 = Clock::now();
-    torch::Tensor frames;  // [B, frames, S, S, 3]
-    {
-      CudaAutocast bf16(device.is_cuda());
-      frames = tokenizer::video_to_frames(tokenizer_->decode(all.to(device)));
-    }
+    // [B, emit, S, S, 3]; in bfloat16 on CUDA, as the encode above.
+    auto fresh = tokenizer::decode_clip(tokenizer_, all, p.prefix_frames, p.emit, /*cuda_bf16=*/true);
     t.pixels_s += seconds_since(t0);
-    auto fresh = frames.narrow(1, p.prefix_frames, p.emit).contiguous();
     t0 = Clock::now();
     if (cb.frames) cb.frames(fresh, ev.clip);
     t.output_s += seconds_since(t0);

@@ -96,6 +96,10 @@ struct LongVideoCallbacks {
   // New frames of every item after each clip: uint8 [B, t, H, W, 3] on the CPU.
   std::function<void(const at::Tensor& frames, int64_t clip)> frames;
   std::function<void(const ClipEvent&)> clip_started;
+  // Each clip's whole grid of codes before it is decoded: int64 [B, latents,
+  // h, w] on the CPU, the prefix included (tokenizer::decode_clip of it, frames
+  // [prefix_frames, prefix_frames + emit), gives the clip's new frames).
+  std::function<void(const at::Tensor& codes, const ClipPlan& plan, int64_t clip)> clip_codes;
   // After each sampled code: codes done and to do (per video) over the whole run.
   std::function<void(int64_t done, int64_t total)> progress;
 };

@@ -4,6 +4,7 @@
 // video_unavailable.cpp without it.
 #include "loong/io/video.h"
 
+#include <cctype>
 #include <filesystem>
 #include <memory>
 #include <vector>
@@ -51,6 +52,12 @@ nlohmann::json Info::to_json() const {
 std::string streaming_path(const std::string& path) {
   fs::path p(path);
   return (p.parent_path() / (p.stem().string() + ".partial" + p.extension().string())).string();
+}
+
+bool can_stream(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext != ".gif";
 }
 
 

@@ -98,6 +98,9 @@ struct WriteOptions {
 
 // Where a streaming writer puts its file until close(): "a/b.partial.mp4" for "a/b.mp4".
 std::string streaming_path(const std::string& path);
+// Whether a streaming writer can write `path`'s format: every one but GIF,
+// whose palette needs every frame first.
+bool can_stream(const std::string& path);
 
 // Writes H.264 MP4 (yuv420p, plays in browsers) or GIF (by the path's
 // extension: .mp4/.mov/.mkv or .gif). The file appears only when close()

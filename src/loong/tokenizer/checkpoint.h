@@ -27,8 +27,8 @@ void save_model(const std::string& dir, const VideoTokenizer& model,
                 const std::map<std::string, std::string>& metadata = {},
                 c10::ScalarType float_type = c10::ScalarType::Float);
 
-// DIR may be a model folder, a checkpoint folder or a training run folder (its
-// newest checkpoint). Throws loong::Error naming the file on any mismatch.
+// DIR may be a model folder, a checkpoint folder, a training run folder (its
+// newest checkpoint) or a model bundle (its tokenizer/). Throws loong::Error naming the file on any mismatch.
 VideoTokenizer load_model(const std::string& dir, c10::Device device = c10::Device("cpu"));
 
 using store::resolve_model_dir;

@@ -4,6 +4,7 @@
 
 #include "loong/core/causal_frames.h"
 #include "loong/core/error.h"
+#include "loong/core/torch_compat.h"
 #include "loong/io/safetensors.h"
 
 namespace loong::tokenizer {
@@ -46,18 +47,36 @@ EncodedVideo encode_video(VideoTokenizer& model, const torch::Tensor& frames, in
   return out;
 }
 
-torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
+torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int64_t skip, int64_t keep,
+                          bool cuda_bf16) {
   torch::NoGradGuard ng;
   model->eval();
+  const auto device = model->parameters().front().device();
+  torch::Tensor frames;  // [B, T, H, W, 3]
+  {
+    CudaAutocast bf16(cuda_bf16 && device.is_cuda());
+    frames = video_to_frames(model->decode(codes.to(device, torch::kLong)));
+  }
+  if (skip < 0 || keep < 0 || skip + keep > frames.size(1))
+    fail("tokens", "a chunk decodes to " + std::to_string(frames.size(1)) + " frames; frames " + std::to_string(skip) +
+                       ".." + std::to_string(skip + keep) + " were asked for");
+  return frames.narrow(1, skip, keep).contiguous();
+}
+
+torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
   if (v.codebook_size && v.codebook_size != model->config.codebook_size)
     fail("tokens", "written for a codebook of " + std::to_string(v.codebook_size) + " codes, the model has " +
                        std::to_string(model->config.codebook_size));
-  const auto device = model->parameters().front().device();
+  const bool trim = !v.keep.empty();
+  if (trim && (v.skip.size() != v.chunks.size() || v.keep.size() != v.chunks.size()))
+    fail("tokens", "'skip' and 'keep' need one entry per chunk");
+  const int f = model->config.temporal_factor();
   std::vector<torch::Tensor> parts;
   int64_t at = 0;
-  for (int64_t n : v.chunks) {
-    auto ids = v.tokens.narrow(0, at, n).unsqueeze(0).to(device, torch::kLong);
-    parts.push_back(output_to_frames(model->decode(ids)));
+  for (size_t c = 0; c < v.chunks.size(); ++c) {
+    const int64_t n = v.chunks[c], frames = 1 + (n - 1) * f;
+    auto ids = v.tokens.narrow(0, at, n).unsqueeze(0);
+    parts.push_back(decode_clip(model, ids, trim ? v.skip[c] : 0, trim ? v.keep[c] : frames, v.cuda_bf16)[0]);
     at += n;
   }
   return torch::cat(parts);
@@ -99,13 +118,39 @@ torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& fram
   });
 }
 
+namespace {
+torch::Tensor int32_vector(const std::vector<int64_t>& v) {
+  return torch::tensor(v, torch::kLong).to(torch::kInt);
+}
+
+// An int32 [n] tensor of the file as positive or non-negative counts.
+std::vector<int64_t> counts(const safetensors::TensorMap& t, const std::string& name, int64_t min,
+                            const std::string& path) {
+  const auto& x = t.at(name);
+  if (x.dim() != 1 || x.is_floating_point())
+    fail(path, squote(name) + " must be an integer tensor [n], got " + c10::str(x.sizes()));
+  auto c = x.to(torch::kLong).contiguous();
+  std::vector<int64_t> out(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+  for (int64_t n : out)
+    if (n < min) fail(path, squote(name) + " entries must be " + (min > 0 ? "positive" : "non-negative"));
+  return out;
+}
+}  // namespace
+
 void save_tokens(const std::string& path, const EncodedVideo& v) {
-  auto chunks = torch::tensor(v.chunks, torch::kLong).to(torch::kInt);
-  safetensors::save(path, {{"tokens", v.tokens.to(torch::kInt)}, {"chunks", chunks}},
-                    {{"format", "loong-video-tokens"},
-                     {"fps", std::to_string(v.fps)},
-                     {"frames", std::to_string(v.frames)},
-                     {"codebook_size", std::to_string(v.codebook_size)}});
+  std::vector<std::pair<std::string, at::Tensor>> tensors = {{"tokens", v.tokens.to(torch::kInt)},
+                                                             {"chunks", int32_vector(v.chunks)}};
+  if (!v.keep.empty()) {
+    tensors.emplace_back("skip", int32_vector(v.skip));
+    tensors.emplace_back("keep", int32_vector(v.keep));
+  }
+  std::map<std::string, std::string> meta = {{"format", "loong-video-tokens"},
+                                             {"fps", std::to_string(v.fps)},
+                                             {"frames", std::to_string(v.frames)},
+                                             {"codebook_size", std::to_string(v.codebook_size)}};
+  if (v.cuda_bf16) meta["cuda_decode"] = "bf16";
+  if (!v.generation.empty()) meta["generation"] = v.generation;
+  safetensors::save(path, tensors, meta);
 }
 
 EncodedVideo load_tokens(const std::string& path) {
@@ -121,14 +166,21 @@ EncodedVideo load_tokens(const std::string& path) {
   if (v.tokens.dim() != 3 || v.tokens.is_floating_point())
     fail(path, "'tokens' must be an integer tensor [T', H', W'], got " + c10::str(v.tokens.sizes()));
   v.tokens = v.tokens.to(torch::kLong);
-  auto c = t.at("chunks").to(torch::kLong);
+  v.chunks = counts(t, "chunks", 1, path);
   int64_t sum = 0;
-  for (int64_t i = 0; i < c.numel(); ++i) {
-    const int64_t n = c[i].item<int64_t>();
-    if (n < 1) fail(path, "'chunks' entries must be positive");
-    v.chunks.push_back(n);
-    sum += n;
+  for (int64_t n : v.chunks) sum += n;
+  if (t.count("skip") != t.count("keep")) fail(path, "has one of 'skip' and 'keep' but not the other");
+  if (t.count("keep")) {
+    v.skip = counts(t, "skip", 0, path);
+    v.keep = counts(t, "keep", 0, path);
+    if (v.skip.size() != v.chunks.size() || v.keep.size() != v.chunks.size())
+      fail(path, "'skip' and 'keep' need one entry per chunk (" + std::to_string(v.chunks.size()) + ")");
   }
+  if (meta.count("cuda_decode")) {
+    if (meta.at("cuda_decode") != "bf16") fail(path, "bad metadata: cuda_decode must be 'bf16'");
+    v.cuda_bf16 = true;
+  }
+  if (meta.count("generation")) v.generation = meta.at("generation");
   if (sum != v.tokens.size(0))
     fail(path, "'chunks' add up to " + std::to_string(sum) + " latent frames, 'tokens' has " +
                    std::to_string(v.tokens.size(0)));

@@ -8,6 +8,15 @@
 // Token files (safetensors): "tokens" int32 [T', H', W'] and "chunks" int32
 // [n] (latent frames per chunk), metadata format=loong-video-tokens, fps,
 // frames, codebook_size.
+//
+// Generated videos (`loong generate --save-codes`) are token files too: one
+// chunk per clip, its whole grid (the re-encoded frames it started from
+// included), and two more int32 [n] tensors, "skip" and "keep": the frames of
+// each decoded chunk dropped at its start (the condition, already in the
+// video) and those kept after them, exactly as generation emitted them.
+// Metadata "generation" holds the settings and the clip plan as JSON, and
+// "cuda_decode"="bf16" says the clips decode in bfloat16 on CUDA, as
+// generation does (frames then match generation's bit for bit).
 #pragma once
 #include <string>
 #include <vector>
@@ -25,6 +34,11 @@ struct EncodedVideo {
   int64_t dropped = 0;               // input frames left out at the end
   double fps = 0;
   int64_t codebook_size = 0;
+  // Per chunk: frames dropped at the start of its decoded frames and frames
+  // kept after them (empty: every frame of every chunk).
+  std::vector<int64_t> skip, keep;
+  bool cuda_bf16 = false;    // decode in bfloat16 autocast on CUDA (generated codes)
+  std::string generation;    // JSON: the settings and clip plan of a generated video ("" = none)
 };
 
 // Frame counts of the chunks a video of `frames` frames is cut into.
@@ -33,8 +47,14 @@ std::vector<int64_t> chunk_lengths(int64_t frames, int64_t chunk_frames, int tem
 // uint8 frames [T, H, W, 3] -> tokens. Runs in no-grad, eval mode.
 EncodedVideo encode_video(VideoTokenizer& model, const torch::Tensor& frames, int64_t chunk_frames = 65,
                           double fps = 0);
-// tokens -> uint8 frames [T, H, W, 3].
+// tokens -> uint8 frames [T, H, W, 3] (each chunk's kept frames, in order).
 torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& video);
+// The decode of one generated clip, shared by generation and decode_video so
+// that both give the same frames: codes int64 [B, L, h, w] -> uint8 frames
+// [B, keep, H, W, 3] on the CPU, frames [skip, skip + keep) of each decoded
+// item; in bfloat16 autocast on CUDA when `cuda_bf16`. Runs in no-grad, eval mode.
+torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int64_t skip, int64_t keep,
+                          bool cuda_bf16);
 // Each frame encoded as a one-frame clip of its own (an image), in batches of
 // `batch`: uint8 [N, H, W, 3] -> int64 token ids [N, H', W'] on the CPU, the
 // ids encode_video gives each frame alone. Runs in no-grad, eval mode.
