@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <thread>
 
 #include "loong/core/atomic_file.h"
@@ -82,6 +85,48 @@ TEST(Runtime, ThreadsAndDevices) {
   EXPECT_TRUE(loong::parse_device("cpu").is_cpu());
   expect_error([] { loong::parse_device("tpu"); }, {"--device", "'tpu'"});
   if (!torch::cuda::is_available()) expect_error([] { loong::parse_device("cuda"); }, {"no CUDA"});
+}
+
+// adapt_threads: beside processes busy on every core the count drops to 1;
+// a count the user chose (--threads, LOONG_THREADS) or LOONG_ADAPT_THREADS=0
+// keeps it.
+TEST(Runtime, ThreadsFollowTheLoad) {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores < 2) GTEST_SKIP() << "one core: nothing to adapt";
+  const char* env = std::getenv("LOONG_THREADS");
+  const std::string saved = env ? env : "";
+  const int before = at::get_num_threads();
+  unsetenv("LOONG_THREADS");
+  unsetenv("LOONG_ADAPT_THREADS");
+  std::vector<pid_t> kids;
+  for (int i = 0; i < cores; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      volatile unsigned long n = 0;
+      for (;;) n = n + 1;
+    }
+    kids.push_back(pid);
+  }
+  const auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(400)); };
+  EXPECT_EQ(loong::init_threads(0), cores);
+  EXPECT_EQ(loong::adapt_threads(), cores) << "too soon after the first look: the count stays";
+  settle();
+  EXPECT_EQ(loong::adapt_threads(), 1) << "every core busy with other processes";
+  EXPECT_EQ(at::get_num_threads(), 1);
+  EXPECT_EQ(loong::init_threads(2), 2);
+  settle();
+  EXPECT_EQ(loong::adapt_threads(), 2) << "--threads is kept";
+  setenv("LOONG_ADAPT_THREADS", "0", 1);
+  EXPECT_EQ(loong::init_threads(0), cores);
+  settle();
+  EXPECT_EQ(loong::adapt_threads(), cores) << "LOONG_ADAPT_THREADS=0";
+  for (pid_t pid : kids) {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  unsetenv("LOONG_ADAPT_THREADS");
+  if (!saved.empty()) setenv("LOONG_THREADS", saved.c_str(), 1);
+  loong::init_threads(before);
 }
 
 TEST(Runtime, KeepFreedMemoryServesLargeTensorsFromTheHeap) {

@@ -15,6 +15,22 @@ constexpr int kMaxThreads = 1024;
 // machines, so this must always be called.) Returns the count in effect.
 int init_threads(int threads = 0);
 
+// Threads that follow the load. OpenMP's threads meet at a barrier after
+// every parallel loop, so when one of them shares a core with another busy
+// process the others wait out its time slices: on 2 cores beside one busy
+// process, 2 threads made the tokenizer's decode 2.2x slower, where 1 thread
+// keeps its own speed (docs/benchmarks.md, "Speed under load"). Called at the
+// start of each phase of generation (a clip's sampling, the tokenizer's
+// decode and encode, upscaling), this measures how much of this process's
+// cores other processes used since the last call (/proc/stat of the cores
+// it may run on, less its own CPU time; at least 0.2 s apart, else the count
+// stays) and sets LibTorch's thread count on the calling thread to the cores
+// left, rounded, at least 1 and at most init_threads' count. Only when
+// init_threads chose the count itself (no --threads, no LOONG_THREADS) and
+// LOONG_ADAPT_THREADS is not 0; otherwise, and where /proc/stat cannot be
+// read, the count stays. Returns the count in effect.
+int adapt_threads();
+
 // Keeps the memory LibTorch frees in the process's heap, for the next tensor
 // of its size, instead of giving it back to the system: glibc maps blocks of
 // more than a few MB on their own and unmaps them when freed, so every large

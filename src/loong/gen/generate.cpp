@@ -13,6 +13,7 @@
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
+#include "loong/core/runtime.h"
 #include "loong/gen/sr.h"
 #include "loong/gen/upscale.h"
 #include "loong/io/image.h"
@@ -138,6 +139,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
     };
   cb.frames = [&](const at::Tensor& frames, int64_t clip) {
     auto t0 = Clock::now();
+    adapt_threads();  // as each phase of the generator (core/runtime.h)
     auto f = upscaler(frames[0]);
     upscale_s += seconds_since(t0);
     for (int64_t i = 0; i < f.size(0); ++i)

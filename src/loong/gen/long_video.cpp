@@ -16,6 +16,7 @@
 #include "loong/core/causal_frames.h"
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
+#include "loong/core/runtime.h"
 #include "loong/core/torch_compat.h"
 #include "loong/text/text_tokenizer.h"
 #include "loong/tokenizer/pixels.h"
@@ -271,6 +272,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
         auto t0 = Clock::now();
         ev.condition_frames = tail.narrow(1, tail.size(1) - p.prefix_frames, p.prefix_frames).contiguous();
         CudaAutocast bf16(device.is_cuda());  // the tokenizer runs in bfloat16 on CUDA
+        adapt_threads();  // each phase takes the cores other processes leave (core/runtime.h)
         prefix = tokenizer_->encode(tokenizer::frames_to_video(ev.condition_frames, device)).to(torch::kCPU, torch::kLong);
         t.encode_s += seconds_since(t0);
       } else {
@@ -290,6 +292,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     }
     const int64_t n = (p.latents - p.prefix_latents) * h * h;
     sampler_.set_cfg_scale(p.prefix_latents == 0 && o.first_clip_cfg > 0 ? o.first_clip_cfg : cfg);
+    adapt_threads();
     auto codes = sampler_.generate(prompts, n, [&](int64_t i) {
       if (cb.progress) cb.progress(done + i + 1, codes_total);
     });
@@ -299,6 +302,7 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     if (cb.clip_codes) cb.clip_codes(all, p, ev.clip);
     auto t0 = Clock::now();
     // [B, emit, S, S, 3]; in bfloat16 on CUDA, as the encode above.
+    adapt_threads();
     auto fresh = tokenizer::decode_clip(tokenizer_, all, p.prefix_frames, p.emit, /*cuda_bf16=*/true);
     t.pixels_s += seconds_since(t0);
     t0 = Clock::now();
