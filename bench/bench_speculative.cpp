@@ -151,6 +151,40 @@ int main(int argc, char** argv) {
     // the machine's speed drifts), and the speed-up the
     // default model's codes per call would give (a projection: acceptance
     // measured on the small model, not on a trained large one).
+    // Narrow weights (--decode-weights bf16/int8) against f32 on a model: 64
+    // steps of greedy decoding from a 24-token prompt, batch 2, each step's
+    // video logits from the f32 step and the narrow one on the same codes
+    // (each with its own cache): the largest logit error over the logits'
+    // spread (standard deviation), the mean KL divergence of the top-50
+    // distributions (f32's to the narrow one's), and how often the top code agrees.
+    auto narrow_error = [](lm::Llama m, const std::string& type) {
+      c10::InferenceMode guard;
+      const auto& c = m->config;
+      torch::manual_seed(11);
+      auto prompt = torch::randint(0, c.text_vocab, {2, 24}, torch::kLong);
+      lm::KvCache a(c, 2, 96, torch::kCPU), b(c, 2, 96, torch::kCPU);
+      m->hidden(prompt, &a, 0);
+      m->hidden(prompt, &b, 0);
+      const lm::DecodeStep f32(m, true, true), narrow(m, true, true, type);
+      const auto head = m->output->weight.narrow(0, c.text_vocab, c.video_vocab);
+      auto ids = torch::full({2}, c.text_vocab, torch::kLong);
+      double worst = 0, kl = 0, agree = 0;
+      const int steps = 64;
+      for (int t = 0; t < steps; ++t) {
+        auto la = torch::matmul(f32(ids, a), head.t()), lb = torch::matmul(narrow(ids, b), head.t());
+        worst = std::max(worst, ((la - lb).abs().max() / la.std()).item<double>());
+        auto [va, ia] = la.topk(50);
+        auto pa = va.softmax(-1), pb = lb.gather(1, ia).softmax(-1);
+        kl += (pa * (pa.log() - pb.log())).sum(-1).mean().item<double>() / steps;
+        auto top = la.argmax(-1);
+        agree += top.eq(lb.argmax(-1)).to(torch::kDouble).mean().item<double>() / steps;
+        ids = top + c.text_vocab;
+      }
+      return json{{"weights", type}, {"max_logit_error_over_std", worst}, {"mean_kl_top50", kl}, {"top1_agreement", agree}};
+    };
+    out["narrow_weights_default_model"] = {narrow_error(bundle.lm, "bf16"), narrow_error(bundle.lm, "int8")};
+    for (const auto& e : out["narrow_weights_default_model"]) std::printf("%s\n", e.dump().c_str());
+
     if (!large.empty()) {
       c10::InferenceMode guard;
       auto gib = torch::ones({int64_t{1} << 28});  // 1 GiB of float32
@@ -163,22 +197,29 @@ int main(int argc, char** argv) {
       double layer_bytes = 0;
       for (const auto& p : big->layers->parameters()) layer_bytes += double(p.numel()) * p.element_size();
       const lm::DecodeStep step(big, true, /*share_weights=*/true);
+      const lm::DecodeStep step_bf16(big, true, true, "bf16"), step_int8(big, true, true, "int8");
       const int64_t ctx = 512;
       lm::KvCache cache(c, 2, ctx + 8, torch::kCPU);
       std::map<int64_t, double> cost;
       json rows = json::array();
       for (int64_t k : {1, 2, 4}) {
         auto ids = torch::randint(c.text_vocab, c.vocab_size(), {2, k}, torch::kLong);
-        std::vector<double> general_ms, step_ms;
+        std::vector<double> general_ms, step_ms, bf16_ms, int8_ms;
         for (int r = 0; r <= large_reps; ++r) {
           cache.length = ctx;  // the context is there (its values do not change the cost)
           general_ms.push_back(bench::time_ms([&] { big->hidden(ids, &cache, ctx); }));
           cache.length = ctx;
           step_ms.push_back(bench::time_ms([&] { step.positions(ids, cache); }));
+          cache.length = ctx;
+          bf16_ms.push_back(bench::time_ms([&] { step_bf16.positions(ids, cache); }));
+          cache.length = ctx;
+          int8_ms.push_back(bench::time_ms([&] { step_int8.positions(ids, cache); }));
           sum_ms.push_back(bench::time_ms([&] { (void)gib.sum().item<float>(); }));
         }
         general_ms.erase(general_ms.begin());  // warm-up
         step_ms.erase(step_ms.begin());
+        bf16_ms.erase(bf16_ms.begin());
+        int8_ms.erase(int8_ms.begin());
         cost[k] = bench::median(step_ms);
         const double bandwidth = (double(int64_t{1} << 30) / 1e9) / (bench::median(sum_ms) / 1e3);  // so far
         const double gbs = layer_bytes / 1e9 / (cost[k] / 1e3);
@@ -190,7 +231,13 @@ int main(int argc, char** argv) {
                     {"vs_general_forward", bench::median(general_ms) / cost[k]},
                     {"weights_gb_per_s", gbs},
                     {"read_bandwidth_gb_per_s", bandwidth},
-                    {"share_of_bandwidth", gbs / bandwidth}};
+                    {"share_of_bandwidth", gbs / bandwidth},
+                    {"bf16_call_ms", bench::median(bf16_ms)},
+                    {"bf16_vs_f32", cost[k] / bench::median(bf16_ms)},
+                    {"bf16_share_of_bandwidth", layer_bytes / 2 / 1e9 / (bench::median(bf16_ms) / 1e3) / bandwidth},
+                    {"int8_call_ms", bench::median(int8_ms)},
+                    {"int8_vs_f32", cost[k] / bench::median(int8_ms)},
+                    {"int8_share_of_bandwidth", layer_bytes / 4 / 1e9 / (bench::median(int8_ms) / 1e3) / bandwidth}};
         for (const auto& r : out["runs"])
           if (r["draft"] == k && k > 1) {
             row["projected_speedup"] = r["codes_per_call"].get<double>() * cost[1] / cost[k];
@@ -200,6 +247,8 @@ int main(int argc, char** argv) {
         rows.push_back(row);
       }
       out["large"] = rows;
+      out["narrow_weights_large_model"] = {narrow_error(big, "bf16"), narrow_error(big, "int8")};
+      for (const auto& e : out["narrow_weights_large_model"]) std::printf("%s\n", e.dump().c_str());
     }
     std::printf("RESULT %s\n", out.dump().c_str());
   } catch (const std::exception& e) {

@@ -440,6 +440,11 @@ TEST(Cli, GenerateFromARandomBundle) {
     EXPECT_EQ(loong::read_json_file(dir / "g.json")["cfg"], flag.empty() ? 1.5 : 2.0) << flag;
   }
   expect_one_line_error(run("model init --cfg 0.5 --out " + (dir / "m05")), 2, "--cfg");
+  // Narrow weights for the CPU decode step: recorded in the report.
+  auto int8 = run("generate --model " + (dir / "m15") + " --prompt 'a red shirt' --seconds 0.2 --quiet --out " +
+                  (dir / "q.mp4") + " --report " + (dir / "q.json") + " --decode-weights int8");
+  ASSERT_EQ(int8.code, 0) << int8.err;
+  EXPECT_EQ(loong::read_json_file(dir / "q.json")["decode_weights"], "int8");
   // Words the text tokenizer never saw: named in a warning (with --quiet too) and the report; the video is made.
   auto zebra = run("generate --model " + (dir / "m15") + " --prompt 'a red zebra' --seconds 0.2 --quiet --out " +
                    (dir / "z.mp4") + " --report " + (dir / "z.json"));
@@ -514,6 +519,7 @@ TEST(Cli, GenerateBadFlags) {
   expect_one_line_error(run("generate" + m + " --prompt x --cfg -2"), 2, "--cfg");
   expect_one_line_error(run("generate" + m + " --prompt x --first-clip-cfg -1"), 2, "--first-clip-cfg");
   expect_one_line_error(run("generate" + m + " --prompt x --speculative 99"), 2, "--speculative");
+  expect_one_line_error(run("generate" + m + " --prompt x --decode-weights int4"), 2, "--decode-weights");
   expect_one_line_error(run("generate" + m + " --prompt x --overlap-frames -3"), 2, "--overlap-frames");
   expect_one_line_error(run("generate" + m + " --prompt \"$(printf 'a red \\377 shirt')\""), 2, "--prompt: is not UTF-8");
   expect_one_line_error(run("generate" + m + " --prompt x --speculative 2 --no-speculative"), 2, "--no-speculative");

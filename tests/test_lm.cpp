@@ -377,11 +377,22 @@ TEST(Lm, RowsMatmulMatchesLinear) {
         EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, w), torch::mm(x, w.t()), 1e-5, atol));
         EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, w, r), torch::addmm(r, x, w.t()), 1e-5, atol))
             << (loong::rows_matmul(x, w, r) - torch::addmm(r, x, w.t())).abs().max().item<float>();
+        // The same on bf16 and int8 copies: the products of their widened values.
+        auto b = loong::quantize_rows(w, "bf16");
+        EXPECT_EQ(b.w.scalar_type(), torch::kBFloat16);
+        EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, b.w, r), torch::addmm(r, x, b.w.to(torch::kFloat).t()), 1e-5, atol));
+        auto q = loong::quantize_rows(w, "int8");
+        EXPECT_EQ(q.w.scalar_type(), torch::kChar);
+        const auto deq = q.w.to(torch::kFloat) * q.scale.unsqueeze(1);
+        EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, q.w, r, q.scale), torch::addmm(r, x, deq.t()), 1e-5, atol));
+        EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, q.w, {}, q.scale), torch::mm(x, deq.t()), 1e-5, atol));
       }
   auto x = torch::randn({3, 2}).t(), w = torch::randn({5, 3});  // x not contiguous
   EXPECT_TRUE(torch::allclose(loong::rows_matmul(x, w), torch::mm(x, w.t()), 1e-5, 1e-5));
   EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({3, 5})), c10::Error);
   EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({5, 3}), torch::zeros({2, 4})), c10::Error);
+  EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({5, 3}, torch::kChar)), c10::Error);  // no scale
+  EXPECT_THROW(loong::quantize_rows(torch::zeros({5, 3}), "int4"), c10::Error);
   EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({5, 3}, torch::kDouble)), c10::Error);
 }
 
@@ -453,6 +464,54 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
     KvCache other(c, 3, 20, torch::kCPU);
     expect_error([&] { step(ids, other); }, {"another model or batch"});
   }
+}
+
+// bf16 and int8 weights for the CPU decode step: the step on them gives the
+// general forward pass of a model whose weights are their widened values,
+// and the products read the narrow copies (the model's own stay float32).
+TEST(Lm, DecodeStepOnFewerBytesMatchesTheWidenedModel) {
+  for (const std::string type : {"bf16", "int8"})
+  for (bool hand : {true, false}) {
+    SCOPED_TRACE(type + (hand ? "" : ", LibTorch operations"));
+    c10::InferenceMode guard;
+    auto c = micro_rope("1d");
+    c.n_kv_heads = 2;
+    torch::manual_seed(4);
+    Llama m(c);
+    torch::manual_seed(4);
+    Llama widened(c);
+    for (auto& p : widened->named_parameters()) {
+      if (p.key().find("layers.") != 0 || p.key().find("norm") != std::string::npos) continue;
+      auto q = loong::quantize_rows(p.value(), type);
+      auto w = q.w.to(torch::kFloat);
+      if (q.scale.defined()) {
+        EXPECT_LE((w * q.scale.unsqueeze(1) - p.value()).abs().max().item<float>(),
+                  0.5f * q.scale.max().item<float>() * 1.0001f) << p.key() << ": half a step at most";
+        w = w * q.scale.unsqueeze(1);
+      }
+      p.value().copy_(w);
+    }
+    auto prompt = torch::randint(0, c.vocab_size(), {2, 7});
+    KvCache ref(c, 2, 16, torch::kCPU), fast(c, 2, 16, torch::kCPU);
+    widened->hidden(prompt, &ref, 0);
+    m->hidden(prompt, &fast, 0);  // the prefill on the model's own weights, as the sampler does
+    // ... so the caches start apart by the rounding; make them equal to compare the steps alone.
+    for (int l = 0; l < c.n_layers; ++l) fast.k[l].copy_(ref.k[l]), fast.v[l].copy_(ref.v[l]);
+    const DecodeStep step(m, hand, true, type), own(m, hand, true);
+    KvCache plain(c, 2, 16, torch::kCPU);  // the f32 step from the same cache
+    for (int l = 0; l < c.n_layers; ++l) plain.k[l].copy_(ref.k[l]), plain.v[l].copy_(ref.v[l]);
+    plain.length = fast.length;
+    double off_f32 = 0;
+    for (int64_t t = 7; t < 16; ++t) {
+      auto ids = torch::randint(0, c.vocab_size(), {2});
+      auto a = widened->hidden(ids.view({2, 1}), &ref, t).select(1, 0);
+      auto b = step(ids, fast);
+      EXPECT_LT((a - b).abs().max().item<double>(), 1e-4) << "position " << t;
+      off_f32 = std::max(off_f32, (own(ids, plain) - b).abs().max().item<double>());
+    }
+    EXPECT_GT(off_f32, 1e-4) << "the narrow weights are not the model's own";
+  }
+  EXPECT_THROW(DecodeStep(Llama(micro_rope("1d")), true, true, "int4"), c10::Error);
 }
 
 TEST(Lm, OverfitsOneSequence) {

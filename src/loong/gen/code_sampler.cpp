@@ -130,9 +130,22 @@ std::optional<lm::DecodeStep> CodeSampler::fused_step() const {
   // step is bound by the cost of each small operation, that is for small
   // models; larger ones decode on their own weights, each read once a step.
   std::optional<lm::DecodeStep> step;
-  if (!reference_decode_)
-    step.emplace(model_, hand_kernels_, share_weights_ || model_->parameter_count() > kFusedDecodeMaxParameters);
+  if (reference_decode_) return step;
+  if (decode_weights_ != "f32") {
+    if (!fewer_bytes_step_) fewer_bytes_step_.emplace(model_, hand_kernels_, true, decode_weights_);
+    return fewer_bytes_step_;
+  }
+  step.emplace(model_, hand_kernels_, share_weights_ || model_->parameter_count() > kFusedDecodeMaxParameters);
   return step;
+}
+
+void CodeSampler::set_decode_weights(const std::string& type) {
+  if (type != "f32" && type != "bf16" && type != "int8")
+    fail("--decode-weights", "expected f32, bf16 or int8, got " + squote(type));
+  if (type != "f32" && !model_->output->weight.device().is_cpu())
+    fail("--decode-weights", type + " is for the CPU's decode step (CUDA decodes in bfloat16 already)");
+  if (type != decode_weights_) fewer_bytes_step_.reset();
+  decode_weights_ = type;
 }
 
 void CodeSampler::decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool guided, at::Tensor& out,

@@ -107,6 +107,13 @@ class CodeSampler {
   // share_weights), as models above kFusedDecodeMaxParameters always decode,
   // whatever the model's size: the same codes. For tests and benchmarks.
   void set_share_weights(bool on) { share_weights_ = on; }
+  // The layers' weights the CPU decode step reads: "f32" (the model's own),
+  // "bf16" or "int8" (copies made once, per-row scales for int8; half or a
+  // quarter of the bytes a step reads, codes no longer exactly f32's).
+  // Throws loong::Error naming --decode-weights for another name or another
+  // device than the CPU.
+  void set_decode_weights(const std::string& type);
+  const std::string& decode_weights() const { return decode_weights_; }
   // The fused step with LibTorch's operations instead of the hand-written CPU
   // loops (lm::DecodeStep): the same codes. For benchmarks.
   void set_hand_kernels(bool on) { hand_kernels_ = on; }
@@ -161,6 +168,8 @@ class CodeSampler {
   SpeculationOptions spec_;
   bool reference_decode_ = false;
   bool share_weights_ = false;
+  std::string decode_weights_ = "f32";
+  mutable std::optional<lm::DecodeStep> fewer_bytes_step_;  // built once for bf16/int8 weights
   bool hand_kernels_ = true;
   bool static_decode_ = false;
   bool cuda_graphs_ = true;

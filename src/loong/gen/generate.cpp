@@ -30,6 +30,8 @@ void validate_settings(const GenerateRequest& r) {
     fail("--first-clip-cfg", "guidance scale must be a finite number >= 0, got " + std::to_string(r.first_clip_cfg));
   if (r.overlap < 0)
     fail("--overlap-frames", "must be 1 + 4k frames (0: the model's own), got " + std::to_string(r.overlap));
+  if (r.decode_weights != "f32" && r.decode_weights != "bf16" && r.decode_weights != "int8")
+    fail("--decode-weights", "expected f32, bf16 or int8, got " + squote(r.decode_weights));
   if (r.speculative < -1 || r.speculative > 64)
     fail("--speculative", "codes per model call must be in [0, 64] (0 or 1: off), got " + std::to_string(r.speculative));
 }
@@ -72,6 +74,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   const Bundle bundle = r.bundle ? *r.bundle : load_bundle(model, r.device);
   resolve_sampling(bundle.info, r.given, sampling, first_clip_cfg);
   auto generator = LongVideoGenerator::from_bundle(bundle, sampling);
+  generator.set_decode_weights(r.decode_weights);
   generator.check_prompts({r.prompts});  // before --init-video is read and the output opened
   std::vector<std::string> unseen = generator.unseen_words({r.prompts});
   if (!unseen.empty()) {
@@ -199,6 +202,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
                  {"upscale", upscale},
                  {"codes", t.codes},
                  {"speculative", o.speculative},
+                 {"decode_weights", r.decode_weights},
                  {"decode_calls", t.decode_calls},
                  {"codes_per_call", t.decode_calls > 0 ? double(t.codes - clips) / t.decode_calls : 0.0},
                  {"drafted", t.drafted},

@@ -33,6 +33,9 @@ struct GenerateRequest {
   // Speculative decoding: codes scored per model call (code_sampler.h); 0 or
   // 1 = one per call; -1 = default_speculation() for the model and device.
   int64_t speculative = -1;
+  // The weights the CPU's decode step reads: f32, bf16 or int8
+  // (CodeSampler::set_decode_weights).
+  std::string decode_weights = "f32";
   std::string init_video;     // continue this video ("" = none)
   int upscale = 1;
   bool upscale_given = false;  // --upscale was given (it must then match --sr-model's factor)

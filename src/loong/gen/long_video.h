@@ -132,6 +132,9 @@ class LongVideoGenerator {
   // made without a bundle's text tokenizer.
   std::vector<std::string> unseen_words(const std::vector<PromptSchedule>& schedules) const;
 
+  // The weights the CPU decode step reads: CodeSampler::set_decode_weights.
+  void set_decode_weights(const std::string& type) { sampler_.set_decode_weights(type); }
+
   // Generates one video per prompt schedule, in lock step (their prompts may
   // differ). A clip takes the prompt its schedule has at the clip's first new
   // frame. Prompts are checked (check_prompts) before any work.

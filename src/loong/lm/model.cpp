@@ -286,7 +286,7 @@ torch::Tensor normalise(const torch::Tensor& x, double eps) {
 }
 }  // namespace
 
-DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights)
+DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights, const std::string& weights)
     : n_heads_(model->config.n_heads),
       n_kv_heads_(model->config.n_kv_heads),
       head_dim_(model->config.head_dim()),
@@ -297,10 +297,21 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights
       config_(model->config) {
   torch::NoGradGuard ng;
   // W [out, in] times the norm weight [in]: norm(x) W^T = (x / rms(x)) (W diag(w))^T.
-  auto make = [share_weights](std::vector<torch::Tensor> ws, const torch::Tensor& norm) {
+  TORCH_CHECK(weights == "f32" || weights == "bf16" || weights == "int8",
+              "DecodeStep: weights must be f32, bf16 or int8, got ", weights);
+  const bool fewer_bytes = weights != "f32";
+  auto make = [share_weights, fewer_bytes, &weights](std::vector<torch::Tensor> ws, const torch::Tensor& norm) {
     Product p;
-    if (share_weights) {
-      for (auto& w : ws) p.rows.push_back(w.detach());
+    if (share_weights || fewer_bytes) {
+      for (auto& w : ws) {
+        if (!fewer_bytes) {
+          p.rows.push_back(w.detach());
+          continue;
+        }
+        auto q = quantize_rows(w.detach().cpu(), weights);
+        p.rows.push_back(q.w.to(w.device()));
+        if (q.scale.defined()) p.scales.push_back(q.scale.to(w.device()));
+      }
       if (norm.defined()) p.norm = norm.detach();
     } else {
       auto w = ws.size() == 1 ? ws[0] : torch::cat(ws);
@@ -318,9 +329,11 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights
   }
   // The hand-written loops take the weights as laid out here when they are
   // float32 on the CPU; whether the cache suits them is checked each step.
-  auto supported = [](const Product& p) {
+  auto supported = [fewer_bytes](const Product& p) {
     return p.t.defined() ? small_matmul_supported(p.t)
-                         : std::all_of(p.rows.begin(), p.rows.end(), [](const torch::Tensor& w) { return small_matmul_supported(w); });
+                         : std::all_of(p.rows.begin(), p.rows.end(), [fewer_bytes](const torch::Tensor& w) {
+                             return fewer_bytes ? w.device().is_cpu() : small_matmul_supported(w);
+                           });
   };
   hand_kernels_ = hand_kernels_ && std::all_of(layers_.begin(), layers_.end(), [&](const Layer& w) {
                     return supported(w.qkv) && supported(w.wo) && supported(w.w13) && supported(w.w2);
@@ -356,12 +369,20 @@ torch::Tensor DecodeStep::product(const Product& p, const torch::Tensor& x, cons
     return r.defined() ? torch::addmm(r, x, p.t) : torch::mm(x, p.t);
   }
   const auto xs = p.norm.defined() ? x * p.norm : x;
+  // Row i's weight as float32 [out, in], for LibTorch's operations.
+  const auto wide = [&](size_t i) {
+    const auto& w = p.rows[i];
+    if (!p.scales.empty()) return w.to(xs.scalar_type()) * p.scales[i].to(xs.scalar_type()).unsqueeze(1);
+    return w.scalar_type() == xs.scalar_type() ? w : w.to(xs.scalar_type());
+  };
+  const auto scale = [&](size_t i) { return p.scales.empty() ? torch::Tensor() : p.scales[i]; };
   if (r.defined()) {
     TORCH_CHECK(p.rows.size() == 1, "DecodeStep: a residual with ", p.rows.size(), " products");
-    return by_hand ? rows_matmul(xs, p.rows[0], r) : torch::addmm(r, xs, p.rows[0].t());
+    return by_hand ? rows_matmul(xs, p.rows[0], r, scale(0)) : torch::addmm(r, xs, wide(0).t());
   }
   std::vector<torch::Tensor> parts;
-  for (const auto& w : p.rows) parts.push_back(by_hand ? rows_matmul(xs, w) : torch::mm(xs, w.t()));
+  for (size_t i = 0; i < p.rows.size(); ++i)
+    parts.push_back(by_hand ? rows_matmul(xs, p.rows[i], {}, scale(i)) : torch::mm(xs, wide(i).t()));
   return parts.size() == 1 ? parts[0] : torch::cat(parts, 1);
 }
 

@@ -8,6 +8,7 @@
 // between this project and Python through safetensors unchanged.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/nn.h>
@@ -149,12 +150,17 @@ TORCH_MODULE(Llama);
 // `share_weights` it reads the model's own weights instead (nothing copied,
 // nothing fused; for large models, whose copy would double their memory and
 // whose steps are bound by reading the weights, not by small operations).
+// `weights` "bf16" or "int8" (per-row scales; ops/decode_ops.h quantize_rows)
+// reads copies of the layers' weights in fewer bytes instead (the share_weights
+// layout; on the CPU's hand-written loops a step reads half or a quarter of
+// the bytes; LibTorch's operations widen them back to float32 each product).
 class DecodeStep {
  public:
   // hand_kernels false: LibTorch's general operations on the CPU too, as on
   // other devices, instead of the loops of ops/decode_ops.h (for tests and
   // benchmarks).
-  explicit DecodeStep(const Llama& model, bool hand_kernels = true, bool share_weights = false);
+  explicit DecodeStep(const Llama& model, bool hand_kernels = true, bool share_weights = false,
+                      const std::string& weights = "f32");
   // ids int64 [B] at position cache.length -> final hidden states [B, dim]
   // (after the last RMSNorm); their keys and values are appended to the
   // cache. The ids are not range-checked (a sampler draws them from the
@@ -180,6 +186,8 @@ class DecodeStep {
   struct Product {
     torch::Tensor t;                  // copied: W^T [in, out], contiguous, the RMSNorm weight folded in
     std::vector<torch::Tensor> rows;  // shared: the modules' own weights [out_i, in], their outputs side by side
+                                      // (or bf16/int8 copies of them)
+    std::vector<torch::Tensor> scales;  // int8 rows: float32 [out_i] each
     torch::Tensor norm;               // shared: the RMSNorm weight x is scaled by first (undefined: none)
   };
   struct Layer {

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace loong::detail {
 
@@ -128,19 +129,74 @@ __attribute__((always_inline)) inline Vec8 load8(const float* p) {
 
 __attribute__((always_inline)) inline float sum8(Vec8 v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
 
+// Weights as stored, eight at a time into a Vec8, and one at a time.
+struct F32Weights {
+  typedef float T;
+  __attribute__((always_inline)) static Vec8 load(const float* p) { return load8(p); }
+  __attribute__((always_inline)) static float one(const float* p) { return *p; }
+};
+// The widening loads are written as shuffles: GCC 12 turns
+// __builtin_convertvector from 8- or 16-bit lanes into one scalar
+// conversion a lane, while these compile to two or three instructions.
+struct Bf16Weights {  // bfloat16: the upper half of a float32
+  typedef uint16_t T;
+  typedef uint16_t U16x8 __attribute__((vector_size(16)));
+  typedef uint16_t U16x16 __attribute__((vector_size(32)));
+  __attribute__((always_inline)) static Vec8 load(const uint16_t* p) {
+    U16x8 h;
+    __builtin_memcpy(&h, p, sizeof h);
+    const U16x8 zero = {};
+    // Each lane's low half 0, high half the bfloat16 (little-endian).
+    const U16x16 s = __builtin_shufflevector(zero, h, 0, 8, 0, 9, 0, 10, 0, 11, 0, 12, 0, 13, 0, 14, 0, 15);
+    Vec8 v;
+    __builtin_memcpy(&v, &s, sizeof v);
+    return v;
+  }
+  __attribute__((always_inline)) static float one(const uint16_t* p) {
+    const uint32_t bits = static_cast<uint32_t>(*p) << 16;
+    float f;
+    __builtin_memcpy(&f, &bits, sizeof f);
+    return f;
+  }
+};
+struct Int8Weights {  // int8; the row's scale is applied to the finished sum
+  typedef int8_t T;
+  typedef int8_t I8x16 __attribute__((vector_size(16)));
+  typedef int8_t I8x32 __attribute__((vector_size(32)));
+  typedef int32_t I32x8 __attribute__((vector_size(32)));
+  typedef int64_t I64x2 __attribute__((vector_size(16)));
+  __attribute__((always_inline)) static Vec8 load(const int8_t* p) {
+    int64_t bytes;
+    __builtin_memcpy(&bytes, p, sizeof bytes);
+    const I64x2 twice = {bytes, bytes};
+    I8x16 q;
+    __builtin_memcpy(&q, &twice, sizeof q);
+    // Byte i in all four bytes of lane i; shifting the lane right by 24
+    // (arithmetic) leaves it sign-extended.
+    const I8x32 s = __builtin_shufflevector(q, q, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5,
+                                            5, 6, 6, 6, 6, 7, 7, 7, 7);
+    I32x8 w;
+    __builtin_memcpy(&w, &s, sizeof w);
+    return __builtin_convertvector(w >> 24, Vec8);
+  }
+  __attribute__((always_inline)) static float one(const int8_t* p) { return static_cast<float>(*p); }
+};
+
 // The dot products of MB rows of x with NB rows of w, into y [MB rows of
-// stride N, NB columns]: MB x NB x U sums, each in its own vector register
-// (U of them per pair over consecutive groups of 8 columns), so that no sum
-// waits on the last addition to it and each load serves several products.
-template <int MB, int NB, int U>
-__attribute__((always_inline)) inline void dots(const float* __restrict x, const float* __restrict w, int64_t K,
-                                                int64_t N, float* __restrict y) {
+// stride N, NB columns], each times scale[j] when scale is not null: MB x NB
+// x U sums, each in its own vector register (U of them per pair over
+// consecutive groups of 8 columns), so that no sum waits on the last
+// addition to it and each load serves several products.
+template <class Wt, int MB, int NB, int U>
+__attribute__((always_inline)) inline void dots(const float* __restrict x, const typename Wt::T* __restrict w,
+                                                const float* __restrict scale, int64_t K, int64_t N,
+                                                float* __restrict y) {
   Vec8 acc[U][MB][NB] = {};
   int64_t k = 0;
   for (; k + 8 * U <= K; k += 8 * U)
     for (int u = 0; u < U; ++u) {
       Vec8 wv[NB];
-      for (int j = 0; j < NB; ++j) wv[j] = load8(w + j * K + k + 8 * u);
+      for (int j = 0; j < NB; ++j) wv[j] = Wt::load(w + j * K + k + 8 * u);
       for (int i = 0; i < MB; ++i) {
         const Vec8 xv = load8(x + i * K + k + 8 * u);
         for (int j = 0; j < NB; ++j) acc[u][i][j] += xv * wv[j];
@@ -148,7 +204,7 @@ __attribute__((always_inline)) inline void dots(const float* __restrict x, const
     }
   for (; k + 8 <= K; k += 8) {
     Vec8 wv[NB];
-    for (int j = 0; j < NB; ++j) wv[j] = load8(w + j * K + k);
+    for (int j = 0; j < NB; ++j) wv[j] = Wt::load(w + j * K + k);
     for (int i = 0; i < MB; ++i) {
       const Vec8 xv = load8(x + i * K + k);
       for (int j = 0; j < NB; ++j) acc[0][i][j] += xv * wv[j];
@@ -158,29 +214,28 @@ __attribute__((always_inline)) inline void dots(const float* __restrict x, const
     for (int j = 0; j < NB; ++j) {
       for (int u = 1; u < U; ++u) acc[0][i][j] += acc[u][i][j];
       float s = sum8(acc[0][i][j]);
-      for (int64_t r = k; r < K; ++r) s += x[i * K + r] * w[j * K + r];
-      y[i * N + j] = s;
+      for (int64_t r = k; r < K; ++r) s += x[i * K + r] * Wt::one(w + j * K + r);
+      y[i * N + j] = scale ? s * scale[j] : s;
     }
 }
 
 // Rows of x in blocks of four (then the three, two or one left) against NB
 // rows of w.
-template <int NB, int U>
-__attribute__((always_inline)) inline void dots_rows(const float* __restrict x, const float* __restrict w, int64_t M,
-                                                     int64_t K, int64_t N, float* __restrict y) {
+template <class Wt, int NB, int U>
+__attribute__((always_inline)) inline void dots_rows(const float* __restrict x, const typename Wt::T* __restrict w,
+                                                     const float* __restrict scale, int64_t M, int64_t K, int64_t N,
+                                                     float* __restrict y) {
   int64_t m = 0;
-  for (; m + 4 <= M; m += 4) dots<4, NB, U>(x + m * K, w, K, N, y + m * N);
+  for (; m + 4 <= M; m += 4) dots<Wt, 4, NB, U>(x + m * K, w, scale, K, N, y + m * N);
   switch (M - m) {
     case 3:
-      return dots<3, NB, U>(x + m * K, w, K, N, y + m * N);
+      return dots<Wt, 3, NB, U>(x + m * K, w, scale, K, N, y + m * N);
     case 2:
-      return dots<2, NB, U>(x + m * K, w, K, N, y + m * N);
+      return dots<Wt, 2, NB, U>(x + m * K, w, scale, K, N, y + m * N);
     case 1:
-      return dots<1, NB, U>(x + m * K, w, K, N, y + m * N);
+      return dots<Wt, 1, NB, U>(x + m * K, w, scale, K, N, y + m * N);
   }
 }
-
-}  // namespace
 
 // One or two rows (a decoding step, guided or not) are bound by reading w:
 // one row of w at a time, four sums per product so that the additions keep
@@ -188,19 +243,44 @@ __attribute__((always_inline)) inline void dots_rows(const float* __restrict x, 
 // by arithmetic: three rows of w against blocks of four rows of x, so that
 // each vector loaded serves three or four products (the fastest blocking on
 // this machine, docs/benchmarks.md).
-LOONG_VECTOR_CLONES
-void rows_matmul_columns(const float* __restrict x, const float* __restrict w, const float* __restrict residual,
-                         int64_t M, int64_t K, int64_t N, int64_t n0, int64_t n1, float* __restrict y) {
+template <class Wt>
+__attribute__((always_inline)) inline void rows_columns(const float* __restrict x, const typename Wt::T* __restrict w,
+                                                        const float* __restrict scale,
+                                                        const float* __restrict residual, int64_t M, int64_t K,
+                                                        int64_t N, int64_t n0, int64_t n1, float* __restrict y) {
   int64_t n = n0;
+  const auto at = [&](int64_t c) { return scale ? scale + c : nullptr; };
   if (M <= 2) {
-    for (; n < n1; ++n) dots_rows<1, 4>(x, w + n * K, M, K, N, y + n);
+    for (; n < n1; ++n) dots_rows<Wt, 1, 4>(x, w + n * K, at(n), M, K, N, y + n);
   } else {
-    for (; n + 3 <= n1; n += 3) dots_rows<3, 1>(x, w + n * K, M, K, N, y + n);
-    for (; n < n1; ++n) dots_rows<1, 1>(x, w + n * K, M, K, N, y + n);
+    for (; n + 3 <= n1; n += 3) dots_rows<Wt, 3, 1>(x, w + n * K, at(n), M, K, N, y + n);
+    for (; n < n1; ++n) dots_rows<Wt, 1, 1>(x, w + n * K, at(n), M, K, N, y + n);
   }
   if (residual)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t c = n0; c < n1; ++c) y[m * N + c] += residual[m * N + c];
+}
+
+}  // namespace
+
+LOONG_VECTOR_CLONES
+void rows_matmul_columns(const float* __restrict x, const float* __restrict w, const float* __restrict residual,
+                         int64_t M, int64_t K, int64_t N, int64_t n0, int64_t n1, float* __restrict y) {
+  rows_columns<F32Weights>(x, w, nullptr, residual, M, K, N, n0, n1, y);
+}
+
+LOONG_VECTOR_CLONES
+void rows_matmul_columns_bf16(const float* __restrict x, const uint16_t* __restrict w,
+                              const float* __restrict residual, int64_t M, int64_t K, int64_t N, int64_t n0,
+                              int64_t n1, float* __restrict y) {
+  rows_columns<Bf16Weights>(x, w, nullptr, residual, M, K, N, n0, n1, y);
+}
+
+LOONG_VECTOR_CLONES
+void rows_matmul_columns_int8(const float* __restrict x, const int8_t* __restrict w, const float* __restrict scale,
+                              const float* __restrict residual, int64_t M, int64_t K, int64_t N, int64_t n0,
+                              int64_t n1, float* __restrict y) {
+  rows_columns<Int8Weights>(x, w, scale, residual, M, K, N, n0, n1, y);
 }
 
 }  // namespace loong::detail

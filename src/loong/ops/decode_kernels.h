@@ -24,5 +24,12 @@ void small_matmul_columns(const float* x, const float* w, const float* residual,
 // dot product of a row of x with a row of w, read once for all M rows.
 void rows_matmul_columns(const float* x, const float* w, const float* residual, int64_t M, int64_t K, int64_t N,
                          int64_t n0, int64_t n1, float* y);
+// The same with w in bfloat16 (the upper 16 bits of each float32), or in
+// int8 with one float32 scale per row of w (y = scale[n] * x . w[n]): half
+// or a quarter of the bytes to read.
+void rows_matmul_columns_bf16(const float* x, const uint16_t* w, const float* residual, int64_t M, int64_t K,
+                              int64_t N, int64_t n0, int64_t n1, float* y);
+void rows_matmul_columns_int8(const float* x, const int8_t* w, const float* scale, const float* residual, int64_t M,
+                              int64_t K, int64_t N, int64_t n0, int64_t n1, float* y);
 
 }  // namespace loong::detail

@@ -99,9 +99,13 @@ at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::T
   return y;
 }
 
-at::Tensor rows_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& residual) {
-  TORCH_CHECK(small_matmul_supported(w) && x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat,
-              "rows_matmul: expected float32 CPU tensors, the weight contiguous");
+at::Tensor rows_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& residual,
+                       const at::Tensor& scale) {
+  const auto wt = w.scalar_type();
+  TORCH_CHECK(w.device().is_cpu() && w.is_contiguous() && x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat &&
+                  (wt == at::kFloat || wt == at::kBFloat16 || wt == at::kChar),
+              "rows_matmul: expected float32 CPU x and a contiguous float32, bfloat16 or int8 CPU weight");
+  TORCH_CHECK((wt == at::kChar) == scale.defined(), "rows_matmul: int8 weights need a scale per row, others none");
   TORCH_CHECK(x_in.dim() == 2 && w.dim() == 2 && x_in.size(1) == w.size(1), "rows_matmul: cannot multiply ",
               x_in.sizes(), " by the transpose of ", w.sizes());
   const auto x = x_in.contiguous();
@@ -113,7 +117,12 @@ at::Tensor rows_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Te
     r = residual.to(at::kFloat).contiguous();
   }
   auto y = at::empty({M, N}, x.options());
-  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(), *rp = r.defined() ? r.data_ptr<float>() : nullptr;
+  at::Tensor s;
+  if (scale.defined()) {
+    TORCH_CHECK(scale.numel() == w.size(0), "rows_matmul: expected ", w.size(0), " scales, got ", scale.numel());
+    s = scale.to(at::kFloat).contiguous();
+  }
+  const float *xp = x.data_ptr<float>(), *rp = r.defined() ? r.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   // Rows of w in blocks of 24 (the kernel takes them three at a time); each
   // thread takes one contiguous range, so that it streams its part of the
@@ -122,9 +131,27 @@ at::Tensor rows_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Te
   const int64_t blocks = (N + kRows - 1) / kRows;
   const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
   at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
-    detail::rows_matmul_columns(xp, wp, rp, M, K, N, begin * kRows, std::min(N, end * kRows), yp);
+    const int64_t n0 = begin * kRows, n1 = std::min(N, end * kRows);
+    if (wt == at::kFloat)
+      detail::rows_matmul_columns(xp, w.data_ptr<float>(), rp, M, K, N, n0, n1, yp);
+    else if (wt == at::kBFloat16)
+      detail::rows_matmul_columns_bf16(xp, reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>()), rp, M, K, N,
+                                       n0, n1, yp);
+    else
+      detail::rows_matmul_columns_int8(xp, w.data_ptr<int8_t>(), s.data_ptr<float>(), rp, M, K, N, n0, n1, yp);
   });
   return y;
+}
+
+RowsWeight quantize_rows(const at::Tensor& w, const std::string& type) {
+  TORCH_CHECK(w.dim() == 2 && w.is_floating_point(), "quantize_rows: expected a floating-point weight [N, K]");
+  const auto f = w.to(at::kFloat);
+  if (type == "f32") return {f.contiguous(), {}};
+  if (type == "bf16") return {f.to(at::kBFloat16).contiguous(), {}};
+  TORCH_CHECK(type == "int8", "quantize_rows: expected f32, bf16 or int8, got ", type);
+  auto scale = f.abs().amax(1).div(127.0).clamp_min(1e-12);
+  auto q = f.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
+  return {q, scale.contiguous()};
 }
 
 }  // namespace loong

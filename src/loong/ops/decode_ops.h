@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <string>
 
 namespace loong {
 
@@ -37,6 +38,19 @@ at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tens
 // torch::linear without a bias. Large models decode this way, on their own
 // weights (a transposed copy would double their memory); the rows of w are
 // split over the threads.
-at::Tensor rows_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {});
+//
+// w may also be bfloat16, or int8 with `scale` float32 [N] (y = scale[n] *
+// x . w[n]; quantize_rows makes both): half or a quarter of the bytes to read,
+// which is what a large model's decoding step waits on.
+at::Tensor rows_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {},
+                       const at::Tensor& scale = {});
+
+// A weight [N, K] for rows_matmul in fewer bytes: "bf16" (rounded to the
+// nearest bfloat16) or "int8" (symmetric, one scale per row: max |w[n]| / 127).
+// "f32" gives w itself. Throws c10::Error for another name.
+struct RowsWeight {
+  at::Tensor w, scale;  // scale: int8 only
+};
+RowsWeight quantize_rows(const at::Tensor& w, const std::string& type);
 
 }  // namespace loong
