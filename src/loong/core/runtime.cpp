@@ -105,6 +105,12 @@ int adapt_threads() {
   double busy = 0;
   if (!cpus_busy_s(g_watch.cpus, &busy)) return at::get_num_threads();
   const double self = self_cpu_s();
+  if (now - g_watch.wall > 2.0 && (self - g_watch.self) < 0.5 * (now - g_watch.wall)) {
+    // A long window in which this process mostly idled (a server between
+    // jobs) says little about now: start a fresh one, keep the count.
+    g_watch.wall = now, g_watch.busy = busy, g_watch.self = self;
+    return at::get_num_threads();
+  }
   const double others = ((busy - g_watch.busy) - (self - g_watch.self)) / (now - g_watch.wall);
   g_watch.wall = now, g_watch.busy = busy, g_watch.self = self;
   const double free = static_cast<double>(g_watch.cpus.size()) - std::max(others, 0.0);

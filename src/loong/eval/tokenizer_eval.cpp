@@ -83,7 +83,7 @@ json evaluate_tokenizer(const TokenizerEvalOptions& o) {
   for (auto& v : psnr_pos) v /= clips;
   const double ppl = tokenizer::code_perplexity(hist.to(torch::kDouble) / hist.sum().item<int64_t>(), 1e-12);
   const int64_t used = (hist > 0).sum().item<int64_t>();
-  json j = {{"model", tokenizer::resolve_model_dir(o.model)},
+  json j = {{"model", tokenizer::resolve_model_dir(store::bundle_part_or_self(o.model, "tokenizer"))},
             {"data", o.data},
             {"clips", clips},
             {"skipped", skipped},

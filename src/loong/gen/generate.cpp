@@ -228,6 +228,8 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
     json settings = report;
     for (const char* k : {"out", "size", "upscale", "timings_s", "decode_tokens_per_s"}) settings.erase(k);
     settings["clip_plan"] = plan;
+    // `tokenizer decode` may run from another folder: the bundle's absolute path.
+    settings["model"] = std::filesystem::absolute(model).lexically_normal().string();
     settings["device"] = r.device.str();
     codes.generation = settings.dump();
     tokenizer::save_tokens(r.save_codes, codes);

@@ -21,9 +21,7 @@ void save_model(const std::string& dir, const VideoTokenizer& model, const std::
 
 VideoTokenizer load_model(const std::string& dir_arg, c10::Device device) {
   // A model bundle (gen/bundle.h) holds its tokenizer in tokenizer/.
-  std::string dir_in = dir_arg;
-  if (fs::exists(fs::path(dir_arg) / "loong.json") && fs::is_directory(fs::path(dir_arg) / "tokenizer"))
-    dir_in = (fs::path(dir_arg) / "tokenizer").string();
+  const std::string dir_in = store::bundle_part_or_self(dir_arg, "tokenizer");
   const std::string dir = store::model_folder(dir_in, "loong-video-tokenizer", "a video tokenizer");
   VideoTokenizer model(TokenizerConfig::load((fs::path(dir) / "config.json").string()));
   store::load_model_folder(dir, *model, device);
