@@ -197,9 +197,8 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
           fail("--upscale", std::to_string(a->upscale) + " does not match --sr-model's factor " + std::to_string(factor));
       }
       auto tok = tokenizer::load_model(model, device);
-      auto frames = tokenizer::decode_video(tok, enc);
-      // Upscaled and written clip by clip, as `loong generate` does (a
-      // generated video's codes give its file byte for byte).
+      // Decoded, upscaled and written clip by clip, as `loong generate` does
+      // (a generated video's codes give its file byte for byte).
       video::WriteOptions w;
       w.fps = a->fps > 0 ? a->fps : (enc.fps > 0 ? enc.fps : 6.5);
       w.streaming = !enc.generation.empty() && video::can_stream(a->out);
@@ -207,17 +206,17 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
         fail("--output", video::streaming_path(a->out) + " already exists (a killed run leaves one): remove it");
       std::unique_ptr<video::VideoWriter> writer;
       int64_t at = 0, width = 0, height = 0;
-      for (size_t c = 0; c < enc.chunks.size(); ++c) {
-        const int64_t n = enc.keep.empty() ? 1 + (enc.chunks[c] - 1) * tok->config.temporal_factor() : enc.keep[c];
-        auto f = upscaler(frames.narrow(0, at, n));
-        at += n;
+      tokenizer::decode_chunks(tok, enc, [&](const torch::Tensor& frames) {
+        auto f = upscaler(frames);
+        at += f.size(0);
         if (!writer) {
           height = f.size(1), width = f.size(2);
           writer = std::make_unique<video::VideoWriter>(a->out, static_cast<int>(width), static_cast<int>(height), w);
         }
         writer->write(f);
         writer->flush();
-      }
+      });
+      if (!writer) fail(a->in, "holds no chunk to decode");
       writer->close();
       std::printf("%s: %lld frames %lldx%lld\n", a->out.c_str(), static_cast<long long>(at),
                   static_cast<long long>(width), static_cast<long long>(height));

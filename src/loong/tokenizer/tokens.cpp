@@ -63,7 +63,7 @@ torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int
   return frames.narrow(1, skip, keep).contiguous();
 }
 
-torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
+void decode_chunks(VideoTokenizer& model, const EncodedVideo& v, const std::function<void(const torch::Tensor&)>& fn) {
   if (v.codebook_size && v.codebook_size != model->config.codebook_size)
     fail("tokens", "written for a codebook of " + std::to_string(v.codebook_size) + " codes, the model has " +
                        std::to_string(model->config.codebook_size));
@@ -71,14 +71,19 @@ torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
   if (trim && (v.skip.size() != v.chunks.size() || v.keep.size() != v.chunks.size()))
     fail("tokens", "'skip' and 'keep' need one entry per chunk");
   const int f = model->config.temporal_factor();
-  std::vector<torch::Tensor> parts;
   int64_t at = 0;
   for (size_t c = 0; c < v.chunks.size(); ++c) {
     const int64_t n = v.chunks[c], frames = 1 + (n - 1) * f;
     auto ids = v.tokens.narrow(0, at, n).unsqueeze(0);
-    parts.push_back(decode_clip(model, ids, trim ? v.skip[c] : 0, trim ? v.keep[c] : frames, v.cuda_bf16)[0]);
+    fn(decode_clip(model, ids, trim ? v.skip[c] : 0, trim ? v.keep[c] : frames, v.cuda_bf16)[0]);
     at += n;
   }
+}
+
+torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& v) {
+  std::vector<torch::Tensor> parts;
+  decode_chunks(model, v, [&](const torch::Tensor& f) { parts.push_back(f); });
+  if (parts.empty()) fail("tokens", "no chunk to decode");
   return torch::cat(parts);
 }
 

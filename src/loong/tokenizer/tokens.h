@@ -18,6 +18,7 @@
 // "cuda_decode"="bf16" says the clips decode in bfloat16 on CUDA, as
 // generation does (frames then match generation's bit for bit).
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ EncodedVideo encode_video(VideoTokenizer& model, const torch::Tensor& frames, in
                           double fps = 0);
 // tokens -> uint8 frames [T, H, W, 3] (each chunk's kept frames, in order).
 torch::Tensor decode_video(VideoTokenizer& model, const EncodedVideo& video);
+// The same one chunk at a time: fn(frames [t, H, W, 3]) with each chunk's
+// kept frames, in order, none held after fn returns (a long video's decode
+// need not fit in memory).
+void decode_chunks(VideoTokenizer& model, const EncodedVideo& video, const std::function<void(const torch::Tensor&)>& fn);
 // The decode of one generated clip, shared by generation and decode_video so
 // that both give the same frames: codes int64 [B, L, h, w] -> uint8 frames
 // [B, keep, H, W, 3] on the CPU, frames [skip, skip + keep) of each decoded
