@@ -4,7 +4,10 @@
 # with DIR/all.jsonl listing the videos and the stills (made once), and
 # heldout_clips DIR: the tokenizer recipe's held-out clips (t10k, 64 ten-second videos), and
 # heldout_eval TOKENIZER DIR JSON [loong options...]: a tokenizer scored on DIR's 17-frame clips.
+# WORLD: `loong data moving-fashion` flags for the look of every dataset made here (docs/data.md,
+# "Worlds"), e.g. "--item-size 0.4375 --classes 0,1,3,7,8,9 --items-bounce"; empty: the default world.
 set -euo pipefail
+read -r -a world <<< "${WORLD:-}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 loong="${LOONG:-build/bin/loong}"
 [ -x "$loong" ] || { echo "no $loong: run ./run build first" >&2; exit 1; }
@@ -13,7 +16,7 @@ train_data() {
   local dir="$1" videos="$2" images="$3" seed="$4"
   if [ ! -f "$dir/all.jsonl" ]; then
     "$loong" data moving-fashion --out "$dir" --videos "$videos" --seconds 10 --size 64 --images "$images" \
-      --seed "$seed" --quiet --force
+      --seed "$seed" --quiet --force "${world[@]}"
     cat "$dir/manifest.jsonl" "$dir/images.jsonl" > "$dir/all.jsonl"
   fi
 }
@@ -31,7 +34,8 @@ text_and_shards() {
 
 heldout_clips() {
   [ -f "$1/manifest.jsonl" ] ||
-    "$loong" data moving-fashion --out "$1" --split t10k --videos 64 --seconds 10 --size 64 --seed 1 --quiet --force
+    "$loong" data moving-fashion --out "$1" --split t10k --videos 64 --seconds 10 --size 64 --seed 1 --quiet --force \
+      "${world[@]}"
 }
 
 heldout_eval() {

@@ -379,6 +379,15 @@ TEST(Eval, ProbeCropClassifierOfItsOwnWidth) {
   auto bad = small_probe().to_json();
   bad["crop_channels"] = 2;
   expect_error([&] { ProbeConfig::from_json(bad, "p/config.json"); }, {"p/config.json", "crop_channels"});
+  // The world a probe renders is part of its config; probes saved before
+  // have none (the default world), and a bad one is named.
+  EXPECT_FALSE(old.contains("world"));
+  auto worldly = small_probe();
+  worldly.world = {{"item_size", 0.4375}, {"classes", {0, 1, 3}}, {"two_items", 0.35}, {"items_bounce", true}};
+  EXPECT_EQ(ProbeConfig::from_json(worldly.to_json(), "w").world, worldly.world);
+  auto bad_world = worldly.to_json();
+  bad_world["world"]["classes"] = {0, 11};
+  expect_error([&] { ProbeConfig::from_json(bad_world, "p/config.json"); }, {"p/config.json", "world", "11"});
 
   auto other = c;
   other.crop_channels = 8;

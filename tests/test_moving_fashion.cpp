@@ -1,6 +1,10 @@
 // moving-fashion: determinism, captions that agree with the ground truth and
 // with the pixels, motion, splits, scene changes.
 #include "loong/data/moving_fashion.h"
+
+#include <algorithm>
+#include <cmath>
+
 #include "test_util.h"
 
 using namespace loong::data;
@@ -159,4 +163,77 @@ TEST(MovingFashion, OptionValidation) {
   o = small();
   o.scene_changes = 2;
   loong::test::expect_error([&] { validate(o); }, {"--scene-changes"});
+}
+
+// The second default model's world (docs/data.md, "Worlds"): larger items,
+// chosen classes, items that bounce off each other. Two items must never hide
+// each other (their squares may touch, not overlap), every item comes from
+// the chosen classes, and the default world draws exactly as before.
+TEST(MovingFashion, WorldOfLargeItemsFromChosenClassesThatBounce) {
+  auto o = small(6);
+  set_world(o, {{"item_size", 0.4375}, {"classes", {0, 1, 3, 7, 8, 9}}, {"two_items", 1.0}, {"items_bounce", true}},
+            "test world");
+  ASSERT_EQ(o.classes, (std::vector<int>{0, 1, 3, 7, 8, 9}));
+  o.seconds = 25;
+  o.scene_changes = 1;  // swaps bring in items that must start clear of the others
+  const double width = 28.0 / 64;
+  int64_t two_item_frames = 0, near = 0;
+  for (int64_t idx = 0; idx < 10; ++idx) {
+    auto s = make_video(train_items(), o, idx);
+    EXPECT_DOUBLE_EQ(s.truth["item_size"].get<double>(), width);
+    for (const auto& it : s.truth["items"])
+      EXPECT_NE(std::find(o.classes.begin(), o.classes.end(), it["class"].get<int>()), o.classes.end()) << it.dump();
+    for (const auto& f : s.truth["per_frame"]) {
+      const auto& items = f["items"];
+      for (size_t i = 0; i < items.size(); ++i)
+        for (size_t j = i + 1; j < items.size(); ++j) {
+          const double dx = std::abs(items[i]["x"].get<double>() - items[j]["x"].get<double>());
+          const double dy = std::abs(items[i]["y"].get<double>() - items[j]["y"].get<double>());
+          EXPECT_GE(std::max(dx, dy), width - 2e-4) << "video " << idx << ": two items overlap";
+          ++two_item_frames;
+          near += std::max(dx, dy) < width + 0.05;
+        }
+    }
+  }
+  EXPECT_GT(two_item_frames, 500);
+  EXPECT_GT(near, 10) << "items meet and bounce, not only pass far apart";
+  // One item fills about 28 pixels: its pixels off the background span more
+  // than the default world's 20.
+  auto one = o;
+  one.two_items = 0;
+  auto s = make_image(train_items(), one, 3);
+  const auto& bgc = colour(s.truth["per_frame"][0]["background"].get<std::string>());
+  auto bg = torch::tensor({int(bgc.r), int(bgc.g), int(bgc.b)}).view({1, 1, 3});
+  auto mask = (s.frames[0].to(torch::kInt) - bg).abs().sum(2) > 30;
+  auto rows = mask.any(1).nonzero(), cols = mask.any(0).nonzero();
+  const int64_t extent = std::max(rows.max().item<int64_t>() - rows.min().item<int64_t>(),
+                                  cols.max().item<int64_t>() - cols.min().item<int64_t>()) + 1;
+  EXPECT_GT(extent, 20);
+  EXPECT_LE(extent, 28);
+  // Naming all ten classes is the default world, draw for draw.
+  auto all = small(6), plain = small(6);
+  set_world(all, {{"classes", {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}}}, "test world");
+  EXPECT_TRUE(all.classes.empty());
+  EXPECT_TRUE(torch::equal(make_video(train_items(), all, 2).frames, make_video(train_items(), plain, 2).frames));
+  // The world round-trips through dataset.json's "world".
+  MovingFashionOptions back;
+  set_world(back, world_json(o), "round trip");
+  EXPECT_EQ(world_json(back), world_json(o));
+}
+
+TEST(MovingFashion, WorldAndClassesAreValidated) {
+  EXPECT_EQ(parse_classes("0, dress,ANKLE BOOT,3", "--classes"), (std::vector<int>{0, 3, 9}));
+  EXPECT_TRUE(parse_classes("0,1,2,3,4,5,6,7,8,9", "--classes").empty()) << "all ten: the default world";
+  loong::test::expect_error([] { parse_classes("0,jacket", "--classes"); }, {"--classes", "'jacket'", "ankle boot"});
+  loong::test::expect_error([] { parse_classes("10", "--classes"); }, {"--classes", "'10'"});
+  loong::test::expect_error([] { parse_classes("1,,2", "--classes"); }, {"--classes", "''"});
+  MovingFashionOptions o;
+  loong::test::expect_error([&] { set_world(o, {{"classes", {1, 12}}}, "data/dataset.json: world"); },
+                            {"data/dataset.json: world", "classes", "12"});
+  loong::test::expect_error([&] { set_world(o, {{"item_size", 0.9}}, "w"); }, {"w", "item_size"});
+  loong::test::expect_error([&] { set_world(o, {{"items_bounce", 1}}, "w"); }, {"w", "items_bounce"});
+  loong::test::expect_error([&] { set_world(o, nlohmann::json::array(), "w"); }, {"w", "JSON object"});
+  o = small();
+  o.item_size = 0.6;
+  loong::test::expect_error([&] { validate(o); }, {"--item-size"});
 }

@@ -78,9 +78,19 @@ void add_data_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--scene-changes", o->scene_changes,
                     "Probability of a scene change in each 10 s after the first (long videos)")
         ->check(CLI::Range(0.0, 1.0));
+    cmd->add_option("--item-size", o->item_size,
+                    "Item width as a fraction of the frame (0.3125: 20 pixels at 64; 0.4375: Fashion-MNIST's 28)")
+        ->check(CLI::Range(0.05, 0.5));
+    auto classes = std::make_shared<std::string>();
+    cmd->add_option("--classes", *classes,
+                    "The classes items are drawn from, comma-separated indices or names (0 t-shirt, 1 pair of "
+                    "trousers, 2 pullover, 3 dress, 4 coat, 5 sandal, 6 shirt, 7 sneaker, 8 bag, 9 ankle boot); "
+                    "default all");
+    cmd->add_flag("--items-bounce", o->items_bounce, "Items bounce off each other as off the walls (never overlap)");
     cmd->add_option("--mnist-dir", o->mnist_dir, "Fashion-MNIST folder; empty = $LOONG_FASHION_MNIST or Debian's");
     cmd->add_flag("--quiet", *quiet, "Do not print a line per video");
-    cmd->callback(command(g, [o, out, quiet, force, shard, shard_opt] {
+    cmd->callback(command(g, [o, out, quiet, force, shard, shard_opt, classes] {
+      if (!classes->empty()) o->classes = data::parse_classes(*classes, "--classes");
       const auto [part, parts] = shard_part(*shard, shard_opt->count() > 0);
       const auto r = data::write_moving_fashion_part(*o, *out, part, parts, !*quiet, *force);
       if (parts == 1) {

@@ -1,5 +1,7 @@
 // loong eval fvd | clipsim | probe train | probe score | long | benchmark:
 // the options of each; the work is in loong/eval/.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -10,6 +12,7 @@
 #include "loong/core/error.h"
 #include "loong/core/json_util.h"
 #include "loong/core/runtime.h"
+#include "loong/data/moving_fashion.h"
 #include "loong/eval/benchmark.h"
 #include "loong/eval/clipsim.h"
 #include "loong/eval/fvd.h"
@@ -82,7 +85,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   CLI::App* probe = ev->add_subcommand("probe", "A probe that reads moving-fashion ground truth back from frames");
   probe->require_subcommand(1);
   struct ProbeArgs {
-    std::string out, tokenizer, from, device = "cpu";
+    std::string out, tokenizer, from, world, device = "cpu";
     eval::ProbeConfig cfg;
     eval::ProbeTrainOptions o;
     CLI::Option *crop_channels = nullptr, *crop_window = nullptr, *crop_pixels = nullptr;  // given or not
@@ -112,6 +115,9 @@ void add_eval_commands(CLI::App& app, Globals& g) {
       pt->add_option("--crop-pixels", p->cfg.crop_pixels,
                      "The window is resampled to this many pixels a side (a multiple of 4; with --from, a new size starts anew)")
           ->check(CLI::Range(8, 256));
+  pt->add_option("--world", p->world,
+                 "Train on the world of this moving-fashion dataset (its folder or dataset.json: item size, classes, "
+                 "two items, bouncing); the crop window then follows its item size. Default: the generator's default");
   pt->add_option("--from", p->from, "Start from this trained probe (its config replaces --size and --channels)");
   pt->add_option("--batch", p->o.batch, "Frames per step")->check(CLI::Range(4, 4096));
   pt->add_option("--lr", p->o.lr, "AdamW learning rate (cosine decay to 10%)")->check(CLI::Range(1e-6, 1.0));
@@ -132,7 +138,28 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     if (p->cfg.image_size % 8 != 0) fail("--size", "expected a multiple of 8, got " + std::to_string(p->cfg.image_size));
     if (p->cfg.crop_pixels % 4 != 0)
       fail("--crop-pixels", "expected a multiple of 4, got " + std::to_string(p->cfg.crop_pixels));
+    if (!p->world.empty()) {
+      const fs::path file = fs::is_directory(p->world) ? fs::path(p->world) / "dataset.json" : fs::path(p->world);
+      if (!fs::is_regular_file(file))
+        fail_input("--world", file.string() + ": no such file (expected a `loong data moving-fashion` folder or its dataset.json)");
+      const json info = read_json_file(file.string());
+      if (!info.is_object() || !info.contains("world"))
+        fail_input("--world", file.string() + ": no \"world\" key (a dataset written before worlds were recorded "
+                              "is the default world: leave --world out)");
+      data::MovingFashionOptions w;
+      data::set_world(w, info["world"], "--world " + file.string());
+      p->cfg.world = data::world_json(w);
+      // A window a fifth wider than the item, resampled to about its own pixels.
+      if (!*p->crop_window) p->cfg.crop_fraction = std::min(1.0, w.item_size * 1.2);
+      if (!*p->crop_pixels)
+        p->cfg.crop_pixels = std::max(8, static_cast<int>(std::lround(p->cfg.crop_fraction * p->cfg.image_size / 4.0)) * 4);
+    }
     eval::ProbeNet net = p->from.empty() ? eval::ProbeNet(p->cfg) : eval::load_probe(p->from, device);
+    if (!p->from.empty() && !p->world.empty()) {
+      auto cfg = net->config;
+      cfg.world = p->cfg.world;
+      net = eval::reshaped_probe(net, cfg);
+    }
     if (!p->from.empty() && (*p->crop_channels || *p->crop_window || *p->crop_pixels)) {
       auto cfg = net->config;  // the loaded probe's, with the crop classifier asked for
       if (*p->crop_channels) cfg.crop_channels = p->cfg.crop_channels;

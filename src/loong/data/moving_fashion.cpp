@@ -1,6 +1,7 @@
 #include "loong/data/moving_fashion.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <vector>
 
@@ -80,7 +81,7 @@ class World {
  public:
   World(const FashionMnist& fm, const MovingFashionOptions& o, Rng& rng)
       : fm_(fm), o_(o), rng_(rng) {
-    item_px_ = std::max(8, static_cast<int>(std::lround(o.size * 0.3125)));
+    item_px_ = std::max(8, static_cast<int>(std::lround(o.size * o.item_size)));
   }
 
   int item_px() const { return item_px_; }
@@ -88,8 +89,12 @@ class World {
   Item new_item(int id, int background, const std::vector<int>& taken_colours, bool moving) {
     Item it;
     it.id = id;
-    it.source = rng_.below(static_cast<int>(fm_.images.size(0)));
-    it.label = static_cast<int>(fm_.labels[it.source].item<int64_t>());
+    // A restricted world draws until an allowed class comes up (the stream of
+    // draws is that of the full world when every class is allowed).
+    do {
+      it.source = rng_.below(static_cast<int>(fm_.images.size(0)));
+      it.label = static_cast<int>(fm_.labels[it.source].item<int64_t>());
+    } while (!o_.classes.empty() && std::find(o_.classes.begin(), o_.classes.end(), it.label) == o_.classes.end());
     do {
       it.colour = rng_.below(static_cast<int>(kItemColours.size()));
     } while (!contrasts(it.colour, background) ||
@@ -117,6 +122,65 @@ class World {
     // so its colour reads clearly on any background.
     it.sprite = it.sprite / it.sprite.max().clamp_min(1e-3);
     return it;
+  }
+
+  bool overlap(const Item& a, const Item& b) const {
+    return std::abs(a.x - b.x) < item_px_ && std::abs(a.y - b.y) < item_px_;
+  }
+
+  // With items_bounce: moves `it` to a place clear of the other live items.
+  // At the start (`everyone`) the others may move too: a large item near the
+  // middle leaves no room for a second. A crowded frame keeps the last try
+  // (bounce() then pushes the items apart).
+  void place_apart(Item& it, std::vector<Item>& items, int64_t frame, bool everyone) {
+    if (!o_.items_bounce) return;
+    const double half = item_px_ / 2.0;
+    auto resample = [&](Item& x) {
+      x.x = half + rng_.uniform() * (o_.size - item_px_);
+      x.y = half + rng_.uniform() * (o_.size - item_px_);
+    };
+    for (int tries = 0; tries < 64; ++tries) {
+      bool clear = true;
+      for (const auto& other : items)
+        if (other.id != it.id && (other.leaves < 0 || other.leaves > frame) && overlap(it, other)) clear = false;
+      if (clear) return;
+      resample(it);
+      if (everyone && tries % 4 == 3)
+        for (auto& other : items)
+          if (other.id != it.id) resample(other);
+    }
+  }
+
+  // With items_bounce: two items whose squares meet bounce off each other
+  // along the axis on which they met, each keeping its speed (as off a wall);
+  // `before` holds the centres before this frame's step.
+  void bounce(std::vector<Item>& items, const std::vector<std::pair<double, double>>& before, int64_t frame) const {
+    if (!o_.items_bounce) return;
+    for (size_t i = 0; i < items.size(); ++i) {
+      for (size_t j = i + 1; j < items.size(); ++j) {
+        Item &a = items[i], &b = items[j];
+        if ((a.leaves >= 0 && a.leaves <= frame) || (b.leaves >= 0 && b.leaves <= frame) || !overlap(a, b)) continue;
+        const double dx = a.x - b.x, dy = a.y - b.y;
+        const double pdx = before[i].first - before[j].first, pdy = before[i].second - before[j].second;
+        // The axis whose gap closed this step; when both were already closed
+        // (a crowded start), the one with the wider gap.
+        const bool along_x = std::abs(pdx) >= item_px_ ? true
+                             : std::abs(pdy) >= item_px_ ? false
+                                                         : std::abs(dx) >= std::abs(dy);
+        // Each turns away from the other and both are pushed apart until
+        // their squares touch (within the walls), so none passes through.
+        double &av = along_x ? a.vx : a.vy, &bv = along_x ? b.vx : b.vy;
+        double &ap = along_x ? a.x : a.y, &bp = along_x ? b.x : b.y;
+        const double s = (along_x ? dx : dy) >= 0 ? 1.0 : -1.0;
+        av = s * std::abs(av);
+        bv = -s * std::abs(bv);
+        const double lo = item_px_ / 2.0, hi = o_.size - item_px_ / 2.0;
+        const double push = item_px_ - std::abs(ap - bp);
+        ap = std::clamp(ap + s * push / 2, lo, hi);
+        bp = std::clamp(ap - s * item_px_, lo, hi);
+        ap = std::clamp(bp + s * item_px_, lo, hi);
+      }
+    }
   }
 
   void step(Item& it) const {
@@ -221,6 +285,84 @@ void validate(const MovingFashionOptions& o) {
   if (o.split != "train" && o.split != "t10k") fail("--split", "expected 'train' or 't10k', got " + squote(o.split));
   if (!(o.two_items >= 0 && o.two_items <= 1)) fail("--two-items", "expected a probability in [0, 1]");
   if (!(o.scene_changes >= 0 && o.scene_changes <= 1)) fail("--scene-changes", "expected a probability in [0, 1]");
+  if (!(o.item_size >= 0.05 && o.item_size <= 0.5))
+    fail("--item-size", "expected a fraction of the frame in [0.05, 0.5], got " + std::to_string(o.item_size));
+  for (int c : o.classes)
+    if (c < 0 || c >= kFashionClasses) fail("--classes", "expected class indices 0 to 9, got " + std::to_string(c));
+}
+
+nlohmann::json world_json(const MovingFashionOptions& o) {
+  nlohmann::json classes = nlohmann::json::array();
+  if (o.classes.empty())
+    for (int c = 0; c < kFashionClasses; ++c) classes.push_back(c);
+  else
+    for (int c : o.classes) classes.push_back(c);
+  return {{"item_size", o.item_size}, {"classes", classes}, {"two_items", o.two_items},
+          {"items_bounce", o.items_bounce}};
+}
+
+void set_world(MovingFashionOptions& o, const nlohmann::json& world, const std::string& where) {
+  if (!world.is_object()) fail(where, "expected a JSON object (a moving-fashion dataset's \"world\")");
+  auto number = [&](const char* key, double& out) {
+    if (!world.contains(key)) return;
+    if (!world[key].is_number()) fail(where, std::string("\"") + key + "\": expected a number");
+    out = world[key].get<double>();
+  };
+  number("item_size", o.item_size);
+  number("two_items", o.two_items);
+  if (world.contains("items_bounce")) {
+    if (!world["items_bounce"].is_boolean()) fail(where, "\"items_bounce\": expected true or false");
+    o.items_bounce = world["items_bounce"].get<bool>();
+  }
+  if (world.contains("classes")) {
+    const auto& c = world["classes"];
+    if (!c.is_array() || c.empty()) fail(where, "\"classes\": expected a non-empty array of class indices 0 to 9");
+    std::vector<int> classes;
+    for (const auto& v : c) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= kFashionClasses)
+        fail(where, "\"classes\": expected class indices 0 to 9, got " + v.dump());
+      classes.push_back(v.get<int>());
+    }
+    std::sort(classes.begin(), classes.end());
+    classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
+    // All ten is the unrestricted world (the same draws as an empty list).
+    o.classes = static_cast<int>(classes.size()) == kFashionClasses ? std::vector<int>{} : classes;
+  }
+  if (!(o.item_size >= 0.05 && o.item_size <= 0.5)) fail(where, "\"item_size\": expected a fraction in [0.05, 0.5]");
+  if (!(o.two_items >= 0 && o.two_items <= 1)) fail(where, "\"two_items\": expected a probability in [0, 1]");
+}
+
+std::vector<int> parse_classes(const std::string& text, const std::string& where) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    std::string tok = text.substr(start, end - start);
+    tok.erase(0, tok.find_first_not_of(' '));
+    tok.erase(tok.find_last_not_of(' ') + 1);
+    int found = -1;
+    if (!tok.empty() && tok.find_first_not_of("0123456789") == std::string::npos && tok.size() <= 2) {
+      found = std::stoi(tok);
+      if (found >= kFashionClasses) found = -1;
+    } else {
+      std::string lower = tok;
+      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
+      for (int c = 0; c < kFashionClasses; ++c)
+        if (lower == kFashionClassNames[c]) found = c;
+    }
+    if (found < 0) {
+      std::string names;
+      for (int c = 0; c < kFashionClasses; ++c)
+        names += (c ? ", " : "") + std::to_string(c) + " " + kFashionClassNames[c];
+      fail(where, "unknown class " + squote(tok) + " (expected indices or names: " + names + ")");
+    }
+    out.push_back(found);
+    start = end + 1;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  if (static_cast<int>(out.size()) == kFashionClasses) out.clear();
+  return out;
 }
 
 int64_t frame_count(const MovingFashionOptions& o) {
@@ -237,6 +379,7 @@ Sample make_video(const FashionMnist& fm, const MovingFashionOptions& o, int64_t
   std::vector<int> taken;
   for (int i = 0; i < n_items; ++i) {
     items.push_back(world.new_item(i, bg, taken, true));
+    world.place_apart(items.back(), items, 0, true);
     taken.push_back(items.back().colour);
   }
   const std::vector<Item> first = items;
@@ -284,7 +427,8 @@ Sample make_video(const FashionMnist& fm, const MovingFashionOptions& o, int64_t
         fresh.enters = static_cast<int>(f);
         caption += ", then the " + item_phrase(gone) + " leaves and " + a_item(fresh) + " enters";
         event_json.push_back({{"frame", f}, {"type", "swap"}, {"leaves", gone.id}, {"enters", fresh.id}});
-        items.push_back(std::move(fresh));
+        items.push_back(std::move(fresh));  // `gone` is not used past here
+        world.place_apart(items.back(), items, f, false);
       }
     }
     std::vector<const Item*> visible;
@@ -296,7 +440,10 @@ Sample make_video(const FashionMnist& fm, const MovingFashionOptions& o, int64_t
     }
     frames.push_back(world.render(bg, visible));
     per_frame.push_back(std::move(fj));
+    std::vector<std::pair<double, double>> before;
+    for (const auto& it : items) before.emplace_back(it.x, it.y);
     for (auto& it : items) world.step(it);
+    world.bounce(items, before, f + 1);
   }
 
   Sample s;
@@ -320,6 +467,7 @@ Sample make_image(const FashionMnist& fm, const MovingFashionOptions& o, int64_t
   const int n_items = rng.chance(o.two_items) ? 2 : 1;
   for (int i = 0; i < n_items; ++i) {
     items.push_back(world.new_item(i, bg, taken, false));
+    world.place_apart(items.back(), items, 0, true);
     taken.push_back(items.back().colour);
   }
   const std::string b = bg_name(bg);

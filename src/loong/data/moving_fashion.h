@@ -11,6 +11,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
@@ -37,11 +38,29 @@ struct MovingFashionOptions {
   int images = 0;            // captioned stills for stage-1 training
   double two_items = 0.35;   // probability that a clip or image has two items
   double scene_changes = 0;  // probability of a scene change in each 10 s after the first
+  // The world's look (docs/data.md, "Worlds"): the items' width as a fraction
+  // of the frame (0.3125: 20 pixels at 64; 0.4375: Fashion-MNIST's own 28),
+  // the classes items are drawn from (empty: all 10), and whether items bounce
+  // off each other as off the walls (so two items never hide each other).
+  double item_size = 0.3125;
+  std::vector<int> classes;
+  bool items_bounce = false;
   std::string mnist_dir;     // "" = default_fashion_mnist_dir()
 };
 
 // Throws loong::Error naming the option when a value is out of range.
 void validate(const MovingFashionOptions& o);
+
+// The keys that describe the world's look rather than one dataset:
+// {"item_size", "classes", "two_items", "items_bounce"} (dataset.json's
+// "world"; a probe records it to render the world it scores).
+nlohmann::json world_json(const MovingFashionOptions& o);
+// Sets those keys of `o` from `world` (absent keys keep their values); throws
+// loong::Error naming `where` and the key for a wrong type or value.
+void set_world(MovingFashionOptions& o, const nlohmann::json& world, const std::string& where);
+// "0,1,3" or "t-shirt,dress" (class indices or names, see kFashionClassNames)
+// -> sorted distinct indices; throws naming `where` for an unknown class.
+std::vector<int> parse_classes(const std::string& text, const std::string& where);
 
 struct Sample {
   at::Tensor frames;     // uint8 [T, size, size, 3] (T = 1 for images)

@@ -92,6 +92,7 @@ nlohmann::json dataset_info(const MovingFashionOptions& o) {
   for (const auto* c : kFashionClassNames) info["classes"].push_back(c);
   for (const auto* d : kDirections) info["directions"].push_back(d);
   info["speeds"] = {"slow", "fast"};
+  info["world"] = world_json(o);
   return info;
 }
 

@@ -42,18 +42,25 @@ torch::Tensor probe_input(const torch::Tensor& frames) {
 }
 
 nlohmann::json ProbeConfig::to_json() const {
-  return {{"image_size", image_size},
+  nlohmann::json j = {{"image_size", image_size},
           {"channels", channels},
           {"features", features},
           {"crop_fraction", crop_fraction},
           {"crop_pixels", crop_pixels},
           {"crop_channels", crop_width()}};
+  if (!world.empty()) j["world"] = world;
+  return j;
 }
 
 ProbeConfig ProbeConfig::from_json(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) fail(where, "expected a JSON object");
   ProbeConfig c;
   ObjectReader r(j, where);
+  if (r.take("world")) {
+    data::MovingFashionOptions check;
+    data::set_world(check, j["world"], where + ": world");  // validated here, applied where frames are rendered
+    c.world = j["world"];
+  }
   r.integer("image_size", c.image_size, 16, 1024);
   r.integer("channels", c.channels, 4, 512);
   r.integer("features", c.features, 8, 4096);

@@ -49,6 +49,10 @@ struct ProbeConfig {
   // 0: `channels`, as in probes saved before it was a key of its own.
   int crop_channels = 0;
   int crop_width() const { return crop_channels > 0 ? crop_channels : channels; }
+  // The moving-fashion world the probe trains on and scores (a dataset.json's
+  // "world": item size, classes, two items, bouncing; data::set_world). Empty:
+  // the generator's default world, as in probes saved before it was a key.
+  nlohmann::json world = nlohmann::json::object();
 
   nlohmann::json to_json() const;
   static ProbeConfig from_json(const nlohmann::json& j, const std::string& where);

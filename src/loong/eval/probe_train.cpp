@@ -64,9 +64,10 @@ FrameBatch render(const data::FashionMnist& items, const data::MovingFashionOpti
   return b;
 }
 
-data::MovingFashionOptions world(int size, const std::string& split, uint64_t seed) {
+data::MovingFashionOptions world(const ProbeConfig& config, const std::string& split, uint64_t seed) {
   data::MovingFashionOptions o;
-  o.size = size;
+  data::set_world(o, config.world, "probe config: world");
+  o.size = config.image_size;
   o.seconds = 10;
   o.split = split;
   o.seed = seed;
@@ -131,7 +132,7 @@ torch::Tensor crop_loss(ProbeNet& net, const torch::Tensor& x, const ProbeTarget
 
 ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uint64_t seed,
                         const std::function<torch::Tensor(const torch::Tensor&)>& degrade) {
-  const auto o = world(net->config.image_size, split, seed);
+  const auto o = world(net->config, split, seed);
   const auto items = data::load_fashion_mnist(split, o.mnist_dir);
   const auto device = net->parameters()[0].device();
   net->eval();
@@ -194,7 +195,7 @@ ProbeScores score_probe(ProbeNet& net, const std::string& split, int videos, uin
 }
 
 ProbeScores train_probe(ProbeNet& net, const ProbeTrainOptions& o) {
-  const auto w = world(net->config.image_size, "train", o.seed);
+  const auto w = world(net->config, "train", o.seed);
   const auto items = data::load_fashion_mnist("train", w.mnist_dir);
   const auto device = net->parameters()[0].device();
   std::mt19937_64 rng(o.seed);
