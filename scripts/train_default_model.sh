@@ -13,7 +13,8 @@
 #              seen in training) generated with re-encoding at seeds 1 and 2 and scored
 #              beside the real videos of the same prompts: WORK/eval/report.json,
 #              WORK/eval-seed2/report.json and plots; and the same real videos through the
-#              tokenizer, the ceiling of any model on it: WORK/tokenizer-ceiling/report.json
+#              tokenizer, the ceiling of any model on it: WORK/tokenizer-ceiling/report.json;
+#              and 16 three-prompt stories (scripts/story_eval.sh): WORK/story/report.json
 #
 # The world (docs/data.md, "Worlds"; docs/results.md, "The default model, second version"):
 # items 28 pixels wide on 64x64 frames (Fashion-MNIST's own size), drawn from the six classes a
@@ -151,6 +152,9 @@ if want eval; then
     "$loong" eval probe score --probe "$work/probe" --data "$ceiling/manifest.jsonl" --json "$ceiling/report.json" \
       "${device[@]}" > /dev/null
   fi
-  echo "reports: $work/eval/report.json, $work/eval-seed2/report.json (tokenizer: $work/tokenizer-heldout.json; through the tokenizer:" \
+  # A three-prompt story (a new item, colour or background every 20 s), each part scored against
+  # its own prompt beside real videos of the same prompts.
+  [ -f "$work/story/report.json" ] || "$here/story_eval.sh" "$work/model" "$work/probe" "$work/story" 16 1
+  echo "reports: $work/eval/report.json, $work/eval-seed2/report.json, $work/story/report.json (tokenizer: $work/tokenizer-heldout.json; through the tokenizer:" \
     "$ceiling/report.json)"
 fi
