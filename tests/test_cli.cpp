@@ -408,6 +408,13 @@ TEST(Cli, GenerateFromARandomBundle) {
   EXPECT_EQ(settings["seed"], 3);
   EXPECT_EQ(settings["clip_plan"].size(), 2u);
   EXPECT_EQ(settings["clip_plan"][1]["prefix_frames"], 5);
+  EXPECT_EQ(settings["written_with"]["upscale"], 2);
+  EXPECT_EQ(dec.err.find("note:"), std::string::npos) << "the flags were given: " << dec.err;
+  // Without them the file is decoded at the codes' size, with a note naming them.
+  auto small = run("tokenizer decode " + (dir / "a.codes") + " -o " + (dir / "s.mp4"));
+  ASSERT_EQ(small.code, 0) << small.err;
+  EXPECT_NE(small.err.find("upscaled 2x; give --upscale 2 --upscale-method bicubic"), std::string::npos) << small.err;
+  EXPECT_EQ(loong::video::probe(dir / "s.mp4").streams.at(0).width, 64);
   expect_one_line_error(run("tokenizer decode " + (dir / "a.codes") + " -o " + (dir / "a.codes")), 2, "--output");
   auto enc = run("tokenizer encode --model " + model + " " + out + " -o " + (dir / "e.tok"));
   ASSERT_EQ(enc.code, 0) << enc.err;

@@ -10,12 +10,14 @@
 #include "loong/core/json_util.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/code_sampler.h"
+#include "loong/gen/generate.h"
 #include "loong/gen/long_video.h"
 #include "loong/gen/sampling.h"
 #include "loong/gen/sr.h"
 #include "loong/gen/upscale.h"
 #include "loong/io/safetensors.h"
 #include "loong/lm/model.h"
+#include "loong/ops/decode_ops.h"
 #include "loong/tokenizer/model.h"
 #include "loong/tokenizer/tokens.h"
 #include "fixtures.h"
@@ -438,6 +440,20 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
   bad.skip = {3};
   bad.keep = {3};
   expect_error([&] { tokenizer::decode_video(tok, bad); }, {"decodes to 5 frames", "3..6"});
+  // A bad entry in the last chunk fails before the first chunk is decoded.
+  bad.tokens = torch::zeros({4, 2, 2}, torch::kLong);
+  bad.chunks = {2, 2};
+  bad.skip = {0, 0};
+  bad.keep = {5, 6};
+  int decoded = 0;
+  expect_error([&] { tokenizer::decode_chunks(tok, bad, [&](const at::Tensor&) { ++decoded; }); },
+               {"chunk 1 decodes to 5 frames", "0..6"});
+  EXPECT_EQ(decoded, 0);
+  // Every digit of the frame rate survives the file (30000/1001 fps).
+  bad.keep = {5, 5};
+  bad.fps = 30000.0 / 1001.0;
+  tokenizer::save_tokens(dir / "f.safetensors", bad);
+  EXPECT_EQ(tokenizer::load_tokens(dir / "f.safetensors").fps, 30000.0 / 1001.0);
   loong::safetensors::save(dir / "k.safetensors",
                            {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)},
                             {"chunks", torch::full({1}, 2, torch::kInt)},
@@ -458,6 +474,24 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
                             {"keep", torch::ones({1}, torch::kInt)}},
                            {{"format", "loong-video-tokens"}});
   expect_error([&] { tokenizer::load_tokens(dir / "n.safetensors"); }, {"'skip' entries must be non-negative"});
+}
+
+// bf16/int8 weights are for the CPU's decode step: another device is refused
+// before a model loads, and weights that cannot be narrowed are named.
+TEST(Gen, NarrowDecodeWeightsAreForTheCpuAndFiniteWeights) {
+  loong::gen::GenerateRequest r;
+  r.decode_weights = "int8";
+  r.device = c10::Device("cuda");
+  expect_error([&] { loong::gen::validate_settings(r); }, {"--decode-weights", "CPU's decode step"});
+  r.device = c10::Device("cpu");
+  loong::gen::validate_settings(r);
+  auto w = torch::randn({4, 8});
+  EXPECT_EQ(loong::quantize_rows(w, "int8").w.scalar_type(), torch::kChar);
+  w[2][3] = std::numeric_limits<float>::quiet_NaN();
+  expect_error([&] { loong::quantize_rows(w, "int8"); }, {"--decode-weights", "NaN or infinite", "int8"});
+  w[2][3] = std::numeric_limits<float>::infinity();
+  expect_error([&] { loong::quantize_rows(w, "bf16"); }, {"--decode-weights", "bf16"});
+  EXPECT_TRUE(loong::quantize_rows(w, "f32").w.defined()) << "f32 is not narrowed";
 }
 
 TEST(Gen, InitVideoIsContinued) {

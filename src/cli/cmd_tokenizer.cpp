@@ -190,6 +190,20 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
           fail(a->in, "its 'generation' metadata names no model; give --model");
         model = settings["model"].get<std::string>();
       }
+      if (!enc.generation.empty() && up->count() == 0 && a->sr_model.empty()) {
+        const auto settings = nlohmann::json::parse(enc.generation, nullptr, false);
+        if (settings.is_object() && settings.contains("written_with") && settings["written_with"].is_object()) {
+          const auto& w = settings["written_with"];
+          const int factor = w.value("upscale", 1);
+          const std::string sr = w.value("sr_model", std::string()),
+                            method = w.value("upscale_method", std::string("bicubic"));
+          const std::string flags =
+              sr.empty() ? "--upscale " + std::to_string(factor) + " --upscale-method " + method : "--sr-model " + sr;
+          if (factor > 1)
+            std::fprintf(stderr, "note: `loong generate` wrote this video upscaled %dx; give %s for the same file\n",
+                         factor, flags.c_str());
+        }
+      }
       if (!a->sr_model.empty()) {
         int factor = 0;
         upscaler = gen::load_upscaler(a->sr_model, device, &factor);

@@ -111,12 +111,18 @@ class CodeSampler {
   // "bf16" or "int8" (copies made once, per-row scales for int8; half or a
   // quarter of the bytes a step reads, codes no longer exactly f32's).
   // Throws loong::Error naming --decode-weights for another name or another
-  // device than the CPU.
+  // device than the CPU. The copy is taken at the first step after it: a
+  // model whose weights change in place later (a fine-tune between
+  // generations) needs refresh_decode_weights().
   void set_decode_weights(const std::string& type);
+  void refresh_decode_weights() { fewer_bytes_step_.reset(); }
   const std::string& decode_weights() const { return decode_weights_; }
   // The fused step with LibTorch's operations instead of the hand-written CPU
   // loops (lm::DecodeStep): the same codes. For benchmarks.
-  void set_hand_kernels(bool on) { hand_kernels_ = on; }
+  void set_hand_kernels(bool on) {
+    if (on != hand_kernels_) fewer_bytes_step_.reset();  // built with the old choice
+    hand_kernels_ = on;
+  }
   // Decodes as on CUDA, on any device: lm::DecodeStep::at_position with fixed
   // shapes and the position on the device, codes sampled there
   // (sample_codes_on_device), nothing copied to the host until the clip is

@@ -32,6 +32,8 @@ void validate_settings(const GenerateRequest& r) {
     fail("--overlap-frames", "must be 1 + 4k frames (0: the model's own), got " + std::to_string(r.overlap));
   if (r.decode_weights != "f32" && r.decode_weights != "bf16" && r.decode_weights != "int8")
     fail("--decode-weights", "expected f32, bf16 or int8, got " + squote(r.decode_weights));
+  if (r.decode_weights != "f32" && !r.device.is_cpu())  // before the model loads (CodeSampler checks again)
+    fail("--decode-weights", r.decode_weights + " is for the CPU's decode step (CUDA decodes in bfloat16 already)");
   if (r.speculative < -1 || r.speculative > 64)
     fail("--speculative", "codes per model call must be in [0, 64] (0 or 1: off), got " + std::to_string(r.speculative));
 }
@@ -228,6 +230,12 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
     json settings = report;
     for (const char* k : {"out", "size", "upscale", "timings_s", "decode_tokens_per_s"}) settings.erase(k);
     settings["clip_plan"] = plan;
+    // How the frames were upscaled when written: the codes hold the frames
+    // before it, and `tokenizer decode` names these flags to make the same file.
+    settings["written_with"] = {
+        {"upscale", upscale},
+        {"upscale_method", r.sr_model.empty() ? r.upscale_method : "sr-model"},
+        {"sr_model", r.sr_model.empty() ? "" : std::filesystem::absolute(r.sr_model).lexically_normal().string()}};
     // `tokenizer decode` may run from another folder: the bundle's absolute path.
     settings["model"] = std::filesystem::absolute(model).lexically_normal().string();
     settings["device"] = r.device.str();

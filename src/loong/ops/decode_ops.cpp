@@ -3,8 +3,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
+#include "loong/core/error.h"
 #include "loong/ops/decode_kernels.h"
 
 namespace loong {
@@ -147,6 +149,10 @@ RowsWeight quantize_rows(const at::Tensor& w, const std::string& type) {
   TORCH_CHECK(w.dim() == 2 && w.is_floating_point(), "quantize_rows: expected a floating-point weight [N, K]");
   const auto f = w.to(at::kFloat);
   if (type == "f32") return {f.contiguous(), {}};
+  // A NaN or infinite weight would turn a whole row's int8 scale (or its
+  // logits) into NaN without a word: refuse it by name.
+  if (!at::isfinite(f).all().item<bool>())
+    fail("--decode-weights", "the model holds NaN or infinite weights; they cannot be stored as " + type);
   if (type == "bf16") return {f.to(at::kBFloat16).contiguous(), {}};
   TORCH_CHECK(type == "int8", "quantize_rows: expected f32, bf16 or int8, got ", type);
   auto scale = f.abs().amax(1).div(127.0).clamp_min(1e-12);

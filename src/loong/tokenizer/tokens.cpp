@@ -1,5 +1,7 @@
 #include "loong/tokenizer/tokens.h"
 
+#include <cstdio>
+
 #include <torch/torch.h>
 
 #include "loong/core/causal_frames.h"
@@ -71,6 +73,16 @@ void decode_chunks(VideoTokenizer& model, const EncodedVideo& v, const std::func
   if (trim && (v.skip.size() != v.chunks.size() || v.keep.size() != v.chunks.size()))
     fail("tokens", "'skip' and 'keep' need one entry per chunk");
   const int f = model->config.temporal_factor();
+  // Every chunk's frames checked before the first is decoded: a bad entry
+  // late in a long file fails at once, not after minutes of decoding.
+  if (trim)
+    for (size_t c = 0; c < v.chunks.size(); ++c) {
+      const int64_t frames = 1 + (v.chunks[c] - 1) * f;
+      if (v.skip[c] + v.keep[c] > frames)
+        fail("tokens", "chunk " + std::to_string(c) + " decodes to " + std::to_string(frames) + " frames; frames " +
+                           std::to_string(v.skip[c]) + ".." + std::to_string(v.skip[c] + v.keep[c]) +
+                           " were asked for ('skip' and 'keep')");
+    }
   int64_t at = 0;
   for (size_t c = 0; c < v.chunks.size(); ++c) {
     const int64_t n = v.chunks[c], frames = 1 + (n - 1) * f;
@@ -124,6 +136,14 @@ torch::Tensor round_trip_frames(VideoTokenizer& model, const torch::Tensor& fram
 }
 
 namespace {
+// Every digit of a double (std::to_string keeps 6 decimals: 30000/1001 fps
+// would come back as 29.970030 and the re-decoded file would differ).
+std::string exact_number(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", x);
+  return buf;
+}
+
 torch::Tensor int32_vector(const std::vector<int64_t>& v) {
   return torch::tensor(v, torch::kLong).to(torch::kInt);
 }
@@ -150,7 +170,7 @@ void save_tokens(const std::string& path, const EncodedVideo& v) {
     tensors.emplace_back("keep", int32_vector(v.keep));
   }
   std::map<std::string, std::string> meta = {{"format", "loong-video-tokens"},
-                                             {"fps", std::to_string(v.fps)},
+                                             {"fps", exact_number(v.fps)},
                                              {"frames", std::to_string(v.frames)},
                                              {"codebook_size", std::to_string(v.codebook_size)}};
   if (v.cuda_bf16) meta["cuda_decode"] = "bf16";
