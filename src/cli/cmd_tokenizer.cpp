@@ -181,28 +181,28 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
       auto upscaler = gen::resampling_upscaler(a->upscale, a->upscale_method);
       const auto device = parse_device(a->device);
       auto enc = tokenizer::load_tokens(a->in);
+      // A `generate --save-codes` file names its bundle and how its frames were upscaled.
+      const auto settings = enc.generation.empty() ? nlohmann::json() : nlohmann::json::parse(enc.generation, nullptr, false);
       std::string model = a->model;
       if (model.empty()) {
         if (enc.generation.empty())
           fail("--model", "required: the tokenizer that made " + a->in + " (a model bundle or tokenizer folder)");
-        const auto settings = nlohmann::json::parse(enc.generation, nullptr, false);
         if (!settings.is_object() || !settings.contains("model") || !settings["model"].is_string())
           fail(a->in, "its 'generation' metadata names no model; give --model");
         model = settings["model"].get<std::string>();
       }
-      if (!enc.generation.empty() && up->count() == 0 && a->sr_model.empty()) {
-        const auto settings = nlohmann::json::parse(enc.generation, nullptr, false);
-        if (settings.is_object() && settings.contains("written_with") && settings["written_with"].is_object()) {
-          const auto& w = settings["written_with"];
-          const int factor = w.value("upscale", 1);
-          const std::string sr = w.value("sr_model", std::string()),
-                            method = w.value("upscale_method", std::string("bicubic"));
-          const std::string flags =
-              sr.empty() ? "--upscale " + std::to_string(factor) + " --upscale-method " + method : "--sr-model " + sr;
-          if (factor > 1)
-            std::fprintf(stderr, "note: `loong generate` wrote this video upscaled %dx; give %s for the same file\n",
-                         factor, flags.c_str());
-        }
+      if (up->count() == 0 && a->sr_model.empty() && settings.is_object() && settings.contains("written_with")) {
+        const auto& w = settings["written_with"];
+        const auto text = [&](const char* key, const std::string& or_else) {
+          return w.is_object() && w.contains(key) && w[key].is_string() ? w[key].get<std::string>() : or_else;
+        };
+        const int factor = w.is_object() && w.contains("upscale") && w["upscale"].is_number_integer() ? w["upscale"].get<int>() : 1;
+        const std::string sr = text("sr_model", ""), method = text("upscale_method", "bicubic");
+        const std::string flags =
+            sr.empty() ? "--upscale " + std::to_string(factor) + " --upscale-method " + method : "--sr-model " + sr;
+        if (factor > 1)
+          std::fprintf(stderr, "note: `loong generate` wrote this video upscaled %dx; give %s for the same file\n", factor,
+                       flags.c_str());
       }
       if (!a->sr_model.empty()) {
         int factor = 0;

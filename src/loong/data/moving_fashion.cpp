@@ -155,7 +155,6 @@ class World {
   // along the axis on which they met, each keeping its speed (as off a wall);
   // `before` holds the centres before this frame's step.
   void bounce(std::vector<Item>& items, const std::vector<std::pair<double, double>>& before, int64_t frame) const {
-    if (!o_.items_bounce) return;
     for (size_t i = 0; i < items.size(); ++i) {
       for (size_t j = i + 1; j < items.size(); ++j) {
         Item &a = items[i], &b = items[j];
@@ -181,6 +180,16 @@ class World {
         ap = std::clamp(bp + s * item_px_, lo, hi);
       }
     }
+  }
+
+  // Moves every item one frame on (walls, and with items_bounce each other);
+  // `next` is the frame they move to.
+  void advance(std::vector<Item>& items, int64_t next) const {
+    std::vector<std::pair<double, double>> before;
+    if (o_.items_bounce)
+      for (const auto& it : items) before.emplace_back(it.x, it.y);
+    for (auto& it : items) step(it);
+    if (o_.items_bounce) bounce(items, before, next);
   }
 
   void step(Item& it) const {
@@ -273,6 +282,14 @@ nlohmann::json item_json(const Item& it, bool moving) {
 
 double round2(double v) { return std::round(v * 1e4) / 1e4; }
 
+// Sorted, distinct; all ten is the unrestricted world (empty: the same draws).
+std::vector<int> normalised_classes(std::vector<int> c) {
+  std::sort(c.begin(), c.end());
+  c.erase(std::unique(c.begin(), c.end()), c.end());
+  if (static_cast<int>(c.size()) == kFashionClasses) c.clear();
+  return c;
+}
+
 }  // namespace
 
 void validate(const MovingFashionOptions& o) {
@@ -323,10 +340,7 @@ void set_world(MovingFashionOptions& o, const nlohmann::json& world, const std::
         fail(where, "\"classes\": expected class indices 0 to 9, got " + v.dump());
       classes.push_back(v.get<int>());
     }
-    std::sort(classes.begin(), classes.end());
-    classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
-    // All ten is the unrestricted world (the same draws as an empty list).
-    o.classes = static_cast<int>(classes.size()) == kFashionClasses ? std::vector<int>{} : classes;
+    o.classes = normalised_classes(std::move(classes));
   }
   if (!(o.item_size >= 0.05 && o.item_size <= 0.5)) fail(where, "\"item_size\": expected a fraction in [0.05, 0.5]");
   if (!(o.two_items >= 0 && o.two_items <= 1)) fail(where, "\"two_items\": expected a probability in [0, 1]");
@@ -359,10 +373,7 @@ std::vector<int> parse_classes(const std::string& text, const std::string& where
     out.push_back(found);
     start = end + 1;
   }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  if (static_cast<int>(out.size()) == kFashionClasses) out.clear();
-  return out;
+  return normalised_classes(std::move(out));
 }
 
 int64_t frame_count(const MovingFashionOptions& o) {
@@ -440,10 +451,7 @@ Sample make_video(const FashionMnist& fm, const MovingFashionOptions& o, int64_t
     }
     frames.push_back(world.render(bg, visible));
     per_frame.push_back(std::move(fj));
-    std::vector<std::pair<double, double>> before;
-    for (const auto& it : items) before.emplace_back(it.x, it.y);
-    for (auto& it : items) world.step(it);
-    world.bounce(items, before, f + 1);
+    world.advance(items, f + 1);
   }
 
   Sample s;
