@@ -7,6 +7,10 @@
 # WORLD: `loong data moving-fashion` flags for the look of every dataset made here (docs/data.md,
 # "Worlds"), e.g. "--item-size 0.4375 --classes 0,1,3,7,8,9 --items-bounce"; empty: the default world.
 set -euo pipefail
+# The trainers too keep freed memory in the heap for reuse (core/runtime.h; every other command
+# does by default): on the virtual machine of 2026-12-05 the language model's steps ran 1.6x
+# faster with it at the same peak memory (0.83 GB), since page faults there are dear.
+export LOONG_KEEP_FREED_MEMORY="${LOONG_KEEP_FREED_MEMORY:-1}"
 read -r -a world <<< "${WORLD:-}"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 loong="${LOONG:-build/bin/loong}"

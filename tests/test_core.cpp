@@ -140,6 +140,11 @@ TEST(Runtime, KeepFreedMemoryServesLargeTensorsFromTheHeap) {
   unsetenv("MALLOC_MMAP_MAX_");
   setenv("LOONG_KEEP_FREED_MEMORY", "0", 1);
   EXPECT_FALSE(loong::keep_freed_memory());
+  EXPECT_FALSE(loong::keep_freed_memory(false));
+  unsetenv("LOONG_KEEP_FREED_MEMORY");
+  EXPECT_FALSE(loong::keep_freed_memory(false)) << "the trainers keep glibc's defaults unless asked";
+  setenv("LOONG_KEEP_FREED_MEMORY", "1", 1);
+  ASSERT_TRUE(loong::keep_freed_memory(false)) << "LOONG_KEEP_FREED_MEMORY=1 asks for it";
   unsetenv("LOONG_KEEP_FREED_MEMORY");
   ASSERT_TRUE(loong::keep_freed_memory());
   const size_t bytes = size_t{64} << 20;

@@ -240,7 +240,6 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   const auto sampling = add_sampling_options(lg, la->s, la->first_clip_cfg);
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
   lg->callback(command(g, [la, sampling] {
-    keep_freed_memory();  // as loong generate
     eval::LongEvalOptions o;
     o.model = la->model, o.probe = la->probe, o.prompts = la->prompts, o.real = la->real, o.out = la->out;
     o.seconds = la->seconds, o.segment = la->segment, o.batch = la->batch, o.reencode = !la->no_reencode;

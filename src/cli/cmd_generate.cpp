@@ -79,7 +79,6 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_option("--device", a->device, "cpu or cuda[:N]");
   cmd->add_flag("--quiet", a->quiet, "Only errors and the output path");
   cmd->callback(command(g, [a, cmd, sampling] {
-    keep_freed_memory();  // the tokenizer's activations are reused clip after clip (runtime.h)
     if (a->prompt.empty() == a->prompts.empty())
       fail("--prompt", a->prompts.empty() ? "required: what the video shows (or --prompts FILE)"
                                           : "give --prompt or --prompts, not both");

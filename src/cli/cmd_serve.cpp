@@ -60,7 +60,6 @@ void add_serve_command(CLI::App& app, Globals& g) {
       ->capture_default_str()
       ->check(CLI::Range(0.1, 86400.0));
   cmd->callback(command(g, [a] {
-    keep_freed_memory();  // as `generate`: the tokenizer's activations are reused clip after clip
     a->o.device = parse_device(a->device);
     if (const char* d = std::getenv("LOONG_TEST_CLIP_DELAY_MS")) a->o.clip_delay_s = std::atof(d) / 1000;
     const std::string& h = a->o.host;

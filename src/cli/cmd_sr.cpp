@@ -54,7 +54,7 @@ void add_sr_commands(CLI::App& app, Globals& g) {
     gen::save_sr(a->out, net, {{"command", "loong sr train"}, {"data", a->data}, {"frames", count}, {"steps", a->o.steps}});
     std::printf("held-out PSNR: %.2f dB (bicubic %.2f dB) on %lld frames\nmodel: %s\n", r.psnr_sr, r.psnr_bicubic,
                 static_cast<long long>(r.heldout_frames), a->out.c_str());
-  }));
+  }, Heap::Training));
 }
 
 }  // namespace loong::cli

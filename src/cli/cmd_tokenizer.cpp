@@ -108,7 +108,7 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
         std::printf("skipped %lld bad sample(s) of %lld; run `loong data check %s`\n",
                     static_cast<long long>(sampler.dataset().bad()), static_cast<long long>(sampler.dataset().tried()),
                     data->c_str());
-    }));
+    }, Heap::Training));
   }
 
   // Options shared by the commands that load a model.

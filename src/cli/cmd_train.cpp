@@ -81,7 +81,7 @@ void add_train_command(CLI::App& app, Globals& g) {
     }
     if (o.group) o.group->finish();
     out->clear();
-  }));
+  }, Heap::Training));
 }
 
 }  // namespace loong::cli

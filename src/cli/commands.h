@@ -28,8 +28,14 @@ struct ExitStatus {
   int code = 0;
 };
 
-// Wraps a command body: sets thread counts first. Errors propagate to main.
-std::function<void()> command(const Globals& g, std::function<void()> body);
+// How a command's process keeps freed memory (core/runtime.h, keep_freed_memory):
+// kept in the heap for reuse, or glibc's defaults unless LOONG_KEEP_FREED_MEMORY=1
+// (the trainers, whose heap can grow to twice the peak).
+enum class Heap { Kept, Training };
+
+// Wraps a command body: sets thread counts and the heap policy first. Errors
+// propagate to main.
+std::function<void()> command(const Globals& g, std::function<void()> body, Heap heap = Heap::Kept);
 
 // Many processes (docs/distributed.md), for the commands that train:
 //  - `nproc` > 1: starts that many workers of this same command line on this

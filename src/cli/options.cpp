@@ -48,10 +48,11 @@ void reject_non_finite(const CLI::App& app) {
 
 }  // namespace
 
-std::function<void()> command(const Globals& g, std::function<void()> body) {
-  return [&g, body = std::move(body)] {
+std::function<void()> command(const Globals& g, std::function<void()> body, Heap heap) {
+  return [&g, body = std::move(body), heap] {
     if (g.app) reject_non_finite(*g.app);
     init_threads(threads_for(g));
+    keep_freed_memory(heap == Heap::Kept);
     body();
   };
 }

@@ -142,9 +142,11 @@ int init_threads(int threads) {
   return at::get_num_threads();
 }
 
-bool keep_freed_memory() {
+bool keep_freed_memory(bool by_default) {
 #if defined(__GLIBC__)
-  if (const char* off = std::getenv("LOONG_KEEP_FREED_MEMORY"); off != nullptr && std::string(off) == "0") return false;
+  const char* asked = std::getenv("LOONG_KEEP_FREED_MEMORY");
+  if (asked != nullptr && std::string(asked) == "0") return false;
+  if (!by_default && (asked == nullptr || std::string(asked) != "1")) return false;
   if (std::getenv("MALLOC_MMAP_MAX_") != nullptr || std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr ||
       std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr)
     return false;
@@ -156,6 +158,7 @@ bool keep_freed_memory() {
   // through the server before this (bench_serve).
   return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1 && mallopt(M_ARENA_MAX, 1) == 1;
 #else
+  (void)by_default;
   return false;
 #endif
 }

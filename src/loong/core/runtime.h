@@ -35,16 +35,19 @@ int adapt_threads();
 // of its size, instead of giving it back to the system: glibc maps blocks of
 // more than a few MB on their own and unmaps them when freed, so every large
 // tensor (a tokenizer's activations, clip after clip) comes back as fresh
-// pages the kernel has to fault in and zero. `loong generate` calls it: its
-// tokenizer decodes 30% faster and a minute takes 11% less time, for 25% more
-// peak memory (docs/benchmarks.md, "Freed memory kept"). Training does not:
-// in bench_lm_train the heap grew to 2.4 times the peak for a 10-15% faster
-// step.
+// pages the kernel has to fault in and zero. Every command but the training
+// ones calls it (cli::command): `loong generate`'s tokenizer decodes 30%
+// faster and a minute takes 11% less time, for 25% more peak memory
+// (docs/benchmarks.md, "Freed memory kept"); where faults are dear (virtual
+// machines) the gain is far larger: `loong tokenize` 5x faster on the
+// machine of 2026-12-05. Training calls it with `by_default` false: in
+// bench_lm_train the heap grew to 2.4 times the peak for a 10-15% faster
+// step, so there it is asked for with LOONG_KEEP_FREED_MEMORY=1.
 // Every thread allocates from the main heap (one arena) for the same reason.
 // LOONG_KEEP_FREED_MEMORY=0, or glibc's own MALLOC_MMAP_MAX_,
 // MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_, leave glibc to decide.
 // No-op without glibc. Returns whether it changed anything.
-bool keep_freed_memory();
+bool keep_freed_memory(bool by_default = true);
 
 // "cpu", "cuda", "cuda:1". Throws loong::Error when the device is unknown or
 // this build/machine has no CUDA.
