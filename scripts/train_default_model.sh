@@ -29,7 +29,9 @@
 # Time on 2 CPU cores (2026-11-25, the committed model): tokenizer 27.5 min, data 1 min, shards
 # 12 min (2,048 videos, 32,768 stills), language model 31.5 min, probe 28.5 min, eval about
 # 10 min (3 for the model's videos, the rest to pass the real ones through the tokenizer):
-# under 2 hours.
+# under 2 hours. On the machine of 2026-12-05 (second world, freed memory kept: common.sh):
+# tokenizer about 51 min (69 measured before the fix), data 2, shards 7.5, language model 26,
+# probe 41, eval 11 + ceiling 8 + story 10: about 155 minutes.
 # The figure of docs/results.md: scripts/default_model_figure.sh WORK.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # TOKENIZER_CONFIG (default scripts/tokenizer_tiny_1024.json: the tiny preset with 1,024 codes,
