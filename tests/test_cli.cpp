@@ -752,6 +752,15 @@ TEST(Cli, EvalLongGeneratesScoresAndPlots) {
   EXPECT_EQ(loong::video::probe(dir / "long/videos/000001.mp4").streams.at(0).frames, 20);  // round(3 * 6.5)
   for (const char* png : {"text_match.png", "identity.png", "motion.png", "items_seen.png"})
     EXPECT_TRUE(std::filesystem::exists(dir / ("long/" + std::string(png)))) << png;
+  EXPECT_EQ(j["decode_weights"], "f32");
+  // The decode step's weights in 8 bits (the probe's scores with narrower weights, issue 38).
+  r = run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " + (dir / "prompts.txt") +
+          " --seconds 1 --decode-weights int8 --out " + (dir / "long8"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(loong::read_json_file(dir / "long8/report.json")["decode_weights"], "int8");
+  expect_one_line_error(run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +
+                            (dir / "prompts.txt") + " --decode-weights f16 --out " + (dir / "x")),
+                        2, "--decode-weights");
   loong::test::write_bytes(dir / "bad.txt", "a sunset over the sea\n");
   expect_one_line_error(run("eval long --model " + (dir / "model") + " --probe " + (dir / "probe") + " --prompts " +
                             (dir / "bad.txt") + " --out " + (dir / "x")),

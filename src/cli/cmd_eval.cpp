@@ -216,7 +216,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
 
   // Generate long videos for held-out prompts, score every segment, plot the scores against time.
   struct LongArgs {
-    std::string model, probe, prompts, real, out, device = "cpu";
+    std::string model, probe, prompts, real, out, device = "cpu", decode_weights = "f32";
     double seconds = 60, segment = 10;
     int batch = 4;
     bool no_reencode = false;
@@ -238,6 +238,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   lg->add_option("--batch", la->batch, "Videos generated together")->check(CLI::Range(1, 256));
   lg->add_flag("--no-reencode", la->no_reencode, "Condition clips on the previous clip's tokens (ablation)");
   const auto sampling = add_sampling_options(lg, la->s, la->first_clip_cfg);
+  add_decode_weights_option(lg, la->decode_weights);
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
   lg->callback(command(g, [la, sampling] {
     eval::LongEvalOptions o;
@@ -247,6 +248,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     o.given = sampling.given();
     o.first_clip_cfg = la->first_clip_cfg;
     o.device = la->device;
+    o.decode_weights = la->decode_weights;
     eval::run_long_eval(o, [](const std::string& line) { std::printf("%s\n", line.c_str()), std::fflush(stdout); });
     std::printf("report: %s/report.json (plots: text_match.png, identity.png, motion.png, items_seen.png%s)\n",
                 la->out.c_str(), la->real.empty() ? "" : ", frechet.png");

@@ -61,11 +61,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
       ->check(CLI::Range(int64_t{0}, int64_t{64}));
   cmd->add_flag("--no-speculative", a->no_speculative, "One code per model call (the same as --speculative 0)")
       ->excludes(spec);
-  cmd->add_option("--decode-weights", a->decode_weights,
-                  "CPU only: the weights each decoding step reads, f32 (the model's), bf16 or int8 (per-row scales): "
-                  "half or a quarter of the bytes, for large models whose steps wait on memory; the codes are then "
-                  "close to, not the same as, f32's")
-      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
+  add_decode_weights_option(cmd, a->decode_weights);
   cmd->add_option("--init-video", a->init_video, "Continue this video: its last frames start the first clip");
   cmd->add_option("--upscale", a->upscale, "Upscale the frames by this factor");
   cmd->add_option("--upscale-method", a->upscale_method, "bicubic or lanczos");

@@ -60,6 +60,8 @@ struct SamplingFlags {
   gen::SamplingGiven given() const;  // which of the model-defaulted values were given
 };
 SamplingFlags add_sampling_options(CLI::App* cmd, gen::SamplingOptions& s, double& first_clip_cfg);
+// --decode-weights f32|bf16|int8 (generate, eval long)
+void add_decode_weights_option(CLI::App* cmd, std::string& type);
 
 void add_video_commands(CLI::App& app, Globals& g);
 void add_data_commands(CLI::App& app, Globals& g);

@@ -116,4 +116,12 @@ SamplingFlags add_sampling_options(CLI::App* cmd, gen::SamplingOptions& s, doubl
   return f;
 }
 
+void add_decode_weights_option(CLI::App* cmd, std::string& type) {
+  cmd->add_option("--decode-weights", type,
+                  "CPU only: the weights each decoding step reads, f32 (the model's), bf16 or int8 (per-row scales): "
+                  "half or a quarter of the bytes, for large models whose steps wait on memory; the codes are then "
+                  "close to, not the same as, f32's")
+      ->check(CLI::IsMember({"f32", "bf16", "int8"}));
+}
+
 }  // namespace loong::cli

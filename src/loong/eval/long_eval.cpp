@@ -59,6 +59,7 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
   // The text tokenizer and every prompt's ids before any work (a caption that
   // gives no text pieces fails here, naming where the prompts came from).
   auto generator = gen::LongVideoGenerator::from_bundle(bundle, sampling);
+  generator.set_decode_weights(opt.decode_weights);  // checks the name and the device
   std::vector<gen::PromptSchedule> all_prompts;
   for (const auto& p : prompts) all_prompts.push_back(gen::PromptSchedule::single(p));
   generator.check_prompts(all_prompts, opt.real.empty() ? opt.prompts : opt.real);
@@ -148,7 +149,8 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
               {"first_clip_cfg", first_clip_cfg},
               {"top_k", sampling.top_k},
               {"top_p", sampling.top_p},
-              {"temperature", sampling.temperature}};
+              {"temperature", sampling.temperature},
+              {"decode_weights", generator.decode_weights()}};
   report.write_to(out);
   if (!real.empty()) {
     json r = {{"manifest", opt.real}};

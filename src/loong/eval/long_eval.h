@@ -31,6 +31,7 @@ struct LongEvalOptions {
   gen::SamplingGiven given;
   double first_clip_cfg = 0;
   std::string device = "cpu";  // cpu or cuda[:N]
+  std::string decode_weights = "f32";  // the CPU decode step's weights: f32, bf16 or int8 (CodeSampler)
 };
 
 // Runs the evaluation; `log` gets a line per generated video. Returns the
