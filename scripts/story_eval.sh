@@ -11,8 +11,10 @@
 # OUT/report.json: text match (and identity, items seen) per part, model and real, and their
 # ratio. Each step is skipped when its output exists. Environment: LOONG, WORLD (the
 # `loong data moving-fashion` flags of the world the model was trained on, as in
-# scripts/train_default_model.sh), DEVICE.
+# scripts/train_default_model.sh), DEVICE, GENERATE_ARGS (more `loong generate` flags for the
+# model's stories, e.g. --guide-against-previous).
 set -euo pipefail
+read -r -a generate_args <<< "${GENERATE_ARGS:-}"
 model="${1:?usage: $0 MODEL PROBE OUT [STORIES [SEED]]}"
 probe="${2:?usage: $0 MODEL PROBE OUT [STORIES [SEED]]}"
 out="${3:?usage: $0 MODEL PROBE OUT [STORIES [SEED]]}"
@@ -43,7 +45,7 @@ for ((k = 0; k < stories; k++)); do
   printf '0: %s\n20: %s\n40: %s\n' "${captions[3 * k]}" "${captions[3 * k + 1]}" "${captions[3 * k + 2]}" > "$prompts"
   [ -f "$out/gen/$k.mp4" ] ||
     "$loong" generate --model "$model" --prompts "$prompts" --seconds 60 --seed "$seed" --out "$out/gen/$k.mp4" \
-      "${device[@]}" < /dev/null > /dev/null
+      "${device[@]}" ${generate_args[@]+"${generate_args[@]}"} < /dev/null > /dev/null
   for part in 0 1 2; do
     python3 -c 'import json,sys; print(json.dumps({"video": sys.argv[1], "caption": sys.argv[2],
       "start": 20 * int(sys.argv[3]), "end": 20 * (int(sys.argv[3]) + 1)}))' \

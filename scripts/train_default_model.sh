@@ -6,7 +6,8 @@
 #   tokenizer  the tiny video tokenizer with 1,024 codes (scripts/train_tokenizer_tiny.sh with
 #              scripts/tokenizer_tiny_1024.json: 1 -> 17 -> 65 frames)
 #   lm         moving-fashion data, a SentencePiece text tokenizer, token shards, and the
-#              language model: images, then 17-frame, then 65-frame clips with lambda = 1
+#              language model: images, then 17-frame, then 65-frame clips with lambda = 1, then
+#              65-frame clips whose first frames are given, half of them spliced (stories)
 #   pack       the bundle WORK/model (f16 weights; guidance scale 2, none for the first clip;
 #              temperature 1: at 0.7 items fade into the background, docs/results.md)
 #   eval       a probe, then 60-second videos of 32 held-out prompts (t10k items, never
@@ -99,6 +100,8 @@ if want lm; then
   text_and_shards "$work" "$tok" "${device[@]}"
   # The tiny preset's model and stages, at 10x (images), 2.25x and 2.5x the steps. 32,768 stills
   # (not 1,024) keep stage 1 from memorising its images: the class shapes then carry to unseen items.
+  # Then stories (docs/lm.md): clips whose first 5 frames are given, half of them another clip's,
+  # so that a story's new prompt takes hold after the re-encoded end of the previous part.
   model_keys=""
   [ -z "${LM_MODEL:-}" ] || model_keys=$'\n "model": '"$LM_MODEL,"
   cat > "$work/lm.json" <<JSON
@@ -108,7 +111,9 @@ if want lm; then
    {"name": "17 frames", "frames": 17, "image_fraction": 0.25, "steps": 900, "batch_size": 16, "lr": 0.001,
     "warmup_steps": 30},
    {"name": "65 frames", "frames": 65, "image_fraction": 0.1, "steps": 300, "batch_size": 8, "lr": 0.001,
-    "warmup_steps": 20, "lambda": 1.0}]}
+    "warmup_steps": 20, "lambda": 1.0},
+   {"name": "stories", "frames": 65, "image_fraction": 0.1, "steps": 300, "batch_size": 8, "lr": 0.0005,
+    "warmup_steps": 20, "lambda": 1.0, "given_frames": 5, "splice_fraction": 0.5}]}
 JSON
   if [ -d "$work/lm/checkpoints" ]; then
     "$loong" train --resume "$work/lm" "${device[@]}" > "$work/lm.log"

@@ -344,6 +344,51 @@ TEST(Gen, FirstClipGuidanceAppliesToTheFirstClipOnly) {
   expect_error([&] { validate(o, 4); }, {"--first-clip-cfg"});
 }
 
+// --guide-against-previous: the first clip after a prompt change is guided
+// against the previous prompt; every other clip, and a video of one prompt,
+// is the same as without it.
+TEST(Gen, AStorysNewPromptIsGuidedAgainstThePreviousOne) {
+  torch::manual_seed(8);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  lm::Llama model(micro_lm());
+  SamplingOptions s;
+  s.seed = 4;
+  s.cfg_scale = 3;
+  auto clips = [&](const PromptSchedule& schedule, bool against) {
+    LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, loong::test::id_encoder());
+    auto o = micro_options(6);  // clips from 0, 2.6 and 4.5 s
+    o.guide_against_previous = against;
+    std::vector<at::Tensor> out;
+    LongVideoCallbacks cb;
+    cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
+    g.run(o, {schedule}, cb);
+    return out;
+  };
+  const auto story = PromptSchedule::parse("0: 1 2\n2: 3\n", "story");
+  const auto plain = clips(story, false), against = clips(story, true);
+  ASSERT_EQ(against.size(), 3u);
+  EXPECT_TRUE(torch::equal(against[0], plain[0])) << "the first clip has no previous prompt";
+  EXPECT_FALSE(torch::equal(against[1], plain[1])) << "clip 1 starts prompt '3' and is guided against '1 2'";
+  const auto one = clips(PromptSchedule::single("1 2"), false), one_against = clips(PromptSchedule::single("1 2"), true);
+  for (size_t c = 0; c < one.size(); ++c) EXPECT_TRUE(torch::equal(one[c], one_against[c])) << "clip " << c;
+
+  // The guidance rows hold the guide text, left-padded like the prompts.
+  const lm::Vocab vocab(20, 64);
+  const auto packed = pack_prompts(vocab, {{{1, 2}, {5}, {3}}, {{4}, {5}, {}}}, /*guided=*/true, 2);
+  ASSERT_EQ(packed.tokens.size(0), 4);
+  auto row = [&](int64_t r) {
+    auto t = packed.tokens[r];
+    std::vector<int32_t> ids;
+    for (int64_t j = 0; j < t.size(0); ++j)
+      if (t[j].item<int64_t>() != vocab.pad()) ids.push_back(static_cast<int32_t>(t[j].item<int64_t>()));
+    return ids;
+  };
+  EXPECT_EQ(row(0), vocab.sequence({1, 2}, {5}, false));
+  EXPECT_EQ(row(2), vocab.sequence({3}, {5}, false)) << "the first prompt's guide text";
+  EXPECT_EQ(row(3), vocab.sequence({}, {5}, false)) << "no guide text: unconditional";
+  EXPECT_EQ(packed.tokens[2][0].item<int64_t>(), vocab.pad()) << "left-padded";
+}
+
 TEST(Gen, EachClipTakesItsSchedulesPromptEncodedOnce) {
   torch::manual_seed(8);
   tokenizer::VideoTokenizer tok(micro_tokenizer());

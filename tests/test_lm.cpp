@@ -660,6 +660,25 @@ TEST(Lm, BatchLayoutWeightsAndRanges) {
   o.latent_frames = 8;
   expect_error([&] { make_batch({view(text, video, 7, 1, 1)}, vocab, o, rng); },
                {"7 latent frames", "stage needs 8"});
+
+  // Given latent frames (a story's re-encoded start) carry no loss and no range,
+  // and a splice puts another sample's first frames there.
+  o.latent_frames = 6;
+  o.caption_dropout = 0;
+  o.given_latent_frames = 2;
+  const std::vector<SampleView> starts = {view(short_text, video2, 7, 1, 1)};
+  auto given = make_batch({view(text, video, 7, 1, 1)}, vocab, o, {false}, &starts);
+  std::vector<int64_t> gin(given.input[0].data_ptr<int64_t>(), given.input[0].data_ptr<int64_t>() + 11);
+  EXPECT_EQ(gin, (std::vector<int64_t>{10, 1, 2, 11, 12, 8, 8, 7, 8, 5, 6})) << "latent 0-1 from the start, 2-5 its own";
+  std::vector<float> gw(given.weight[0].data_ptr<float>(), given.weight[0].data_ptr<float>() + 11);
+  EXPECT_EQ(gw, (std::vector<float>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0}));  // lambda 0 here
+  std::vector<int64_t> gr(given.range[0].data_ptr<int64_t>(), given.range[0].data_ptr<int64_t>() + 11);
+  EXPECT_EQ(gr, (std::vector<int64_t>{-1, -1, -1, -1, -1, -1, 1, 1, 1, 2, -1}));
+  EXPECT_EQ(given.video_tokens, 4);
+  EXPECT_EQ(given.target[0][6].item<int64_t>(), vocab.video_id(2)) << "the first learned target is the sample's own";
+  o.given_latent_frames = 6;
+  expect_error([&] { make_batch({view(text, video, 7, 1, 1)}, vocab, o, rng); }, {"at least one to learn"});
+
   EXPECT_EQ(range_of_latent_frame(0), 0);
   EXPECT_EQ(range_of_latent_frame(4), 1);
   EXPECT_EQ(range_of_latent_frame(5), 2);

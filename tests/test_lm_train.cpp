@@ -69,7 +69,10 @@ TEST(LmTrain, ScheduleStagesAndConfigErrors) {
   EXPECT_EQ(c.latent_frames(65), 17);
 
   // The JSON round trip keeps every setting.
+  c.stages[1].given_frames = 5;
+  c.stages[1].splice_fraction = 0.25;
   auto back = LmTrainConfig::from_json(c.to_json(), "x");
+  EXPECT_EQ(back.stages[1].given_frames, 5);
   EXPECT_EQ(back.to_json(), c.to_json());
 
   const std::string data = "shards";
@@ -87,6 +90,9 @@ TEST(LmTrain, ScheduleStagesAndConfigErrors) {
   bad({{"model", {{"dim", 30}}}}, {"model", "'dim'", "n_heads"});
   bad({{"weighted_frames", 16}}, {"weighted_frames", "16"});
   bad({{"caption_dropout", 2}}, {"caption_dropout"});
+  bad({{"stages", {{{"frames", 17}, {"given_frames", 4}}}}}, {"stages[0]", "'given_frames'", "1 + 4k", "got 4"});
+  bad({{"stages", {{{"frames", 17}, {"given_frames", 17}}}}}, {"stages[0]", "'given_frames'", "fewer than"});
+  bad({{"stages", {{{"frames", 17}, {"splice_fraction", 0.5}}}}}, {"stages[0]", "'splice_fraction'", "given_frames"});
   expect_error([] { LmTrainConfig::load("/nonexistent/train.json"); }, {"/nonexistent/train.json", "no such"});
 }
 
@@ -113,6 +119,40 @@ TEST(LmTrain, ResumeIsExact) {
   // A new run refuses a folder that already holds checkpoints; resuming needs one.
   expect_error([&] { LmTrainer x(cfg, options(dir / "two")); }, {"already holds checkpoints", "--resume"});
   expect_error([&] { LmTrainer x(cfg, options(dir / "none", true)); }, {"nothing to resume"});
+}
+
+// A story stage: the clips' first 5 frames (2 latent frames) are given, often
+// another sample's, and carry no loss; splicing draws from the step's seed, so
+// a resumed run is still exact.
+TEST(LmTrain, StoryStageLearnsOnlyAfterTheGivenFrames) {
+  TempDir dir;
+  write_shards(dir / "shards", 8, 8);
+  auto j = micro_config(dir / "shards");
+  j["stages"][1]["image_fraction"] = 0;
+  j["stages"][1]["given_frames"] = 5;
+  j["stages"][1]["splice_fraction"] = 0.5;
+  const auto cfg = config_of(j);
+  LmTrainer one(cfg, options(dir / "one"));
+  for (int i = 0; i < 3; ++i) one.step();
+  for (int i = 0; i < 3; ++i) {
+    const auto rec = one.step();
+    EXPECT_TRUE(std::isnan(rec["loss_frame_1"].get<double>())) << "frame 1 is given";
+    EXPECT_TRUE(std::isfinite(rec["loss_frames_2_17"].get<double>()));
+    EXPECT_EQ(rec["video_tokens"], 2 * 2 * (5 - 2) * 4) << "2 micro-batches of 2 clips, 3 learned latent frames of 2x2";
+  }
+  {
+    LmTrainer first(cfg, options(dir / "two"));
+    for (int i = 0; i < 4; ++i) first.step();
+    first.save_checkpoint();
+  }
+  LmTrainer second(cfg, options(dir / "two", true));
+  for (int i = 0; i < 2; ++i) second.step();
+  expect_same_weights(one.model(), second.model());
+  // Without splices (the same draws) the same steps learn from the clips' own starts: other weights.
+  j["stages"][1]["splice_fraction"] = 1e-12;
+  LmTrainer unspliced(config_of(j), options(dir / "unspliced"));
+  for (int i = 0; i < 6; ++i) unspliced.step();
+  EXPECT_FALSE(torch::equal(unspliced.model()->output->weight, one.model()->output->weight));
 }
 
 TEST(LmTrain, InitStartsFromAnotherModelsWeights) {

@@ -34,7 +34,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     int upscale = 1;
     int64_t overlap = 0;
     double first_clip_cfg = 0;
-    bool no_reencode = false, quiet = false, no_speculative = false;
+    bool no_reencode = false, quiet = false, no_speculative = false, guide_against_previous = false;
     int64_t speculative = -1;
     gen::SamplingOptions s;
   };
@@ -53,6 +53,9 @@ void add_generate_command(CLI::App& app, Globals& g) {
                   "Frames re-encoded as the start of each next clip (1 + 4k); default: the model's (5)");
   cmd->add_flag("--no-reencode", a->no_reencode,
                 "Condition each clip on the previous clip's own tokens instead of re-encoded frames (ablation)");
+  cmd->add_flag("--guide-against-previous", a->guide_against_previous,
+                "With --prompts: guide the first clip after each prompt change against the previous prompt "
+                "instead of against no text, so that the new prompt's items replace the old ones");
   auto* spec = cmd->add_option(
       "--speculative", a->speculative,
       "Codes scored per model call: drafts (the same cell one latent frame back) accepted by an exact rule, so "
@@ -86,6 +89,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     r.first_clip_cfg = a->first_clip_cfg;
     r.overlap = a->overlap;
     r.reencode = !a->no_reencode;
+    r.guide_against_previous = a->guide_against_previous;
     r.speculative = a->no_speculative ? 0 : a->speculative;
     r.decode_weights = a->decode_weights;
     r.init_video = a->init_video;

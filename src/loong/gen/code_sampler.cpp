@@ -27,7 +27,7 @@ PackedPrompts pack_prompts(const lm::Vocab& vocab, const std::vector<ClipPrompt>
   std::vector<std::vector<int32_t>> rows;
   for (const auto& p : prompts) rows.push_back(vocab.sequence(p.text, p.prefix, false));
   if (guided)
-    for (const auto& p : prompts) rows.push_back(vocab.sequence({}, p.prefix, false));
+    for (const auto& p : prompts) rows.push_back(vocab.sequence(p.guide_text, p.prefix, false));
   const int64_t R = static_cast<int64_t>(rows.size());
   PackedPrompts out;
   for (const auto& r : rows) out.length = std::max<int64_t>(out.length, static_cast<int64_t>(r.size()));
@@ -56,7 +56,8 @@ CodeSampler::CodeSampler(lm::Llama model, lm::Vocab vocab, SamplingOptions optio
 
 int64_t CodeSampler::positions_needed(const std::vector<ClipPrompt>& prompts, int64_t n) const {
   size_t longest = 0;
-  for (const auto& p : prompts) longest = std::max(longest, p.text.size() + p.prefix.size());
+  for (const auto& p : prompts)
+    longest = std::max(longest, std::max(p.text.size(), p.guide_text.size()) + p.prefix.size());
   return lm::Vocab::prefix_length(static_cast<int64_t>(longest)) + n;
 }
 

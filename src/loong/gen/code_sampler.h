@@ -24,6 +24,10 @@ namespace loong::gen {
 struct ClipPrompt {
   std::vector<int32_t> text;    // text piece ids (empty = unconditional)
   std::vector<int32_t> prefix;  // video codes already given, raster order (same count for every item)
+  // The text of the guidance branch, with the same prefix: empty = none
+  // (classifier-free guidance); a story's previous prompt guides the new one
+  // away from it (LongVideoOptions::guide_against_previous).
+  std::vector<int32_t> guide_text{};  // (an initializer: {text, prefix} stays a complete ClipPrompt)
 };
 
 struct SamplerTimings {

@@ -92,6 +92,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   o.seconds = r.seconds;
   if (r.overlap > 0) o.overlap = r.overlap;
   o.reencode = r.reencode;
+  o.guide_against_previous = r.guide_against_previous;
   o.first_clip_cfg = first_clip_cfg;
   o.speculative = r.speculative < 0 ? default_speculation(bundle.lm, r.device) : r.speculative;
   if (r.device.is_cuda()) o.speculative = 0;  // the CUDA-graph decode scores one code per call (reported as such)
@@ -201,6 +202,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
                  {"temperature", sampling.temperature},
                  {"overlap_frames", o.overlap},
                  {"reencode", o.reencode},
+                 {"guide_against_previous", o.guide_against_previous},
                  {"upscale", upscale},
                  {"codes", t.codes},
                  {"speculative", o.speculative},

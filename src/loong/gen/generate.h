@@ -30,6 +30,7 @@ struct GenerateRequest {
   double first_clip_cfg = 0;  // when given.first_clip_cfg
   int64_t overlap = 0;        // frames re-encoded between clips; 0 = the bundle's
   bool reencode = true;
+  bool guide_against_previous = false;  // LongVideoOptions::guide_against_previous
   // Speculative decoding: codes scored per model call (code_sampler.h); 0 or
   // 1 = one per call; -1 = default_speculation() for the model and device.
   int64_t speculative = -1;

@@ -286,7 +286,12 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     const double clip_time = static_cast<double>(p.start) / o.fps;
     auto flat = prefix.reshape({B, -1}).to(torch::kInt);
     for (int64_t b = 0; b < B; ++b) {
-      prompts[static_cast<size_t>(b)].text = ids_.at(schedules[static_cast<size_t>(b)].at(ev.clip, clip_time));
+      const auto& schedule = schedules[static_cast<size_t>(b)];
+      prompts[static_cast<size_t>(b)].text = ids_.at(schedule.at(ev.clip, clip_time));
+      if (o.guide_against_previous && c > 0) {
+        const auto& before = schedule.at(ev.clip - 1, static_cast<double>(plans[c - 1].start) / o.fps);
+        if (before != schedule.at(ev.clip, clip_time)) prompts[static_cast<size_t>(b)].guide_text = ids_.at(before);
+      }
       auto row = flat[b].contiguous();
       prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
     }

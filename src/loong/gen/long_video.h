@@ -75,6 +75,11 @@ struct LongVideoOptions {
   // Speculative decoding (code_sampler.h): codes scored per model call, the
   // drafts repeating the cell one latent frame back; 0 or 1 = one per call.
   int64_t speculative = 0;
+  // A story (prompts that change over time): the first clip after a change is
+  // guided against the previous prompt instead of against no text, so that
+  // the new prompt's items replace the ones its re-encoded start shows
+  // (docs/generate.md, "Stories").
+  bool guide_against_previous = false;
 };
 
 struct GenerationTimings {

@@ -30,10 +30,13 @@ Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, con
 }
 
 Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, const BatchOptions& o,
-                 const std::vector<bool>& drop) {
+                 const std::vector<bool>& drop, const std::vector<SampleView>* starts) {
   if (samples.empty()) fail("batch", "no samples");
   if (o.latent_frames < 1) fail("batch", "latent_frames must be at least 1");
+  if (o.given_latent_frames < 0 || o.given_latent_frames >= o.latent_frames)
+    fail("batch", "given latent frames must leave at least one to learn");
   if (drop.size() != samples.size()) fail("batch", "one dropout decision per sample is needed");
+  if (starts && starts->size() != samples.size()) fail("batch", "one start per sample is needed");
   std::vector<std::vector<int32_t>> seqs;
   std::vector<int64_t> video_start;  // index of the first video token in each sequence
   std::vector<int64_t> per_frame;
@@ -45,7 +48,14 @@ Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, con
     std::vector<int32_t> text;
     if (!drop[k]) text.assign(s.text, s.text + s.text_len);
     const int64_t n = int64_t(o.latent_frames) * s.tokens_per_frame();
-    seqs.push_back(vocab.sequence(text, std::vector<int32_t>(s.video, s.video + n)));
+    std::vector<int32_t> video(s.video, s.video + n);
+    if (starts) {
+      const auto& d = (*starts)[k];
+      if (d.height != s.height || d.width != s.width || d.frames < o.given_latent_frames)
+        fail("batch", "a spliced start's latent grid differs from its sample's");
+      std::copy(d.video, d.video + int64_t(o.given_latent_frames) * d.tokens_per_frame(), video.begin());
+    }
+    seqs.push_back(vocab.sequence(text, video));
     video_start.push_back(Vocab::prefix_length(static_cast<int64_t>(text.size())));
     per_frame.push_back(s.tokens_per_frame());
   }
@@ -70,6 +80,7 @@ Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, con
       const int64_t j = static_cast<int64_t>(p) + 1 - video_start[i];  // video token index of the target
       if (j >= 0 && vocab.is_video(q[p + 1])) {
         const int t = static_cast<int>(j / per_frame[i]);
+        if (t < o.given_latent_frames) continue;  // given, as at generation: nothing to learn
         w[i][p] = static_cast<float>(t < o.weighted_frames ? 1 + o.lambda : 1.0);
         rg[i][p] = range_of_latent_frame(t);
         ++b.video_tokens;

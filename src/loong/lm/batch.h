@@ -19,6 +19,7 @@ struct BatchOptions {
   double caption_dropout = 0.1;  // probability of an empty caption (the unconditional branch of CFG)
   double lambda = 0;             // Eq. 2: targets in latent frames [0, weighted_frames) weigh 1 + lambda
   int weighted_frames = 5;       // the first 17 frames
+  int given_latent_frames = 0;   // the first latent frames are given: no loss, no range, not counted
 };
 
 // Latent frame -> loss range: 0 = frame 1 (latent 0), 1 = frames 2-17 (latent 1-4),
@@ -43,9 +44,10 @@ Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, con
                  std::mt19937_64& rng);
 // The same with the dropout decisions given (drop[i]: sample i's caption is
 // dropped): a rank builds its share of a micro-batch whose draws were made
-// for the whole of it.
+// for the whole of it. With `starts`, sample i's given latent frames are the
+// first ones of starts[i] (a splice: another sample's start, same grid).
 Batch make_batch(const std::vector<SampleView>& samples, const Vocab& vocab, const BatchOptions& o,
-                 const std::vector<bool>& drop);
+                 const std::vector<bool>& drop, const std::vector<SampleView>* starts = nullptr);
 // The draws make_batch(..., rng) makes: one per sample, in order.
 std::vector<bool> draw_caption_dropout(size_t samples, double p, std::mt19937_64& rng);
 

@@ -64,7 +64,9 @@ nlohmann::json LmTrainConfig::to_json() const {
                   {"lr", s.lr},
                   {"warmup_steps", s.warmup_steps},
                   {"min_lr_ratio", s.min_lr_ratio},
-                  {"lambda", s.lambda}});
+                  {"lambda", s.lambda},
+                  {"given_frames", s.given_frames},
+                  {"splice_fraction", s.splice_fraction}});
   nlohmann::json m = model.to_json();
   return {{"model", m},
           {"data", data},
@@ -165,6 +167,8 @@ LmTrainConfig LmTrainConfig::from_json(const nlohmann::json& j, const std::strin
         sr.integer("warmup_steps", s.warmup_steps, 0, int64_t(1) << 40);
         sr.number("min_lr_ratio", s.min_lr_ratio, 0, 1);
         sr.number("lambda", s.lambda, 0, 1000);
+        sr.integer("given_frames", s.given_frames, 0, 1 << 20);
+        sr.number("splice_fraction", s.splice_fraction, 0, 1);
         if (s.name.empty()) s.name = s.frames == 1 ? "images" : std::to_string(s.frames) + " frames";
         if (s.frames == 1) s.image_fraction = 1;
         stages.push_back(s);
@@ -215,6 +219,12 @@ void LmTrainConfig::validate(const std::string& where) const {
     if (s.frames > 1 && s.image_fraction >= 1)
       fail(sw, "key 'image_fraction': 1 leaves no room for the stage's " + std::to_string(s.frames) +
                    "-frame clips (use frames: 1 for an image stage)");
+    if (s.given_frames > 0 && (!is_causal_length(s.given_frames, temporal_factor) || s.given_frames >= s.frames))
+      fail(sw, "key 'given_frames': expected 0 or 1 + " + std::to_string(temporal_factor) +
+                   "k frames, fewer than the stage's " + std::to_string(s.frames) + " (e.g. 5, generation's overlap), got " +
+                   std::to_string(s.given_frames));
+    if (s.splice_fraction > 0 && s.given_frames == 0)
+      fail(sw, "key 'splice_fraction': splices another sample's given frames in; set 'given_frames' too (e.g. 5)");
   }
 }
 

@@ -31,6 +31,13 @@ struct LmStage {
   int64_t warmup_steps = 100;
   double min_lr_ratio = 0.1;
   double lambda = 0;            // Eq. 2: tokens of the first `weighted_frames` frames weigh 1 + lambda
+  // Stories (a prompt that changes at a clip start, docs/lm.md "Stories"): a
+  // clip's first `given_frames` frames (0, or 1 + 4k and fewer than `frames`)
+  // are given, as generation gives the re-encoded end of the previous clip, and
+  // carry no loss; in `splice_fraction` of the clips they are another sample's
+  // first frames, so the clip's own caption names a scene its start does not show.
+  int given_frames = 0;
+  double splice_fraction = 0;
 };
 
 struct LmTrainConfig {

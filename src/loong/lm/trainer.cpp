@@ -462,16 +462,29 @@ nlohmann::json LmTrainer::step() {
     bo.caption_dropout = cfg.caption_dropout;
     bo.lambda = st.lambda;
     bo.weighted_frames = cfg.latent_frames(cfg.weighted_frames);
+    if (!image && st.given_frames > 0) bo.given_latent_frames = cfg.latent_frames(st.given_frames);
     const auto drop = draw_caption_dropout(samples.size(), bo.caption_dropout, rng);
-    for (const auto& v : samples) video_tokens += int64_t(bo.latent_frames) * v.tokens_per_frame();
+    // Splices: a clip whose given start is another sample's (a story's prompt change).
+    std::vector<SampleView> starts;
+    if (!image && st.splice_fraction > 0)
+      for (const auto& v : samples) {
+        const bool splice = u(rng) < st.splice_fraction;
+        const size_t donor = pick(rng);  // drawn either way: the draws do not depend on the fraction
+        starts.push_back(splice ? s.shards->at(pool[donor]) : v);
+      }
+    const int64_t learned = bo.latent_frames - bo.given_latent_frames;
+    for (const auto& v : samples) video_tokens += learned * v.tokens_per_frame();
     const int64_t n = st.batch_size, lo = n * rank / world, hi = n * (rank + 1) / world;
     const int64_t pass = cfg.micro_batch > 0 ? cfg.micro_batch : hi - lo;
     for (int64_t a = lo; a < hi; a += pass) {
       const int64_t e = std::min(hi, a + pass);
+      const std::vector<SampleView> share_starts =
+          starts.empty() ? std::vector<SampleView>{} : std::vector<SampleView>(starts.begin() + a, starts.begin() + e);
       micro.push_back(make_batch({samples.begin() + a, samples.begin() + e}, *s.vocab, bo,
-                                 std::vector<bool>(drop.begin() + a, drop.begin() + e)));
+                                 std::vector<bool>(drop.begin() + a, drop.begin() + e),
+                                 starts.empty() ? nullptr : &share_starts));
       my_video_tokens += micro.back().video_tokens;
-      for (int64_t k = a; k < e; ++k) my_video_tokens -= int64_t(bo.latent_frames) * samples[k].tokens_per_frame();
+      for (int64_t k = a; k < e; ++k) my_video_tokens -= learned * samples[k].tokens_per_frame();
     }
     image_batches += image;
   }
