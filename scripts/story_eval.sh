@@ -12,7 +12,8 @@
 # ratio. Each step is skipped when its output exists. Environment: LOONG, WORLD (the
 # `loong data moving-fashion` flags of the world the model was trained on, as in
 # scripts/train_default_model.sh), DEVICE, GENERATE_ARGS (more `loong generate` flags for the
-# model's stories, e.g. --guide-against-previous).
+# model's stories, e.g. --guide-against-previous; a video already in OUT/gen is kept, so give
+# each setting its own OUT).
 set -euo pipefail
 read -r -a generate_args <<< "${GENERATE_ARGS:-}"
 model="${1:?usage: $0 MODEL PROBE OUT [STORIES [SEED]]}"

@@ -31,8 +31,8 @@
 # 12 min (2,048 videos, 32,768 stills), language model 31.5 min, probe 28.5 min, eval about
 # 10 min (3 for the model's videos, the rest to pass the real ones through the tokenizer):
 # under 2 hours. On the machine of 2026-12-05 (second world, freed memory kept: common.sh):
-# tokenizer about 51 min (69 measured before the fix), data 2, shards 7.5, language model 26,
-# probe 41, eval 11 + ceiling 8 + story 10: about 155 minutes.
+# tokenizer about 51 min (69 measured before the fix), data 2, shards 7.5, language model 26
+# and its stories stage 6.5, probe 41, eval 11 + ceiling 8 + story 10: about 160 minutes.
 # The figure of docs/results.md: scripts/default_model_figure.sh WORK.
 # With a GPU, DEVICE=cuda trains both networks there (the recipe is the same).
 # TOKENIZER_CONFIG (default scripts/tokenizer_tiny_1024.json: the tiny preset with 1,024 codes,
@@ -116,6 +116,14 @@ if want lm; then
     "warmup_steps": 20, "lambda": 1.0, "given_frames": 5, "splice_fraction": 0.5}]}
 JSON
   if [ -d "$work/lm/checkpoints" ]; then
+    # A run resumes with the stages it began with (its run.json), not this recipe's.
+    python3 - "$work/lm/run.json" "$work/lm.json" <<'PY' || true
+import json, sys
+began, now = ([s.get("name") for s in json.load(open(p))["stages"]] for p in sys.argv[1:])
+if began != now:
+    print(f"warning: {sys.argv[1]} resumes its stages {began}, not this recipe's {now}; "
+          "remove its folder to train the recipe's", file=sys.stderr)
+PY
     "$loong" train --resume "$work/lm" "${device[@]}" > "$work/lm.log"
   else
     "$loong" train --config "$work/lm.json" --out "$work/lm" "${device[@]}" > "$work/lm.log"

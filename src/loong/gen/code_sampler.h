@@ -2,8 +2,8 @@
 // prefill the prompts, then decode token by token with a preallocated KV
 // cache. Prompts of one batch may differ in text length: they are padded on
 // the left and the padding is masked, which rotary positions make exact.
-// With guidance, the conditional and the unconditional (empty-text) prompt of
-// every item run as one batch of 2B.
+// With guidance, the conditional and the guidance prompt of every item (empty
+// text, or ClipPrompt::guide_text) run as one batch of 2B.
 #pragma once
 #include <cstdint>
 #include <functional>

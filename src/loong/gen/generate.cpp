@@ -202,7 +202,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
                  {"temperature", sampling.temperature},
                  {"overlap_frames", o.overlap},
                  {"reencode", o.reencode},
-                 {"guide_against_previous", o.guide_against_previous},
+                 {"guide_against_previous", o.guide_against_previous && sampling.guided()},  // as applied
                  {"upscale", upscale},
                  {"codes", t.codes},
                  {"speculative", o.speculative},

@@ -289,8 +289,8 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
       const auto& schedule = schedules[static_cast<size_t>(b)];
       prompts[static_cast<size_t>(b)].text = ids_.at(schedule.at(ev.clip, clip_time));
       if (o.guide_against_previous && c > 0) {
-        const auto& before = schedule.at(ev.clip - 1, static_cast<double>(plans[c - 1].start) / o.fps);
-        if (before != schedule.at(ev.clip, clip_time)) prompts[static_cast<size_t>(b)].guide_text = ids_.at(before);
+        const auto& previous = schedule.at(ev.clip - 1, static_cast<double>(plans[c - 1].start) / o.fps);
+        if (previous != schedule.at(ev.clip, clip_time)) prompts[static_cast<size_t>(b)].guide_text = ids_.at(previous);
       }
       auto row = flat[b].contiguous();
       prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
