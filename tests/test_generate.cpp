@@ -41,6 +41,16 @@ LongVideoOptions micro_options(double seconds) {
   return o;
 }
 
+// The frames of each clip of one run of `g`.
+std::vector<at::Tensor> clip_frames(LongVideoGenerator& g, const LongVideoOptions& o,
+                                    const std::vector<PromptSchedule>& schedules) {
+  std::vector<at::Tensor> out;
+  LongVideoCallbacks cb;
+  cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
+  g.run(o, schedules, cb);
+  return out;
+}
+
 }  // namespace
 
 TEST(Gen, CachedDecodingMatchesFullForward) {
@@ -327,11 +337,7 @@ TEST(Gen, FirstClipGuidanceAppliesToTheFirstClipOnly) {
     LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, loong::test::id_encoder());
     auto o = micro_options(6);  // three clips
     o.first_clip_cfg = first;
-    std::vector<at::Tensor> out;
-    LongVideoCallbacks cb;
-    cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
-    g.run(o, loong::test::prompts({"1 2"}), cb);
-    return out;
+    return clip_frames(g, o, loong::test::prompts({"1 2"}));
   };
   const auto none = clips(1, 0), all = clips(4, 0), later = clips(4, 1);
   ASSERT_EQ(later.size(), 3u);
@@ -358,11 +364,7 @@ TEST(Gen, AStorysNewPromptIsGuidedAgainstThePreviousOne) {
     LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, loong::test::id_encoder());
     auto o = micro_options(6);  // clips from 0, 2.6 and 4.5 s
     o.guide_against_previous = against;
-    std::vector<at::Tensor> out;
-    LongVideoCallbacks cb;
-    cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
-    g.run(o, {schedule}, cb);
-    return out;
+    return clip_frames(g, o, {schedule});
   };
   const auto story = PromptSchedule::parse("0: 1 2\n2: 3\n", "story");
   const auto plain = clips(story, false), against = clips(story, true);
@@ -402,11 +404,7 @@ TEST(Gen, EachClipTakesItsSchedulesPromptEncodedOnce) {
   };
   auto clips = [&](const PromptSchedule& schedule) {
     LongVideoGenerator g(tok, model, lm::Vocab(20, 64), s, counting);  // the sampler's generator starts anew
-    std::vector<at::Tensor> out;
-    LongVideoCallbacks cb;
-    cb.frames = [&](const at::Tensor& f, int64_t) { out.push_back(f.clone()); };
-    g.run(micro_options(6), {schedule}, cb);  // clips from 0, 2.6 and 4.5 s
-    return out;
+    return clip_frames(g, micro_options(6), {schedule});  // clips from 0, 2.6 and 4.5 s
   };
   const auto story = clips(PromptSchedule::parse("0: 1 2\n2: 3\n4: 1 2\n", "story"));
   EXPECT_EQ(encoded, (std::vector<std::string>{"1 2", "3"})) << "each distinct prompt once, before any clip";
