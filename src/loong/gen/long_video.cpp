@@ -287,10 +287,11 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     auto flat = prefix.reshape({B, -1}).to(torch::kInt);
     for (int64_t b = 0; b < B; ++b) {
       const auto& schedule = schedules[static_cast<size_t>(b)];
-      prompts[static_cast<size_t>(b)].text = ids_.at(schedule.at(ev.clip, clip_time));
+      const auto& now = schedule.at(ev.clip, clip_time);
+      prompts[static_cast<size_t>(b)].text = ids_.at(now);
       if (o.guide_against_previous && c > 0) {
         const auto& previous = schedule.at(ev.clip - 1, static_cast<double>(plans[c - 1].start) / o.fps);
-        if (previous != schedule.at(ev.clip, clip_time)) prompts[static_cast<size_t>(b)].guide_text = ids_.at(previous);
+        if (previous != now) prompts[static_cast<size_t>(b)].guide_text = ids_.at(previous);
       }
       auto row = flat[b].contiguous();
       prompts[static_cast<size_t>(b)].prefix.assign(row.data_ptr<int32_t>(), row.data_ptr<int32_t>() + row.numel());
