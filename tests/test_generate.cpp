@@ -118,6 +118,34 @@ TEST(Gen, TopKAndTopPStayInsideTheirSets) {
   EXPECT_TRUE(torch::equal(sample_codes(logits, o, gen), logits.argmax(-1)));
 }
 
+TEST(Gen, SampledCodesFollowTheirDistribution) {
+  // sample_codes' own loop (CPU, float32) against sampling_probs, the
+  // distribution speculative decoding accepts by: frequencies over 20,000
+  // draws a row within 5 standard deviations, nothing outside the top k and
+  // the top-p prefix. A pick one candidate off, or a softmax without the
+  // temperature, moves some code by far more.
+  torch::manual_seed(4);
+  auto logits = torch::randn({2, 12}) * 2;
+  SamplingOptions o;
+  o.top_k = 6;
+  o.temperature = 0.8;
+  o.top_p = 0.9;
+  const auto probs = sampling_probs(logits, o);
+  auto gen = make_generator(5);
+  const int n = 20000;
+  auto counts = torch::zeros({2, 12}, torch::kDouble);
+  for (int i = 0; i < n; ++i) {
+    auto codes = sample_codes(logits, o, gen);
+    for (int64_t b = 0; b < 2; ++b) counts[b][codes[b].item<int64_t>()] += 1;
+  }
+  auto freq = counts / n;
+  auto p = probs.to(torch::kDouble);
+  auto sd = (p * (1 - p) / n).sqrt();
+  EXPECT_TRUE(((freq - p).abs() <= 5 * sd + 1e-12).all().item<bool>()) << freq << "\n" << p;
+  EXPECT_TRUE((counts.masked_select(p == 0) == 0).all().item<bool>());
+  EXPECT_GT((p > 0).sum().item<int64_t>(), 4) << "the test needs several codes to choose from";
+}
+
 TEST(Gen, SamplingOptionErrorsNameTheFlag) {
   SamplingOptions o;
   o.top_k = 0;

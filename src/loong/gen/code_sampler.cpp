@@ -10,6 +10,7 @@
 
 #include "loong/core/clock.h"
 #include "loong/core/error.h"
+#include "loong/ops/decode_ops.h"
 
 namespace loong::gen {
 
@@ -19,7 +20,28 @@ namespace {
 at::Tensor guide(const at::Tensor& logits, bool guided, double scale) {
   if (!guided) return logits;
   const int64_t B = logits.size(0) / 2;
-  return cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), scale);
+  if (!logits.device().is_cpu() || logits.scalar_type() != at::kFloat || !logits.is_contiguous())
+    return cfg_combine(logits.narrow(0, 0, B), logits.narrow(0, B, B), scale);
+  // cfg_combine's arithmetic in one loop (three operations a code otherwise).
+  const int64_t n = B * logits.size(1);
+  auto out = torch::empty({B, logits.size(1)}, logits.options());
+  const float *c = logits.data_ptr<float>(), *u = c + n;
+  float* o = out.data_ptr<float>();
+  const float s = static_cast<float>(scale);
+  for (int64_t i = 0; i < n; ++i) o[i] = u[i] + s * (c[i] - u[i]);
+  return out;
+}
+
+// The video codes' logits h head^T, h [..., dim]. On the CPU in float32 by
+// rows_matmul, each row of the head read once: a BLAS first copies the whole
+// head into its packed layout, which for a step's one or two rows costs more
+// than the product.
+at::Tensor video_logits(const at::Tensor& h, const at::Tensor& head) {
+  const auto cpu_float = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; };
+  if (!cpu_float(h) || !cpu_float(head) || !head.is_contiguous()) return torch::nn::functional::linear(h, head);
+  auto sizes = h.sizes().vec();
+  sizes.back() = head.size(0);
+  return rows_matmul(h.reshape({-1, h.size(-1)}), head).view(sizes);
 }
 }  // namespace
 
@@ -102,7 +124,7 @@ at::Tensor CodeSampler::generate(const std::vector<ClipPrompt>& prompts, int64_t
   auto out = torch::empty({B, n}, torch::kLong);
   auto t0 = std::chrono::steady_clock::now();
   auto h = model_->hidden(tokens.to(device), cache_.get(), 0);
-  auto first = guide(torch::nn::functional::linear(h.select(1, P - 1), video_head()), guided, options_.cfg_scale);
+  auto first = guide(video_logits(h.select(1, P - 1), video_head()), guided, options_.cfg_scale);
   auto codes = on_device ? sample_codes_on_device(first, options_, *device_gen_) : sample_codes(first, options_, gen_);
   synchronize(device);
   timings_.prefill_s += seconds_since(t0);
@@ -165,7 +187,7 @@ void CodeSampler::decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool gui
       h = (*step)(ids, *cache_);
     else
       h = model_->hidden(ids.view({R, 1}), cache_.get(), P + i - 1).select(1, 0);
-    codes = sample_codes(guide(torch::nn::functional::linear(h, head), guided, options_.cfg_scale), options_, gen_);
+    codes = sample_codes(guide(video_logits(h, head), guided, options_.cfg_scale), options_, gen_);
     out.select(1, i).copy_(codes);
     if (on_step) on_step(i);
   }
@@ -216,7 +238,7 @@ void CodeSampler::decode_speculative(at::Tensor codes, const std::vector<ClipPro
     if (guided) ids = torch::cat({ids, ids});
     auto h = step ? step->positions(ids.to(device), *cache_)                 // [R, K, dim]
                   : model_->hidden(ids.to(device), cache_.get(), P + i - 1);
-    auto logits = torch::nn::functional::linear(h, head).reshape({R, K * V});
+    auto logits = video_logits(h, head).reshape({R, K * V});
     auto p = sampling_probs(guide(logits, guided, options_.cfg_scale).reshape({B * K, V}), options_);
     auto pa = p.accessor<float, 2>();
     const auto best = p.argmax(-1);

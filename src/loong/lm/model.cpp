@@ -7,6 +7,7 @@
 
 #include <torch/torch.h>
 
+#include "loong/ops/decode_kernels.h"
 #include "loong/ops/decode_ops.h"
 #include "loong/core/error.h"
 #include "loong/ops/attention.h"
@@ -341,11 +342,17 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights
   embedding_ = model->tok_embeddings->weight.detach();
   norm_ = model->norm->weight.detach();
   const auto device = embedding_.device();
+  flat_ = hand_kernels_ && !share_weights && !fewer_bytes && device.is_cpu() && embedding_.is_contiguous() &&
+          embedding_.scalar_type() == torch::kFloat && norm_.scalar_type() == torch::kFloat && norm_.is_contiguous();
+  if (flat_)  // t is then read only as packed: one copy of the weights, not two
+    for (auto& layer : layers_)
+      for (Product* p : {&layer.qkv, &layer.wo, &layer.w13, &layer.w2}) p->packed = pack_columns(p->t), p->t = torch::Tensor();
   if (config_.rope_3d()) {
     std::tie(rope_axis_, rope_freq_) = rope_pairs(config_, device);
   } else {
     auto [cos, sin] = rope_tables(head_dim_, 0, max_seq_len_, config_.rope_theta, device);
     rotation_ = torch::complex(cos, sin);  // (a + ib)(cos + i sin) is apply_rope's pair rotation
+    if (flat_) cos_ = cos.to(torch::kFloat).contiguous(), sin_ = sin.to(torch::kFloat).contiguous();
   }
 }
 
@@ -425,6 +432,12 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
   // On the CPU, in float32, the products and the attention are the loops of
   // decode_ops.h; elsewhere LibTorch's general operations.
   const bool by_hand = hand_kernels_ && decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
+  if (flat_) {
+    if (!by_hand)
+      fail("decode step", "this step (float32 weights on the CPU, hand-written loops) needs a contiguous float32 CPU "
+                          "cache and a bool padding mask");
+    return flat_positions(ids, cache);
+  }
   auto addmm = [by_hand](const torch::Tensor& r, const torch::Tensor& x, const Product& w) {
     return product(w, x, r, by_hand);
   };
@@ -488,9 +501,76 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
   return h.view({B, K, -1});
 }
 
+torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& cache) const {
+  const int64_t B = ids_in.size(0), K = ids_in.size(1), R = B * K, p = cache.length, C = cache.capacity;
+  const int H = n_heads_, Hkv = n_kv_heads_, hd = head_dim_, F = ffn_dim_, half = hd / 2;
+  const int64_t dim = embedding_.size(1), V = embedding_.size(0), Nqkv = int64_t{H + 2 * Hkv} * hd;
+  const auto ids = ids_in.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t r = 0; r < R; ++r)
+    if (id[r] < 0 || id[r] >= V)
+      fail("decode step", "token id " + std::to_string(id[r]) + " outside the vocabulary [0, " + std::to_string(V) + ")");
+  // Rotation of row (b, j), position p + j: a row of the table (1D), or its
+  // own angles (3D, from the ids and each row's <sov>, as positions() does).
+  torch::Tensor cos3, sin3;
+  if (config_.rope_3d()) {
+    std::tie(cos3, sin3) = rope_3d_angles(config_, rope_axis_, rope_freq_, ids, p, &cache);
+    cos3 = cos3.to(torch::kFloat).contiguous(), sin3 = sin3.to(torch::kFloat).contiguous();
+  }
+  auto angle = [&](const torch::Tensor& t3, const torch::Tensor& table, int64_t r) {
+    return t3.defined() ? t3.data_ptr<float>() + r * half : table.data_ptr<float>() + (p + r % K) * half;
+  };
+  // Every activation of the step in one buffer.
+  auto out = torch::empty({B, K, dim}, embedding_.options());
+  auto arena = torch::empty({R * (3 * dim + Nqkv + int64_t{H} * hd * 2 + 3 * int64_t{F})}, embedding_.options());
+  float* h = arena.data_ptr<float>();
+  float* h2 = h + R * dim;
+  float* xn = h2 + R * dim;
+  float* qkv = xn + R * dim;
+  float* q = qkv + R * Nqkv;
+  float* att = q + R * H * hd;
+  float* g = att + R * H * hd;
+  float* gate = g + R * 2 * F;
+  const float* emb = embedding_.data_ptr<float>();
+  for (int64_t r = 0; r < R; ++r) std::copy_n(emb + id[r] * dim, dim, h + r * dim);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const float eps = static_cast<float>(eps_);
+  const bool* valid = cache.valid.defined() ? cache.valid.data_ptr<bool>() : nullptr;
+  const int64_t valid_stride = cache.valid.defined() ? cache.valid.size(1) : 0;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const auto& w = layers_[l];
+    detail::rms_rows(h, R, static_cast<int>(dim), eps, nullptr, xn);
+    packed_matmul_into(xn, w.qkv.packed.data_ptr<float>(), nullptr, R, dim, Nqkv, qkv);
+    float* kc = cache.k[l].data_ptr<float>();
+    float* vc = cache.v[l].data_ptr<float>();
+    for (int64_t r = 0; r < R; ++r) {
+      float* row = qkv + r * Nqkv;
+      detail::rotate_pairs(row, H + Hkv, hd, angle(cos3, cos_, r), angle(sin3, sin_, r));
+      for (int64_t i = 0; i < int64_t{H} * hd; ++i) q[r * H * hd + i] = row[i] * scale;
+      const int64_t b = r / K, at = p + r % K;
+      for (int kv = 0; kv < Hkv; ++kv) {
+        std::copy_n(row + int64_t{H + kv} * hd, hd, kc + ((b * Hkv + kv) * C + at) * hd);
+        std::copy_n(row + int64_t{H + Hkv + kv} * hd, hd, vc + ((b * Hkv + kv) * C + at) * hd);
+      }
+    }
+    decode_attention_into(q, kc, vc, valid, valid_stride, B, K, H, Hkv, C, hd, p, att);
+    packed_matmul_into(att, w.wo.packed.data_ptr<float>(), h, R, int64_t{H} * hd, dim, h2);
+    std::swap(h, h2);
+    detail::rms_rows(h, R, static_cast<int>(dim), eps, nullptr, xn);
+    packed_matmul_into(xn, w.w13.packed.data_ptr<float>(), nullptr, R, dim, 2 * int64_t{F}, g);
+    detail::silu_gate(g, R, F, gate);
+    packed_matmul_into(gate, w.w2.packed.data_ptr<float>(), h, R, F, dim, h2);
+    std::swap(h, h2);
+  }
+  detail::rms_rows(h, R, static_cast<int>(dim), eps, norm_.data_ptr<float>(), out.data_ptr<float>());
+  cache.length = p + K;
+  return out;
+}
+
 torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache,
                                       int64_t span) const {
   if (ids.dim() != 1 || pos.numel() != 1) fail("decode step", "expected token ids [B] and one position");
+  if (flat_) fail("decode step", "at_position needs a step built with hand_kernels false (LibTorch's operations)");
   if (cache.k.size() != layers_.size() || ids.size(0) != cache.k[0].size(0))
     fail("decode step", "the cache is for another model or batch");
   if (span < 1 || span > cache.capacity || span > max_seq_len_)

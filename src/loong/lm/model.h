@@ -185,6 +185,7 @@ class DecodeStep {
   // One product x W^T of the step.
   struct Product {
     torch::Tensor t;                  // copied: W^T [in, out], contiguous, the RMSNorm weight folded in
+    torch::Tensor packed;             // flat_positions' copy instead: t as ops/decode_ops.h pack_columns lays it out
     std::vector<torch::Tensor> rows;  // shared: the modules' own weights [out_i, in], their outputs side by side
                                       // (or bf16/int8 copies of them)
     std::vector<torch::Tensor> scales;  // int8 rows: float32 [out_i] each
@@ -202,8 +203,16 @@ class DecodeStep {
   template <class Mm, class Addmm, class Store, class Attend>
   torch::Tensor layers_step(torch::Tensor h, const torch::Tensor& rotation, Mm mm, Addmm addmm, Store store,
                             Attend attend) const;
+  // positions() as loops over raw float32 arrays, no LibTorch operation
+  // between the embedding and the output (copied float32 weights on the CPU):
+  // a small model's step is otherwise mostly the fixed cost of its some 150
+  // operations (docs/benchmarks.md, "The decode step without LibTorch's
+  // operations"). The caller has checked the ids' and the cache's shapes.
+  torch::Tensor flat_positions(const torch::Tensor& ids, KvCache& cache) const;
   std::vector<Layer> layers_;
   torch::Tensor embedding_, norm_, rotation_;  // rotation_: complex [max_seq_len, head_dim / 2] (1D positions)
+  torch::Tensor cos_, sin_;                    // the same as float [max_seq_len, head_dim / 2], for flat_positions
+  bool flat_ = false;                          // whether flat_positions can run (the cache is checked per call)
   torch::Tensor rope_axis_, rope_freq_;        // 3D positions
   int n_heads_, n_kv_heads_, head_dim_, ffn_dim_;
   double eps_;

@@ -93,6 +93,43 @@ void decode_attention_head(const float* q, const float* k, const float* v, const
 }
 
 LOONG_VECTOR_CLONES
+void rms_rows(const float* x, int64_t R, int D, float eps, const float* weight, float* out) {
+  for (int64_t r = 0; r < R; ++r) {
+    const float* xr = x + r * D;
+    float* o = out + r * D;
+    float ss = 0;
+    for (int d = 0; d < D; ++d) ss += xr[d] * xr[d];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(D) + eps);
+    if (weight != nullptr)
+      for (int d = 0; d < D; ++d) o[d] = xr[d] * inv * weight[d];
+    else
+      for (int d = 0; d < D; ++d) o[d] = xr[d] * inv;
+  }
+}
+
+LOONG_VECTOR_CLONES
+void rotate_pairs(float* x, int heads, int D, const float* cos, const float* sin) {
+  for (int h = 0; h < heads; ++h) {
+    float* xh = x + h * D;
+    for (int i = 0; i < D / 2; ++i) {
+      const float a = xh[2 * i], b = xh[2 * i + 1];
+      xh[2 * i] = a * cos[i] - b * sin[i];
+      xh[2 * i + 1] = a * sin[i] + b * cos[i];
+    }
+  }
+}
+
+LOONG_VECTOR_CLONES
+void silu_gate(const float* g, int64_t R, int F, float* out) {
+  for (int64_t r = 0; r < R; ++r) {
+    const float* a = g + r * 2 * F;
+    const float* b = a + F;
+    float* o = out + r * F;
+    for (int f = 0; f < F; ++f) o[f] = a[f] / (1.0f + expf(-a[f])) * b[f];
+  }
+}
+
+LOONG_VECTOR_CLONES
 void small_matmul_columns(const float* __restrict x, const float* __restrict w,
                           const float* __restrict residual, int64_t M, int64_t K, int64_t N, int64_t n0,
                           int64_t n1, float* __restrict y) {
@@ -281,6 +318,57 @@ void rows_matmul_columns_int8(const float* __restrict x, const int8_t* __restric
                               const float* __restrict residual, int64_t M, int64_t K, int64_t N, int64_t n0,
                               int64_t n1, float* __restrict y) {
   rows_columns<Int8Weights>(x, w, scale, residual, M, K, N, n0, n1, y);
+}
+
+namespace {
+// MB rows of x against one block of kPackedColumns columns of a packed w:
+// the 2 MB sums of eight stay in registers over all K, so each weight is
+// loaded once for the MB rows and no partial sum goes through memory.
+template <int MB>
+__attribute__((always_inline)) inline void packed_block(const float* __restrict x, const float* __restrict wb,
+                                                        const float* __restrict residual, int64_t K, int64_t N,
+                                                        int64_t n, int64_t width, float* __restrict y) {
+  static_assert(kPackedColumns == 16, "two vectors of eight a block");
+  Vec8 acc[MB][2];
+  for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = Vec8{};
+  for (int64_t k = 0; k < K; ++k) {
+    const Vec8 w0 = load8(wb + k * 16), w1 = load8(wb + k * 16 + 8);
+    for (int i = 0; i < MB; ++i) {
+      const float a = x[i * K + k];
+      acc[i][0] += a * w0;
+      acc[i][1] += a * w1;
+    }
+  }
+  for (int i = 0; i < MB; ++i) {
+    float* yi = y + i * N + n;
+    const float* ri = residual ? residual + i * N + n : nullptr;
+    if (width == 16) {
+      const Vec8 y0 = acc[i][0] + (ri ? load8(ri) : Vec8{}), y1 = acc[i][1] + (ri ? load8(ri + 8) : Vec8{});
+      __builtin_memcpy(yi, &y0, sizeof y0);
+      __builtin_memcpy(yi + 8, &y1, sizeof y1);
+    } else {
+      for (int64_t c = 0; c < width; ++c) yi[c] = acc[i][c / 8][c % 8] + (ri ? ri[c] : 0.0f);
+    }
+  }
+}
+}  // namespace
+
+LOONG_VECTOR_CLONES
+void packed_matmul_blocks(const float* __restrict x, const float* __restrict w, const float* __restrict residual,
+                          int64_t M, int64_t K, int64_t N, int64_t b0, int64_t b1, float* __restrict y) {
+  for (int64_t b = b0; b < b1; ++b) {
+    const float* wb = w + b * K * kPackedColumns;
+    const int64_t n = b * kPackedColumns, width = std::min<int64_t>(kPackedColumns, N - n);
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) packed_block<4>(x + m * K, wb, residual ? residual + m * N : nullptr, K, N, n, width, y + m * N);
+    const float* r = residual ? residual + m * N : nullptr;
+    switch (M - m) {
+      case 3: packed_block<3>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
+      case 2: packed_block<2>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
+      case 1: packed_block<1>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
+      default: break;
+    }
+  }
 }
 
 }  // namespace loong::detail

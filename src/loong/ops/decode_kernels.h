@@ -14,8 +14,27 @@ namespace loong::detail {
 void decode_attention_head(const float* q, const float* k, const float* v, const bool* valid, int64_t S,
                            int rep, int D, float* scratch, float* out);
 
+// The elementwise parts of a decoding step, on R rows of D floats:
+// out = x / sqrt(mean(x^2) + eps) (times weight [D] when not null), the
+// statistics in float as RMSNorm takes them; out may be x.
+void rms_rows(const float* x, int64_t R, int D, float eps, const float* weight, float* out);
+// Each of `heads` vectors of D floats in x rotated in place: channel pair
+// (2i, 2i+1) by the angle whose cosine and sine are cos[i], sin[i] (Meta's
+// rotary embedding, as a complex product).
+void rotate_pairs(float* x, int heads, int D, const float* cos, const float* sin);
+// SwiGLU's gate: out [R, F] = silu(g[:, :F]) * g[:, F:], g [R, 2F].
+void silu_gate(const float* g, int64_t R, int F, float* out);
+
 // Columns [n0, n1) of y [M, N] = x [M, K] w [K, N] (+ residual [M, N] when not
 // null), all row-major.
+// Blocks [b0, b1) of kPackedColumns columns of y [M, N] = x [M, K] w (+
+// residual when not null), w packed: block b holds columns [16 b, 16 b + 16)
+// of the [K, N] matrix as K rows of 16 (the last block zero-padded), so that
+// a block's weights are one stream and its sums stay in registers.
+constexpr int64_t kPackedColumns = 16;
+void packed_matmul_blocks(const float* x, const float* w, const float* residual, int64_t M, int64_t K, int64_t N,
+                          int64_t b0, int64_t b1, float* y);
+
 void small_matmul_columns(const float* x, const float* w, const float* residual, int64_t M, int64_t K,
                           int64_t N, int64_t n0, int64_t n1, float* y);
 

@@ -50,25 +50,33 @@ at::Tensor decode_attention(const at::Tensor& q_in, const at::Tensor& k, const a
   TORCH_CHECK(!valid.defined() || (valid.dim() == 2 && valid.size(0) == B && valid.size(1) >= S),
               "decode_attention: expected a mask [", B, ", >= ", S, "]");
   const auto q = (q_in.to(at::kFloat) * scale).contiguous();
-  const int rep = static_cast<int>(q.size(1) / Hkv);
   auto out = at::empty({B, q.size(1), D}, q.options());
-  const float *qp = q.data_ptr<float>(), *kp = k.data_ptr<float>(), *vp = v.data_ptr<float>();
-  const bool* mp = valid.defined() ? valid.data_ptr<bool>() : nullptr;
-  float* op = out.data_ptr<float>();
-  // One task per row and key/value head. Below about a million products a
-  // step, handing work to the other threads (some microseconds) costs more
-  // than it saves.
-  const int64_t grain = B * Hkv * S * rep * D >= (int64_t{1} << 20) ? 1 : B * Hkv;
+  decode_attention_into(q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(),
+                        valid.defined() ? valid.data_ptr<bool>() : nullptr, valid.defined() ? valid.size(1) : 0, B, 1,
+                        q.size(1), Hkv, C, D, S - 1, out.data_ptr<float>());
+  return out.to(q_in.scalar_type());
+}
+
+void decode_attention_into(const float* q, const float* k, const float* v, const bool* valid,
+                           int64_t valid_stride, int64_t B, int64_t K, int64_t H, int64_t Hkv, int64_t C,
+                           int64_t D, int64_t p, float* out) {
+  const int rep = static_cast<int>(H / Hkv);
+  // One task per row and key/value head, its K queries in turn (the keys
+  // they share stay in the cache). Below about a million products a step,
+  // handing work to the other threads (some microseconds) costs more than it
+  // saves.
+  const int64_t grain = B * Hkv * (p + K) * K * rep * D >= (int64_t{1} << 20) ? 1 : B * Hkv;
   at::parallel_for(0, B * Hkv, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(static_cast<size_t>(S));
+    std::vector<float> scratch(static_cast<size_t>(p + K));
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / Hkv;
-      detail::decode_attention_head(qp + t * rep * D, kp + t * C * D, vp + t * C * D,
-                                    mp ? mp + b * valid.size(1) : nullptr, S, rep, static_cast<int>(D),
-                                    scratch.data(), op + t * rep * D);
+      const int64_t b = t / Hkv, g = t % Hkv;
+      for (int64_t j = 0; j < K; ++j) {
+        const int64_t at = ((b * K + j) * H + g * rep) * D;
+        detail::decode_attention_head(q + at, k + t * C * D, v + t * C * D, valid ? valid + b * valid_stride : nullptr,
+                                      p + j + 1, rep, static_cast<int>(D), scratch.data(), out + at);
+      }
     }
   });
-  return out.to(q_in.scalar_type());
 }
 
 bool small_matmul_supported(const at::Tensor& w) { return cpu_float(w); }
@@ -87,9 +95,13 @@ at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::T
     r = residual.to(at::kFloat).contiguous();
   }
   auto y = at::empty({M, N}, x.options());
-  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(),
-              *rp = r.defined() ? r.data_ptr<float>() : nullptr;
-  float* yp = y.data_ptr<float>();
+  small_matmul_into(x.data_ptr<float>(), w.data_ptr<float>(), r.defined() ? r.data_ptr<float>() : nullptr, M, K, N,
+                    y.data_ptr<float>());
+  return y;
+}
+
+void small_matmul_into(const float* xp, const float* wp, const float* rp, int64_t M, int64_t K, int64_t N,
+                       float* yp) {
   // Columns in blocks of 256 (a multiple of any vector width), split over
   // threads only when there is enough work to pay for the hand-off.
   constexpr int64_t kColumns = 256;
@@ -98,7 +110,24 @@ at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::T
   at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
     detail::small_matmul_columns(xp, wp, rp, M, K, N, begin * kColumns, std::min(N, end * kColumns), yp);
   });
-  return y;
+}
+
+at::Tensor pack_columns(const at::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2 && w.device().is_cpu() && w.scalar_type() == at::kFloat,
+              "pack_columns: expected a float32 CPU matrix [K, N]");
+  const int64_t K = w.size(0), N = w.size(1), C = detail::kPackedColumns, blocks = (N + C - 1) / C;
+  auto padded = at::zeros({K, blocks * C}, w.options());
+  padded.narrow(1, 0, N).copy_(w);
+  return padded.view({K, blocks, C}).permute({1, 0, 2}).contiguous();
+}
+
+void packed_matmul_into(const float* x, const float* packed, const float* residual, int64_t M, int64_t K, int64_t N,
+                        float* y) {
+  const int64_t blocks = (N + detail::kPackedColumns - 1) / detail::kPackedColumns;
+  const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+    detail::packed_matmul_blocks(x, packed, residual, M, K, N, begin, end, y);
+  });
 }
 
 at::Tensor rows_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& residual,

@@ -21,6 +21,16 @@ bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t S,
                             const at::Tensor& valid, double scale);
 
+// The same on raw float32 arrays, for K query positions of each row at once:
+// q [B, K, H, D] (already scaled), k and v [B, Hkv, C, D], valid [B,
+// valid_stride] flags or null. Query j of row b attends to keys [0, p + j]
+// (padding skipped, its own key always read). out [B, K, H, D]. For a
+// decoding step written without LibTorch's operations (lm::DecodeStep on small
+// models), where the fixed cost of each operation is most of a step.
+void decode_attention_into(const float* q, const float* k, const float* v, const bool* valid,
+                           int64_t valid_stride, int64_t B, int64_t K, int64_t H, int64_t Hkv, int64_t C,
+                           int64_t D, int64_t p, float* out);
+
 // How many threads a parallel loop of these operations runs on now (at most
 // at::get_num_threads()): 1 where the file was built without OpenMP, in
 // which case at::parallel_for runs its loops on the calling thread.
@@ -33,6 +43,19 @@ bool small_matmul_supported(const at::Tensor& w);
 // few rows of a decoding step, reading w once and without copying it into a
 // BLAS layout first.
 at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {});
+// The same on raw float32 arrays (residual may be null, not y), split over
+// threads as small_matmul splits it.
+void small_matmul_into(const float* x, const float* w, const float* residual, int64_t M, int64_t K, int64_t N,
+                       float* y);
+
+// w [K, N] (float32, CPU) in the layout packed_matmul_into reads:
+// [ceil(N / 16), K, 16], each block of 16 columns one stream, zero-padded.
+at::Tensor pack_columns(const at::Tensor& w);
+// x [M, K] times the packed w (plus residual [M, N] when not null, not y):
+// small_matmul on raw arrays with each block's sums held in registers, so
+// that a weight is read once for up to four rows of x.
+void packed_matmul_into(const float* x, const float* packed, const float* residual, int64_t M, int64_t K, int64_t N,
+                        float* y);
 
 // The same with w [N, K] as nn::Linear keeps it: x w^T (+ residual), that is
 // torch::linear without a bias. Large models decode this way, on their own
