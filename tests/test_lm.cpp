@@ -396,6 +396,28 @@ TEST(Lm, RowsMatmulMatchesLinear) {
   EXPECT_THROW(loong::rows_matmul(torch::zeros({2, 3}), torch::zeros({5, 3}, torch::kDouble)), c10::Error);
 }
 
+TEST(Lm, PackedMatmulMatchesMm) {
+  // Rows of x in groups of 4, 3, 2 and 1; columns in blocks of 16 with a
+  // partial last block (N = 7, 1000) and whole ones (16).
+  torch::manual_seed(8);
+  for (int64_t M : {1, 2, 3, 4, 5, 8, 9})
+    for (int64_t K : {5, 128})
+      for (int64_t N : {7, 16, 1000}) {
+        SCOPED_TRACE(std::to_string(M) + " x " + std::to_string(K) + " x " + std::to_string(N));
+        auto x = torch::randn({M, K}), w = torch::randn({K, N}), r = torch::randn({M, N});
+        const auto packed = loong::pack_columns(w.t().contiguous().t());  // a strided w packs the same
+        ASSERT_EQ(packed.sizes(), (std::vector<int64_t>{(N + 15) / 16, K, 16}));
+        auto y = torch::full({M, N}, 7.0f), z = torch::full({M, N}, 7.0f);
+        loong::packed_matmul_into(x.data_ptr<float>(), packed.data_ptr<float>(), nullptr, M, K, N, y.data_ptr<float>());
+        loong::packed_matmul_into(x.data_ptr<float>(), packed.data_ptr<float>(), r.data_ptr<float>(), M, K, N,
+                                  z.data_ptr<float>());
+        const double atol = 1e-6 * static_cast<double>(K);
+        EXPECT_TRUE(torch::allclose(y, torch::mm(x, w), 1e-5, atol)) << (y - torch::mm(x, w)).abs().max().item<float>();
+        EXPECT_TRUE(torch::allclose(z, torch::addmm(r, x, w), 1e-5, atol));
+      }
+  EXPECT_THROW(loong::pack_columns(torch::zeros({3, 5}, torch::kDouble)), c10::Error);
+}
+
 TEST(Lm, DecodeLoopsUseTheThreads) {
   // at::parallel_for splits work only in files built with OpenMP; without it
   // every decoding loop ran on one thread whatever --threads said.
@@ -449,6 +471,24 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
     for (int l = 0; l < c.n_layers; ++l) {
       EXPECT_LT((ref.k[l] - fast.k[l]).abs().max().item<double>(), 1e-5) << "layer " << l;
       EXPECT_LT((ref.v[l] - fast.v[l]).abs().max().item<double>(), 1e-5) << "layer " << l;
+    }
+    // K positions in one call (speculative decoding's drafts): the general
+    // forward over the same K tokens, padding and causal order within the K.
+    {
+      KvCache ref3(c, 2, 13, torch::kCPU), fast3(c, 2, 13, torch::kCPU);
+      ref3.valid = ref.valid.narrow(1, 0, 13).clone();
+      fast3.valid = ref3.valid.clone();
+      m->hidden(prompt, &ref3, 0);
+      m->hidden(prompt, &fast3, 0);
+      for (int64_t t = 7; t < 13; t += 3) {
+        auto ids = torch::randint(0, c.vocab_size(), {2, 3});
+        auto a = m->hidden(ids, &ref3, t);
+        auto b = step.positions(ids, fast3);
+        ASSERT_EQ(b.sizes(), a.sizes());
+        EXPECT_LT((a - b).abs().max().item<double>(), 1e-5) << "positions " << t << "..";
+      }
+      EXPECT_EQ(fast3.length, 13);
+      for (int l = 0; l < c.n_layers; ++l) EXPECT_LT((ref3.k[l] - fast3.k[l]).abs().max().item<double>(), 1e-5);
     }
     // The padding mask counts: without it row 1 reads the padding keys.
     KvCache unmasked(c, 2, 20, torch::kCPU);
