@@ -503,6 +503,16 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
     expect_error([&] { step(ids.view({2, 1}), masked); }, {"expected token ids [B]"});
     KvCache other(c, 3, 20, torch::kCPU);
     expect_error([&] { step(ids, other); }, {"another model or batch"});
+    if (hand && !shared) {  // the loops index raw memory: a cache of other heads, or a short mask, is refused
+      auto c2 = c;
+      c2.n_kv_heads = kv_heads == 1 ? 2 : 1;
+      KvCache heads(c2, 2, 20, torch::kCPU);
+      expect_error([&] { step(ids, heads); }, {"decode step", "caches [2, " + std::to_string(kv_heads) + ", 20"});
+      KvCache short_mask(c, 2, 20, torch::kCPU);
+      m->hidden(prompt, &short_mask, 0);
+      short_mask.valid = torch::ones({2, 7}, torch::kBool);
+      expect_error([&] { step(ids, short_mask); }, {"padding mask covering every position"});
+    }
   }
 }
 

@@ -433,9 +433,18 @@ torch::Tensor DecodeStep::positions(const torch::Tensor& ids, KvCache& cache) co
   // decode_ops.h; elsewhere LibTorch's general operations.
   const bool by_hand = hand_kernels_ && decode_attention_supported(cache.k[0], cache.v[0], cache.valid);
   if (flat_) {
-    if (!by_hand)
-      fail("decode step", "this step (float32 weights on the CPU, hand-written loops) needs a contiguous float32 CPU "
-                          "cache and a bool padding mask");
+    // The loops index raw memory: every layer's cache and the mask must have
+    // the shapes they assume (LibTorch's operations would throw, not these).
+    const std::vector<int64_t> shape{B, n_kv_heads_, cache.capacity, head_dim_};
+    bool fits = by_hand && (!cache.valid.defined() || (cache.valid.dim() == 2 && cache.valid.size(0) == B &&
+                                                       cache.valid.size(1) >= S));
+    for (size_t l = 0; fits && l < layers_.size(); ++l)
+      fits = decode_attention_supported(cache.k[l], cache.v[l], cache.valid) && cache.k[l].sizes() == shape;
+    if (!fits)
+      fail("decode step", "this step (float32 weights on the CPU, hand-written loops) needs contiguous float32 CPU "
+                          "caches [" + std::to_string(B) + ", " + std::to_string(n_kv_heads_) + ", " +
+                          std::to_string(cache.capacity) + ", " + std::to_string(head_dim_) +
+                          "] and a bool padding mask covering every position");
     return flat_positions(ids, cache);
   }
   auto addmm = [by_hand](const torch::Tensor& r, const torch::Tensor& x, const Product& w) {

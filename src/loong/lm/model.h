@@ -178,7 +178,8 @@ class DecodeStep {
   // model's device. Keys are read from cache positions [0, span), those after
   // pos masked, so one span serves every position below it; the caller keeps
   // pos < span <= cache.capacity and cache.length. LibTorch's general
-  // operations only, no host synchronisation.
+  // operations only, no host synchronisation: a step built with hand_kernels
+  // false (one built with them for a float32 CPU model refuses).
   torch::Tensor at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache, int64_t span) const;
 
  private:
@@ -207,7 +208,7 @@ class DecodeStep {
   // between the embedding and the output (copied float32 weights on the CPU):
   // a small model's step is otherwise mostly the fixed cost of its some 150
   // operations (docs/benchmarks.md, "The decode step without LibTorch's
-  // operations"). The caller has checked the ids' and the cache's shapes.
+  // operations"). positions() has checked the ids' and the cache's shapes.
   torch::Tensor flat_positions(const torch::Tensor& ids, KvCache& cache) const;
   std::vector<Layer> layers_;
   torch::Tensor embedding_, norm_, rotation_;  // rotation_: complex [max_seq_len, head_dim / 2] (1D positions)

@@ -65,7 +65,7 @@ __attribute__((target("avx2,fma"))) void scores32_avx2(const float* __restrict q
     s[j] = acc;
   }
 }
-const bool kAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+const bool kAvx2 = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
 #endif
 
 // One query vector at a time against the keys, then against the values, so
@@ -170,7 +170,8 @@ void silu_gate(const float* g, int64_t R, int F, float* out) {
     const float* a = g + r * 2 * F;
     const float* b = a + F;
     float* o = out + r * F;
-    for (int f = 0; f < F; ++f) o[f] = a[f] / (1.0f + expf(-a[f])) * b[f];
+    // exp's argument held below overflow: this file assumes no infinities.
+    for (int f = 0; f < F; ++f) o[f] = a[f] / (1.0f + expf(std::min(-a[f], 80.0f))) * b[f];
   }
 }
 
