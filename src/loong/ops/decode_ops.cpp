@@ -79,6 +79,21 @@ void decode_attention_into(const float* q, const float* k, const float* v, const
   });
 }
 
+namespace {
+// small_matmul on raw float32 arrays (residual may be null, not y).
+void small_matmul_into(const float* xp, const float* wp, const float* rp, int64_t M, int64_t K, int64_t N,
+                       float* yp) {
+  // Columns in blocks of 256 (a multiple of any vector width), split over
+  // threads only when there is enough work to pay for the hand-off.
+  constexpr int64_t kColumns = 256;
+  const int64_t blocks = (N + kColumns - 1) / kColumns;
+  const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
+    detail::small_matmul_columns(xp, wp, rp, M, K, N, begin * kColumns, std::min(N, end * kColumns), yp);
+  });
+}
+}  // namespace
+
 bool small_matmul_supported(const at::Tensor& w) { return cpu_float(w); }
 
 at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& residual) {
@@ -98,18 +113,6 @@ at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::T
   small_matmul_into(x.data_ptr<float>(), w.data_ptr<float>(), r.defined() ? r.data_ptr<float>() : nullptr, M, K, N,
                     y.data_ptr<float>());
   return y;
-}
-
-void small_matmul_into(const float* xp, const float* wp, const float* rp, int64_t M, int64_t K, int64_t N,
-                       float* yp) {
-  // Columns in blocks of 256 (a multiple of any vector width), split over
-  // threads only when there is enough work to pay for the hand-off.
-  constexpr int64_t kColumns = 256;
-  const int64_t blocks = (N + kColumns - 1) / kColumns;
-  const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
-  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
-    detail::small_matmul_columns(xp, wp, rp, M, K, N, begin * kColumns, std::min(N, end * kColumns), yp);
-  });
 }
 
 at::Tensor pack_columns(const at::Tensor& w) {

@@ -43,10 +43,6 @@ bool small_matmul_supported(const at::Tensor& w);
 // few rows of a decoding step, reading w once and without copying it into a
 // BLAS layout first.
 at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tensor& residual = {});
-// The same on raw float32 arrays (residual may be null, not y), split over
-// threads as small_matmul splits it.
-void small_matmul_into(const float* x, const float* w, const float* residual, int64_t M, int64_t K, int64_t N,
-                       float* y);
 
 // w [K, N] (float32, CPU) in the layout packed_matmul_into reads:
 // [ceil(N / 16), K, 16], each block of 16 columns one stream, zero-padded.
