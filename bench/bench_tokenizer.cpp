@@ -5,9 +5,12 @@
 // probe training does to half its frames): one call per frame, the baseline,
 // against round_trip_frames in one batch; and their encoding alone (what
 // `loong tokenize` does to stills): one encode_video call each against
-// encode_frames in one batch.
+// encode_frames in one batch. With --decoder, a second decoder (the preset's
+// config with the given keys, e.g. a lighter decoder_channels) decodes the
+// same codes, alternating with the preset's, and the ratio is reported.
 //
 //   bench_tokenizer [--preset tiny|paper] [--frames 65] [--runs 3] [--single-frames 16] [--device cpu]
+//                   [--decoder '{"decoder_channels": [16, 16, 64, 64], "decoder_res_blocks": [1, 2, 2, 2]}']
 #include <sys/resource.h>
 
 #include <cstdlib>
@@ -35,7 +38,7 @@ double peak_rss_mb() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string preset = "tiny", device_name = "cpu";
+  std::string preset = "tiny", device_name = "cpu", decoder_keys;
   int frames = 65, runs = 3, single = 16;
   CLI::App app{"Video tokenizer throughput: encode and decode frames/s, peak memory, batched round trips"};
   app.add_option("--preset", preset, "Tokenizer preset")->check(CLI::IsMember({"tiny", "paper"}));
@@ -43,9 +46,11 @@ int main(int argc, char** argv) {
   app.add_option("--runs", runs, "Repetitions; medians are reported")->check(CLI::Range(1, 1000000));
   app.add_option("--single-frames", single, "Frames of the one-frame round trip")->check(CLI::Range(1, 1000000));
   app.add_option("--device", device_name, "cpu or cuda[:N]");
+  app.add_option("--decoder", decoder_keys, "JSON object of config keys for a second decoder timed against the preset's");
   CLI11_PARSE(app, argc, argv);
   try {
     loong::init_threads(0);
+    loong::keep_freed_memory();  // as every loong command but the trainers
     const auto device = loong::parse_device(device_name);
     auto cfg = loong::tokenizer::TokenizerConfig::preset(preset);
     torch::manual_seed(0);
@@ -59,10 +64,22 @@ int main(int argc, char** argv) {
       if (device.is_cuda()) torch::cuda::synchronize();
     };
     torch::Tensor ids;
-    std::vector<double> enc, dec;
+    loong::tokenizer::VideoTokenizer other{nullptr};
+    nlohmann::json other_cfg;
+    if (!decoder_keys.empty()) {
+      auto keys = nlohmann::json::parse(decoder_keys, nullptr, false);
+      if (keys.is_discarded() || !keys.is_object()) throw std::runtime_error("--decoder: expected a JSON object");
+      other_cfg = cfg.to_json();
+      for (auto it = keys.begin(); it != keys.end(); ++it) other_cfg[it.key()] = it.value();
+      other = loong::tokenizer::VideoTokenizer(loong::tokenizer::TokenizerConfig::from_json(other_cfg, "--decoder"));
+      other->eval();
+      other->to(device);
+    }
+    std::vector<double> enc, dec, dec_other;
     for (int r = 0; r < runs; ++r) {
       enc.push_back(time_ms([&] { ids = tok->encode(x); sync(); }));
       dec.push_back(time_ms([&] { tok->decode(ids); sync(); }));
+      if (other) dec_other.push_back(time_ms([&] { other->decode(ids); sync(); }));
     }
     const double e = median(enc), d = median(dec);
     const double rss_clip = peak_rss_mb();  // the clip's peak, before the round trips below
@@ -89,6 +106,14 @@ int main(int argc, char** argv) {
                         {"encode_ms_median", e}, {"decode_ms_median", d},
                         {"encode_frames_per_s", frames * 1000.0 / e}, {"decode_frames_per_s", frames * 1000.0 / d},
                         {"peak_rss_mb_after_weights", rss_weights}, {"peak_rss_mb", rss_clip}};
+    if (other) {
+      j["decoder_config"] = other_cfg;
+      int64_t n = 0;
+      for (const auto& p : other->decoder->parameters()) n += p.numel();
+      j["decoder_parameters"] = n;
+      j["decoder_ms_median"] = median(dec_other);
+      j["decoder_speedup"] = d / median(dec_other);
+    }
     if (single > 0) {
       const double a = median(one_by_one), b = median(batched);
       j["single_frames"] = single;

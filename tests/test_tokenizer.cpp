@@ -189,6 +189,35 @@ TEST(Tokenizer, ConfigsAndPresets) {
   EXPECT_EQ(TokenizerConfig::preset("tiny").norm, "none");
   expect_error([] { TokenizerConfig::from_json({{"norm", "batch"}}, "c.json"); },
                {"c.json", "key 'norm'", "\"group\" or \"none\"", "got 'batch'"});
+  // A decoder of its own widths and depths: read, built, written back; a config without
+  // them writes neither key, so configs saved before them read back unchanged.
+  EXPECT_FALSE(TokenizerConfig::preset("tiny").to_json().contains("decoder_channels"));
+  auto light = TokenizerConfig::from_json(
+      {{"preset", "tiny"}, {"decoder_channels", {8, 8, 16, 32}}, {"decoder_res_blocks", {1, 1, 2, 2}}}, "l.json");
+  EXPECT_EQ(light.decoder_width(0), 8);
+  EXPECT_EQ(light.decoder_width(3), 32);
+  EXPECT_EQ(light.decoder_blocks(0), 1);
+  EXPECT_EQ(TokenizerConfig::preset("tiny").decoder_blocks(0), 2);
+  EXPECT_EQ(TokenizerConfig::from_json(light.to_json(), "x").to_json(), light.to_json());
+  EXPECT_EQ(light.encoder_json(), TokenizerConfig::preset("tiny").encoder_json());
+  {
+    torch::manual_seed(0);
+    VideoTokenizer full(TokenizerConfig::preset("tiny")), lighter(light);
+    EXPECT_LT(lighter->parameter_count(), full->parameter_count());
+    torch::NoGradGuard ng;
+    auto ids = torch::randint(0, light.codebook_size, {1, 2, 2, 2});
+    EXPECT_EQ(lighter->decode(ids).sizes(), full->decode(ids).sizes());
+    // Only the decoder differs: the encoders' tensors are named and shaped alike.
+    auto a = full->encoder->named_parameters(), b = lighter->encoder->named_parameters();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].value().sizes(), b[i].value().sizes()) << a[i].key();
+  }
+  expect_error([] { TokenizerConfig::from_json({{"decoder_channels", {16, 16, 32}}}, "c.json"); },
+               {"c.json", "key 'decoder_channels'", "one entry per level (4", "got 3"});
+  expect_error([] { TokenizerConfig::from_json({{"decoder_res_blocks", {1, 0, 2, 2}}}, "c.json"); },
+               {"c.json", "key 'decoder_res_blocks'", "[1, 16]", "got 0"});
+  expect_error([] { TokenizerConfig::from_json({{"decoder_channels", "thin"}}, "c.json"); },
+               {"c.json", "key 'decoder_channels'", "an array of positive integers"});
   loong::test::write_bytes(dir / "bad.json", "{\"preset\": \"tiny\",}");
   expect_error([&] { TokenizerConfig::load(dir / "bad.json"); }, {"bad.json", "invalid JSON"});
 }

@@ -311,6 +311,59 @@ TEST(Trainer, DecoderOnlyKeepsTheEncoderCodebookAndCodes) {
   EXPECT_FALSE(fs::exists(dir / "no-init"));
 }
 
+TEST(Trainer, ALighterDecoderTrainsOnTheEncoderAndCodebookOfInit) {
+  TempDir dir;
+  const auto first = trained_micro(dir / "first");
+  auto light = micro_run();
+  light.train.decoder_only = true;
+  light.model.decoder_channels = {4, 4, 8, 16};
+  light.model.decoder_res_blocks = {1, 1, 2, 2};
+  ASSERT_EQ(light.model.levels(), 4) << "micro_run's levels changed; resize the decoder keys";
+  TrainerOptions t;
+  t.run_dir = dir / "light";
+  t.init_model = dir / "first";
+  TokenizerTrainer second(light, t);
+  EXPECT_EQ(second.run(synthetic), 6);
+
+  // The saved tokenizer has the lighter decoder, and the encoder and codebook of --init bit
+  // for bit: a video gets the same codes, so a language model trained on them still fits.
+  auto lighter = load_model(t.run_dir);
+  EXPECT_EQ(lighter->config.to_json(), light.model.to_json());
+  auto a = named_tensors(*first), b = named_tensors(*lighter);
+  std::map<std::string, torch::Tensor> kept;
+  for (const auto& [name, v] : b) kept[name] = v;
+  int compared = 0;
+  for (const auto& [name, v] : a) {
+    if (name.rfind("decoder.", 0) == 0) continue;
+    ASSERT_TRUE(kept.count(name)) << name;
+    EXPECT_TRUE(torch::equal(kept[name], v)) << name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 0);
+  EXPECT_LT(lighter->parameter_count(), first->parameter_count());
+  std::mt19937_64 rng(3);
+  auto x = synthetic(5, 2, rng).permute({0, 4, 1, 2, 3}).to(torch::kFloat).div(127.5).sub(1.0);
+  torch::NoGradGuard ng;
+  auto old_model = first;
+  old_model->eval();
+  auto ids = old_model->encode(x);
+  EXPECT_TRUE(torch::equal(lighter->encode(x), ids));
+  EXPECT_EQ(lighter->decode(ids).sizes(), x.sizes());
+
+  // Another codebook is another encoder's output: refused by name, nothing written; and
+  // without decoder_only a different decoder is another architecture.
+  auto other = light;
+  other.model.codebook_size = 32;
+  t.run_dir = dir / "other";
+  expect_error([&] { TokenizerTrainer x(other, t); }, {"codebook_size", "decoder keys"});
+  EXPECT_FALSE(fs::exists(dir / "other"));
+  auto whole = light;
+  whole.train.decoder_only = false;
+  t.run_dir = dir / "whole";
+  expect_error([&] { TokenizerTrainer x(whole, t); }, {"decoder_channels", "--init needs the architecture"});
+  EXPECT_FALSE(fs::exists(dir / "whole"));
+}
+
 TEST(Trainer, TheLossIsTheWeightedSumOfItsTerms) {
   // Without the GAN: l1_weight * L1 + l2_weight * L2 + codebook_weight * (codebook + commitment).
   TempDir dir;

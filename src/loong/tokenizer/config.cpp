@@ -24,6 +24,21 @@ int TokenizerConfig::latent_frames(int frames) const {
   return static_cast<int>(latent_frames_of(frames, f));
 }
 
+int TokenizerConfig::decoder_width(int level) const {
+  return decoder_channels.empty() ? channels(level) : decoder_channels.at(level);
+}
+
+int TokenizerConfig::decoder_blocks(int level) const {
+  return decoder_res_blocks.empty() ? num_res_blocks + 1 : decoder_res_blocks.at(level);
+}
+
+nlohmann::json TokenizerConfig::encoder_json() const {
+  auto j = to_json();
+  j.erase("decoder_channels");
+  j.erase("decoder_res_blocks");
+  return j;
+}
+
 std::vector<std::string> preset_names() { return {"tiny", "paper"}; }
 
 TokenizerConfig TokenizerConfig::preset(const std::string& name) {
@@ -48,7 +63,7 @@ TokenizerConfig TokenizerConfig::preset(const std::string& name) {
 }
 
 nlohmann::json TokenizerConfig::to_json() const {
-  return {{"name", name},
+  nlohmann::json j = {{"name", name},
           {"image_size", image_size},
           {"in_channels", in_channels},
           {"base_channels", base_channels},
@@ -60,6 +75,10 @@ nlohmann::json TokenizerConfig::to_json() const {
           {"codebook_dim", codebook_dim},
           {"beta", beta},
           {"usage_decay", usage_decay}};
+  // Written only when set, so a config from before these keys reads back unchanged.
+  if (!decoder_channels.empty()) j["decoder_channels"] = decoder_channels;
+  if (!decoder_res_blocks.empty()) j["decoder_res_blocks"] = decoder_res_blocks;
+  return j;
 }
 
 namespace {
@@ -89,7 +108,7 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
   if (j.contains("preset")) c = preset(get_string(j, "preset", where));
   static const char* known[] = {"preset", "name", "image_size", "in_channels", "base_channels", "channel_mult",
                                 "temporal_down", "norm", "num_res_blocks", "codebook_size", "codebook_dim", "beta",
-                                "usage_decay"};
+                                "usage_decay", "decoder_channels", "decoder_res_blocks"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool ok = false;
     for (const char* k : known) ok = ok || it.key() == k;
@@ -110,6 +129,8 @@ TokenizerConfig TokenizerConfig::from_json(const nlohmann::json& j, const std::s
   if (j.contains("usage_decay")) c.usage_decay = get_number(j, "usage_decay", where);
   read_array(j, "channel_mult", where, "an array of positive integers", c.channel_mult);
   read_array(j, "temporal_down", where, "an array of booleans", c.temporal_down);
+  read_array(j, "decoder_channels", where, "an array of positive integers, one a level", c.decoder_channels);
+  read_array(j, "decoder_res_blocks", where, "an array of positive integers, one a level", c.decoder_res_blocks);
   c.validate(where);
   return c;
 }
@@ -134,6 +155,18 @@ void TokenizerConfig::validate(const std::string& where) const {
   if (temporal_down.size() != channel_mult.size() - 1)
     fail(where, "key 'temporal_down': expected one entry per downsample (" + std::to_string(channel_mult.size() - 1) +
                     "), got " + std::to_string(temporal_down.size()));
+  auto per_level = [&](const char* key, const std::vector<int>& v, int max) {
+    if (v.empty()) return;
+    if (v.size() != channel_mult.size())
+      fail(where, "key " + squote(key) + ": expected one entry per level (" + std::to_string(channel_mult.size()) +
+                      ", as channel_mult), got " + std::to_string(v.size()));
+    for (int x : v)
+      if (x < 1 || x > max)
+        fail(where, "key " + squote(key) + ": every entry must be in [1, " + std::to_string(max) + "], got " +
+                        std::to_string(x));
+  };
+  per_level("decoder_channels", decoder_channels, 4096);
+  per_level("decoder_res_blocks", decoder_res_blocks, 16);
   if (image_size < spatial_factor() || image_size % spatial_factor() != 0)
     fail(where, "key 'image_size': expected a multiple of " + std::to_string(spatial_factor()) + ", got " +
                     std::to_string(image_size));

@@ -31,14 +31,14 @@ VideoTokenizerImpl::VideoTokenizerImpl(TokenizerConfig c) : config(std::move(c))
                                                         config.usage_decay));
 
   torch::nn::Sequential dec;
-  ch = config.channels(L - 1);
+  ch = config.decoder_width(L - 1);
   dec->push_back(CausalConv3d(config.codebook_dim, ch, K3{3, 3, 3}));
   dec->push_back(ResBlock3d(ch, ch, norm));
   dec->push_back(ResBlock3d(ch, ch, norm));
   for (int i = L - 1; i >= 0; --i) {
-    for (int b = 0; b < config.num_res_blocks + 1; ++b) {
-      dec->push_back(ResBlock3d(ch, config.channels(i), norm));
-      ch = config.channels(i);
+    for (int b = 0; b < config.decoder_blocks(i); ++b) {
+      dec->push_back(ResBlock3d(ch, config.decoder_width(i), norm));
+      ch = config.decoder_width(i);
     }
     if (i > 0) dec->push_back(Upsample3d(ch, config.temporal_down[i - 1]));
   }

@@ -160,8 +160,13 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
   VideoTokenizer init{nullptr};
   if (!s.opts.init_model.empty()) {
     init = load_model(store::bundle_part_or_self(s.opts.init_model, "tokenizer"), s.opts.device);
-    store::check_init_architecture(s.cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
-                                   "--init needs the architecture the run trains");
+    if (t.decoder_only)
+      store::check_init_architecture(s.cfg.model.encoder_json(), init->config.encoder_json(), s.opts.init_model,
+                                     "a decoder-only run keeps the encoder and codebook of --init, so only the "
+                                     "decoder keys (decoder_channels, decoder_res_blocks) may differ");
+    else
+      store::check_init_architecture(s.cfg.model.to_json(), init->config.to_json(), s.opts.init_model,
+                                     "--init needs the architecture the run trains");
   }
   if (t.decoder_only && init.is_empty() && !s.opts.resume)
     fail("run config: train", "key 'decoder_only' fine-tunes the decoder of a trained tokenizer, keeping its encoder "
@@ -214,9 +219,23 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
         torch::optim::AdamWOptions(t.disc_lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
   }
   if (init) {
-    store::copy_weights(*s.model, *init);
-    store::copy_weights(*s.ema, *init);
-    s.print("initialised from " + s.opts.init_model);
+    bool same_decoder = true;
+    for (int i = 0; i < s.cfg.model.levels(); ++i)
+      same_decoder = same_decoder && s.cfg.model.decoder_width(i) == init->config.decoder_width(i) &&
+                     s.cfg.model.decoder_blocks(i) == init->config.decoder_blocks(i);
+    if (same_decoder) {
+      store::copy_weights(*s.model, *init);
+      store::copy_weights(*s.ema, *init);
+      s.print("initialised from " + s.opts.init_model);
+    } else {
+      // decoder_only (checked above): a decoder of another shape starts from
+      // the run's seed, on the encoder and codebook of --init.
+      for (auto* m : {&*s.model, &*s.ema}) {
+        store::copy_weights(*m->encoder, *init->encoder);
+        store::copy_weights(*m->quantizer, *init->quantizer);
+      }
+      s.print("encoder and codebook from " + s.opts.init_model + "; a new decoder of another shape");
+    }
   }
   s.lecam.decay = t.lecam_decay;
   if (!t.perceptual_model.empty() && t.perceptual_weight > 0) {
