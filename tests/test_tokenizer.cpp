@@ -200,6 +200,10 @@ TEST(Tokenizer, ConfigsAndPresets) {
   EXPECT_EQ(TokenizerConfig::preset("tiny").decoder_blocks(0), 2);
   EXPECT_EQ(TokenizerConfig::from_json(light.to_json(), "x").to_json(), light.to_json());
   EXPECT_EQ(light.encoder_json(), TokenizerConfig::preset("tiny").encoder_json());
+  // Keys that spell the default decoder build the same model and compare equal.
+  auto spelled = TokenizerConfig::from_json(
+      {{"preset", "tiny"}, {"decoder_channels", {32, 32, 64, 64}}, {"decoder_res_blocks", {2, 2, 2, 2}}}, "s.json");
+  EXPECT_EQ(spelled.to_json(), TokenizerConfig::preset("tiny").to_json());
   {
     torch::manual_seed(0);
     VideoTokenizer full(TokenizerConfig::preset("tiny")), lighter(light);

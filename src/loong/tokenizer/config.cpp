@@ -75,9 +75,13 @@ nlohmann::json TokenizerConfig::to_json() const {
           {"codebook_dim", codebook_dim},
           {"beta", beta},
           {"usage_decay", usage_decay}};
-  // Written only when set, so a config from before these keys reads back unchanged.
-  if (!decoder_channels.empty()) j["decoder_channels"] = decoder_channels;
-  if (!decoder_res_blocks.empty()) j["decoder_res_blocks"] = decoder_res_blocks;
+  // Written only where they change the decoder, so a config from before these
+  // keys reads back unchanged, and configs that build the same model compare
+  // equal (--init's architecture check) however they spell it.
+  std::vector<int> widths, blocks;
+  for (int i = 0; i < levels(); ++i) widths.push_back(channels(i)), blocks.push_back(num_res_blocks + 1);
+  if (!decoder_channels.empty() && decoder_channels != widths) j["decoder_channels"] = decoder_channels;
+  if (!decoder_res_blocks.empty() && decoder_res_blocks != blocks) j["decoder_res_blocks"] = decoder_res_blocks;
   return j;
 }
 

@@ -219,11 +219,15 @@ TokenizerTrainer::TokenizerTrainer(RunConfig config, TrainerOptions opts) : s_(s
         torch::optim::AdamWOptions(t.disc_lr).betas({t.beta1, t.beta2}).weight_decay(t.weight_decay));
   }
   if (init) {
-    bool same_decoder = true;
-    for (int i = 0; i < s.cfg.model.levels(); ++i)
-      same_decoder = same_decoder && s.cfg.model.decoder_width(i) == init->config.decoder_width(i) &&
-                     s.cfg.model.decoder_blocks(i) == init->config.decoder_blocks(i);
-    if (same_decoder) {
+    // The decoder keys: what to_json() has beyond encoder_json(), written only
+    // where they change the decoder (the other keys were checked above).
+    auto decoder_keys = [](const TokenizerConfig& c) {
+      auto j = c.to_json();
+      const auto encoder = c.encoder_json();
+      for (const auto& item : encoder.items()) j.erase(item.key());
+      return j;
+    };
+    if (decoder_keys(s.cfg.model) == decoder_keys(init->config)) {
       store::copy_weights(*s.model, *init);
       store::copy_weights(*s.ema, *init);
       s.print("initialised from " + s.opts.init_model);
