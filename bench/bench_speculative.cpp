@@ -5,7 +5,10 @@
 // the language model's decode seconds and codes/s, model calls, codes per
 // call, and the share of drafted codes accepted. Then a greedy check (top-k
 // 1, --check-seconds): the frames of one-at-a-time and speculative decoding
-// are compared, byte for byte.
+// are compared, byte for byte. With --one-thread-step 1 (default) the
+// baseline runs a second time, interleaved, with the fused step's items
+// (guidance's two branches) on one thread instead of one each (row
+// "split_items": false): what the second core brings.
 //
 //   bench_speculative [--model DIR] [--seconds 60] [--drafts 0,2,3,4,6,8] [--reps 3] [--threads 0]
 //                     [--prompt TEXT] [--check-seconds 10]
@@ -47,6 +50,9 @@ int main(int argc, char** argv) {
   int large_reps = 3;
   app.add_option("--large", large, "A preset with random weights whose call cost is measured for the projection (\"\" = skip)");
   app.add_option("--large-reps", large_reps, "Calls per draft length for --large")->check(CLI::Range(1, 100));
+  bool one_thread_step = true;
+  app.add_option("--one-thread-step", one_thread_step,
+                 "Also run the baseline with the step's items on one thread (lm::DecodeStep::set_split_items)");
   CLI11_PARSE(app, argc, argv);
   try {
     init_threads(threads);
@@ -63,8 +69,10 @@ int main(int argc, char** argv) {
     auto opts = gen::bundle_video_options(bundle.info);
     opts.first_clip_cfg = first_clip_cfg;
 
-    auto run = [&](gen::SamplingOptions s, int64_t draft, double secs, std::vector<at::Tensor>* frames) {
+    auto run = [&](gen::SamplingOptions s, int64_t draft, double secs, std::vector<at::Tensor>* frames,
+                   bool split = true) {
       auto g = gen::LongVideoGenerator::from_bundle(bundle, s);
+      g.set_split_items(split);
       auto o = opts;
       o.seconds = secs;
       o.speculative = draft;
@@ -74,21 +82,29 @@ int main(int argc, char** argv) {
     };
     std::map<int64_t, std::vector<double>> decode_s, lm_s;
     std::map<int64_t, gen::GenerationTimings> last;
-    for (int r = 0; r < reps; ++r)
+    std::vector<double> one_thread_lm_s;
+    gen::GenerationTimings one_thread;
+    for (int r = 0; r < reps; ++r) {
+      auto s = sampling;
+      s.seed = static_cast<uint64_t>(r);  // every draft length sees the same seeds
       for (int64_t k : drafts) {
-        auto s = sampling;
-        s.seed = static_cast<uint64_t>(r);  // every draft length sees the same seeds
         const auto t = run(s, k, seconds, nullptr);
         decode_s[k].push_back(t.decode_s);
         lm_s[k].push_back(t.prefill_s + t.decode_s);
         last[k] = t;
       }
+      if (one_thread_step) {
+        one_thread = run(s, 0, seconds, nullptr, false);
+        one_thread_lm_s.push_back(one_thread.prefill_s + one_thread.decode_s);
+      }
+    }
     json out = {{"model", dir}, {"seconds", seconds}, {"reps", reps}, {"threads", at::get_num_threads()},
                 {"top_k", sampling.top_k}, {"cfg", sampling.cfg_scale}, {"runs", json::array()}};
     const double base = bench::median(lm_s[drafts.at(0)]);
     for (int64_t k : drafts) {
       const auto& t = last[k];
       json row = {{"draft", k},
+                  {"split_items", true},
                   {"decode_s", bench::median(decode_s[k])},
                   {"lm_s", bench::median(lm_s[k])},
                   {"codes", t.codes},
@@ -97,6 +113,17 @@ int main(int argc, char** argv) {
                   {"codes_per_call", t.decode_calls > 0 ? double(t.codes) / t.decode_calls : 0.0},
                   {"accepted_share", t.drafted > 0 ? double(t.accepted) / t.drafted : 0.0},
                   {"speedup_vs_first", base / bench::median(lm_s[k])}};
+      std::printf("%s\n", row.dump().c_str());
+      out["runs"].push_back(row);
+    }
+    if (one_thread_step) {
+      const double lm = bench::median(one_thread_lm_s);
+      json row = {{"draft", 0},
+                  {"split_items", false},
+                  {"lm_s", lm},
+                  {"lm_codes_per_s", one_thread.codes / lm},
+                  {"decode_calls", one_thread.decode_calls},
+                  {"speedup_vs_first", base / lm}};
       std::printf("%s\n", row.dump().c_str());
       out["runs"].push_back(row);
     }
@@ -116,18 +143,21 @@ int main(int argc, char** argv) {
     // sampler's selection over them (sampling_probs), medians of 200 calls.
     {
       c10::InferenceMode guard;
-      lm::DecodeStep step(bundle.lm);
+      lm::DecodeStep step(bundle.lm), one_thread(bundle.lm);
+      one_thread.set_split_items(false);
       const int64_t ctx = 600;
       lm::KvCache cache(bundle.lm->config, 2, ctx + 16, torch::kCPU, bundle.lm->output->weight.scalar_type());
       auto head = bundle.lm->output->weight.narrow(0, bundle.lm->config.text_vocab, bundle.lm->config.video_vocab);
       json costs = json::array();
       for (int64_t k : {1, 2, 3, 4, 6, 8}) {
-        std::vector<double> step_ms, select_ms;
+        std::vector<double> step_ms, one_thread_ms, select_ms;
         auto ids = torch::randint(bundle.lm->config.text_vocab, bundle.lm->config.vocab_size(), {2, k}, torch::kLong);
         for (int r = 0; r < 220; ++r) {
           cache.length = ctx;
           torch::Tensor h;
           step_ms.push_back(bench::time_ms([&] { h = step.positions(ids, cache); }));
+          cache.length = ctx;
+          one_thread_ms.push_back(bench::time_ms([&] { one_thread.positions(ids, cache); }));
           select_ms.push_back(bench::time_ms([&] {
             auto logits = torch::nn::functional::linear(h, head).reshape({2 * k, -1});
             gen::sampling_probs(logits, sampling);
@@ -135,7 +165,11 @@ int main(int argc, char** argv) {
         }
         step_ms.erase(step_ms.begin(), step_ms.begin() + 20);
         select_ms.erase(select_ms.begin(), select_ms.begin() + 20);
-        json row = {{"positions", k}, {"step_ms", bench::median(step_ms)}, {"head_and_probs_ms", bench::median(select_ms)}};
+        one_thread_ms.erase(one_thread_ms.begin(), one_thread_ms.begin() + 20);
+        json row = {{"positions", k},
+                    {"step_ms", bench::median(step_ms)},
+                    {"step_ms_items_on_one_thread", bench::median(one_thread_ms)},
+                    {"head_and_probs_ms", bench::median(select_ms)}};
         std::printf("%s\n", row.dump().c_str());
         costs.push_back(row);
       }

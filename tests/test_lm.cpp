@@ -4,6 +4,8 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
+#include <set>
 
 #include <torch/torch.h>
 
@@ -514,6 +516,69 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
       expect_error([&] { step(ids, short_mask); }, {"padding mask covering every position"});
     }
   }
+}
+
+// The fused step gives each item of the batch (a prompt, a guidance branch)
+// its own thread for the whole step: the same outputs and caches, bit for bit,
+// as the step on one thread, padded rows, K positions and 3D positions
+// included; and the pieces do run on two threads.
+TEST(Lm, DecodeStepSplitsItemsOverThreadsWithTheSameResults) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  {  // the pieces: every item once, on two threads where the loops have them
+    std::vector<int> seen(5, 0);
+    std::set<int> threads;
+    std::mutex m;
+    loong::parallel_pieces(5, true, [&](int64_t b0, int64_t b1) {
+      std::lock_guard<std::mutex> lock(m);
+      threads.insert(at::get_thread_num());
+      for (int64_t b = b0; b < b1; ++b) ++seen[static_cast<size_t>(b)];
+    });
+    EXPECT_EQ(seen, std::vector<int>(5, 1));
+    EXPECT_EQ(static_cast<int>(threads.size()), loong::decode_loop_threads());
+    threads.clear();
+    loong::parallel_pieces(5, false, [&](int64_t b0, int64_t b1) {
+      EXPECT_EQ(b0, 0);
+      EXPECT_EQ(b1, 5);
+      threads.insert(at::get_thread_num());
+    });
+    EXPECT_EQ(threads.size(), 1u);
+  }
+  for (const std::string rope : {"1d", "3d"}) {
+    SCOPED_TRACE("rope " + rope);
+    torch::manual_seed(5);
+    c10::InferenceMode guard;
+    auto c = micro_rope(rope);
+    c.n_kv_heads = 2;
+    Llama m(c);
+    const int64_t B = 3;  // two pieces of unequal size
+    auto prompt = torch::randint(0, c.vocab_size(), {B, 7});
+    prompt.select(1, 5).fill_(Vocab(c.text_vocab, c.video_vocab).sov());
+    prompt.select(1, 6).fill_(c.text_vocab + 1);
+    KvCache one(c, B, 20, torch::kCPU), split(c, B, 20, torch::kCPU);
+    one.valid = torch::ones({B, 20}, torch::kBool);
+    one.valid[1].narrow(0, 0, 3).fill_(false);
+    one.valid[2].narrow(0, 0, 1).fill_(false);
+    split.valid = one.valid.clone();
+    m->hidden(prompt, &one, 0);
+    m->hidden(prompt, &split, 0);
+    DecodeStep on_one(m), on_two(m);
+    on_one.set_split_items(false);
+    for (int64_t t = 7; t < 20;) {
+      const int64_t K = t < 12 ? 1 : 3;  // one position a call, then speculation's K
+      auto ids = torch::randint(c.text_vocab, c.vocab_size(), {B, std::min<int64_t>(K, 20 - t)});
+      auto a = on_one.positions(ids, one);
+      auto b = on_two.positions(ids, split);
+      ASSERT_TRUE(torch::equal(a, b)) << "position " << t;
+      t += ids.size(1);
+    }
+    EXPECT_EQ(split.length, 20);
+    for (int l = 0; l < c.n_layers; ++l) {
+      EXPECT_TRUE(torch::equal(one.k[l], split.k[l])) << "layer " << l;
+      EXPECT_TRUE(torch::equal(one.v[l], split.v[l])) << "layer " << l;
+    }
+  }
+  at::set_num_threads(before);
 }
 
 // bf16 and int8 weights for the CPU decode step: the step on them gives the

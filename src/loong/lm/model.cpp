@@ -541,37 +541,52 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   float* g = att + R * H * hd;
   float* gate = g + R * 2 * F;
   const float* emb = embedding_.data_ptr<float>();
-  for (int64_t r = 0; r < R; ++r) std::copy_n(emb + id[r] * dim, dim, h + r * dim);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const float eps = static_cast<float>(eps_);
   const bool* valid = cache.valid.defined() ? cache.valid.data_ptr<bool>() : nullptr;
   const int64_t valid_stride = cache.valid.defined() ? cache.valid.size(1) : 0;
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const auto& w = layers_[l];
-    detail::rms_rows(h, R, static_cast<int>(dim), eps, nullptr, xn);
-    packed_matmul_into(xn, w.qkv.packed.data_ptr<float>(), nullptr, R, dim, Nqkv, qkv);
-    float* kc = cache.k[l].data_ptr<float>();
-    float* vc = cache.v[l].data_ptr<float>();
-    for (int64_t r = 0; r < R; ++r) {
-      float* row = qkv + r * Nqkv;
-      detail::rotate_pairs(row, H + Hkv, hd, angle(cos3, cos_, r), angle(sin3, sin_, r));
-      for (int64_t i = 0; i < int64_t{H} * hd; ++i) q[r * H * hd + i] = row[i] * scale;
-      const int64_t b = r / K, at = p + r % K;
-      for (int kv = 0; kv < Hkv; ++kv) {
-        std::copy_n(row + int64_t{H + kv} * hd, hd, kc + ((b * Hkv + kv) * C + at) * hd);
-        std::copy_n(row + int64_t{H + Hkv + kv} * hd, hd, vc + ((b * Hkv + kv) * C + at) * hd);
+  // Items [b0, b1) (their rows [b0 K, b1 K)) through the whole step: an item's
+  // rows meet no other item's until the sampler mixes the logits.
+  auto items = [&](int64_t b0, int64_t b1) {
+    const int64_t r0 = b0 * K, n = (b1 - b0) * K;
+    float *x = h + r0 * dim, *x2 = h2 + r0 * dim, *xs = xn + r0 * dim, *qkvs = qkv + r0 * Nqkv;
+    float *qs = q + r0 * H * hd, *atts = att + r0 * H * hd, *gs = g + r0 * 2 * F, *gates = gate + r0 * F;
+    for (int64_t r = 0; r < n; ++r) std::copy_n(emb + id[r0 + r] * dim, dim, x + r * dim);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      const auto& w = layers_[l];
+      detail::rms_rows(x, n, static_cast<int>(dim), eps, nullptr, xs);
+      packed_matmul_into(xs, w.qkv.packed.data_ptr<float>(), nullptr, n, dim, Nqkv, qkvs);
+      float* kc = cache.k[l].data_ptr<float>();
+      float* vc = cache.v[l].data_ptr<float>();
+      for (int64_t r = r0; r < r0 + n; ++r) {
+        float* row = qkv + r * Nqkv;
+        detail::rotate_pairs(row, H + Hkv, hd, angle(cos3, cos_, r), angle(sin3, sin_, r));
+        for (int64_t i = 0; i < int64_t{H} * hd; ++i) q[r * H * hd + i] = row[i] * scale;
+        const int64_t b = r / K, at = p + r % K;
+        for (int kv = 0; kv < Hkv; ++kv) {
+          std::copy_n(row + int64_t{H + kv} * hd, hd, kc + ((b * Hkv + kv) * C + at) * hd);
+          std::copy_n(row + int64_t{H + Hkv + kv} * hd, hd, vc + ((b * Hkv + kv) * C + at) * hd);
+        }
       }
+      const int64_t kv0 = b0 * Hkv * C * hd;
+      decode_attention_into(qs, kc + kv0, vc + kv0, valid ? valid + b0 * valid_stride : nullptr, valid_stride, b1 - b0,
+                            K, H, Hkv, C, hd, p, atts);
+      packed_matmul_into(atts, w.wo.packed.data_ptr<float>(), x, n, int64_t{H} * hd, dim, x2);
+      std::swap(x, x2);
+      detail::rms_rows(x, n, static_cast<int>(dim), eps, nullptr, xs);
+      packed_matmul_into(xs, w.w13.packed.data_ptr<float>(), nullptr, n, dim, 2 * int64_t{F}, gs);
+      detail::silu_gate(gs, n, F, gates);
+      packed_matmul_into(gates, w.w2.packed.data_ptr<float>(), x, n, F, dim, x2);
+      std::swap(x, x2);
     }
-    decode_attention_into(q, kc, vc, valid, valid_stride, B, K, H, Hkv, C, hd, p, att);
-    packed_matmul_into(att, w.wo.packed.data_ptr<float>(), h, R, int64_t{H} * hd, dim, h2);
-    std::swap(h, h2);
-    detail::rms_rows(h, R, static_cast<int>(dim), eps, nullptr, xn);
-    packed_matmul_into(xn, w.w13.packed.data_ptr<float>(), nullptr, R, dim, 2 * int64_t{F}, g);
-    detail::silu_gate(g, R, F, gate);
-    packed_matmul_into(gate, w.w2.packed.data_ptr<float>(), h, R, F, dim, h2);
-    std::swap(h, h2);
-  }
-  detail::rms_rows(h, R, static_cast<int>(dim), eps, norm_.data_ptr<float>(), out.data_ptr<float>());
+    detail::rms_rows(x, n, static_cast<int>(dim), eps, norm_.data_ptr<float>(), out.data_ptr<float>() + r0 * dim);
+  };
+  // With two threads or more, each takes its own items (guidance's two
+  // branches, a batch's prompts) through the whole step: one hand-off a step.
+  // Split product by product, the hand-offs cost more than the second core
+  // saved (docs/benchmarks.md, "The decode step without LibTorch's
+  // operations"). Each row's sums are the same either way, so the codes are too.
+  parallel_pieces(B, split_items_, items);
   cache.length = p + K;
   return out;
 }

@@ -32,6 +32,10 @@ int decode_loop_threads() {
   return static_cast<int>(std::count(seen.begin(), seen.end(), 1));
 }
 
+void parallel_pieces(int64_t n, bool split, const std::function<void(int64_t, int64_t)>& f) {
+  at::parallel_for(0, n, split ? 1 : std::max<int64_t>(n, 1), f);
+}
+
 bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const at::Tensor& valid) {
   return cpu_float(k) && cpu_float(v) && k.dim() == 4 && k.sizes() == v.sizes() &&
          (!valid.defined() ||

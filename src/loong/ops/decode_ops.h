@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace loong {
@@ -35,6 +36,13 @@ void decode_attention_into(const float* q, const float* k, const float* v, const
 // at::get_num_threads()): 1 where the file was built without OpenMP, in
 // which case at::parallel_for runs its loops on the calling thread.
 int decode_loop_threads();
+
+// f(b0, b1) over [0, n): in pieces, one a thread, where `split` (at
+// at::parallel_for's discretion: on the calling thread alone with one thread
+// or inside a parallel region); else once, on the calling thread. Here, not
+// in the caller, since at::parallel_for runs in parallel only in a file
+// compiled with OpenMP (CMakeLists.txt).
+void parallel_pieces(int64_t n, bool split, const std::function<void(int64_t, int64_t)>& f);
 
 // Whether small_matmul takes this weight: a contiguous float32 CPU tensor.
 bool small_matmul_supported(const at::Tensor& w);
