@@ -6,9 +6,9 @@
 // call, and the share of drafted codes accepted. Then a greedy check (top-k
 // 1, --check-seconds): the frames of one-at-a-time and speculative decoding
 // are compared, byte for byte. With --one-thread-step 1 (default) the
-// baseline runs a second time, interleaved, with the fused step's items
-// (guidance's two branches) on one thread instead of one each (row
-// "split_items": false): what the second core brings.
+// baseline runs a second time, interleaved, with the fused step on one
+// thread instead of two (row "two_thread_step": false): what the second
+// core brings to the step.
 //
 //   bench_speculative [--model DIR] [--seconds 60] [--drafts 0,2,3,4,6,8] [--reps 3] [--threads 0]
 //                     [--prompt TEXT] [--check-seconds 10]
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--large-reps", large_reps, "Calls per draft length for --large")->check(CLI::Range(1, 100));
   bool one_thread_step = true;
   app.add_option("--one-thread-step", one_thread_step,
-                 "Also run the baseline with the step's items on one thread (lm::DecodeStep::set_split_items)");
+                 "Also run the baseline with the step on one thread (lm::DecodeStep::set_two_threads)");
   CLI11_PARSE(app, argc, argv);
   try {
     init_threads(threads);
@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     auto run = [&](gen::SamplingOptions s, int64_t draft, double secs, std::vector<at::Tensor>* frames,
                    bool split = true) {
       auto g = gen::LongVideoGenerator::from_bundle(bundle, s);
-      g.set_split_items(split);
+      g.set_two_threads(split);
       auto o = opts;
       o.seconds = secs;
       o.speculative = draft;
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
     for (int64_t k : drafts) {
       const auto& t = last[k];
       json row = {{"draft", k},
-                  {"split_items", true},
+                  {"two_thread_step", true},
                   {"decode_s", bench::median(decode_s[k])},
                   {"lm_s", bench::median(lm_s[k])},
                   {"codes", t.codes},
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
     if (one_thread_step) {
       const double lm = bench::median(one_thread_lm_s);
       json row = {{"draft", 0},
-                  {"split_items", false},
+                  {"two_thread_step", false},
                   {"lm_s", lm},
                   {"lm_codes_per_s", one_thread.codes / lm},
                   {"decode_calls", one_thread.decode_calls},
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     {
       c10::InferenceMode guard;
       lm::DecodeStep step(bundle.lm), one_thread(bundle.lm);
-      one_thread.set_split_items(false);
+      one_thread.set_two_threads(false);
       const int64_t ctx = 600;
       lm::KvCache cache(bundle.lm->config, 2, ctx + 16, torch::kCPU, bundle.lm->output->weight.scalar_type());
       auto head = bundle.lm->output->weight.narrow(0, bundle.lm->config.text_vocab, bundle.lm->config.video_vocab);
@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
         one_thread_ms.erase(one_thread_ms.begin(), one_thread_ms.begin() + 20);
         json row = {{"positions", k},
                     {"step_ms", bench::median(step_ms)},
-                    {"step_ms_items_on_one_thread", bench::median(one_thread_ms)},
+                    {"step_ms_on_one_thread", bench::median(one_thread_ms)},
                     {"head_and_probs_ms", bench::median(select_ms)}};
         std::printf("%s\n", row.dump().c_str());
         costs.push_back(row);

@@ -4,8 +4,7 @@
 #include <array>
 #include <cmath>
 #include <filesystem>
-#include <mutex>
-#include <set>
+#include <atomic>
 
 #include <torch/torch.h>
 
@@ -518,31 +517,39 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
   }
 }
 
-// The fused step gives each item of the batch (a prompt, a guidance branch)
-// its own thread for the whole step: the same outputs and caches, bit for bit,
-// as the step on one thread, padded rows, K positions and 3D positions
-// included; and the pieces do run on two threads.
-TEST(Lm, DecodeStepSplitsItemsOverThreadsWithTheSameResults) {
+// The fused step on two threads (a team sharing out each product's columns,
+// the rows and attention's tasks): the same outputs and caches, bit for bit,
+// as the step on one thread, padded rows, K positions, 3D positions and
+// pieces that split an item included; and the team does have two threads,
+// whose barrier holds.
+TEST(Lm, DecodeStepOnTwoThreadsGivesTheSameResults) {
   const int before = at::get_num_threads();
   at::set_num_threads(2);
-  {  // the pieces: every item once, on two threads where the loops have them
-    std::vector<int> seen(5, 0);
-    std::set<int> threads;
-    std::mutex m;
-    loong::parallel_pieces(5, true, [&](int64_t b0, int64_t b1) {
-      std::lock_guard<std::mutex> lock(m);
-      threads.insert(at::get_thread_num());
-      for (int64_t b = b0; b < b1; ++b) ++seen[static_cast<size_t>(b)];
+  {
+    std::atomic<int> calls{0}, workers{0}, wrong{0};
+    std::array<std::atomic<int>, 2> slot{};
+    loong::run_team(2, [&](int w, int W, const std::function<void()>& sync) {
+      ++calls;
+      workers = W;
+      for (int round = 1; round <= 200; ++round) {
+        slot[static_cast<size_t>(w)] = round;
+        sync();  // every worker has written this round before any reads it
+        for (int o = 0; o < W; ++o)
+          if (slot[static_cast<size_t>(o)] != round) ++wrong;
+        sync();  // and read it before any writes the next
+      }
     });
-    EXPECT_EQ(seen, std::vector<int>(5, 1));
-    EXPECT_EQ(static_cast<int>(threads.size()), loong::decode_loop_threads());
-    threads.clear();
-    loong::parallel_pieces(5, false, [&](int64_t b0, int64_t b1) {
-      EXPECT_EQ(b0, 0);
-      EXPECT_EQ(b1, 5);
-      threads.insert(at::get_thread_num());
+    EXPECT_EQ(workers.load(), loong::decode_loop_threads());  // 2 where OpenMP is built in
+    EXPECT_EQ(calls.load(), workers.load());
+    EXPECT_EQ(wrong.load(), 0);
+    calls = 0;
+    loong::run_team(1, [&](int w, int W, const std::function<void()>& sync) {
+      EXPECT_EQ(w, 0);
+      EXPECT_EQ(W, 1);
+      sync();
+      ++calls;
     });
-    EXPECT_EQ(threads.size(), 1u);
+    EXPECT_EQ(calls.load(), 1);
   }
   for (const std::string rope : {"1d", "3d"}) {
     SCOPED_TRACE("rope " + rope);
@@ -563,7 +570,7 @@ TEST(Lm, DecodeStepSplitsItemsOverThreadsWithTheSameResults) {
     m->hidden(prompt, &one, 0);
     m->hidden(prompt, &split, 0);
     DecodeStep on_one(m), on_two(m);
-    on_one.set_split_items(false);
+    on_one.set_two_threads(false);  // B = 3 rows: the team's pieces split item 1's attention tasks
     for (int64_t t = 7; t < 20;) {
       const int64_t K = t < 12 ? 1 : 3;  // one position a call, then speculation's K
       auto ids = torch::randint(c.text_vocab, c.vocab_size(), {B, std::min<int64_t>(K, 20 - t)});

@@ -300,6 +300,11 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     sampler_.set_cfg_scale(p.prefix_latents == 0 && o.first_clip_cfg > 0 ? o.first_clip_cfg : cfg);
     adapt_threads();
     auto codes = sampler_.generate(prompts, n, [&](int64_t i) {
+      // Looked at again while the clip is sampled (at most every 0.2 s; a
+      // clock read otherwise): the decode step's two threads meet at barriers
+      // 28 times a code, and a process that starts mid-clip on one of their
+      // cores would hold them all back (docs/benchmarks.md, "Speed under load").
+      adapt_threads();
       if (cb.progress) cb.progress(done + i + 1, codes_total);
     });
     done += n;

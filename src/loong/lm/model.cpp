@@ -529,13 +529,22 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   auto angle = [&](const torch::Tensor& t3, const torch::Tensor& table, int64_t r) {
     return t3.defined() ? t3.data_ptr<float>() + r * half : table.data_ptr<float>() + (p + r % K) * half;
   };
-  // Every activation of the step in one buffer.
+  // The step on a team of threads (two at most: more was not measured, and
+  // the tiny models' products are small): each product's column blocks,
+  // the rows' rotations and cache writes, and attention's (row, key/value
+  // head) tasks are shared out, the team meeting at a barrier wherever the
+  // next part reads what another thread wrote (7 a layer). Each thread then
+  // reads only its part of the weights, and every output is summed exactly
+  // as on one thread, so the codes are the same.
+  const int threads = two_threads_ ? static_cast<int>(std::min<int64_t>(at::get_num_threads(), 2)) : 1;
+  // Every activation of the step in one buffer; the normed rows once a thread.
   auto out = torch::empty({B, K, dim}, embedding_.options());
-  auto arena = torch::empty({R * (3 * dim + Nqkv + int64_t{H} * hd * 2 + 3 * int64_t{F})}, embedding_.options());
+  auto arena =
+      torch::empty({R * ((2 + threads) * dim + Nqkv + int64_t{H} * hd * 2 + 3 * int64_t{F})}, embedding_.options());
   float* h = arena.data_ptr<float>();
   float* h2 = h + R * dim;
   float* xn = h2 + R * dim;
-  float* qkv = xn + R * dim;
+  float* qkv = xn + threads * R * dim;
   float* q = qkv + R * Nqkv;
   float* att = q + R * H * hd;
   float* g = att + R * H * hd;
@@ -545,20 +554,25 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   const float eps = static_cast<float>(eps_);
   const bool* valid = cache.valid.defined() ? cache.valid.data_ptr<bool>() : nullptr;
   const int64_t valid_stride = cache.valid.defined() ? cache.valid.size(1) : 0;
-  // Items [b0, b1) (their rows [b0 K, b1 K)) through the whole step: an item's
-  // rows meet no other item's until the sampler mixes the logits.
-  auto items = [&](int64_t b0, int64_t b1) {
-    const int64_t r0 = b0 * K, n = (b1 - b0) * K;
-    float *x = h + r0 * dim, *x2 = h2 + r0 * dim, *xs = xn + r0 * dim, *qkvs = qkv + r0 * Nqkv;
-    float *qs = q + r0 * H * hd, *atts = att + r0 * H * hd, *gs = g + r0 * 2 * F, *gates = gate + r0 * F;
-    for (int64_t r = 0; r < n; ++r) std::copy_n(emb + id[r0 + r] * dim, dim, x + r * dim);
+  run_team(threads, [&](int w, int W, const std::function<void()>& sync) {
+    auto part = [&](int64_t n) { return std::pair<int64_t, int64_t>{n * w / W, n * (w + 1) / W}; };
+    auto product = [&](const float* x, const Product& pr, const float* residual, int64_t in, int64_t outs, float* y) {
+      const auto [c0, c1] = part((outs + detail::kPackedColumns - 1) / detail::kPackedColumns);
+      detail::packed_matmul_blocks(x, pr.packed.data_ptr<float>(), residual, R, in, outs, c0, c1, y);
+    };
+    float *x = h, *x2 = h2, *xs = xn + w * R * dim;
+    const auto [r0, r1] = part(R);
+    const auto [t0, t1] = part(B * Hkv);
+    for (int64_t r = r0; r < r1; ++r) std::copy_n(emb + id[r] * dim, dim, x + r * dim);
+    sync();
     for (size_t l = 0; l < layers_.size(); ++l) {
-      const auto& w = layers_[l];
-      detail::rms_rows(x, n, static_cast<int>(dim), eps, nullptr, xs);
-      packed_matmul_into(xs, w.qkv.packed.data_ptr<float>(), nullptr, n, dim, Nqkv, qkvs);
+      const auto& lw = layers_[l];
+      detail::rms_rows(x, R, static_cast<int>(dim), eps, nullptr, xs);
+      product(xs, lw.qkv, nullptr, dim, Nqkv, qkv);
       float* kc = cache.k[l].data_ptr<float>();
       float* vc = cache.v[l].data_ptr<float>();
-      for (int64_t r = r0; r < r0 + n; ++r) {
+      sync();
+      for (int64_t r = r0; r < r1; ++r) {
         float* row = qkv + r * Nqkv;
         detail::rotate_pairs(row, H + Hkv, hd, angle(cos3, cos_, r), angle(sin3, sin_, r));
         for (int64_t i = 0; i < int64_t{H} * hd; ++i) q[r * H * hd + i] = row[i] * scale;
@@ -568,25 +582,24 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
           std::copy_n(row + int64_t{H + Hkv + kv} * hd, hd, vc + ((b * Hkv + kv) * C + at) * hd);
         }
       }
-      const int64_t kv0 = b0 * Hkv * C * hd;
-      decode_attention_into(qs, kc + kv0, vc + kv0, valid ? valid + b0 * valid_stride : nullptr, valid_stride, b1 - b0,
-                            K, H, Hkv, C, hd, p, atts);
-      packed_matmul_into(atts, w.wo.packed.data_ptr<float>(), x, n, int64_t{H} * hd, dim, x2);
+      sync();
+      decode_attention_tasks(q, kc, vc, valid, valid_stride, K, H, Hkv, C, hd, p, t0, t1, att);
+      sync();
+      product(att, lw.wo, x, int64_t{H} * hd, dim, x2);
+      sync();
       std::swap(x, x2);
-      detail::rms_rows(x, n, static_cast<int>(dim), eps, nullptr, xs);
-      packed_matmul_into(xs, w.w13.packed.data_ptr<float>(), nullptr, n, dim, 2 * int64_t{F}, gs);
-      detail::silu_gate(gs, n, F, gates);
-      packed_matmul_into(gates, w.w2.packed.data_ptr<float>(), x, n, F, dim, x2);
+      detail::rms_rows(x, R, static_cast<int>(dim), eps, nullptr, xs);
+      product(xs, lw.w13, nullptr, dim, 2 * int64_t{F}, g);
+      sync();
+      detail::silu_gate(g + r0 * 2 * F, r1 - r0, F, gate + r0 * F);
+      sync();
+      product(gate, lw.w2, x, F, dim, x2);
+      sync();
       std::swap(x, x2);
     }
-    detail::rms_rows(x, n, static_cast<int>(dim), eps, norm_.data_ptr<float>(), out.data_ptr<float>() + r0 * dim);
-  };
-  // With two threads or more, each takes its own items (guidance's two
-  // branches, a batch's prompts) through the whole step: one hand-off a step.
-  // Split product by product, the hand-offs cost more than the second core
-  // saved (docs/benchmarks.md, "The decode step without LibTorch's
-  // operations"). Each row's sums are the same either way, so the codes are too.
-  parallel_pieces(B, split_items_, items);
+    detail::rms_rows(x + r0 * dim, r1 - r0, static_cast<int>(dim), eps, norm_.data_ptr<float>(),
+                     out.data_ptr<float>() + r0 * dim);
+  });
   cache.length = p + K;
   return out;
 }

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "loong/core/error.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "loong/ops/decode_kernels.h"
 
 namespace loong {
@@ -32,8 +35,20 @@ int decode_loop_threads() {
   return static_cast<int>(std::count(seen.begin(), seen.end(), 1));
 }
 
-void parallel_pieces(int64_t n, bool split, const std::function<void(int64_t, int64_t)>& f) {
-  at::parallel_for(0, n, split ? 1 : std::max<int64_t>(n, 1), f);
+void run_team(int threads, const std::function<void(int, int, const std::function<void()>&)>& f) {
+#ifdef _OPENMP
+  if (threads > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(threads)
+    {
+      const std::function<void()> sync = [] {
+#pragma omp barrier
+      };
+      f(omp_get_thread_num(), omp_get_num_threads(), sync);
+    }
+    return;
+  }
+#endif
+  f(0, 1, [] {});
 }
 
 bool decode_attention_supported(const at::Tensor& k, const at::Tensor& v, const at::Tensor& valid) {
@@ -71,16 +86,23 @@ void decode_attention_into(const float* q, const float* k, const float* v, const
   // saves.
   const int64_t grain = B * Hkv * (p + K) * K * rep * D >= (int64_t{1} << 20) ? 1 : B * Hkv;
   at::parallel_for(0, B * Hkv, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> scratch(static_cast<size_t>(p + K));
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / Hkv, g = t % Hkv;
-      for (int64_t j = 0; j < K; ++j) {
-        const int64_t at = ((b * K + j) * H + g * rep) * D;
-        detail::decode_attention_head(q + at, k + t * C * D, v + t * C * D, valid ? valid + b * valid_stride : nullptr,
-                                      p + j + 1, rep, static_cast<int>(D), scratch.data(), out + at);
-      }
-    }
+    decode_attention_tasks(q, k, v, valid, valid_stride, K, H, Hkv, C, D, p, begin, end, out);
   });
+}
+
+void decode_attention_tasks(const float* q, const float* k, const float* v, const bool* valid, int64_t valid_stride,
+                            int64_t K, int64_t H, int64_t Hkv, int64_t C, int64_t D, int64_t p, int64_t t0,
+                            int64_t t1, float* out) {
+  const int rep = static_cast<int>(H / Hkv);
+  std::vector<float> scratch(static_cast<size_t>(p + K));
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t b = t / Hkv, g = t % Hkv;
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t at = ((b * K + j) * H + g * rep) * D;
+      detail::decode_attention_head(q + at, k + t * C * D, v + t * C * D, valid ? valid + b * valid_stride : nullptr,
+                                    p + j + 1, rep, static_cast<int>(D), scratch.data(), out + at);
+    }
+  }
 }
 
 namespace {

@@ -37,12 +37,19 @@ void decode_attention_into(const float* q, const float* k, const float* v, const
 // which case at::parallel_for runs its loops on the calling thread.
 int decode_loop_threads();
 
-// f(b0, b1) over [0, n): in pieces, one a thread, where `split` (at
-// at::parallel_for's discretion: on the calling thread alone with one thread
-// or inside a parallel region); else once, on the calling thread. Here, not
-// in the caller, since at::parallel_for runs in parallel only in a file
-// compiled with OpenMP (CMakeLists.txt).
-void parallel_pieces(int64_t n, bool split, const std::function<void(int64_t, int64_t)>& f);
+// f(worker, workers, sync) on up to `threads` threads of one OpenMP team
+// (workers: how many it got); sync() is the team's barrier, which every
+// worker must reach as often as the others. One thread (no OpenMP, or
+// already inside a parallel region): f(0, 1, a sync that does nothing).
+// f must not throw. Here, not in the caller, since OpenMP's pragmas work
+// only in a file compiled with OpenMP (CMakeLists.txt).
+void run_team(int threads, const std::function<void(int, int, const std::function<void()>&)>& f);
+
+// decode_attention_into's tasks [t0, t1) of its B * Hkv (row b = t / Hkv,
+// key/value head t % Hkv), on the calling thread.
+void decode_attention_tasks(const float* q, const float* k, const float* v, const bool* valid, int64_t valid_stride,
+                            int64_t K, int64_t H, int64_t Hkv, int64_t C, int64_t D, int64_t p, int64_t t0,
+                            int64_t t1, float* out);
 
 // Whether small_matmul takes this weight: a contiguous float32 CPU tensor.
 bool small_matmul_supported(const at::Tensor& w);
