@@ -523,7 +523,10 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
 // pieces that split an item included; and the team does have two threads,
 // whose barrier holds.
 TEST(Lm, DecodeStepOnTwoThreadsGivesTheSameResults) {
-  const int before = at::get_num_threads();
+  struct Threads {  // put back however the test ends
+    int before = at::get_num_threads();
+    ~Threads() { at::set_num_threads(before); }
+  } restore;
   at::set_num_threads(2);
   {
     std::atomic<int> calls{0}, workers{0}, wrong{0};
@@ -551,26 +554,31 @@ TEST(Lm, DecodeStepOnTwoThreadsGivesTheSameResults) {
     });
     EXPECT_EQ(calls.load(), 1);
   }
+  // B = 3 rows, 2 key/value heads: pieces of unequal size, item 1's
+  // attention tasks split between the threads. B = 1, 1 head: fewer rows
+  // and tasks than threads (one of them idles at every barrier).
+  for (const auto& [B, kv_heads] : std::vector<std::pair<int64_t, int>>{{3, 2}, {1, 1}})
   for (const std::string rope : {"1d", "3d"}) {
-    SCOPED_TRACE("rope " + rope);
+    SCOPED_TRACE("rope " + rope + ", batch " + std::to_string(B));
     torch::manual_seed(5);
     c10::InferenceMode guard;
     auto c = micro_rope(rope);
-    c.n_kv_heads = 2;
+    c.n_kv_heads = kv_heads;
     Llama m(c);
-    const int64_t B = 3;  // two pieces of unequal size
     auto prompt = torch::randint(0, c.vocab_size(), {B, 7});
     prompt.select(1, 5).fill_(Vocab(c.text_vocab, c.video_vocab).sov());
     prompt.select(1, 6).fill_(c.text_vocab + 1);
     KvCache one(c, B, 20, torch::kCPU), split(c, B, 20, torch::kCPU);
     one.valid = torch::ones({B, 20}, torch::kBool);
-    one.valid[1].narrow(0, 0, 3).fill_(false);
-    one.valid[2].narrow(0, 0, 1).fill_(false);
+    if (B == 3) {
+      one.valid[1].narrow(0, 0, 3).fill_(false);
+      one.valid[2].narrow(0, 0, 1).fill_(false);
+    }
     split.valid = one.valid.clone();
     m->hidden(prompt, &one, 0);
     m->hidden(prompt, &split, 0);
     DecodeStep on_one(m), on_two(m);
-    on_one.set_two_threads(false);  // B = 3 rows: the team's pieces split item 1's attention tasks
+    on_one.set_threaded(false);
     for (int64_t t = 7; t < 20;) {
       const int64_t K = t < 12 ? 1 : 3;  // one position a call, then speculation's K
       auto ids = torch::randint(c.text_vocab, c.vocab_size(), {B, std::min<int64_t>(K, 20 - t)});
@@ -585,7 +593,6 @@ TEST(Lm, DecodeStepOnTwoThreadsGivesTheSameResults) {
       EXPECT_TRUE(torch::equal(one.v[l], split.v[l])) << "layer " << l;
     }
   }
-  at::set_num_threads(before);
 }
 
 // bf16 and int8 weights for the CPU decode step: the step on them gives the

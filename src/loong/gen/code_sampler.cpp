@@ -170,7 +170,7 @@ std::optional<lm::DecodeStep> CodeSampler::fused_step() const {
     return fewer_bytes_step_;
   }
   step.emplace(model_, hand_kernels_, share_weights_ || model_->parameter_count() > kFusedDecodeMaxParameters);
-  step->set_two_threads(two_threads_);
+  step->set_threaded(threaded_);
   return step;
 }
 

@@ -123,9 +123,9 @@ class CodeSampler {
   const std::string& decode_weights() const { return decode_weights_; }
   // The fused step with LibTorch's operations instead of the hand-written CPU
   // loops (lm::DecodeStep): the same codes. For benchmarks.
-  // The fused step on two threads where there are (lm::DecodeStep::
-  // set_two_threads; default on): the same codes. For benchmarks.
-  void set_two_threads(bool on) { two_threads_ = on; }
+  // The fused step on a team of threads where there are (lm::DecodeStep::
+  // set_threaded; default on): the same codes. For benchmarks.
+  void set_threaded(bool on) { threaded_ = on; }
   void set_hand_kernels(bool on) {
     if (on != hand_kernels_) fewer_bytes_step_.reset();  // built with the old choice
     hand_kernels_ = on;
@@ -184,7 +184,7 @@ class CodeSampler {
   std::string decode_weights_ = "f32";
   mutable std::optional<lm::DecodeStep> fewer_bytes_step_;  // built once for bf16/int8 weights
   bool hand_kernels_ = true;
-  bool two_threads_ = true;
+  bool threaded_ = true;
   bool static_decode_ = false;
   bool cuda_graphs_ = true;
   int64_t graph_replays_ = 0, graphs_captured_ = 0;

@@ -140,8 +140,8 @@ class LongVideoGenerator {
   // The weights the CPU decode step reads: CodeSampler::set_decode_weights.
   void set_decode_weights(const std::string& type) { sampler_.set_decode_weights(type); }
   const std::string& decode_weights() const { return sampler_.decode_weights(); }
-  // CodeSampler::set_two_threads (benchmarks' baseline: off).
-  void set_two_threads(bool on) { sampler_.set_two_threads(on); }
+  // CodeSampler::set_threaded (benchmarks' baseline: off).
+  void set_threaded(bool on) { sampler_.set_threaded(on); }
 
   // Generates one video per prompt schedule, in lock step (their prompts may
   // differ). A clip takes the prompt its schedule has at the clip's first new

@@ -529,14 +529,18 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   auto angle = [&](const torch::Tensor& t3, const torch::Tensor& table, int64_t r) {
     return t3.defined() ? t3.data_ptr<float>() + r * half : table.data_ptr<float>() + (p + r % K) * half;
   };
-  // The step on a team of threads (two at most: more was not measured, and
-  // the tiny models' products are small): each product's column blocks,
+  // The step on a team of threads: two at most for models whose products are
+  // all under a million weights (the tiny ones: more threads were not
+  // measured, and each would get a few column blocks), else every thread, as
+  // decode_ops.h's products take for such sizes. Each product's column blocks,
   // the rows' rotations and cache writes, and attention's (row, key/value
   // head) tasks are shared out, the team meeting at a barrier wherever the
   // next part reads what another thread wrote (7 a layer). Each thread then
   // reads only its part of the weights, and every output is summed exactly
   // as on one thread, so the codes are the same.
-  const int threads = two_threads_ ? static_cast<int>(std::min<int64_t>(at::get_num_threads(), 2)) : 1;
+  const bool large = dim * std::max<int64_t>(Nqkv, 2 * int64_t{F}) >= (int64_t{1} << 20);
+  const int threads =
+      threaded_ ? static_cast<int>(std::min<int64_t>(at::get_num_threads(), large ? at::get_num_threads() : 2)) : 1;
   // Every activation of the step in one buffer; the normed rows once a thread.
   auto out = torch::empty({B, K, dim}, embedding_.options());
   auto arena =

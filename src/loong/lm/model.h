@@ -182,12 +182,12 @@ class DecodeStep {
   // false (one built with them for a float32 CPU model refuses).
   torch::Tensor at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache, int64_t span) const;
 
-  // Whether the CPU loops (float32 weights copied: small models) run on two
-  // threads where at::get_num_threads() gives them (default on): each
-  // product's columns, the rows and attention's tasks shared out
-  // (flat_positions). The outputs are the same either way; off is the
-  // one-thread step, for benchmarks' baselines.
-  void set_two_threads(bool on) { two_threads_ = on; }
+  // Whether the CPU loops (float32 weights copied: models up to 64 M
+  // parameters) run on a team of threads where at::get_num_threads() gives
+  // them (default on): each product's columns, the rows and attention's tasks
+  // shared out (flat_positions). The outputs are the same either way; off is
+  // the one-thread step, for benchmarks' baselines.
+  void set_threaded(bool on) { threaded_ = on; }
 
  private:
   // One product x W^T of the step.
@@ -221,7 +221,7 @@ class DecodeStep {
   torch::Tensor embedding_, norm_, rotation_;  // rotation_: complex [max_seq_len, head_dim / 2] (1D positions)
   torch::Tensor cos_, sin_;                    // the same as float [max_seq_len, head_dim / 2], for flat_positions
   bool flat_ = false;                          // whether flat_positions can run (the cache is checked per call)
-  bool two_threads_ = true;
+  bool threaded_ = true;
   torch::Tensor rope_axis_, rope_freq_;        // 3D positions
   int n_heads_, n_kv_heads_, head_dim_, ffn_dim_;
   double eps_;
