@@ -29,6 +29,15 @@ inline lm::LmConfig micro_lm(int video_vocab = 64) {
   return c;
 }
 
+// micro_lm(30) with full attention heads and 64 positions (test_lm.cpp's and
+// test_decode_step.cpp's model).
+inline lm::LmConfig micro_lm_full_heads() {
+  auto c = micro_lm(30);
+  c.n_kv_heads = 4;
+  c.max_seq_len = 64;
+  return c;
+}
+
 // A tokenizer on 16 x 16 frames (2 x 2 codes per latent frame), 64 codes.
 inline tokenizer::TokenizerConfig micro_tokenizer() {
   tokenizer::TokenizerConfig c;

@@ -301,8 +301,8 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     adapt_threads();
     auto codes = sampler_.generate(prompts, n, [&](int64_t i) {
       // Looked at again while the clip is sampled (at most every 0.2 s; a
-      // clock read otherwise): the decode step's two threads meet at barriers
-      // 28 times a code, and a process that starts mid-clip on one of their
+      // clock read otherwise): the decode step's threads meet at barriers
+      // many times a code, and a process that starts mid-clip on one of their
       // cores would hold them all back (docs/benchmarks.md, "Speed under load").
       adapt_threads();
       if (cb.progress) cb.progress(done + i + 1, codes_total);

@@ -539,8 +539,7 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   // reads only its part of the weights, and every output is summed exactly
   // as on one thread, so the codes are the same.
   const bool large = dim * std::max<int64_t>(Nqkv, 2 * int64_t{F}) >= (int64_t{1} << 20);
-  const int threads =
-      threaded_ ? static_cast<int>(std::min<int64_t>(at::get_num_threads(), large ? at::get_num_threads() : 2)) : 1;
+  const int threads = !threaded_ ? 1 : large ? at::get_num_threads() : std::min(at::get_num_threads(), 2);
   // Every activation of the step in one buffer; the normed rows once a thread.
   auto out = torch::empty({B, K, dim}, embedding_.options());
   auto arena =
