@@ -8,7 +8,10 @@
 // are compared, byte for byte. With --one-thread-step 1 (default) the
 // baseline runs a second time, interleaved, with the fused step on one
 // thread instead of two (row "threaded_step": false): what the second
-// core brings to the step.
+// core brings to the step. With --f32-weights-step 1 (default) it runs a
+// third time with the step reading the bundle's float16 weights as float32
+// (row "f16_weights": false; lm::DecodeStep::set_f16_weights): what half the
+// bytes bring, for the same codes.
 //
 //   bench_speculative [--model DIR] [--seconds 60] [--drafts 0,2,3,4,6,8] [--reps 3] [--threads 0]
 //                     [--prompt TEXT] [--check-seconds 10]
@@ -50,9 +53,11 @@ int main(int argc, char** argv) {
   int large_reps = 3;
   app.add_option("--large", large, "A preset with random weights whose call cost is measured for the projection (\"\" = skip)");
   app.add_option("--large-reps", large_reps, "Calls per draft length for --large")->check(CLI::Range(1, 100));
-  bool one_thread_step = true;
+  bool one_thread_step = true, f32_weights_step = true;
   app.add_option("--one-thread-step", one_thread_step,
                  "Also run the baseline with the step on one thread (lm::DecodeStep::set_threaded)");
+  app.add_option("--f32-weights-step", f32_weights_step,
+                 "Also run the baseline with the step reading float32 weights (lm::DecodeStep::set_f16_weights)");
   CLI11_PARSE(app, argc, argv);
   try {
     init_threads(threads);
@@ -70,9 +75,10 @@ int main(int argc, char** argv) {
     opts.first_clip_cfg = first_clip_cfg;
 
     auto run = [&](gen::SamplingOptions s, int64_t draft, double secs, std::vector<at::Tensor>* frames,
-                   bool split = true) {
+                   bool split = true, bool f16 = true) {
       auto g = gen::LongVideoGenerator::from_bundle(bundle, s);
       g.set_threaded(split);
+      g.set_f16_weights(f16);
       auto o = opts;
       o.seconds = secs;
       o.speculative = draft;
@@ -82,8 +88,8 @@ int main(int argc, char** argv) {
     };
     std::map<int64_t, std::vector<double>> decode_s, lm_s;
     std::map<int64_t, gen::GenerationTimings> last;
-    std::vector<double> one_thread_lm_s;
-    gen::GenerationTimings one_thread;
+    std::vector<double> one_thread_lm_s, f32_lm_s;
+    gen::GenerationTimings one_thread, f32_weights;
     for (int r = 0; r < reps; ++r) {
       auto s = sampling;
       s.seed = static_cast<uint64_t>(r);  // every draft length sees the same seeds
@@ -96,6 +102,10 @@ int main(int argc, char** argv) {
       if (one_thread_step) {
         one_thread = run(s, 0, seconds, nullptr, false);
         one_thread_lm_s.push_back(one_thread.prefill_s + one_thread.decode_s);
+      }
+      if (f32_weights_step) {
+        f32_weights = run(s, 0, seconds, nullptr, true, false);
+        f32_lm_s.push_back(f32_weights.prefill_s + f32_weights.decode_s);
       }
     }
     json out = {{"model", dir}, {"seconds", seconds}, {"reps", reps}, {"threads", at::get_num_threads()},
@@ -116,19 +126,24 @@ int main(int argc, char** argv) {
       std::printf("%s\n", row.dump().c_str());
       out["runs"].push_back(row);
     }
-    if (one_thread_step) {
-      const double lm = bench::median(one_thread_lm_s);
+    // A baseline row: one code a call with the step changed as `what` says,
+    // against the default step's one code a call where --drafts ran it.
+    auto baseline_row = [&](const char* what, const char* against, const std::vector<double>& secs,
+                            const gen::GenerationTimings& t) {
+      const double lm = bench::median(secs);
       json row = {{"draft", 0},
-                  {"threaded_step", false},
+                  {what, false},
                   {"lm_s", lm},
-                  {"lm_codes_per_s", one_thread.codes / lm},
-                  {"decode_calls", one_thread.decode_calls},
+                  {"lm_codes_per_s", t.codes / lm},
+                  {"decode_calls", t.decode_calls},
                   {"speedup_vs_first", base / lm}};
-      // Against the threaded step's one code a call, where --drafts ran it.
-      if (lm_s.count(0)) row["speedup_vs_threaded_one_per_call"] = bench::median(lm_s[0]) / lm;
+      if (lm_s.count(0)) row[against] = bench::median(lm_s[0]) / lm;
       std::printf("%s\n", row.dump().c_str());
       out["runs"].push_back(row);
-    }
+    };
+    if (one_thread_step)
+      baseline_row("threaded_step", "speedup_vs_threaded_one_per_call", one_thread_lm_s, one_thread);
+    if (f32_weights_step) baseline_row("f16_weights", "speedup_vs_f16_one_per_call", f32_lm_s, f32_weights);
     if (check_seconds > 0) {
       auto greedy = sampling;
       greedy.top_k = 1;
@@ -145,14 +160,15 @@ int main(int argc, char** argv) {
     // sampler's selection over them (sampling_probs), medians of 200 calls.
     {
       c10::InferenceMode guard;
-      lm::DecodeStep step(bundle.lm), step_one_thread(bundle.lm);
+      lm::DecodeStep step(bundle.lm), step_one_thread(bundle.lm), step_f32(bundle.lm);
       step_one_thread.set_threaded(false);
+      step_f32.set_f16_weights(false);
       const int64_t ctx = 600;
       lm::KvCache cache(bundle.lm->config, 2, ctx + 16, torch::kCPU, bundle.lm->output->weight.scalar_type());
       auto head = bundle.lm->output->weight.narrow(0, bundle.lm->config.text_vocab, bundle.lm->config.video_vocab);
       json costs = json::array();
       for (int64_t k : {1, 2, 3, 4, 6, 8}) {
-        std::vector<double> step_ms, one_thread_ms, select_ms;
+        std::vector<double> step_ms, one_thread_ms, f32_ms, select_ms;
         auto ids = torch::randint(bundle.lm->config.text_vocab, bundle.lm->config.vocab_size(), {2, k}, torch::kLong);
         for (int r = 0; r < 220; ++r) {
           cache.length = ctx;
@@ -160,6 +176,8 @@ int main(int argc, char** argv) {
           step_ms.push_back(bench::time_ms([&] { h = step.positions(ids, cache); }));
           cache.length = ctx;
           one_thread_ms.push_back(bench::time_ms([&] { step_one_thread.positions(ids, cache); }));
+          cache.length = ctx;
+          f32_ms.push_back(bench::time_ms([&] { step_f32.positions(ids, cache); }));
           select_ms.push_back(bench::time_ms([&] {
             auto logits = torch::nn::functional::linear(h, head).reshape({2 * k, -1});
             gen::sampling_probs(logits, sampling);
@@ -168,9 +186,11 @@ int main(int argc, char** argv) {
         step_ms.erase(step_ms.begin(), step_ms.begin() + 20);
         select_ms.erase(select_ms.begin(), select_ms.begin() + 20);
         one_thread_ms.erase(one_thread_ms.begin(), one_thread_ms.begin() + 20);
+        f32_ms.erase(f32_ms.begin(), f32_ms.begin() + 20);
         json row = {{"positions", k},
                     {"step_ms", bench::median(step_ms)},
                     {"step_ms_on_one_thread", bench::median(one_thread_ms)},
+                    {"step_ms_f32_weights", bench::median(f32_ms)},
                     {"head_and_probs_ms", bench::median(select_ms)}};
         std::printf("%s\n", row.dump().c_str());
         costs.push_back(row);

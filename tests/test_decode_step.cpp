@@ -5,9 +5,11 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <limits>
 
 #include <torch/torch.h>
 
+#include "loong/ops/decode_kernels.h"
 #include "loong/ops/decode_ops.h"
 #include "loong/lm/config.h"
 #include "loong/lm/model.h"
@@ -174,14 +176,30 @@ TEST(Lm, PackedMatmulMatchesMm) {
         const auto packed = loong::pack_columns(w.t().contiguous().t());  // a strided w packs the same
         ASSERT_EQ(packed.sizes(), (std::vector<int64_t>{(N + 15) / 16, K, 16}));
         auto y = torch::full({M, N}, 7.0f), z = torch::full({M, N}, 7.0f);
-        loong::packed_matmul_into(x.data_ptr<float>(), packed.data_ptr<float>(), nullptr, M, K, N, y.data_ptr<float>());
-        loong::packed_matmul_into(x.data_ptr<float>(), packed.data_ptr<float>(), r.data_ptr<float>(), M, K, N,
+        loong::packed_matmul_into(x.data_ptr<float>(), packed, nullptr, M, K, N, y.data_ptr<float>());
+        loong::packed_matmul_into(x.data_ptr<float>(), packed, r.data_ptr<float>(), M, K, N,
                                   z.data_ptr<float>());
         const double atol = 1e-6 * static_cast<double>(K);
         EXPECT_TRUE(torch::allclose(y, torch::mm(x, w), 1e-5, atol)) << (y - torch::mm(x, w)).abs().max().item<float>();
         EXPECT_TRUE(torch::allclose(z, torch::addmm(r, x, w), 1e-5, atol));
+        // Weights that are float16 values (a bundle's) pack in float16 where
+        // the CPU converts it, and give the float32 packing's sums bit for bit.
+        const auto w16 = w.to(torch::kHalf).to(torch::kFloat);
+        const auto p32 = loong::pack_columns(w16), p16 = loong::pack_columns(w16, true);
+        EXPECT_EQ(p16.scalar_type(), loong::detail::packed_f16_supported() ? torch::kHalf : torch::kFloat);
+        EXPECT_EQ(loong::pack_columns(w, true).scalar_type(), torch::kFloat);  // not float16 values: as they are
+        auto y32 = torch::full({M, N}, 7.0f), y16 = torch::full({M, N}, 7.0f);
+        loong::packed_matmul_into(x.data_ptr<float>(), p32, r.data_ptr<float>(), M, K, N, y32.data_ptr<float>());
+        loong::packed_matmul_into(x.data_ptr<float>(), p16, r.data_ptr<float>(), M, K, N, y16.data_ptr<float>());
+        EXPECT_TRUE(torch::equal(y16, y32));
+        EXPECT_TRUE(torch::allclose(y16, torch::addmm(r, x, w16), 1e-5, atol));
       }
   EXPECT_THROW(loong::pack_columns(torch::zeros({3, 5}, torch::kDouble)), c10::Error);
+  auto inf = torch::ones({4, 4});
+  inf[1][2] = std::numeric_limits<float>::infinity();  // not packed in float16, though it converts to it
+  EXPECT_EQ(loong::pack_columns(inf, true).scalar_type(), torch::kFloat);
+  EXPECT_THROW(loong::packed_matmul_into(nullptr, loong::pack_columns(torch::ones({4, 4})), nullptr, 1, 4, 40, nullptr),
+               c10::Error);  // a packed weight of another shape
 }
 
 TEST(Lm, DecodeLoopsUseTheThreads) {
@@ -197,13 +215,17 @@ TEST(Lm, DecodeLoopsUseTheThreads) {
 
 TEST(Lm, DecodeStepMatchesTheGeneralForward) {
   // hand false: LibTorch's operations, as on a GPU. shared: the model's own
-  // weights (large models), the norms applied instead of folded.
+  // weights (large models), the norms applied instead of folded. half:
+  // weights that are float16 values, as a bundle's, which the step's own
+  // loops read in float16.
+  for (bool half : {false, true})
   for (bool shared : {false, true})
   for (bool hand : {true, false})
   for (const std::string rope : {"1d", "3d"})
   for (int kv_heads : {4, 2, 1}) {
+    if (half && (shared || !hand)) continue;
     SCOPED_TRACE("n_kv_heads " + std::to_string(kv_heads) + ", rope " + rope + (hand ? "" : ", LibTorch operations") +
-                 (shared ? ", shared weights" : ""));
+                 (shared ? ", shared weights" : "") + (half ? ", float16 values" : ""));
     torch::manual_seed(3);
     c10::InferenceMode guard;
     auto c = micro_rope(rope);
@@ -213,6 +235,8 @@ TEST(Lm, DecodeStepMatchesTheGeneralForward) {
       torch::NoGradGuard ng;
       for (auto& p : m->named_parameters())
         if (p.key().find("norm") != std::string::npos) p.value().uniform_(0.5, 1.5);
+      if (half)
+        for (auto& p : m->parameters()) p.copy_(p.to(torch::kHalf));
     }
     // Row 1 is left-padded by 3 positions, which the mask hides. Both prompts
     // end in <sov> and a video code, as a sampler's do.
@@ -321,15 +345,20 @@ TEST(Lm, DecodeStepOnTwoThreadsGivesTheSameResults) {
   }
   // B = 3 rows, 2 key/value heads: pieces of unequal size, item 1's
   // attention tasks split between the threads. B = 1, 1 head: fewer rows
-  // and tasks than threads (one of them idles at every barrier).
+  // and tasks than threads (one of them idles at every barrier). half: the
+  // weights are float16 values (a bundle's), which the team reads in float16
+  // and the one thread in float32 (set_f16_weights): still the same bits.
+  for (bool half : {false, true})
   for (const auto& [B, kv_heads] : std::vector<std::pair<int64_t, int>>{{3, 2}, {1, 1}})
   for (const std::string rope : {"1d", "3d"}) {
-    SCOPED_TRACE("rope " + rope + ", batch " + std::to_string(B));
+    SCOPED_TRACE("rope " + rope + ", batch " + std::to_string(B) + (half ? ", float16 weights" : ""));
     torch::manual_seed(5);
     c10::InferenceMode guard;
     auto c = micro_rope(rope);
     c.n_kv_heads = kv_heads;
     Llama m(c);
+    if (half)
+      for (auto& p : m->parameters()) p.copy_(p.to(torch::kHalf));
     auto prompt = torch::randint(0, c.vocab_size(), {B, 7});
     prompt.select(1, 5).fill_(Vocab(c.text_vocab, c.video_vocab).sov());
     prompt.select(1, 6).fill_(c.text_vocab + 1);
@@ -344,6 +373,8 @@ TEST(Lm, DecodeStepOnTwoThreadsGivesTheSameResults) {
     m->hidden(prompt, &split, 0);
     DecodeStep on_one(m), on_two(m);
     on_one.set_threaded(false);
+    on_one.set_f16_weights(false);
+    on_two.set_f16_weights(false), on_two.set_f16_weights(true);  // and back
     for (int64_t t = 7; t < 20;) {
       const int64_t K = t < 12 ? 1 : 3;  // one position a call, then speculation's K
       auto ids = torch::randint(c.text_vocab, c.vocab_size(), {B, std::min<int64_t>(K, 20 - t)});

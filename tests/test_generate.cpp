@@ -18,6 +18,7 @@
 #include "loong/io/safetensors.h"
 #include "loong/lm/model.h"
 #include "loong/ops/decode_ops.h"
+#include "loong/ops/device.h"
 #include "loong/tokenizer/model.h"
 #include "loong/tokenizer/tokens.h"
 #include "fixtures.h"
@@ -487,7 +488,7 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
     v.tokens = torch::cat(grids);
     v.fps = 6.5;
     v.codebook_size = 64;
-    v.cuda_bf16 = true;
+    v.bf16 = true;
     v.generation = R"({"model": "m"})";
     auto want = torch::cat(output);
     ASSERT_EQ(want.size(0), 39) << variant;
@@ -497,7 +498,7 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
     auto back = tokenizer::load_tokens(dir / "c.safetensors");
     EXPECT_EQ(back.skip, v.skip);
     EXPECT_EQ(back.keep, v.keep);
-    EXPECT_TRUE(back.cuda_bf16);
+    EXPECT_TRUE(back.bf16);
     EXPECT_EQ(back.generation, v.generation);
     EXPECT_TRUE(torch::equal(tokenizer::decode_video(tok, back), want)) << variant;
     // Without the plan every decoded frame comes back, the conditions included.
@@ -545,6 +546,38 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
                             {"keep", torch::ones({1}, torch::kInt)}},
                            {{"format", "loong-video-tokens"}});
   expect_error([&] { tokenizer::load_tokens(dir / "n.safetensors"); }, {"'skip' entries must be non-negative"});
+  // decode=bf16, or cuda_decode=bf16 as files said before 2026-12-06; another value is refused.
+  for (const std::string key : {"decode", "cuda_decode"})
+    for (const std::string value : {"bf16", "f16"}) {
+      loong::safetensors::save(dir / "d.safetensors",
+                               {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)}, {"chunks", torch::full({1}, 2, torch::kInt)}},
+                               {{"format", "loong-video-tokens"}, {key, value}});
+      if (value == "bf16")
+        EXPECT_TRUE(tokenizer::load_tokens(dir / "d.safetensors").bf16) << key;
+      else
+        expect_error([&] { tokenizer::load_tokens(dir / "d.safetensors"); }, {key + " must be 'bf16'"});
+    }
+  EXPECT_FALSE(tokenizer::load_tokens(dir / "f.safetensors").bf16);
+}
+
+// Clips decode in bfloat16 where the CPU has it natively (AMX or AVX-512
+// BF16), close to float32's frames; elsewhere in float32, the same frames.
+TEST(Gen, ClipsDecodeInBf16WhereNative) {
+  torch::manual_seed(8);
+  tokenizer::VideoTokenizer tok(micro_tokenizer());
+  auto codes = torch::randint(0, 64, {2, 3, 2, 2}, torch::kLong);
+  const auto f32 = tokenizer::decode_clip(tok, codes, 1, 8, false);
+  const auto bf16 = tokenizer::decode_clip(tok, codes, 1, 8, true);
+  ASSERT_EQ(bf16.sizes(), f32.sizes());
+  const auto diff = (bf16.to(torch::kInt) - f32.to(torch::kInt)).abs().to(torch::kFloat);
+  if (loong::native_bf16(torch::kCPU)) {
+    EXPECT_FALSE(torch::equal(bf16, f32)) << "bf16 asked for on a CPU that has it";
+    EXPECT_LE(diff.max().item<float>(), 12) << "pixels off by more than rounding";
+    EXPECT_LE(diff.mean().item<float>(), 1.5);
+  } else {
+    EXPECT_TRUE(torch::equal(bf16, f32));
+  }
+  EXPECT_TRUE(loong::native_bf16(c10::Device("cuda:0")));
 }
 
 // bf16/int8 weights are for the CPU's decode step: another device is refused

@@ -219,7 +219,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     std::string model, probe, prompts, real, out, device = "cpu", decode_weights = "f32";
     double seconds = 60, segment = 10;
     int batch = 4;
-    bool no_reencode = false;
+    bool no_reencode = false, tokenizer_f32 = false;
     double first_clip_cfg = 0;
     gen::SamplingOptions s;
   };
@@ -239,6 +239,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
   lg->add_flag("--no-reencode", la->no_reencode, "Condition clips on the previous clip's tokens (ablation)");
   const auto sampling = add_sampling_options(lg, la->s, la->first_clip_cfg);
   add_decode_weights_option(lg, la->decode_weights);
+  add_tokenizer_f32_option(lg, la->tokenizer_f32);
   lg->add_option("--device", la->device, "cpu or cuda[:N]");
   lg->callback(command(g, [la, sampling] {
     eval::LongEvalOptions o;
@@ -249,6 +250,7 @@ void add_eval_commands(CLI::App& app, Globals& g) {
     o.first_clip_cfg = la->first_clip_cfg;
     o.device = la->device;
     o.decode_weights = la->decode_weights;
+    o.tokenizer_f32 = la->tokenizer_f32;
     eval::run_long_eval(o, [](const std::string& line) { std::printf("%s\n", line.c_str()), std::fflush(stdout); });
     std::printf("report: %s/report.json (plots: text_match.png, identity.png, motion.png, items_seen.png%s)\n",
                 la->out.c_str(), la->real.empty() ? "" : ", frechet.png");

@@ -34,7 +34,8 @@ void add_generate_command(CLI::App& app, Globals& g) {
     int upscale = 1;
     int64_t overlap = 0;
     double first_clip_cfg = 0;
-    bool no_reencode = false, quiet = false, no_speculative = false, guide_against_previous = false;
+    bool no_reencode = false, quiet = false, no_speculative = false, guide_against_previous = false,
+         tokenizer_f32 = false;
     int64_t speculative = -1;
     gen::SamplingOptions s;
   };
@@ -65,6 +66,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
   cmd->add_flag("--no-speculative", a->no_speculative, "One code per model call (the same as --speculative 0)")
       ->excludes(spec);
   add_decode_weights_option(cmd, a->decode_weights);
+  add_tokenizer_f32_option(cmd, a->tokenizer_f32);
   cmd->add_option("--init-video", a->init_video, "Continue this video: its last frames start the first clip");
   cmd->add_option("--upscale", a->upscale, "Upscale the frames by this factor");
   cmd->add_option("--upscale-method", a->upscale_method, "bicubic or lanczos");
@@ -92,6 +94,7 @@ void add_generate_command(CLI::App& app, Globals& g) {
     r.guide_against_previous = a->guide_against_previous;
     r.speculative = a->no_speculative ? 0 : a->speculative;
     r.decode_weights = a->decode_weights;
+    r.tokenizer_f32 = a->tokenizer_f32;
     r.init_video = a->init_video;
     r.upscale = a->upscale;
     r.upscale_given = cmd->count("--upscale") > 0;

@@ -269,6 +269,10 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
     cmd->add_option("--fps", *fps, "Frame rate to sample at")->check(CLI::Range(0.1, 240.0));
     cmd->add_option("--max-clips", *max_clips, "Evaluate at most this many entries; 0 = all")->check(CLI::NonNegativeNumber);
     cmd->add_option("--json", *json_out, "Also write the report to this file");
+    auto bf16 = std::make_shared<bool>(false);
+    cmd->add_flag("--bf16", *bf16,
+                  "Decode as generation does: in bfloat16 where the device has it natively (CUDA; CPUs with AMX or "
+                  "AVX-512 BF16), else in float32");
     auto detector = std::make_shared<std::string>();
     cmd->add_option("--detector", *detector,
                     "Also report FVD between originals and reconstructions with this I3D TorchScript file");
@@ -277,6 +281,7 @@ void add_tokenizer_commands(CLI::App& app, Globals& g) {
       o.model = m->model, o.data = *data, o.frames = *frames, o.fps = *fps, o.max_clips = *max_clips;
       o.detector = *detector;
       o.device = m->device;
+      o.bf16 = *bf16;
       const auto j = eval::evaluate_tokenizer(o);
       if (!json_out->empty()) write_json_file(*json_out, j);
       std::cout << j.dump(2) << std::endl;

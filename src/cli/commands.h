@@ -62,6 +62,8 @@ struct SamplingFlags {
 SamplingFlags add_sampling_options(CLI::App* cmd, gen::SamplingOptions& s, double& first_clip_cfg);
 // --decode-weights f32|bf16|int8 (generate, eval long)
 void add_decode_weights_option(CLI::App* cmd, std::string& type);
+// --tokenizer-f32 (generate, eval long): LongVideoOptions::tokenizer_bf16 off
+void add_tokenizer_f32_option(CLI::App* cmd, bool& f32);
 
 void add_video_commands(CLI::App& app, Globals& g);
 void add_data_commands(CLI::App& app, Globals& g);

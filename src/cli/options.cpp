@@ -124,4 +124,11 @@ void add_decode_weights_option(CLI::App* cmd, std::string& type) {
       ->check(CLI::IsMember({"f32", "bf16", "int8"}));
 }
 
+void add_tokenizer_f32_option(CLI::App* cmd, bool& f32) {
+  cmd->add_flag("--tokenizer-f32", f32,
+                "Decode clips to frames in float32 even where bfloat16 is native (CUDA; CPUs with AMX or AVX-512 "
+                "BF16, where it is about 2x faster): the frames, and the clips re-encoded from them, then as on "
+                "other machines");
+}
+
 }  // namespace loong::cli

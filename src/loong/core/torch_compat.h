@@ -28,29 +28,45 @@
 
 namespace loong {
 
-// bfloat16 autocast on CUDA for the scope of the guard (mixed-precision
-// training). The C++ autocast API was renamed in LibTorch 2.4.
-class CudaAutocast {
+// bfloat16 autocast on a device type for the scope of the guard: on CUDA
+// for mixed-precision training and decoding, on the CPU for the tokenizer's
+// decode where bfloat16 is native (oneDNN's convolutions and products). The
+// C++ autocast API was renamed in LibTorch 2.4.
+class Bf16Autocast {
  public:
-  explicit CudaAutocast(bool enable) : enabled_(enable) {
-    if (!enabled_) return;
-#if LOONG_TORCH_AT_LEAST(2, 4)
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-#else
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-#endif
+  Bf16Autocast(c10::DeviceType type, bool enable) : type_(type), enabled_(enable) {
+    if (enabled_) set(type_, true);
   }
-  ~CudaAutocast() {
+  ~Bf16Autocast() {
     if (!enabled_) return;
-#if LOONG_TORCH_AT_LEAST(2, 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-    at::autocast::set_enabled(false);
-#endif
+    set(type_, false);
     at::autocast::clear_cache();
   }
+  Bf16Autocast(const Bf16Autocast&) = delete;
+  Bf16Autocast& operator=(const Bf16Autocast&) = delete;
+
+ private:
+  static void set(c10::DeviceType type, bool on) {
+#if LOONG_TORCH_AT_LEAST(2, 4)
+    if (on) at::autocast::set_autocast_dtype(type, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type, on);
+#else
+    if (type == c10::DeviceType::CUDA) {
+      if (on) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(on);
+    } else {
+      if (on) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(on);
+    }
+#endif
+  }
+  c10::DeviceType type_;
+  bool enabled_;
+};
+
+class CudaAutocast : public Bf16Autocast {
+ public:
+  explicit CudaAutocast(bool enable) : Bf16Autocast(c10::DeviceType::CUDA, enable) {}
   // Whether bf16 autocast on CUDA is on now (activation checkpointing
   // recomputes a block as its forward pass ran).
   static bool active() {
@@ -60,11 +76,6 @@ class CudaAutocast {
     return at::autocast::is_enabled();
 #endif
   }
-  CudaAutocast(const CudaAutocast&) = delete;
-  CudaAutocast& operator=(const CudaAutocast&) = delete;
-
- private:
-  bool enabled_;
 };
 
 }  // namespace loong

@@ -23,6 +23,7 @@
 #include "loong/io/image.h"
 #include "loong/io/plot.h"
 #include "loong/io/video.h"
+#include "loong/ops/device.h"
 
 namespace loong::eval {
 
@@ -66,6 +67,7 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
   gen::LongVideoOptions o = gen::bundle_video_options(bundle.info);
   o.seconds = opt.seconds;
   o.reencode = opt.reencode;
+  o.tokenizer_bf16 = !opt.tokenizer_f32;
   o.first_clip_cfg = first_clip_cfg;
   // Clip boundaries of a T-frame video (the same frame indices for a real one).
   auto pixels = [&](const torch::Tensor& frames) -> std::map<std::string, double> {
@@ -150,7 +152,8 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
               {"top_k", sampling.top_k},
               {"top_p", sampling.top_p},
               {"temperature", sampling.temperature},
-              {"decode_weights", generator.decode_weights()}};
+              {"decode_weights", generator.decode_weights()},
+              {"tokenizer_decode", o.tokenizer_bf16 && native_bf16(device) ? "bf16" : "f32"}};
   report.write_to(out);
   if (!real.empty()) {
     json r = {{"manifest", opt.real}};

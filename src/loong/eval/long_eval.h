@@ -32,6 +32,7 @@ struct LongEvalOptions {
   double first_clip_cfg = 0;
   std::string device = "cpu";  // cpu or cuda[:N]
   std::string decode_weights = "f32";  // the CPU decode step's weights: f32, bf16 or int8 (CodeSampler)
+  bool tokenizer_f32 = false;          // clips decode in float32 even where bfloat16 is native (LongVideoOptions)
 };
 
 // Runs the evaluation; `log` gets a line per generated video. Returns the

@@ -12,6 +12,7 @@
 #include "loong/data/dataset.h"
 #include "loong/eval/fvd.h"
 #include "loong/eval/metrics.h"
+#include "loong/ops/device.h"
 #include "loong/tokenizer/checkpoint.h"
 #include "loong/tokenizer/quantizer.h"
 
@@ -66,6 +67,7 @@ json evaluate_tokenizer(const TokenizerEvalOptions& o) {
       continue;
     }
     auto enc = tokenizer::encode_video(model, clip->frames, o.frames);
+    enc.bf16 = o.bf16;
     auto rec = tokenizer::decode_video(model, enc);
     hist += torch::bincount(enc.tokens.flatten(), {}, K);
     auto p = psnr_per_frame(clip->frames, rec);
@@ -88,6 +90,7 @@ json evaluate_tokenizer(const TokenizerEvalOptions& o) {
             {"clips", clips},
             {"skipped", skipped},
             {"frames", o.frames},
+            {"decode", o.bf16 && native_bf16(device) ? "bf16" : "f32"},
             {"psnr", mean(all_psnr)},
             {"ssim", mean(all_ssim)},
             {"psnr_per_frame", psnr_pos},

@@ -38,6 +38,7 @@ struct TokenizerEvalOptions {
   int max_clips = 0;     // 0 = all entries
   std::string detector;  // I3D TorchScript file: also FVD between originals and reconstructions
   std::string device = "cpu";
+  bool bf16 = false;     // decode as generation does: bfloat16 where native (tokenizer::decode_clip)
 };
 
 // `loong tokenizer eval`: PSNR and SSIM (overall and per frame position),

@@ -35,8 +35,11 @@ at::Tensor guide(const at::Tensor& logits, bool guided, double scale) {
 bool cpu_float(const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; }
 
 // The video head [V, dim] for video_logits' decoding loops: packed once a
-// clip (pack_columns) where it is float32 on the CPU, else undefined.
-at::Tensor pack_head(const at::Tensor& head) { return cpu_float(head) ? pack_columns(head.t()) : at::Tensor(); }
+// clip (pack_columns; in float16 where the weights are float16 values) where
+// it is float32 on the CPU, else undefined.
+at::Tensor pack_head(const at::Tensor& head, bool f16) {
+  return cpu_float(head) ? pack_columns(head.t(), f16) : at::Tensor();
+}
 
 // The video codes' logits h head^T, h [..., dim]. On the CPU in float32 by
 // the decoding loops of ops/decode_ops.h: a BLAS first copies the whole head
@@ -50,7 +53,7 @@ at::Tensor video_logits(const at::Tensor& h, const at::Tensor& head, const at::T
   const auto x = h.reshape({-1, h.size(-1)}).contiguous();
   if (!packed.defined()) return rows_matmul(x, head).view(sizes);
   auto out = torch::empty({x.size(0), head.size(0)}, x.options());
-  packed_matmul_into(x.data_ptr<float>(), packed.data_ptr<float>(), nullptr, x.size(0), x.size(1), head.size(0),
+  packed_matmul_into(x.data_ptr<float>(), packed, nullptr, x.size(0), x.size(1), head.size(0),
                      out.data_ptr<float>());
   return out.view(sizes);
 }
@@ -171,6 +174,7 @@ std::optional<lm::DecodeStep> CodeSampler::fused_step() const {
   }
   step.emplace(model_, hand_kernels_, share_weights_ || model_->parameter_count() > kFusedDecodeMaxParameters);
   step->set_threaded(threaded_);
+  if (!f16_weights_) step->set_f16_weights(false);
   return step;
 }
 
@@ -188,7 +192,7 @@ void CodeSampler::decode_on_cpu(at::Tensor codes, int64_t P, int64_t n, bool gui
   const auto device = cache_->k[0].device();
   const int64_t R = cache_->k[0].size(0), T = vocab_.text_size();
   const auto head = video_head();
-  const auto packed = pack_head(head);
+  const auto packed = pack_head(head, f16_weights_);
   out.select(1, 0).copy_(codes);
   auto step = fused_step();
   torch::Tensor h;
@@ -213,7 +217,7 @@ void CodeSampler::decode_speculative(at::Tensor codes, const std::vector<ClipPro
   const int64_t F = spec_.frame_codes;
   const int64_t L = static_cast<int64_t>(prompts[0].prefix.size());  // codes before the first new one
   const auto head = video_head();
-  const auto packed = pack_head(head);
+  const auto packed = pack_head(head, f16_weights_);
   out.select(1, 0).copy_(codes);
   auto acc = out.accessor<int64_t, 2>();
   // Jacobi guesses: for each new position, the most likely code at the last

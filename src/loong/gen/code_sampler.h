@@ -126,6 +126,9 @@ class CodeSampler {
   // The fused step on a team of threads where there are (lm::DecodeStep::
   // set_threaded; default on): the same codes. For benchmarks.
   void set_threaded(bool on) { threaded_ = on; }
+  // lm::DecodeStep::set_f16_weights for the fused step and the video head
+  // (default on): the same codes. For benchmarks.
+  void set_f16_weights(bool on) { f16_weights_ = on; }
   void set_hand_kernels(bool on) {
     if (on != hand_kernels_) fewer_bytes_step_.reset();  // built with the old choice
     hand_kernels_ = on;
@@ -185,6 +188,7 @@ class CodeSampler {
   mutable std::optional<lm::DecodeStep> fewer_bytes_step_;  // built once for bf16/int8 weights
   bool hand_kernels_ = true;
   bool threaded_ = true;
+  bool f16_weights_ = true;
   bool static_decode_ = false;
   bool cuda_graphs_ = true;
   int64_t graph_replays_ = 0, graphs_captured_ = 0;

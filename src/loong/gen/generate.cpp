@@ -18,6 +18,7 @@
 #include "loong/gen/upscale.h"
 #include "loong/io/image.h"
 #include "loong/io/video.h"
+#include "loong/ops/device.h"
 #include "loong/tokenizer/tokens.h"
 
 namespace loong::gen {
@@ -93,6 +94,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
   if (r.overlap > 0) o.overlap = r.overlap;
   o.reencode = r.reencode;
   o.guide_against_previous = r.guide_against_previous;
+  o.tokenizer_bf16 = !r.tokenizer_f32;
   o.first_clip_cfg = first_clip_cfg;
   o.speculative = r.speculative < 0 ? default_speculation(bundle.lm, r.device) : r.speculative;
   if (r.device.is_cuda()) o.speculative = 0;  // the CUDA-graph decode scores one code per call (reported as such)
@@ -207,6 +209,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
                  {"codes", t.codes},
                  {"speculative", o.speculative},
                  {"decode_weights", r.decode_weights},
+                 {"tokenizer_decode", o.tokenizer_bf16 && native_bf16(r.device) ? "bf16" : "f32"},
                  {"decode_calls", t.decode_calls},
                  {"codes_per_call", t.decode_calls > 0 ? double(t.codes - clips) / t.decode_calls : 0.0},
                  {"drafted", t.drafted},
@@ -228,7 +231,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
     codes.frames = written;
     codes.fps = o.fps;
     codes.codebook_size = bundle.tokenizer->config.codebook_size;
-    codes.cuda_bf16 = true;  // as LongVideoGenerator decodes
+    codes.bf16 = o.tokenizer_bf16;  // as LongVideoGenerator decoded
     json settings = report;
     for (const char* k : {"out", "size", "upscale", "timings_s", "decode_tokens_per_s"}) settings.erase(k);
     settings["clip_plan"] = plan;

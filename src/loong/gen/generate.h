@@ -37,6 +37,9 @@ struct GenerateRequest {
   // The weights the CPU's decode step reads: f32, bf16 or int8
   // (CodeSampler::set_decode_weights).
   std::string decode_weights = "f32";
+  // Clips decode to frames in float32 even where bfloat16 is native
+  // (LongVideoOptions::tokenizer_bf16 false).
+  bool tokenizer_f32 = false;
   std::string init_video;     // continue this video ("" = none)
   int upscale = 1;
   bool upscale_given = false;  // --upscale was given (it must then match --sr-model's factor)

@@ -312,9 +312,10 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
     auto all = torch::cat({prefix.reshape({B, -1}), codes}, 1).view({B, p.latents, h, h});
     if (cb.clip_codes) cb.clip_codes(all, p, ev.clip);
     auto t0 = Clock::now();
-    // [B, emit, S, S, 3]; in bfloat16 on CUDA, as the encode above.
+    // [B, emit, S, S, 3]; in bfloat16 where the device has it (CUDA, as the
+    // encode above; CPUs with AMX or AVX-512 BF16), unless asked otherwise.
     adapt_threads();
-    auto fresh = tokenizer::decode_clip(tokenizer_, all, p.prefix_frames, p.emit, /*cuda_bf16=*/true);
+    auto fresh = tokenizer::decode_clip(tokenizer_, all, p.prefix_frames, p.emit, o.tokenizer_bf16);
     t.pixels_s += seconds_since(t0);
     t0 = Clock::now();
     if (cb.frames) cb.frames(fresh, ev.clip);

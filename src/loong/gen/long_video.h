@@ -80,6 +80,10 @@ struct LongVideoOptions {
   // the new prompt's items replace the ones its re-encoded start shows
   // (docs/generate.md, "Stories").
   bool guide_against_previous = false;
+  // Clips decode to frames in bfloat16 where the device computes it natively
+  // (ops/device.h native_bf16: CUDA, CPUs with AMX or AVX-512 BF16), else in
+  // float32; false: float32 everywhere (tokenizer::decode_clip).
+  bool tokenizer_bf16 = true;
 };
 
 struct GenerationTimings {
@@ -142,6 +146,8 @@ class LongVideoGenerator {
   const std::string& decode_weights() const { return sampler_.decode_weights(); }
   // CodeSampler::set_threaded (benchmarks' baseline: off).
   void set_threaded(bool on) { sampler_.set_threaded(on); }
+  // CodeSampler::set_f16_weights (benchmarks' baseline: off).
+  void set_f16_weights(bool on) { sampler_.set_f16_weights(on); }
 
   // Generates one video per prompt schedule, in lock step (their prompts may
   // differ). A clip takes the prompt its schedule has at the clip's first new

@@ -315,8 +315,9 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights
       }
       if (norm.defined()) p.norm = norm.detach();
     } else {
-      auto w = ws.size() == 1 ? ws[0] : torch::cat(ws);
-      p.t = (norm.defined() ? w * norm.view({1, -1}) : w).t().contiguous();
+      // Folded below, or (flat_positions) applied by the RMSNorm loop.
+      p.t = (ws.size() == 1 ? ws[0] : torch::cat(ws)).detach().t().contiguous();
+      if (norm.defined()) p.norm = norm.detach();
     }
     return p;
   };
@@ -344,9 +345,20 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights
   const auto device = embedding_.device();
   flat_ = hand_kernels_ && !share_weights && !fewer_bytes && device.is_cpu() && embedding_.is_contiguous() &&
           embedding_.scalar_type() == torch::kFloat && norm_.scalar_type() == torch::kFloat && norm_.is_contiguous();
-  if (flat_)  // t is then read only as packed: one copy of the weights, not two
-    for (auto& layer : layers_)
-      for (Product* p : {&layer.qkv, &layer.wo, &layer.w13, &layer.w2}) p->packed = pack_columns(p->t), p->t = torch::Tensor();
+  for (auto& layer : layers_)
+    for (Product* p : {&layer.qkv, &layer.wo, &layer.w13, &layer.w2}) {
+      if (!p->t.defined()) continue;
+      if (flat_) {
+        // t is then read only as packed: one copy of the weights, not two;
+        // in float16 where they are float16 values (a bundle's), half the
+        // bytes a step reads for the same sums. The norm's weight is applied
+        // to x, so that the packed weights are the model's own.
+        p->packed = pack_columns(p->t, true), p->t = torch::Tensor();
+        if (p->norm.defined()) p->norm = p->norm.to(torch::kFloat).contiguous();
+      } else if (p->norm.defined()) {
+        p->t = (p->t * p->norm.view({-1, 1})).contiguous(), p->norm = torch::Tensor();
+      }
+    }
   if (config_.rope_3d()) {
     std::tie(rope_axis_, rope_freq_) = rope_pairs(config_, device);
   } else {
@@ -561,7 +573,7 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
     auto part = [&](int64_t n) { return std::pair<int64_t, int64_t>{n * w / W, n * (w + 1) / W}; };
     auto product = [&](const float* x, const Product& pr, const float* residual, int64_t in, int64_t outs, float* y) {
       const auto [c0, c1] = part((outs + detail::kPackedColumns - 1) / detail::kPackedColumns);
-      detail::packed_matmul_blocks(x, pr.packed.data_ptr<float>(), residual, R, in, outs, c0, c1, y);
+      packed_matmul_range(x, pr.packed, residual, R, in, outs, c0, c1, y);
     };
     float *x = h, *x2 = h2, *xs = xn + w * R * dim;
     const auto [r0, r1] = part(R);
@@ -570,7 +582,7 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
     sync();
     for (size_t l = 0; l < layers_.size(); ++l) {
       const auto& lw = layers_[l];
-      detail::rms_rows(x, R, static_cast<int>(dim), eps, nullptr, xs);
+      detail::rms_rows(x, R, static_cast<int>(dim), eps, lw.qkv.norm.data_ptr<float>(), xs);
       product(xs, lw.qkv, nullptr, dim, Nqkv, qkv);
       float* kc = cache.k[l].data_ptr<float>();
       float* vc = cache.v[l].data_ptr<float>();
@@ -591,7 +603,7 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
       product(att, lw.wo, x, int64_t{H} * hd, dim, x2);
       sync();
       std::swap(x, x2);
-      detail::rms_rows(x, R, static_cast<int>(dim), eps, nullptr, xs);
+      detail::rms_rows(x, R, static_cast<int>(dim), eps, lw.w13.norm.data_ptr<float>(), xs);
       product(xs, lw.w13, nullptr, dim, 2 * int64_t{F}, g);
       sync();
       detail::silu_gate(g + r0 * 2 * F, r1 - r0, F, gate + r0 * F);
@@ -605,6 +617,16 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   });
   cache.length = p + K;
   return out;
+}
+
+void DecodeStep::set_f16_weights(bool on) {
+  for (auto& layer : layers_)
+    for (Product* p : {&layer.qkv, &layer.wo, &layer.w13, &layer.w2}) {
+      if (!p->packed.defined()) continue;
+      // Both ways exact: float16 to float32 always, back only where every weight is a float16 value.
+      p->packed = p->packed.to(torch::kFloat);
+      if (on) p->packed = packed_f16_if_exact(p->packed);
+    }
 }
 
 torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache,

@@ -188,16 +188,21 @@ class DecodeStep {
   // shared out (flat_positions). The outputs are the same either way; off is
   // the one-thread step, for benchmarks' baselines.
   void set_threaded(bool on) { threaded_ = on; }
+  // Whether those loops read weights that are float16 values (a bundle's) in
+  // float16 (default on): half the bytes, the same outputs bit for bit. Off:
+  // in float32, for benchmarks' baselines.
+  void set_f16_weights(bool on);
 
  private:
   // One product x W^T of the step.
   struct Product {
     torch::Tensor t;                  // copied: W^T [in, out], contiguous, the RMSNorm weight folded in
-    torch::Tensor packed;             // flat_positions' copy instead: t as ops/decode_ops.h pack_columns lays it out
+    torch::Tensor packed;             // flat_positions' copy instead: W^T as ops/decode_ops.h pack_columns lays it
+                                      // out (float16 where the weights are float16 values), norm not folded in
     std::vector<torch::Tensor> rows;  // shared: the modules' own weights [out_i, in], their outputs side by side
                                       // (or bf16/int8 copies of them)
     std::vector<torch::Tensor> scales;  // int8 rows: float32 [out_i] each
-    torch::Tensor norm;               // shared: the RMSNorm weight x is scaled by first (undefined: none)
+    torch::Tensor norm;               // rows and packed: the RMSNorm weight x is scaled by first (undefined: none)
   };
   struct Layer {
     Product qkv, wo, w13, w2;

@@ -367,18 +367,35 @@ void rows_matmul_columns_int8(const float* __restrict x, const int8_t* __restric
 }
 
 namespace {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LOONG_F16C_BLOCKS 1
+// IEEE half-precision weights, eight at a time, each converted exactly to
+// float32 by F16C's vcvtph2ps. The builtin needs F16C in the function it
+// ends up in: it is only ever inlined into packed_matmul_blocks_f16, which
+// is built for AVX2 and F16C and called where the CPU has them.
+struct F16Weights {
+  typedef uint16_t T;
+  typedef short I16x8 __attribute__((vector_size(16)));
+  __attribute__((always_inline)) static Vec8 load(const uint16_t* p) {
+    I16x8 h;
+    __builtin_memcpy(&h, p, sizeof h);
+    return __builtin_ia32_vcvtph2ps256(h);
+  }
+};
+#endif
+
 // MB rows of x against one block of kPackedColumns columns of a packed w:
 // the 2 MB sums of eight stay in registers over all K, so each weight is
 // loaded once for the MB rows and no partial sum goes through memory.
-template <int MB>
-__attribute__((always_inline)) inline void packed_block(const float* __restrict x, const float* __restrict wb,
+template <int MB, class Wt>
+__attribute__((always_inline)) inline void packed_block(const float* __restrict x, const typename Wt::T* __restrict wb,
                                                         const float* __restrict residual, int64_t K, int64_t N,
                                                         int64_t n, int64_t width, float* __restrict y) {
   static_assert(kPackedColumns == 16, "two vectors of eight a block");
   Vec8 acc[MB][2];
   for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = Vec8{};
   for (int64_t k = 0; k < K; ++k) {
-    const Vec8 w0 = load8(wb + k * 16), w1 = load8(wb + k * 16 + 8);
+    const Vec8 w0 = Wt::load(wb + k * 16), w1 = Wt::load(wb + k * 16 + 8);
     for (int i = 0; i < MB; ++i) {
       const float a = x[i * K + k];
       acc[i][0] += a * w0;
@@ -397,24 +414,54 @@ __attribute__((always_inline)) inline void packed_block(const float* __restrict 
     }
   }
 }
+
+template <class Wt>
+__attribute__((always_inline)) inline void packed_blocks(const float* __restrict x, const typename Wt::T* __restrict w,
+                                                         const float* __restrict residual, int64_t M, int64_t K,
+                                                         int64_t N, int64_t b0, int64_t b1, float* __restrict y) {
+  for (int64_t b = b0; b < b1; ++b) {
+    const typename Wt::T* wb = w + b * K * kPackedColumns;
+    const int64_t n = b * kPackedColumns, width = std::min<int64_t>(kPackedColumns, N - n);
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4)
+      packed_block<4, Wt>(x + m * K, wb, residual ? residual + m * N : nullptr, K, N, n, width, y + m * N);
+    const float* r = residual ? residual + m * N : nullptr;
+    switch (M - m) {
+      case 3: packed_block<3, Wt>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
+      case 2: packed_block<2, Wt>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
+      case 1: packed_block<1, Wt>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
+      default: break;
+    }
+  }
+}
 }  // namespace
 
 LOONG_VECTOR_CLONES
 void packed_matmul_blocks(const float* __restrict x, const float* __restrict w, const float* __restrict residual,
                           int64_t M, int64_t K, int64_t N, int64_t b0, int64_t b1, float* __restrict y) {
-  for (int64_t b = b0; b < b1; ++b) {
-    const float* wb = w + b * K * kPackedColumns;
-    const int64_t n = b * kPackedColumns, width = std::min<int64_t>(kPackedColumns, N - n);
-    int64_t m = 0;
-    for (; m + 4 <= M; m += 4) packed_block<4>(x + m * K, wb, residual ? residual + m * N : nullptr, K, N, n, width, y + m * N);
-    const float* r = residual ? residual + m * N : nullptr;
-    switch (M - m) {
-      case 3: packed_block<3>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
-      case 2: packed_block<2>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
-      case 1: packed_block<1>(x + m * K, wb, r, K, N, n, width, y + m * N); break;
-      default: break;
-    }
-  }
+  packed_blocks<F32Weights>(x, w, residual, M, K, N, b0, b1, y);
 }
+
+#if LOONG_F16C_BLOCKS
+// AVX2 without FMA, as the float32 loops' AVX2 clone: the same additions and
+// products in the same order, so the same sums bit for bit.
+__attribute__((target("avx2,f16c"))) void packed_matmul_blocks_f16(const float* __restrict x,
+                                                                   const uint16_t* __restrict w,
+                                                                   const float* __restrict residual, int64_t M,
+                                                                   int64_t K, int64_t N, int64_t b0, int64_t b1,
+                                                                   float* __restrict y) {
+  packed_blocks<F16Weights>(x, w, residual, M, K, N, b0, b1, y);
+}
+bool packed_f16_supported() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"));
+  return yes;
+}
+#else
+void packed_matmul_blocks_f16(const float*, const uint16_t*, const float*, int64_t, int64_t, int64_t, int64_t,
+                              int64_t, float*) {
+  __builtin_trap();  // never called: packed_f16_supported() is false
+}
+bool packed_f16_supported() { return false; }
+#endif
 
 }  // namespace loong::detail

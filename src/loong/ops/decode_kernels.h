@@ -34,6 +34,13 @@ void silu_gate(const float* g, int64_t R, int F, float* out);
 constexpr int64_t kPackedColumns = 16;
 void packed_matmul_blocks(const float* x, const float* w, const float* residual, int64_t M, int64_t K, int64_t N,
                           int64_t b0, int64_t b1, float* y);
+// The same with w in IEEE half precision (the bits of each float16), each
+// weight converted exactly to float32 as it is read: half the bytes, and
+// the same sums as packed_matmul_blocks on the float32 values, bit for bit.
+// Only where packed_f16_supported() (x86-64 with AVX2 and F16C).
+bool packed_f16_supported();
+void packed_matmul_blocks_f16(const float* x, const uint16_t* w, const float* residual, int64_t M, int64_t K,
+                              int64_t N, int64_t b0, int64_t b1, float* y);
 
 void small_matmul_columns(const float* x, const float* w, const float* residual, int64_t M, int64_t K,
                           int64_t N, int64_t n0, int64_t n1, float* y);

@@ -141,21 +141,40 @@ at::Tensor small_matmul(const at::Tensor& x_in, const at::Tensor& w, const at::T
   return y;
 }
 
-at::Tensor pack_columns(const at::Tensor& w) {
+at::Tensor pack_columns(const at::Tensor& w, bool f16_if_exact) {
   TORCH_CHECK(w.dim() == 2 && w.device().is_cpu() && w.scalar_type() == at::kFloat,
               "pack_columns: expected a float32 CPU matrix [K, N]");
   const int64_t K = w.size(0), N = w.size(1), C = detail::kPackedColumns, blocks = (N + C - 1) / C;
   auto padded = at::zeros({K, blocks * C}, w.options());
   padded.narrow(1, 0, N).copy_(w);
-  return padded.view({K, blocks, C}).permute({1, 0, 2}).contiguous();
+  auto packed = padded.view({K, blocks, C}).permute({1, 0, 2}).contiguous();
+  return f16_if_exact ? packed_f16_if_exact(packed) : packed;
 }
 
-void packed_matmul_into(const float* x, const float* packed, const float* residual, int64_t M, int64_t K, int64_t N,
-                        float* y) {
+at::Tensor packed_f16_if_exact(const at::Tensor& packed) {
+  if (packed.scalar_type() != at::kFloat || !detail::packed_f16_supported() || !packed.isfinite().all().item<bool>())
+    return packed;
+  auto half = packed.to(at::kHalf);
+  return half.to(at::kFloat).equal(packed) ? half : packed;
+}
+
+void packed_matmul_range(const float* x, const at::Tensor& packed, const float* residual, int64_t M, int64_t K,
+                         int64_t N, int64_t b0, int64_t b1, float* y) {
+  if (packed.scalar_type() == at::kHalf)
+    detail::packed_matmul_blocks_f16(x, reinterpret_cast<const uint16_t*>(packed.data_ptr<at::Half>()), residual, M, K,
+                                     N, b0, b1, y);
+  else
+    detail::packed_matmul_blocks(x, packed.data_ptr<float>(), residual, M, K, N, b0, b1, y);
+}
+
+void packed_matmul_into(const float* x, const at::Tensor& packed, const float* residual, int64_t M, int64_t K,
+                        int64_t N, float* y) {
   const int64_t blocks = (N + detail::kPackedColumns - 1) / detail::kPackedColumns;
+  TORCH_CHECK(packed.numel() == blocks * K * detail::kPackedColumns, "packed_matmul_into: the packed weight is not [",
+              K, ", ", N, "]");
   const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
   at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
-    detail::packed_matmul_blocks(x, packed, residual, M, K, N, begin, end, y);
+    packed_matmul_range(x, packed, residual, M, K, N, begin, end, y);
   });
 }
 

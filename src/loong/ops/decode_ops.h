@@ -61,12 +61,22 @@ at::Tensor small_matmul(const at::Tensor& x, const at::Tensor& w, const at::Tens
 
 // w [K, N] (float32, CPU) in the layout packed_matmul_into reads:
 // [ceil(N / 16), K, 16], each block of 16 columns one stream, zero-padded.
-at::Tensor pack_columns(const at::Tensor& w);
+// f16_if_exact: in float16 where every weight is one (finite, and equal to
+// itself rounded to float16, as the weights of a bundle stored in f16 are)
+// and the CPU converts float16 in its vector registers: half the bytes a
+// product reads, and the same results.
+at::Tensor pack_columns(const at::Tensor& w, bool f16_if_exact = false);
+// A float32 packed weight in float16 where that is exact and supported, as
+// pack_columns(w, true) gives it; else the weight itself.
+at::Tensor packed_f16_if_exact(const at::Tensor& packed);
 // x [M, K] times the packed w (plus residual [M, N] when not null, not y):
 // small_matmul on raw arrays with each block's sums held in registers, so
 // that a weight is read once for up to four rows of x.
-void packed_matmul_into(const float* x, const float* packed, const float* residual, int64_t M, int64_t K, int64_t N,
-                        float* y);
+void packed_matmul_into(const float* x, const at::Tensor& packed, const float* residual, int64_t M, int64_t K,
+                        int64_t N, float* y);
+// Column blocks [b0, b1) of that product, on the calling thread.
+void packed_matmul_range(const float* x, const at::Tensor& packed, const float* residual, int64_t M, int64_t K,
+                         int64_t N, int64_t b0, int64_t b1, float* y);
 
 // The same with w [N, K] as nn::Linear keeps it: x w^T (+ residual), that is
 // torch::linear without a bias. Large models decode this way, on their own

@@ -61,6 +61,17 @@ void reset_device_peak(c10::Device device) {
 
 bool cuda_graphs_available() { return LOONG_HAS_CUDA_GRAPHS && cuda_device_present(); }
 
+bool native_bf16(c10::Device device) {
+  if (device.is_cuda()) return true;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool cpu = (__builtin_cpu_init(), __builtin_cpu_supports("amx-bf16") ||
+                                                     __builtin_cpu_supports("avx512bf16"));
+  return device.is_cpu() && cpu;
+#else
+  return false;
+#endif
+}
+
 #if LOONG_WITH_CUDA && LOONG_HAS_CUDA_GRAPHS
 struct CudaGraph::Impl {
   at::cuda::CUDAGraph graph;  // its constructor needs a device: made in capture()

@@ -28,6 +28,11 @@ int64_t device_peak_bytes(c10::Device device);
 void reset_device_peak(c10::Device device);
 // True when this build can capture CUDA graphs and a device is present.
 bool cuda_graphs_available();
+// Whether `device` computes bfloat16 convolutions and products natively, so
+// that they run faster than in float32: CUDA devices, and CPUs with AMX-BF16
+// or AVX-512 BF16 (which oneDNN uses; elsewhere bfloat16 is emulated and
+// slower). The tokenizer decodes generated clips in bfloat16 where this holds.
+bool native_bf16(c10::Device device);
 
 // One captured sequence of CUDA kernels. capture() records what `body`
 // launches (nothing runs then); replay() runs it again on the current stream,

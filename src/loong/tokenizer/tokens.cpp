@@ -8,6 +8,7 @@
 #include "loong/core/error.h"
 #include "loong/core/torch_compat.h"
 #include "loong/io/safetensors.h"
+#include "loong/ops/device.h"
 
 namespace loong::tokenizer {
 
@@ -50,13 +51,14 @@ EncodedVideo encode_video(VideoTokenizer& model, const torch::Tensor& frames, in
 }
 
 torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int64_t skip, int64_t keep,
-                          bool cuda_bf16) {
+                          bool bf16) {
   torch::NoGradGuard ng;
   model->eval();
   const auto device = model->parameters().front().device();
   torch::Tensor frames;  // [B, T, H, W, 3]
   {
-    CudaAutocast bf16(cuda_bf16 && device.is_cuda());
+    const bool half = bf16 && native_bf16(device);
+    Bf16Autocast autocast(device.type(), half);
     frames = video_to_frames(model->decode(codes.to(device, torch::kLong)));
   }
   if (skip < 0 || keep < 0 || skip + keep > frames.size(1))
@@ -87,7 +89,7 @@ void decode_chunks(VideoTokenizer& model, const EncodedVideo& v, const std::func
   for (size_t c = 0; c < v.chunks.size(); ++c) {
     const int64_t n = v.chunks[c], frames = 1 + (n - 1) * f;
     auto ids = v.tokens.narrow(0, at, n).unsqueeze(0);
-    fn(decode_clip(model, ids, trim ? v.skip[c] : 0, trim ? v.keep[c] : frames, v.cuda_bf16)[0]);
+    fn(decode_clip(model, ids, trim ? v.skip[c] : 0, trim ? v.keep[c] : frames, v.bf16)[0]);
     at += n;
   }
 }
@@ -173,7 +175,7 @@ void save_tokens(const std::string& path, const EncodedVideo& v) {
                                              {"fps", exact_number(v.fps)},
                                              {"frames", std::to_string(v.frames)},
                                              {"codebook_size", std::to_string(v.codebook_size)}};
-  if (v.cuda_bf16) meta["cuda_decode"] = "bf16";
+  if (v.bf16) meta["decode"] = "bf16";
   if (!v.generation.empty()) meta["generation"] = v.generation;
   safetensors::save(path, tensors, meta);
 }
@@ -201,10 +203,11 @@ EncodedVideo load_tokens(const std::string& path) {
     if (v.skip.size() != v.chunks.size() || v.keep.size() != v.chunks.size())
       fail(path, "'skip' and 'keep' need one entry per chunk (" + std::to_string(v.chunks.size()) + ")");
   }
-  if (meta.count("cuda_decode")) {
-    if (meta.at("cuda_decode") != "bf16") fail(path, "bad metadata: cuda_decode must be 'bf16'");
-    v.cuda_bf16 = true;
-  }
+  for (const char* key : {"decode", "cuda_decode"})  // cuda_decode: files written before 2026-12-06
+    if (meta.count(key)) {
+      if (meta.at(key) != "bf16") fail(path, std::string("bad metadata: ") + key + " must be 'bf16'");
+      v.bf16 = true;
+    }
   if (meta.count("generation")) v.generation = meta.at("generation");
   if (sum != v.tokens.size(0))
     fail(path, "'chunks' add up to " + std::to_string(sum) + " latent frames, 'tokens' has " +

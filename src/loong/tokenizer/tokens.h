@@ -15,8 +15,10 @@
 // each decoded chunk dropped at its start (the condition, already in the
 // video) and those kept after them, exactly as generation emitted them.
 // Metadata "generation" holds the settings and the clip plan as JSON, and
-// "cuda_decode"="bf16" says the clips decode in bfloat16 on CUDA, as
-// generation does (frames then match generation's bit for bit).
+// "decode"="bf16" says the clips decode in bfloat16 where the device computes
+// it natively (ops/device.h native_bf16), as generation did (frames then
+// match generation's bit for bit on the same machine). Files written before
+// 2026-12-06 say "cuda_decode"="bf16", read the same way.
 #pragma once
 #include <functional>
 #include <string>
@@ -38,7 +40,7 @@ struct EncodedVideo {
   // Per chunk: frames dropped at the start of its decoded frames and frames
   // kept after them (empty: every frame of every chunk).
   std::vector<int64_t> skip, keep;
-  bool cuda_bf16 = false;    // decode in bfloat16 autocast on CUDA (generated codes)
+  bool bf16 = false;         // decode in bfloat16 autocast where native (generated codes)
   std::string generation;    // JSON: the settings and clip plan of a generated video ("" = none)
 };
 
@@ -57,9 +59,11 @@ void decode_chunks(VideoTokenizer& model, const EncodedVideo& video, const std::
 // The decode of one generated clip, shared by generation and decode_video so
 // that both give the same frames: codes int64 [B, L, h, w] -> uint8 frames
 // [B, keep, H, W, 3] on the CPU, frames [skip, skip + keep) of each decoded
-// item; in bfloat16 autocast on CUDA when `cuda_bf16`. Runs in no-grad, eval mode.
+// item; with `bf16`, in bfloat16 autocast where the device computes it
+// natively (native_bf16: CUDA, CPUs with AMX or AVX-512 BF16; 2x faster on
+// such a CPU, docs/benchmarks.md), else in float32. Runs in no-grad, eval mode.
 torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int64_t skip, int64_t keep,
-                          bool cuda_bf16);
+                          bool bf16);
 // Each frame encoded as a one-frame clip of its own (an image), in batches of
 // `batch`: uint8 [N, H, W, 3] -> int64 token ids [N, H', W'] on the CPU, the
 // ids encode_video gives each frame alone. Runs in no-grad, eval mode.
