@@ -196,6 +196,7 @@ int main(int argc, char** argv) {
         costs.push_back(row);
       }
       out["call_cost_at_context_600"] = costs;
+      out["step_reads_f16_weights"] = step.reads_f16_weights();  // the bundle's float16 values, packed as such
     }
     // A large model on the CPU reads every weight once a call, whatever the
     // positions it scores: the call cost of --large (f32, batch 2, context

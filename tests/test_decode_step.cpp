@@ -200,6 +200,8 @@ TEST(Lm, PackedMatmulMatchesMm) {
   EXPECT_EQ(loong::pack_columns(inf, true).scalar_type(), torch::kFloat);
   EXPECT_THROW(loong::packed_matmul_into(nullptr, loong::pack_columns(torch::ones({4, 4})), nullptr, 1, 4, 40, nullptr),
                c10::Error);  // a packed weight of another shape
+  EXPECT_THROW(loong::packed_matmul_into(nullptr, loong::pack_columns(torch::ones({8, 16})), nullptr, 1, 4, 32, nullptr),
+               c10::Error);  // as many weights, laid out for another K and N
 }
 
 TEST(Lm, DecodeLoopsUseTheThreads) {
@@ -375,6 +377,8 @@ TEST(Lm, DecodeStepOnTwoThreadsGivesTheSameResults) {
     on_one.set_threaded(false);
     on_one.set_f16_weights(false);
     on_two.set_f16_weights(false), on_two.set_f16_weights(true);  // and back
+    EXPECT_FALSE(on_one.reads_f16_weights());
+    EXPECT_EQ(on_two.reads_f16_weights(), half && loong::detail::packed_f16_supported());
     for (int64_t t = 7; t < 20;) {
       const int64_t K = t < 12 ? 1 : 3;  // one position a call, then speculation's K
       auto ids = torch::randint(c.text_vocab, c.vocab_size(), {B, std::min<int64_t>(K, 20 - t)});

@@ -8,6 +8,7 @@
 #include <torch/script.h>
 
 #include "loong/core/json_util.h"
+#include "loong/core/torch_compat.h"
 #include "loong/gen/bundle.h"
 #include "loong/gen/code_sampler.h"
 #include "loong/gen/generate.h"
@@ -546,17 +547,30 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
                             {"keep", torch::ones({1}, torch::kInt)}},
                            {{"format", "loong-video-tokens"}});
   expect_error([&] { tokenizer::load_tokens(dir / "n.safetensors"); }, {"'skip' entries must be non-negative"});
-  // decode=bf16, or cuda_decode=bf16 as files said before 2026-12-06; another value is refused.
+  // decode=bf16 (bfloat16 where native), or cuda_decode=bf16 as files said
+  // before 2026-12-06 (on CUDA only: the CPU decodes them in float32, as
+  // generation then did); another value, or both keys, are refused.
   for (const std::string key : {"decode", "cuda_decode"})
     for (const std::string value : {"bf16", "f16"}) {
       loong::safetensors::save(dir / "d.safetensors",
                                {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)}, {"chunks", torch::full({1}, 2, torch::kInt)}},
                                {{"format", "loong-video-tokens"}, {key, value}});
-      if (value == "bf16")
-        EXPECT_TRUE(tokenizer::load_tokens(dir / "d.safetensors").bf16) << key;
-      else
+      if (value != "bf16") {
         expect_error([&] { tokenizer::load_tokens(dir / "d.safetensors"); }, {key + " must be 'bf16'"});
+        continue;
+      }
+      auto v = tokenizer::load_tokens(dir / "d.safetensors");
+      EXPECT_TRUE(v.bf16) << key;
+      EXPECT_EQ(v.bf16_cuda_only, key == "cuda_decode");
+      auto f32 = v;
+      f32.bf16 = false;
+      const bool same = torch::equal(tokenizer::decode_video(tok, v), tokenizer::decode_video(tok, f32));
+      EXPECT_EQ(same, key == "cuda_decode" || !loong::native_bf16(torch::kCPU)) << key;
     }
+  loong::safetensors::save(dir / "d.safetensors",
+                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)}, {"chunks", torch::full({1}, 2, torch::kInt)}},
+                           {{"format", "loong-video-tokens"}, {"decode", "bf16"}, {"cuda_decode", "bf16"}});
+  expect_error([&] { tokenizer::load_tokens(dir / "d.safetensors"); }, {"both decode and cuda_decode"});
   EXPECT_FALSE(tokenizer::load_tokens(dir / "f.safetensors").bf16);
 }
 
@@ -577,7 +591,16 @@ TEST(Gen, ClipsDecodeInBf16WhereNative) {
   } else {
     EXPECT_TRUE(torch::equal(bf16, f32));
   }
-  EXPECT_TRUE(loong::native_bf16(c10::Device("cuda:0")));
+  // The guard itself, on any CPU (bfloat16 is emulated where not native):
+  // convolutions in bfloat16 inside it, in float32 after it.
+  auto x = torch::randn({1, 2, 3, 4, 4});
+  auto w = torch::randn({2, 2, 1, 1, 1});
+  {
+    torch::NoGradGuard ng;
+    loong::Bf16Autocast guard(torch::kCPU, true);
+    EXPECT_EQ(torch::conv3d(x, w).scalar_type(), torch::kBFloat16);
+  }
+  EXPECT_EQ(torch::conv3d(x, w).scalar_type(), torch::kFloat);
 }
 
 // bf16/int8 weights are for the CPU's decode step: another device is refused

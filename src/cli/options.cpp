@@ -126,9 +126,9 @@ void add_decode_weights_option(CLI::App* cmd, std::string& type) {
 
 void add_tokenizer_f32_option(CLI::App* cmd, bool& f32) {
   cmd->add_flag("--tokenizer-f32", f32,
-                "Decode clips to frames in float32 even where bfloat16 is native (CUDA; CPUs with AMX or AVX-512 "
-                "BF16, where it is about 2x faster): the frames, and the clips re-encoded from them, then as on "
-                "other machines");
+                "Run the video tokenizer in float32 even where bfloat16 is native (CUDA; CPUs with AMX or "
+                "AVX-512 BF16, where decoding clips is about 2x faster): frames then differ from float32's only "
+                "as float32 results differ between machines");
 }
 
 }  // namespace loong::cli

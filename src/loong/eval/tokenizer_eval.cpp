@@ -90,7 +90,7 @@ json evaluate_tokenizer(const TokenizerEvalOptions& o) {
             {"clips", clips},
             {"skipped", skipped},
             {"frames", o.frames},
-            {"decode", o.bf16 && native_bf16(device) ? "bf16" : "f32"},
+            {"tokenizer_precision", o.bf16 && native_bf16(device) ? "bf16" : "f32"},
             {"psnr", mean(all_psnr)},
             {"ssim", mean(all_ssim)},
             {"psnr_per_frame", psnr_pos},

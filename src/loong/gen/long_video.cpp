@@ -271,7 +271,8 @@ GenerationTimings LongVideoGenerator::run(const LongVideoOptions& o, const std::
       if (o.reencode || !prev_codes.defined()) {
         auto t0 = Clock::now();
         ev.condition_frames = tail.narrow(1, tail.size(1) - p.prefix_frames, p.prefix_frames).contiguous();
-        CudaAutocast bf16(device.is_cuda());  // the tokenizer runs in bfloat16 on CUDA
+        // The tokenizer runs in bfloat16 on CUDA (unless asked for float32).
+        Bf16Autocast bf16(device.type(), device.is_cuda() && o.tokenizer_bf16);
         adapt_threads();  // each phase takes the cores other processes leave (core/runtime.h)
         prefix = tokenizer_->encode(tokenizer::frames_to_video(ev.condition_frames, device)).to(torch::kCPU, torch::kLong);
         t.encode_s += seconds_since(t0);

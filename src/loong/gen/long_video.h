@@ -82,7 +82,8 @@ struct LongVideoOptions {
   bool guide_against_previous = false;
   // Clips decode to frames in bfloat16 where the device computes it natively
   // (ops/device.h native_bf16: CUDA, CPUs with AMX or AVX-512 BF16), else in
-  // float32; false: float32 everywhere (tokenizer::decode_clip).
+  // float32; false: the tokenizer in float32 everywhere, its re-encoding on
+  // CUDA too (tokenizer::decode_clip).
   bool tokenizer_bf16 = true;
 };
 

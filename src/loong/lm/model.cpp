@@ -354,7 +354,7 @@ DecodeStep::DecodeStep(const Llama& model, bool hand_kernels, bool share_weights
         // bytes a step reads for the same sums. The norm's weight is applied
         // to x, so that the packed weights are the model's own.
         p->packed = pack_columns(p->t, true), p->t = torch::Tensor();
-        if (p->norm.defined()) p->norm = p->norm.to(torch::kFloat).contiguous();
+        if (p->norm.defined()) p->norm = p->norm.to(torch::kFloat).clone();  // a copy, as the packed weights are
       } else if (p->norm.defined()) {
         p->t = (p->t * p->norm.view({-1, 1})).contiguous(), p->norm = torch::Tensor();
       }
@@ -627,6 +627,13 @@ void DecodeStep::set_f16_weights(bool on) {
       p->packed = p->packed.to(torch::kFloat);
       if (on) p->packed = packed_f16_if_exact(p->packed);
     }
+}
+
+bool DecodeStep::reads_f16_weights() const {
+  return flat_ && std::all_of(layers_.begin(), layers_.end(), [](const Layer& l) {
+           return l.qkv.packed.scalar_type() == torch::kHalf && l.wo.packed.scalar_type() == torch::kHalf &&
+                  l.w13.packed.scalar_type() == torch::kHalf && l.w2.packed.scalar_type() == torch::kHalf;
+         });
 }
 
 torch::Tensor DecodeStep::at_position(const torch::Tensor& ids, const torch::Tensor& pos, KvCache& cache,

@@ -192,6 +192,8 @@ class DecodeStep {
   // float16 (default on): half the bytes, the same outputs bit for bit. Off:
   // in float32, for benchmarks' baselines.
   void set_f16_weights(bool on);
+  // Whether they do now (every product packed in float16).
+  bool reads_f16_weights() const;
 
  private:
   // One product x W^T of the step.

@@ -170,8 +170,11 @@ void packed_matmul_range(const float* x, const at::Tensor& packed, const float* 
 void packed_matmul_into(const float* x, const at::Tensor& packed, const float* residual, int64_t M, int64_t K,
                         int64_t N, float* y) {
   const int64_t blocks = (N + detail::kPackedColumns - 1) / detail::kPackedColumns;
-  TORCH_CHECK(packed.numel() == blocks * K * detail::kPackedColumns, "packed_matmul_into: the packed weight is not [",
-              K, ", ", N, "]");
+  TORCH_CHECK(packed.device().is_cpu() && packed.is_contiguous() &&
+                  (packed.scalar_type() == at::kFloat || packed.scalar_type() == at::kHalf) &&
+                  packed.sizes() == at::IntArrayRef({blocks, K, detail::kPackedColumns}),
+              "packed_matmul_into: expected a weight [", K, ", ", N, "] as pack_columns gives it, got ",
+              packed.sizes(), " ", packed.scalar_type());
   const int64_t grain = parallel_product(M, K, N) ? 1 : blocks;
   at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
     packed_matmul_range(x, packed, residual, M, K, N, begin, end, y);

@@ -64,9 +64,12 @@ bool cuda_graphs_available() { return LOONG_HAS_CUDA_GRAPHS && cuda_device_prese
 bool native_bf16(c10::Device device) {
   if (device.is_cuda()) return true;
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  // oneDNN is what computes bfloat16 convolutions natively; without it they
+  // take LibTorch's slow path.
   static const bool cpu = (__builtin_cpu_init(), __builtin_cpu_supports("amx-bf16") ||
-                                                     __builtin_cpu_supports("avx512bf16"));
-  return device.is_cpu() && cpu;
+                                                     __builtin_cpu_supports("avx512bf16")) &&
+                          at::hasMKLDNN();
+  return device.is_cpu() && cpu && at::globalContext().userEnabledMkldnn();
 #else
   return false;
 #endif

@@ -85,11 +85,14 @@ void decode_chunks(VideoTokenizer& model, const EncodedVideo& v, const std::func
                            std::to_string(v.skip[c]) + ".." + std::to_string(v.skip[c] + v.keep[c]) +
                            " were asked for ('skip' and 'keep')");
     }
+  // Files of before 2026-12-06 meant bfloat16 on CUDA only: generation then
+  // decoded in float32 on every CPU.
+  const bool bf16 = v.bf16 && (!v.bf16_cuda_only || model->parameters().front().device().is_cuda());
   int64_t at = 0;
   for (size_t c = 0; c < v.chunks.size(); ++c) {
     const int64_t n = v.chunks[c], frames = 1 + (n - 1) * f;
     auto ids = v.tokens.narrow(0, at, n).unsqueeze(0);
-    fn(decode_clip(model, ids, trim ? v.skip[c] : 0, trim ? v.keep[c] : frames, v.bf16)[0]);
+    fn(decode_clip(model, ids, trim ? v.skip[c] : 0, trim ? v.keep[c] : frames, bf16)[0]);
     at += n;
   }
 }
@@ -175,7 +178,7 @@ void save_tokens(const std::string& path, const EncodedVideo& v) {
                                              {"fps", exact_number(v.fps)},
                                              {"frames", std::to_string(v.frames)},
                                              {"codebook_size", std::to_string(v.codebook_size)}};
-  if (v.bf16) meta["decode"] = "bf16";
+  if (v.bf16) meta[v.bf16_cuda_only ? "cuda_decode" : "decode"] = "bf16";
   if (!v.generation.empty()) meta["generation"] = v.generation;
   safetensors::save(path, tensors, meta);
 }
@@ -207,7 +210,9 @@ EncodedVideo load_tokens(const std::string& path) {
     if (meta.count(key)) {
       if (meta.at(key) != "bf16") fail(path, std::string("bad metadata: ") + key + " must be 'bf16'");
       v.bf16 = true;
+      v.bf16_cuda_only = v.bf16_cuda_only || std::string(key) == "cuda_decode";
     }
+  if (meta.count("decode") && meta.count("cuda_decode")) fail(path, "bad metadata: both decode and cuda_decode");
   if (meta.count("generation")) v.generation = meta.at("generation");
   if (sum != v.tokens.size(0))
     fail(path, "'chunks' add up to " + std::to_string(sum) + " latent frames, 'tokens' has " +

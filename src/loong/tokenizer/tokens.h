@@ -17,8 +17,9 @@
 // Metadata "generation" holds the settings and the clip plan as JSON, and
 // "decode"="bf16" says the clips decode in bfloat16 where the device computes
 // it natively (ops/device.h native_bf16), as generation did (frames then
-// match generation's bit for bit on the same machine). Files written before
-// 2026-12-06 say "cuda_decode"="bf16", read the same way.
+// match generation's bit for bit on a machine of the same kind). Files
+// written before 2026-12-06 say "cuda_decode"="bf16": bfloat16 on CUDA only,
+// as generation then decoded.
 #pragma once
 #include <functional>
 #include <string>
@@ -40,7 +41,8 @@ struct EncodedVideo {
   // Per chunk: frames dropped at the start of its decoded frames and frames
   // kept after them (empty: every frame of every chunk).
   std::vector<int64_t> skip, keep;
-  bool bf16 = false;         // decode in bfloat16 autocast where native (generated codes)
+  bool bf16 = false;            // decode in bfloat16 autocast where native (generated codes)
+  bool bf16_cuda_only = false;  // ... but only on CUDA ("cuda_decode", files before 2026-12-06)
   std::string generation;    // JSON: the settings and clip plan of a generated video ("" = none)
 };
 
