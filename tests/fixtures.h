@@ -51,6 +51,17 @@ inline tokenizer::TokenizerConfig micro_tokenizer() {
 }
 
 // Prompts written as their ids: "1 2" -> {1, 2}.
+// Minute-level generation at the micro sizes: clips of 17 frames at 6.5 fps,
+// 5 frames re-encoded between them.
+inline gen::LongVideoOptions micro_options(double seconds) {
+  gen::LongVideoOptions o;
+  o.seconds = seconds;
+  o.fps = 6.5;
+  o.clip_frames = 17;
+  o.overlap = 5;
+  return o;
+}
+
 inline gen::TextEncoder id_encoder() {
   return [](const std::string& prompt) {
     std::istringstream in(prompt);

@@ -23,7 +23,7 @@
 #include "loong/io/image.h"
 #include "loong/io/plot.h"
 #include "loong/io/video.h"
-#include "loong/ops/device.h"
+#include "loong/tokenizer/tokens.h"
 
 namespace loong::eval {
 
@@ -153,7 +153,7 @@ json run_long_eval(const LongEvalOptions& opt, const std::function<void(const st
               {"top_p", sampling.top_p},
               {"temperature", sampling.temperature},
               {"decode_weights", generator.decode_weights()},
-              {"tokenizer_precision", o.tokenizer_bf16 && native_bf16(device) ? "bf16" : "f32"}};
+              {"tokenizer_precision", tokenizer::decodes_in_bf16(o.tokenizer_bf16, device) ? "bf16" : "f32"}};
   report.write_to(out);
   if (!real.empty()) {
     json r = {{"manifest", opt.real}};

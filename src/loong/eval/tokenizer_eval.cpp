@@ -12,9 +12,9 @@
 #include "loong/data/dataset.h"
 #include "loong/eval/fvd.h"
 #include "loong/eval/metrics.h"
-#include "loong/ops/device.h"
 #include "loong/tokenizer/checkpoint.h"
 #include "loong/tokenizer/quantizer.h"
+#include "loong/tokenizer/tokens.h"
 
 namespace loong::eval {
 
@@ -90,7 +90,7 @@ json evaluate_tokenizer(const TokenizerEvalOptions& o) {
             {"clips", clips},
             {"skipped", skipped},
             {"frames", o.frames},
-            {"tokenizer_precision", o.bf16 && native_bf16(device) ? "bf16" : "f32"},
+            {"tokenizer_precision", tokenizer::decodes_in_bf16(o.bf16, device) ? "bf16" : "f32"},
             {"psnr", mean(all_psnr)},
             {"ssim", mean(all_ssim)},
             {"psnr_per_frame", psnr_pos},

@@ -18,7 +18,6 @@
 #include "loong/gen/upscale.h"
 #include "loong/io/image.h"
 #include "loong/io/video.h"
-#include "loong/ops/device.h"
 #include "loong/tokenizer/tokens.h"
 
 namespace loong::gen {
@@ -209,7 +208,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
                  {"codes", t.codes},
                  {"speculative", o.speculative},
                  {"decode_weights", r.decode_weights},
-                 {"tokenizer_precision", o.tokenizer_bf16 && native_bf16(r.device) ? "bf16" : "f32"},
+                 {"tokenizer_precision", tokenizer::decodes_in_bf16(o.tokenizer_bf16, r.device) ? "bf16" : "f32"},
                  {"decode_calls", t.decode_calls},
                  {"codes_per_call", t.decode_calls > 0 ? double(t.codes - clips) / t.decode_calls : 0.0},
                  {"drafted", t.drafted},
@@ -231,7 +230,7 @@ GenerateResult generate_video(const GenerateRequest& r, const GenerateEvents& ev
     codes.frames = written;
     codes.fps = o.fps;
     codes.codebook_size = bundle.tokenizer->config.codebook_size;
-    codes.bf16 = o.tokenizer_bf16 && native_bf16(r.device);  // as LongVideoGenerator decoded
+    codes.bf16 = tokenizer::decodes_in_bf16(o.tokenizer_bf16, r.device);  // as LongVideoGenerator decoded
     json settings = report;
     for (const char* k : {"out", "size", "upscale", "timings_s", "decode_tokens_per_s"}) settings.erase(k);
     settings["clip_plan"] = plan;

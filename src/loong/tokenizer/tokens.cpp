@@ -50,6 +50,8 @@ EncodedVideo encode_video(VideoTokenizer& model, const torch::Tensor& frames, in
   return out;
 }
 
+bool decodes_in_bf16(bool bf16, c10::Device device) { return bf16 && native_bf16(device); }
+
 torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int64_t skip, int64_t keep,
                           bool bf16) {
   torch::NoGradGuard ng;
@@ -57,8 +59,7 @@ torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int
   const auto device = model->parameters().front().device();
   torch::Tensor frames;  // [B, T, H, W, 3]
   {
-    const bool half = bf16 && native_bf16(device);
-    Bf16Autocast autocast(device.type(), half);
+    Bf16Autocast autocast(device.type(), decodes_in_bf16(bf16, device));
     frames = video_to_frames(model->decode(codes.to(device, torch::kLong)));
   }
   if (skip < 0 || keep < 0 || skip + keep > frames.size(1))

@@ -66,6 +66,9 @@ void decode_chunks(VideoTokenizer& model, const EncodedVideo& video, const std::
 // such a CPU, docs/benchmarks.md), else in float32. Runs in no-grad, eval mode.
 torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int64_t skip, int64_t keep,
                           bool bf16);
+// Whether decode_clip with `bf16` runs in bfloat16 on `device` (what reports
+// and codes files record).
+bool decodes_in_bf16(bool bf16, c10::Device device);
 // Each frame encoded as a one-frame clip of its own (an image), in batches of
 // `batch`: uint8 [N, H, W, 3] -> int64 token ids [N, H', W'] on the CPU, the
 // ids encode_video gives each frame alone. Runs in no-grad, eval mode.
