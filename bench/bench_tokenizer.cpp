@@ -1,5 +1,8 @@
 // Video tokenizer throughput: encode and decode frames/s and peak memory for a
 // clip (default 65 frames at the preset's size), random weights, inference mode.
+// Generation's decode of the clip to frames (tokenizer::decode_clip, frame by
+// frame on the CPU) against the model's own decode to the same frames, in
+// float32 and, where native, bfloat16: clip_frames_*.
 // Prints one JSON object. One preset per process, so peak RSS is its own.
 // Then the round trip of --single-frames frames, each a one-frame clip (what
 // probe training does to half its frames): one call per frame, the baseline,
@@ -23,6 +26,7 @@
 
 #include "bench_common.h"
 #include "loong/core/runtime.h"
+#include "loong/core/torch_compat.h"
 #include "loong/tokenizer/model.h"
 #include "loong/tokenizer/tokens.h"
 
@@ -76,10 +80,32 @@ int main(int argc, char** argv) {
       other->to(device);
     }
     std::vector<double> enc, dec, dec_other;
+    // Generation's decode of a clip to uint8 frames (tokenizer::decode_clip:
+    // frame by frame on the CPU, tokenizer/frame_decoder.h) against the
+    // model's own decode to the same frames, the baseline, in float32 and,
+    // where the CPU computes it natively, in bfloat16 autocast.
+    const bool bf16 = loong::tokenizer::decodes_in_bf16(true, device);
+    std::vector<double> model_f32, clip_f32, model_bf16, clip_bf16;
+    auto model_frames = [&](bool in_bf16) {
+      loong::Bf16Autocast autocast(device.type(), in_bf16);
+      loong::tokenizer::video_to_frames(tok->decode(ids));
+      sync();
+    };
+    auto clip = [&](bool in_bf16) {
+      loong::tokenizer::decode_clip(tok, ids, 0, frames, in_bf16);
+      sync();
+    };
     for (int r = 0; r < runs; ++r) {
       enc.push_back(time_ms([&] { ids = tok->encode(x); sync(); }));
       dec.push_back(time_ms([&] { tok->decode(ids); sync(); }));
       if (other) dec_other.push_back(time_ms([&] { other->decode(ids); sync(); }));
+      if (r == 0) clip(false), clip(bf16);  // warm-up: the frame decoder's weights are copied on first use
+      model_f32.push_back(time_ms([&] { model_frames(false); }));
+      clip_f32.push_back(time_ms([&] { clip(false); }));
+      if (bf16) {
+        model_bf16.push_back(time_ms([&] { model_frames(true); }));
+        clip_bf16.push_back(time_ms([&] { clip(true); }));
+      }
     }
     const double e = median(enc), d = median(dec);
     const double rss_clip = peak_rss_mb();  // the clip's peak, before the round trips below
@@ -106,6 +132,15 @@ int main(int argc, char** argv) {
                         {"encode_ms_median", e}, {"decode_ms_median", d},
                         {"encode_frames_per_s", frames * 1000.0 / e}, {"decode_frames_per_s", frames * 1000.0 / d},
                         {"peak_rss_mb_after_weights", rss_weights}, {"peak_rss_mb", rss_clip}};
+    j["clip_frames_model_f32_ms_median"] = median(model_f32);
+    j["clip_frames_f32_ms_median"] = median(clip_f32);
+    j["clip_frames_f32_speedup"] = median(model_f32) / median(clip_f32);
+    j["clip_frames_bf16"] = bf16;
+    if (bf16) {
+      j["clip_frames_model_bf16_ms_median"] = median(model_bf16);
+      j["clip_frames_bf16_ms_median"] = median(clip_bf16);
+      j["clip_frames_bf16_speedup"] = median(model_bf16) / median(clip_bf16);
+    }
     if (other) {
       j["decoder_config"] = other_cfg;
       int64_t n = 0;

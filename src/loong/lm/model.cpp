@@ -554,8 +554,9 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   const int threads = !threaded_ ? 1 : large ? at::get_num_threads() : std::min(at::get_num_threads(), 2);
   // Every activation of the step in one buffer; the normed rows once a thread.
   auto out = torch::empty({B, K, dim}, embedding_.options());
-  auto arena =
-      torch::empty({R * ((2 + threads) * dim + Nqkv + int64_t{H} * hd * 2 + 3 * int64_t{F})}, embedding_.options());
+  // ... and each thread's attention scores (p + K floats).
+  auto arena = torch::empty({R * ((2 + threads) * dim + Nqkv + int64_t{H} * hd * 2 + 3 * int64_t{F}) + threads * (p + K)},
+                            embedding_.options());
   float* h = arena.data_ptr<float>();
   float* h2 = h + R * dim;
   float* xn = h2 + R * dim;
@@ -564,6 +565,7 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
   float* att = q + R * H * hd;
   float* g = att + R * H * hd;
   float* gate = g + R * 2 * F;
+  float* scores = gate + R * F;
   const float* emb = embedding_.data_ptr<float>();
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const float eps = static_cast<float>(eps_);
@@ -598,7 +600,7 @@ torch::Tensor DecodeStep::flat_positions(const torch::Tensor& ids_in, KvCache& c
         }
       }
       sync();
-      decode_attention_tasks(q, kc, vc, valid, valid_stride, K, H, Hkv, C, hd, p, t0, t1, att);
+      decode_attention_tasks(q, kc, vc, valid, valid_stride, K, H, Hkv, C, hd, p, t0, t1, att, scores + w * (p + K));
       sync();
       product(att, lw.wo, x, int64_t{H} * hd, dim, x2);
       sync();

@@ -464,4 +464,44 @@ void packed_matmul_blocks_f16(const float*, const uint16_t*, const float*, int64
 bool packed_f16_supported() { return false; }
 #endif
 
+namespace {
+inline float bf16_to_float(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+// Round to nearest even, as c10::BFloat16 does (no NaN here: see the top).
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+inline float silu_of(float s) { return s / (1.0f + expf(std::min(-s, 80.0f))); }
+}  // namespace
+
+LOONG_VECTOR_CLONES
+void sum_frame_f32(float* __restrict y, const float* __restrict a, const float* __restrict b,
+                   const float* __restrict r, int64_t n, bool silu) {
+  for (int64_t i = 0; i < n; ++i) {
+    float s = y[i];
+    if (a) s += a[i];
+    if (b) s += b[i];
+    if (r) s += r[i];
+    y[i] = silu ? silu_of(s) : s;
+  }
+}
+
+LOONG_VECTOR_CLONES
+void sum_frame_bf16(uint16_t* __restrict y, const uint16_t* __restrict a, const uint16_t* __restrict b,
+                    const uint16_t* __restrict r, int64_t n, bool silu) {
+  for (int64_t i = 0; i < n; ++i) {
+    float s = bf16_to_float(y[i]);
+    if (a) s += bf16_to_float(a[i]);
+    if (b) s += bf16_to_float(b[i]);
+    if (r) s += bf16_to_float(r[i]);
+    y[i] = float_to_bf16(silu ? silu_of(s) : s);
+  }
+}
+
 }  // namespace loong::detail

@@ -92,15 +92,16 @@ void decode_attention_into(const float* q, const float* k, const float* v, const
 
 void decode_attention_tasks(const float* q, const float* k, const float* v, const bool* valid, int64_t valid_stride,
                             int64_t K, int64_t H, int64_t Hkv, int64_t C, int64_t D, int64_t p, int64_t t0,
-                            int64_t t1, float* out) {
+                            int64_t t1, float* out, float* scratch) {
   const int rep = static_cast<int>(H / Hkv);
-  std::vector<float> scratch(static_cast<size_t>(p + K));
+  std::vector<float> own(scratch ? 0 : static_cast<size_t>(p + K));
+  if (!scratch) scratch = own.data();
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t b = t / Hkv, g = t % Hkv;
     for (int64_t j = 0; j < K; ++j) {
       const int64_t at = ((b * K + j) * H + g * rep) * D;
       detail::decode_attention_head(q + at, k + t * C * D, v + t * C * D, valid ? valid + b * valid_stride : nullptr,
-                                    p + j + 1, rep, static_cast<int>(D), scratch.data(), out + at);
+                                    p + j + 1, rep, static_cast<int>(D), scratch, out + at);
     }
   }
 }
@@ -238,6 +239,59 @@ RowsWeight quantize_rows(const at::Tensor& w, const std::string& type) {
   auto scale = f.abs().amax(1).div(127.0).clamp_min(1e-12);
   auto q = f.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
   return {q, scale.contiguous()};
+}
+
+}  // namespace loong
+
+namespace loong {
+
+namespace {
+// Frame-major: each of the first dimension's entries one dense block.
+bool frame_major(const at::Tensor& t) {
+  return t.dim() == 4 && t.device().is_cpu() &&
+         (t.is_contiguous() || t.is_contiguous(at::MemoryFormat::ChannelsLast));
+}
+}  // namespace
+
+bool sum_frame_taps_supported(const at::Tensor& y, const std::vector<at::Tensor>& older, const at::Tensor& residual) {
+  if (!frame_major(y) || (y.scalar_type() != at::kFloat && y.scalar_type() != at::kBFloat16) || older.size() > 2)
+    return false;
+  const auto same = [&](const at::Tensor& t, int64_t frames) {
+    return frame_major(t) && t.scalar_type() == y.scalar_type() && t.size(0) == frames &&
+           t.sizes().slice(1) == y.sizes().slice(1) && t.strides().slice(1) == y.strides().slice(1);
+  };
+  for (size_t s = 1; s <= older.size(); ++s) {
+    const auto& t = older[s - 1];
+    const int64_t frames = y.size(0) - static_cast<int64_t>(s);
+    if (frames > 0 ? !t.defined() || !same(t, frames) : t.defined()) return false;
+  }
+  return !residual.defined() || same(residual, y.size(0));
+}
+
+void sum_frame_taps(const at::Tensor& y, const std::vector<at::Tensor>& older, const at::Tensor& residual, bool silu) {
+  if (!sum_frame_taps_supported(y, older, residual))
+    fail("sum_frame_taps", "expected frame-major float32 or bfloat16 CPU tensors of one layout, at most two older taps");
+  const int64_t T = y.size(0), P = T ? y.numel() / T : 0;
+  const bool bf16 = y.scalar_type() == at::kBFloat16;
+  auto frame = [&](const at::Tensor& t, int64_t i) -> const void* {
+    if (!t.defined() || i < 0) return nullptr;
+    return static_cast<const char*>(t.data_ptr()) + i * P * static_cast<int64_t>(t.element_size());
+  };
+  const at::Tensor none;
+  const at::Tensor& a = older.size() > 0 ? older[0] : none;
+  const at::Tensor& b = older.size() > 1 ? older[1] : none;
+  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      void* yt = const_cast<void*>(frame(y, t));
+      const void *ap = frame(a, t - 1), *bp = frame(b, t - 2), *rp = frame(residual, t);
+      if (bf16)
+        detail::sum_frame_bf16(static_cast<uint16_t*>(yt), static_cast<const uint16_t*>(ap),
+                               static_cast<const uint16_t*>(bp), static_cast<const uint16_t*>(rp), P, silu);
+      else
+        detail::sum_frame_f32(static_cast<float*>(yt), static_cast<const float*>(ap), static_cast<const float*>(bp),
+                              static_cast<const float*>(rp), P, silu);
+    }
+  });
 }
 
 }  // namespace loong

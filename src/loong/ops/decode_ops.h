@@ -46,10 +46,25 @@ int decode_loop_threads();
 void run_team(int threads, const std::function<void(int, int, const std::function<void()>&)>& f);
 
 // decode_attention_into's tasks [t0, t1) of its B * Hkv (row b = t / Hkv,
-// key/value head t % Hkv), on the calling thread.
+// key/value head t % Hkv), on the calling thread. `scratch`: p + K floats of
+// the caller's (a team's threads each pass their own: a heap allocation per
+// layer and thread, from the one arena keep_freed_memory leaves, made the
+// minute's decode 25% slower, docs/benchmarks.md), or null to allocate.
 void decode_attention_tasks(const float* q, const float* k, const float* v, const bool* valid, int64_t valid_stride,
                             int64_t K, int64_t H, int64_t Hkv, int64_t C, int64_t D, int64_t p, int64_t t0,
-                            int64_t t1, float* out);
+                            int64_t t1, float* out, float* scratch = nullptr);
+
+// The sum of a causal convolution's temporal taps, for the tokenizer's frame
+// decoder (tokenizer/frame_decoder.h), in one pass: frames [T, ...] of one
+// item, float32 or bfloat16, every tensor frame-major (contiguous or
+// channels-last). y (the newest tap's output, its bias included) gets, frame
+// t, older[s - 1] frame t - s for each shift s <= older.size() where t >= s
+// (older[s - 1] has T - s frames, or is undefined when T <= s), then
+// residual frame t when defined, then SiLU when `silu`; summed in float32 in
+// that order and rounded once. At most two older taps. Frames are shared
+// out over LibTorch's threads.
+bool sum_frame_taps_supported(const at::Tensor& y, const std::vector<at::Tensor>& older, const at::Tensor& residual);
+void sum_frame_taps(const at::Tensor& y, const std::vector<at::Tensor>& older, const at::Tensor& residual, bool silu);
 
 // Whether small_matmul takes this weight: a contiguous float32 CPU tensor.
 bool small_matmul_supported(const at::Tensor& w);

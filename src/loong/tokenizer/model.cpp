@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "loong/core/error.h"
+#include "loong/tokenizer/frame_decoder.h"
 #include "loong/tokenizer/layers.h"
 
 namespace loong::tokenizer {
@@ -74,13 +75,23 @@ torch::Tensor VideoTokenizerImpl::encode(const torch::Tensor& video) {
 }
 
 torch::Tensor VideoTokenizerImpl::decode(const torch::Tensor& indices) {
+  return decoder->forward(embed_codes(indices));
+}
+
+std::shared_ptr<const FrameDecoder> VideoTokenizerImpl::frame_decoder(c10::ScalarType dtype) {
+  std::lock_guard<std::mutex> lock(frame_decoder_mutex_);
+  if (!frame_decoder_ || frame_decoder_->dtype() != dtype || !frame_decoder_->current(*this))
+    frame_decoder_ = FrameDecoder::build(*this, dtype);
+  return frame_decoder_;
+}
+
+torch::Tensor VideoTokenizerImpl::embed_codes(const torch::Tensor& indices) {
   if (indices.dim() != 4) fail("tokens", "expected token ids [B, T', H', W'], got " + c10::str(indices.sizes()));
   const auto lo = indices.min().item<int64_t>(), hi = indices.max().item<int64_t>();
   if (lo < 0 || hi >= config.codebook_size)
     fail("tokens", "ids must be in [0, " + std::to_string(config.codebook_size) + "), got [" + std::to_string(lo) +
                        ", " + std::to_string(hi) + "]");
-  auto z = quantizer->embed(indices.to(torch::kLong)).permute({0, 4, 1, 2, 3});  // [B, D, T', H', W']
-  return decoder->forward(z);
+  return quantizer->embed(indices.to(torch::kLong)).permute({0, 4, 1, 2, 3});  // [B, D, T', H', W']
 }
 
 TokenizerOutput VideoTokenizerImpl::forward(const torch::Tensor& video) {

@@ -6,6 +6,8 @@
 // Parameter names: encoder.layers.N.*, quantizer.embedding.weight,
 // quantizer.usage, decoder.layers.N.*.
 #pragma once
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include <torch/nn.h>
@@ -15,6 +17,8 @@
 #include "loong/tokenizer/quantizer.h"
 
 namespace loong::tokenizer {
+
+class FrameDecoder;  // tokenizer/frame_decoder.h
 
 struct TokenizerOutput {
   torch::Tensor reconstruction;   // [B, 3, T, H, W]
@@ -33,6 +37,12 @@ struct VideoTokenizerImpl : torch::nn::Module {
   torch::Tensor encode(const torch::Tensor& video);
   // token ids [B, T', H', W'] -> [B, 3, T, H, W]
   torch::Tensor decode(const torch::Tensor& indices);
+  // token ids [B, T', H', W'] (checked) -> their codebook vectors [B, D, T', H', W'], what decode decodes
+  torch::Tensor embed_codes(const torch::Tensor& indices);
+  // The decoder as tokenizer/frame_decoder.h runs it on the CPU, its weights
+  // in `dtype`: made on first use and again after a decoder parameter
+  // changed; nullptr where that layout does not cover the decoder.
+  std::shared_ptr<const FrameDecoder> frame_decoder(c10::ScalarType dtype);
   // Training pass: quantise with straight-through gradients (updates CVQ
   // usage in training mode).
   TokenizerOutput forward(const torch::Tensor& video);
@@ -45,6 +55,8 @@ struct VideoTokenizerImpl : torch::nn::Module {
 
  private:
   void check_input(const torch::Tensor& video) const;
+  std::mutex frame_decoder_mutex_;
+  std::shared_ptr<const FrameDecoder> frame_decoder_;
 };
 TORCH_MODULE(VideoTokenizer);
 

@@ -9,6 +9,7 @@
 #include "loong/core/torch_compat.h"
 #include "loong/io/safetensors.h"
 #include "loong/ops/device.h"
+#include "loong/tokenizer/frame_decoder.h"
 
 namespace loong::tokenizer {
 
@@ -57,9 +58,15 @@ torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int
   torch::NoGradGuard ng;
   model->eval();
   const auto device = model->parameters().front().device();
+  const bool in_bf16 = decodes_in_bf16(bf16, device);
   torch::Tensor frames;  // [B, T, H, W, 3]
-  {
-    Bf16Autocast autocast(device.type(), decodes_in_bf16(bf16, device));
+  // On the CPU, frame by frame (tokenizer/frame_decoder.h: 2-4x faster
+  // convolutions in bfloat16); elsewhere the model's own decode.
+  auto frame_decoder = device.is_cpu() ? model->frame_decoder(in_bf16 ? torch::kBFloat16 : torch::kFloat) : nullptr;
+  if (frame_decoder) {
+    frames = video_to_frames(frame_decoder->forward(model->embed_codes(codes.to(torch::kLong))));
+  } else {
+    Bf16Autocast autocast(device.type(), in_bf16);
     frames = video_to_frames(model->decode(codes.to(device, torch::kLong)));
   }
   if (skip < 0 || keep < 0 || skip + keep > frames.size(1))
