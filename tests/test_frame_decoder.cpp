@@ -24,7 +24,7 @@ VideoTokenizer random_tokenizer(const std::string& norm, std::vector<bool> tempo
   c.temporal_down = std::move(temporal_down);
   VideoTokenizer tok(c);
   torch::NoGradGuard ng;
-  for (auto& p : tok->decoder->parameters())  // variance-preserving: activations stay about 1
+  for (auto& p : tok->decoder->parameters())  // variance-preserving convolutions
     p.normal_(0, p.dim() > 1 ? 1.0 / std::sqrt(static_cast<double>(p.numel() / p.size(0))) : 0.1);
   tok->eval();
   return tok;
@@ -75,14 +75,20 @@ TEST(FrameDecoder, FollowsChangedWeights) {
   auto ids = torch::randint(0, tok->config.codebook_size, {1, 2, 2, 2}, torch::kLong);
   auto a = tok->frame_decoder(torch::kFloat);
   EXPECT_EQ(a, tok->frame_decoder(torch::kFloat)) << "made once while the weights stay";
-  EXPECT_NE(a, tok->frame_decoder(torch::kBFloat16)) << "made again for another type";
-  // A weight changed in place (a training step, a checkpoint copied in).
-  tok->decoder->parameters().back().add_(0.5);
+  auto a16 = tok->frame_decoder(torch::kBFloat16);
+  EXPECT_NE(a, a16);
+  EXPECT_EQ(a, tok->frame_decoder(torch::kFloat)) << "one kept for each type";
+  EXPECT_EQ(a16, tok->frame_decoder(torch::kBFloat16));
+  // The first convolution's weight, which the decoder copies (a stale copy
+  // would decode with the old values), changed in place: a training step, a
+  // checkpoint copied in.
+  auto w = tok->decoder->parameters().front();
+  ASSERT_EQ(w.dim(), 5);
+  w.add_(0.5);
   auto b = tok->frame_decoder(torch::kFloat);
   EXPECT_NE(a, b);
   EXPECT_LT(max_abs(b->forward(tok->embed_codes(ids)) - tok->decode(ids)), 1e-4 * max_abs(tok->decode(ids)));
-  // A weight replaced by another tensor.
-  auto w = tok->decoder->parameters().front();
+  // ... and replaced by another tensor.
   w.set_data(w.detach().clone().mul_(2));
   auto c = tok->frame_decoder(torch::kFloat);
   EXPECT_NE(b, c);
@@ -101,6 +107,19 @@ TEST(FrameDecoder, UnknownLayersFallBackToTheModel) {
   const auto after = decode_clip(tok, ids, 0, 5, false);
   EXPECT_TRUE(torch::equal(after, video_to_frames(tok->decode(ids)).narrow(1, 0, 5)));
   EXPECT_LE((after.to(torch::kInt) - before.to(torch::kInt)).abs().max().item<int>(), 1);
+}
+
+// A tokenizer made under c10::InferenceMode (its weights have no version
+// counters) decodes through the frame decoder too.
+TEST(FrameDecoder, DecodesATokenizerMadeInInferenceMode) {
+  c10::InferenceMode inference;
+  auto tok = random_tokenizer("none", {true, true, false}, 9);
+  ASSERT_TRUE(tok->decoder->parameters().front().is_inference());
+  auto ids = torch::randint(0, tok->config.codebook_size, {1, 2, 2, 2}, torch::kLong);
+  ASSERT_TRUE(tok->frame_decoder(torch::kFloat));
+  const auto got = decode_clip(tok, ids, 0, 5, false);
+  const auto want = video_to_frames(tok->decode(ids));
+  EXPECT_LE((got.to(torch::kInt) - want.to(torch::kInt)).abs().max().item<int>(), 1);
 }
 
 // The one-pass sum of a convolution's taps against the same sums made by

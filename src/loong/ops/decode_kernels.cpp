@@ -471,10 +471,13 @@ inline float bf16_to_float(uint16_t h) {
   __builtin_memcpy(&f, &u, 4);
   return f;
 }
-// Round to nearest even, as c10::BFloat16 does (no NaN here: see the top).
+// Round to nearest even, as c10::BFloat16 does; a NaN stays a NaN (tested on
+// the bits, which -ffast-math does not fold away: a diverged checkpoint's
+// activations are not this file's padding keys).
 inline uint16_t float_to_bf16(float f) {
   uint32_t u;
   __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
   return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 inline float silu_of(float s) { return s / (1.0f + expf(std::min(-s, 80.0f))); }

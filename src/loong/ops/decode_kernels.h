@@ -60,9 +60,10 @@ void rows_matmul_columns_int8(const float* x, const int8_t* w, const float* scal
 
 // The tokenizer's frame decoder (tokenizer/frame_decoder.h): one frame's n
 // values of y = y + a + b + r, each of a, b, r skipped where null, then
-// silu(y) when `silu`, summed in float32 in that order and stored once (for
-// bfloat16, the uint16 bits, rounded to nearest even). One pass where the
-// taps, the residual and SiLU were one pass each.
+// silu(y) when `silu`, summed in float32 (in that order, up to -ffast-math's
+// freedom) and stored once (for bfloat16, the uint16 bits, rounded to
+// nearest even). One pass where the taps, the residual and SiLU were one
+// pass each.
 void sum_frame_f32(float* y, const float* a, const float* b, const float* r, int64_t n, bool silu);
 void sum_frame_bf16(uint16_t* y, const uint16_t* a, const uint16_t* b, const uint16_t* r, int64_t n, bool silu);
 

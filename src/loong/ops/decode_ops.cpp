@@ -280,16 +280,26 @@ void sum_frame_taps(const at::Tensor& y, const std::vector<at::Tensor>& older, c
   const at::Tensor none;
   const at::Tensor& a = older.size() > 0 ? older[0] : none;
   const at::Tensor& b = older.size() > 1 ? older[1] : none;
-  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      void* yt = const_cast<void*>(frame(y, t));
-      const void *ap = frame(a, t - 1), *bp = frame(b, t - 2), *rp = frame(residual, t);
+  // Pieces of at most 16,384 values (frame t's piece j), so that a few large
+  // frames still go to every thread.
+  constexpr int64_t kPiece = 16384;
+  const int64_t pieces = std::max<int64_t>((P + kPiece - 1) / kPiece, 1);
+  const int64_t es = static_cast<int64_t>(y.element_size());
+  auto at_piece = [&](const void* p, int64_t j) -> const void* {
+    return p ? static_cast<const char*>(p) + j * kPiece * es : nullptr;
+  };
+  at::parallel_for(0, T * pieces, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / pieces, j = i % pieces, n = std::min(kPiece, P - j * kPiece);
+      void* yp = const_cast<void*>(at_piece(frame(y, t), j));
+      const void *ap = at_piece(frame(a, t - 1), j), *bp = at_piece(frame(b, t - 2), j),
+                 *rp = at_piece(frame(residual, t), j);
       if (bf16)
-        detail::sum_frame_bf16(static_cast<uint16_t*>(yt), static_cast<const uint16_t*>(ap),
-                               static_cast<const uint16_t*>(bp), static_cast<const uint16_t*>(rp), P, silu);
+        detail::sum_frame_bf16(static_cast<uint16_t*>(yp), static_cast<const uint16_t*>(ap),
+                               static_cast<const uint16_t*>(bp), static_cast<const uint16_t*>(rp), n, silu);
       else
-        detail::sum_frame_f32(static_cast<float*>(yt), static_cast<const float*>(ap), static_cast<const float*>(bp),
-                              static_cast<const float*>(rp), P, silu);
+        detail::sum_frame_f32(static_cast<float*>(yp), static_cast<const float*>(ap), static_cast<const float*>(bp),
+                              static_cast<const float*>(rp), n, silu);
     }
   });
 }

@@ -61,8 +61,8 @@ void decode_attention_tasks(const float* q, const float* k, const float* v, cons
 // t, older[s - 1] frame t - s for each shift s <= older.size() where t >= s
 // (older[s - 1] has T - s frames, or is undefined when T <= s), then
 // residual frame t when defined, then SiLU when `silu`; summed in float32 in
-// that order and rounded once. At most two older taps. Frames are shared
-// out over LibTorch's threads.
+// that order and rounded once. At most two older taps. Pieces of frames are
+// shared out over LibTorch's threads (so a clip of one frame uses them all).
 bool sum_frame_taps_supported(const at::Tensor& y, const std::vector<at::Tensor>& older, const at::Tensor& residual);
 void sum_frame_taps(const at::Tensor& y, const std::vector<at::Tensor>& older, const at::Tensor& residual, bool silu);
 

@@ -33,6 +33,7 @@ struct Conv {
                                   : at::Tensor());
       auto yb = y.narrow(0, b * T, T);
       auto rb = residual.defined() ? residual.narrow(0, b * T, T) : at::Tensor();
+      if (kt == 1 && !rb.defined() && !silu) continue;  // nothing to add
       if (sum_frame_taps_supported(yb, older, rb)) {  // one pass (ops/decode_ops.h)
         sum_frame_taps(yb, older, rb, silu);
         continue;
@@ -146,19 +147,30 @@ struct NormActLayer : FrameDecoder::Layer {
 
 }  // namespace
 
+namespace {
+// A parameter's version counter; inference tensors (made under
+// c10::InferenceMode) have none and cannot change in place.
+int64_t version_of(const at::Tensor& p) { return p.is_inference() ? -1 : static_cast<int64_t>(p._version()); }
+}  // namespace
+
 std::unique_ptr<FrameDecoder> FrameDecoder::build(VideoTokenizerImpl& model, c10::ScalarType dtype) {
   torch::NoGradGuard ng;
   std::unique_ptr<FrameDecoder> d(new FrameDecoder);
   d->dtype_ = dtype;
+  for (const auto& child : model.decoder->children()) d->modules_.push_back(child.get());
+  for (const auto& p : model.decoder->parameters()) d->versions_.emplace_back(p.storage(), version_of(p));
+  auto unsupported = [&] {
+    d->layers_.clear();
+    return std::move(d);
+  };
   for (const auto& child : model.decoder->children()) {
-    d->modules_.push_back(child.get());
     if (auto c = std::dynamic_pointer_cast<CausalConv3dImpl>(child)) {
-      if (!unit_stride(*c)) return nullptr;
+      if (!unit_stride(*c)) return unsupported();
       auto l = std::make_shared<ConvLayer>();
       l->conv = make_conv(c->conv->weight, c->conv->bias, dtype);
       d->layers_.push_back(l);
     } else if (auto r = std::dynamic_pointer_cast<ResBlock3dImpl>(child)) {
-      if (!unit_stride(*r->conv1) || !unit_stride(*r->conv2)) return nullptr;
+      if (!unit_stride(*r->conv1) || !unit_stride(*r->conv2)) return unsupported();
       auto l = std::make_shared<ResLayer>();
       l->norm1 = make_norm(*r->norm1);
       l->norm2 = make_norm(*r->norm2);
@@ -167,7 +179,7 @@ std::unique_ptr<FrameDecoder> FrameDecoder::build(VideoTokenizerImpl& model, c10
       if (r->shortcut) l->shortcut = make_conv(r->shortcut->weight, r->shortcut->bias, dtype);  // 1x1x1
       d->layers_.push_back(l);
     } else if (auto u = std::dynamic_pointer_cast<Upsample3dImpl>(child)) {
-      if (!unit_stride(*u->conv)) return nullptr;
+      if (!unit_stride(*u->conv)) return unsupported();
       auto l = std::make_shared<UpLayer>();
       l->conv = make_conv(u->conv->conv->weight, u->conv->conv->bias, dtype);
       l->temporal = u->st == 2;
@@ -177,10 +189,10 @@ std::unique_ptr<FrameDecoder> FrameDecoder::build(VideoTokenizerImpl& model, c10
       l->norm = make_norm(*n->norm);
       d->layers_.push_back(l);
     } else {
-      return nullptr;
+      return unsupported();
     }
   }
-  for (const auto& p : model.decoder->parameters()) d->versions_.emplace_back(p.data_ptr(), p._version());
+  d->supported_ = true;
   return d;
 }
 
@@ -192,7 +204,8 @@ bool FrameDecoder::current(VideoTokenizerImpl& model) const {
   const auto params = model.decoder->parameters();
   if (params.size() != versions_.size()) return false;
   for (size_t i = 0; i < params.size(); ++i)
-    if (params[i].data_ptr() != versions_[i].first || params[i]._version() != versions_[i].second) return false;
+    if (!params[i].storage().is_alias_of(versions_[i].first) || version_of(params[i]) != versions_[i].second)
+      return false;
   return true;
 }
 
@@ -200,8 +213,10 @@ at::Tensor FrameDecoder::forward(const at::Tensor& latents) const {
   torch::NoGradGuard ng;
   const int64_t T = latents.size(2), H = latents.size(3), W = latents.size(4);
   int64_t B = latents.size(0);
-  // [B, D, T, H, W] -> frame-major [B, T, H, W, D] -> [B*T, D, H, W] channels-last
-  auto x = latents.to(dtype_).permute({0, 2, 3, 4, 1}).contiguous().view({B * T, H, W, -1}).permute({0, 3, 1, 2});
+  // [B, D, T, H, W] -> frame-major [B, T, H, W, D] -> [B*T, D, H, W]
+  // channels-last; always a copy, since layers may write their input in place.
+  auto x = latents.permute({0, 2, 3, 4, 1}).to(dtype_, false, true, at::MemoryFormat::Contiguous)
+               .view({B * T, H, W, -1}).permute({0, 3, 1, 2});
   for (const auto& l : layers_) x = l->run(x, B);
   // [B*T, 3, H, W] channels-last -> [B, T, H, W, 3] -> [B, 3, T, H, W] (a view)
   const int64_t frames = x.size(0) / B;

@@ -14,9 +14,11 @@
 // Spatial padding is the 2D convolution's own.
 //
 // Same layers, weights and order of operations as VideoTokenizerImpl's
-// decoder; only the sums of the temporal taps are rounded once per tap (in
-// bfloat16, the frames differ from conv3d's by bfloat16 rounding; in float32
-// by float rounding). Group norms run in float32, as autocast runs them.
+// decoder; each tap's output is rounded to the decoder's type before the
+// taps are summed (in float32), so in bfloat16 the frames differ from
+// conv3d's by bfloat16 rounding, in float32 by float rounding. Group norms
+// run in float32, as autocast runs them, their output rounded to the
+// decoder's type before SiLU.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -24,6 +26,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/ScalarType.h>
+#include <c10/core/Storage.h>
 
 namespace loong::tokenizer {
 
@@ -32,10 +35,11 @@ struct VideoTokenizerImpl;
 class FrameDecoder {
  public:
   // A copy of `model`'s decoder weights in `dtype` (float or bfloat16), laid
-  // out for the frame layout. Returns nullptr for a decoder this layout does
-  // not cover (a strided convolution or an unknown layer): use the model's
-  // own decode then.
+  // out for the frame layout. For a decoder this layout does not cover (a
+  // strided convolution or an unknown layer) it holds no weights and
+  // supported() is false: the model's own decode runs then.
   static std::unique_ptr<FrameDecoder> build(VideoTokenizerImpl& model, c10::ScalarType dtype);
+  bool supported() const { return supported_; }
 
   // Latents [B, D, T', H', W'] (any float type, on the CPU) -> the video
   // [B, 3, T, H, W] in `dtype`, as a view of frame-major memory
@@ -43,7 +47,8 @@ class FrameDecoder {
   at::Tensor forward(const at::Tensor& latents) const;
 
   // Whether the copy still is the model's decoder (no layer added or
-  // replaced, no weight changed in place or replaced since build).
+  // replaced, no weight changed in place or replaced since build: each
+  // weight's storage, held, and its version counter are compared).
   bool current(VideoTokenizerImpl& model) const;
 
   c10::ScalarType dtype() const { return dtype_; }
@@ -53,9 +58,10 @@ class FrameDecoder {
  private:
   FrameDecoder() = default;
   c10::ScalarType dtype_ = c10::ScalarType::Float;
+  bool supported_ = false;
   std::vector<std::shared_ptr<Layer>> layers_;
-  std::vector<const void*> modules_;                       // the decoder's layers at build
-  std::vector<std::pair<const void*, int64_t>> versions_;  // each parameter's data and version at build
+  std::vector<const void*> modules_;                        // the decoder's layers at build
+  std::vector<std::pair<c10::Storage, int64_t>> versions_;  // each parameter's storage and version at build
 };
 
 }  // namespace loong::tokenizer

@@ -80,9 +80,9 @@ torch::Tensor VideoTokenizerImpl::decode(const torch::Tensor& indices) {
 
 std::shared_ptr<const FrameDecoder> VideoTokenizerImpl::frame_decoder(c10::ScalarType dtype) {
   std::lock_guard<std::mutex> lock(frame_decoder_mutex_);
-  if (!frame_decoder_ || frame_decoder_->dtype() != dtype || !frame_decoder_->current(*this))
-    frame_decoder_ = FrameDecoder::build(*this, dtype);
-  return frame_decoder_;
+  auto& slot = frame_decoders_[dtype == c10::ScalarType::BFloat16 ? 1 : 0];  // one a type: float, bfloat16
+  if (!slot || slot->dtype() != dtype || !slot->current(*this)) slot = FrameDecoder::build(*this, dtype);
+  return slot->supported() ? slot : nullptr;
 }
 
 torch::Tensor VideoTokenizerImpl::embed_codes(const torch::Tensor& indices) {

@@ -40,8 +40,8 @@ struct VideoTokenizerImpl : torch::nn::Module {
   // token ids [B, T', H', W'] (checked) -> their codebook vectors [B, D, T', H', W'], what decode decodes
   torch::Tensor embed_codes(const torch::Tensor& indices);
   // The decoder as tokenizer/frame_decoder.h runs it on the CPU, its weights
-  // in `dtype`: made on first use and again after a decoder parameter
-  // changed; nullptr where that layout does not cover the decoder.
+  // in `dtype` (one kept for each type): made on first use and again after
+  // the decoder changed; nullptr where that layout does not cover the decoder.
   std::shared_ptr<const FrameDecoder> frame_decoder(c10::ScalarType dtype);
   // Training pass: quantise with straight-through gradients (updates CVQ
   // usage in training mode).
@@ -56,7 +56,7 @@ struct VideoTokenizerImpl : torch::nn::Module {
  private:
   void check_input(const torch::Tensor& video) const;
   std::mutex frame_decoder_mutex_;
-  std::shared_ptr<const FrameDecoder> frame_decoder_;
+  std::shared_ptr<const FrameDecoder> frame_decoders_[2];
 };
 TORCH_MODULE(VideoTokenizer);
 

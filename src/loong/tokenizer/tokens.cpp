@@ -64,7 +64,7 @@ torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int
   // convolutions in bfloat16); elsewhere the model's own decode.
   auto frame_decoder = device.is_cpu() ? model->frame_decoder(in_bf16 ? torch::kBFloat16 : torch::kFloat) : nullptr;
   if (frame_decoder) {
-    frames = video_to_frames(frame_decoder->forward(model->embed_codes(codes.to(torch::kLong))));
+    frames = video_to_frames(frame_decoder->forward(model->embed_codes(codes.to(device, torch::kLong))));
   } else {
     Bf16Autocast autocast(device.type(), in_bf16);
     frames = video_to_frames(model->decode(codes.to(device, torch::kLong)));
