@@ -99,7 +99,10 @@ int main(int argc, char** argv) {
       enc.push_back(time_ms([&] { ids = tok->encode(x); sync(); }));
       dec.push_back(time_ms([&] { tok->decode(ids); sync(); }));
       if (other) dec_other.push_back(time_ms([&] { other->decode(ids); sync(); }));
-      if (r == 0) clip(false), clip(bf16);  // warm-up: the frame decoder's weights are copied on first use
+      if (r == 0) {  // warm-up: the frame decoder's weights are copied on first use
+        clip(false);
+        clip(bf16);
+      }
       model_f32.push_back(time_ms([&] { model_frames(false); }));
       clip_f32.push_back(time_ms([&] { clip(false); }));
       if (bf16) {

@@ -2,6 +2,10 @@
 // the clip plan and the codes decode to exactly the frames generation
 // emitted; the decode's precision (bfloat16 where native) travels with them.
 #include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -97,39 +101,33 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
   bad.fps = 30000.0 / 1001.0;
   tokenizer::save_tokens(dir / "f.safetensors", bad);
   EXPECT_EQ(tokenizer::load_tokens(dir / "f.safetensors").fps, 30000.0 / 1001.0);
-  loong::safetensors::save(dir / "k.safetensors",
-                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)},
-                            {"chunks", torch::full({1}, 2, torch::kInt)},
-                            {"skip", torch::zeros({2}, torch::kInt)},
-                            {"keep", torch::ones({2}, torch::kInt)}},
-                           {{"format", "loong-video-tokens"}});
-  expect_error([&] { tokenizer::load_tokens(dir / "k.safetensors"); }, {"k.safetensors", "one entry per chunk"});
-  loong::safetensors::save(dir / "h.safetensors",
-                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)},
-                            {"chunks", torch::full({1}, 2, torch::kInt)},
-                            {"keep", torch::ones({1}, torch::kInt)}},
-                           {{"format", "loong-video-tokens"}});
-  expect_error([&] { tokenizer::load_tokens(dir / "h.safetensors"); }, {"h.safetensors", "not the other"});
-  loong::safetensors::save(dir / "n.safetensors",
-                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)},
-                            {"chunks", torch::full({1}, 2, torch::kInt)},
-                            {"skip", torch::full({1}, -1, torch::kInt)},
-                            {"keep", torch::ones({1}, torch::kInt)}},
-                           {{"format", "loong-video-tokens"}});
-  expect_error([&] { tokenizer::load_tokens(dir / "n.safetensors"); }, {"'skip' entries must be non-negative"});
+  // A token file of one 2-frame chunk, plus `extra` tensors and metadata.
+  auto write = [&](const std::string& name, std::vector<std::pair<std::string, at::Tensor>> extra,
+                   std::map<std::string, std::string> metadata = {}) {
+    extra.emplace_back("tokens", torch::zeros({2, 2, 2}, torch::kInt));
+    extra.emplace_back("chunks", torch::full({1}, 2, torch::kInt));
+    metadata["format"] = "loong-video-tokens";
+    const std::string path = dir / name;
+    loong::safetensors::save(path, extra, metadata);
+    return path;
+  };
+  auto k = write("k.safetensors", {{"skip", torch::zeros({2}, torch::kInt)}, {"keep", torch::ones({2}, torch::kInt)}});
+  expect_error([&] { tokenizer::load_tokens(k); }, {"k.safetensors", "one entry per chunk"});
+  auto h = write("h.safetensors", {{"keep", torch::ones({1}, torch::kInt)}});
+  expect_error([&] { tokenizer::load_tokens(h); }, {"h.safetensors", "not the other"});
+  auto n = write("n.safetensors", {{"skip", torch::full({1}, -1, torch::kInt)}, {"keep", torch::ones({1}, torch::kInt)}});
+  expect_error([&] { tokenizer::load_tokens(n); }, {"'skip' entries must be non-negative"});
   // decode=bf16 (bfloat16 where native), or cuda_decode=bf16 as files said
   // before 2026-12-06 (on CUDA only: the CPU decodes them in float32, as
   // generation then did); another value, or both keys, are refused.
   for (const std::string key : {"decode", "cuda_decode"})
     for (const std::string value : {"bf16", "f16"}) {
-      loong::safetensors::save(dir / "d.safetensors",
-                               {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)}, {"chunks", torch::full({1}, 2, torch::kInt)}},
-                               {{"format", "loong-video-tokens"}, {key, value}});
+      auto d = write("d.safetensors", {}, {{key, value}});
       if (value != "bf16") {
-        expect_error([&] { tokenizer::load_tokens(dir / "d.safetensors"); }, {key + " must be 'bf16'"});
+        expect_error([&] { tokenizer::load_tokens(d); }, {key + " must be 'bf16'"});
         continue;
       }
-      auto v = tokenizer::load_tokens(dir / "d.safetensors");
+      auto v = tokenizer::load_tokens(d);
       EXPECT_TRUE(v.bf16) << key;
       EXPECT_EQ(v.bf16_cuda_only, key == "cuda_decode");
       auto f32 = v;
@@ -137,10 +135,8 @@ TEST(Gen, SavedCodesDecodeToTheSameVideo) {
       const bool same = torch::equal(tokenizer::decode_video(tok, v), tokenizer::decode_video(tok, f32));
       EXPECT_EQ(same, key == "cuda_decode" || !loong::native_bf16(torch::kCPU)) << key;
     }
-  loong::safetensors::save(dir / "d.safetensors",
-                           {{"tokens", torch::zeros({2, 2, 2}, torch::kInt)}, {"chunks", torch::full({1}, 2, torch::kInt)}},
-                           {{"format", "loong-video-tokens"}, {"decode", "bf16"}, {"cuda_decode", "bf16"}});
-  expect_error([&] { tokenizer::load_tokens(dir / "d.safetensors"); }, {"both decode and cuda_decode"});
+  auto both = write("d.safetensors", {}, {{"decode", "bf16"}, {"cuda_decode", "bf16"}});
+  expect_error([&] { tokenizer::load_tokens(both); }, {"both decode and cuda_decode"});
   EXPECT_FALSE(tokenizer::load_tokens(dir / "f.safetensors").bf16);
 }
 

@@ -1,5 +1,7 @@
 // The operations of one decoding step on the CPU, written for a batch of a
-// few rows (decode_kernels.cpp says why they are written by hand).
+// few rows (decode_kernels.cpp says why they are written by hand), and the
+// tokenizer frame decoder's one-pass sums (here for the same reason: this
+// file is compiled with OpenMP, so at::parallel_for shares out their work).
 #pragma once
 #include <ATen/ATen.h>
 

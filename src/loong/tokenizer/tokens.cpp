@@ -60,8 +60,8 @@ torch::Tensor decode_clip(VideoTokenizer& model, const torch::Tensor& codes, int
   const auto device = model->parameters().front().device();
   const bool in_bf16 = decodes_in_bf16(bf16, device);
   torch::Tensor frames;  // [B, T, H, W, 3]
-  // On the CPU, frame by frame (tokenizer/frame_decoder.h: 2-4x faster
-  // convolutions in bfloat16); elsewhere the model's own decode.
+  // On the CPU, frame by frame (tokenizer/frame_decoder.h: a clip 1.7x
+  // faster in bfloat16, 1.2x in float32); elsewhere the model's own decode.
   auto frame_decoder = device.is_cpu() ? model->frame_decoder(in_bf16 ? torch::kBFloat16 : torch::kFloat) : nullptr;
   if (frame_decoder) {
     frames = video_to_frames(frame_decoder->forward(model->embed_codes(codes.to(device, torch::kLong))));
